@@ -1,0 +1,750 @@
+"""The catalog: the replicated view of registrations, as a state-based CRDT.
+
+Every member holds one :class:`Catalog`. It is pure: no IO, no clock of its
+own (time-dependent methods take ``now``, a monotonic reading in seconds, and
+stamps come from an injected :class:`~gossipreg.core.hlc.HybridClock`).
+
+Records
+    One :class:`Record` per key ``(service name, version, node id)``. It holds
+    the node, the service-level metadata and endpoints, the owner member's
+    name, a hybrid-logical-clock stamp, a lease (``ttl`` seconds or ``None``)
+    and a ``deleted`` flag (a tombstone).
+
+Merge
+    Last-writer-wins per key, ordered by ``(stamp, owner, deleted)`` and, only
+    if all of those tie (which an honest cluster never produces), by the
+    record's canonical encoding. The order is total, so merge is a join:
+    commutative, associative and idempotent, and every member that has seen
+    the same records holds the same state whatever the delivery order.
+
+Leases
+    A record with a ttl expires ``ttl`` seconds after *this member* received
+    or created its newest version, counted on this member's own monotonic
+    clock. Transfers carry the record's *age* (a duration measured by the
+    sender on its own monotonic clock), so a record that reaches a member late
+    through anti-entropy keeps the lease it had and does not gain a fresh one.
+    Durations cross machines safely; absolute times do not. go-micro's gossip
+    registry sent ``sender_wall_clock + ttl`` and every receiver compared it
+    with its own wall clock, so a sender whose clock ran ahead made
+    registrations outlive their process and one that ran behind made them
+    vanish early. Here clock skew cannot move an expiry at all. Re-registering
+    issues a newer version and so renews the lease everywhere; a duplicate or
+    replayed copy of the same version renews nothing.
+
+Owner liveness
+    The node core calls :meth:`Catalog.owner_down` when membership declares a
+    member dead or left and :meth:`Catalog.owner_up` when it is alive again.
+    A down owner's records leave the view (with ``delete`` events) but stay
+    stored, so a member that refutes its death gets them back at once;
+    :meth:`Catalog.purge_owner` drops them for good once the member is reaped.
+
+Owner authority
+    A member is the authority on records it owns. If it receives a record that
+    names it as owner but is not what it currently registers (a previous
+    process's registration after a restart, or a forgery), it answers with a
+    newer version: its current registration, or a tombstone. Restarted members
+    therefore clear their old registrations as soon as they see them.
+
+Tombstones
+    Deletions are tombstones kept ``tombstone_ttl`` seconds (default 3600)
+    after this member received them, then collected. ``tombstone_ttl`` must be
+    at least the longest lease plus the convergence bound (``max_ttl`` =
+    ``tombstone_ttl - convergence_bound``), so that when a tombstone is
+    collected no member can still hold a live copy it could resurrect through
+    anti-entropy. Expired records are collected the same way.
+
+Anti-entropy
+    :meth:`Catalog.digest` summarises the state per owner as ``(newest stamp,
+    fingerprint)``, the fingerprint being the XOR of a 64-bit hash of every
+    ``(key, stamp)`` the owner has. :meth:`Catalog.missing` compares a peer's
+    digest with the local state and returns only what the peer lacks: the
+    records newer than the peer's newest stamp for an owner if the older ones
+    match, or all of that owner's records if they do not. An exchange costs in
+    proportion to the difference, not to the catalog size.
+
+Views
+    :meth:`Catalog.get_service` and :meth:`Catalog.list_services` are answered
+    from an index and a per-name cache of immutable :class:`Service` objects,
+    so a read costs O(size of the answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, NamedTuple
+
+from .errors import ClockDriftError, InvalidServiceError, NotFoundError
+from .hlc import HybridClock
+from .model import Endpoint, Node, Service
+
+__all__ = [
+    "DEFAULT_CONVERGENCE_BOUND",
+    "DEFAULT_TOMBSTONE_TTL",
+    "Catalog",
+    "CatalogEvent",
+    "Digest",
+    "Key",
+    "MergeResult",
+    "Record",
+]
+
+#: Default seconds a tombstone (or an expired record) is kept before collection.
+DEFAULT_TOMBSTONE_TTL = 3600.0
+#: Default bound, in seconds, on the time a change needs to reach every member
+#: through anti-entropy: ten push-pull rounds at the lan interval, which covers
+#: memberlist's push-pull interval scaling up to 10,000 members (30 s x 10).
+DEFAULT_CONVERGENCE_BOUND = 300.0
+
+Key = tuple[str, str, str]
+"""A record key: ``(service name, version, node id)``."""
+
+Action = Literal["create", "update", "delete"]
+
+_EMPTY_META: Mapping[str, str] = MappingProxyType({})
+_INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One registration (or its tombstone): the unit of replication.
+
+    Records are built by :meth:`Catalog.register`/:meth:`Catalog.deregister`
+    locally and by the codec from validated wire data.
+    """
+
+    service: str
+    """Service name."""
+    version: str
+    """Service version."""
+    node_id: str
+    """Node id, unique within (service, version)."""
+    owner: str
+    """Name of the member that wrote this version."""
+    stamp: int
+    """Hybrid-logical-clock stamp of the write (see :mod:`gossipreg.core.hlc`)."""
+    ttl: float | None = None
+    """Lease in seconds, or ``None``: live as long as the owner is."""
+    deleted: bool = False
+    """True for a tombstone."""
+    node: Node | None = None
+    """The node; ``None`` in a tombstone."""
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+    """Service-level metadata."""
+    endpoints: tuple[Endpoint, ...] = ()
+    """Service-level endpoints."""
+
+    @property
+    def key(self) -> Key:
+        """The record's key ``(service, version, node_id)``."""
+        return (self.service, self.version, self.node_id)
+
+    def order(self) -> tuple[int, str, bool]:
+        """The last-writer-wins order: greater wins."""
+        return (self.stamp, self.owner, self.deleted)
+
+    def __hash__(self) -> int:
+        return hash((self.service, self.version, self.node_id, self.stamp, self.owner, self.deleted))
+
+    def wins_over(self, other: Record) -> bool:
+        """Whether this record replaces ``other`` (same key) under last-writer-wins."""
+        a = (self.stamp, self.owner, self.deleted)
+        b = (other.stamp, other.owner, other.deleted)
+        if a != b:
+            return a > b
+        if self == other:
+            return False
+        # Only forged or corrupt input ties here; break it deterministically.
+        return _canonical(self) > _canonical(other)
+
+
+def _order_key(r: Record) -> tuple[int, str, bool, str]:
+    """Sort key consistent with :meth:`Record.wins_over` (for max over distinct keys)."""
+    return (r.stamp, r.owner, r.deleted, r.node_id)
+
+
+def _node(r: Record) -> Node:
+    assert r.node is not None, "only live records enter the view"
+    return r.node
+
+
+def _canonical(r: Record) -> str:
+    node = r.node.to_dict() if r.node is not None else None
+    return repr(
+        (
+            r.ttl,
+            sorted(node.items(), key=str) if node else None,
+            sorted(r.metadata.items()),
+            [e.to_dict() for e in r.endpoints],
+        )
+    )
+
+
+def _fingerprint(key: Key, stamp: int) -> int:
+    """A stable 64-bit hash of one ``(key, stamp)``; XOR-combined per owner."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update("\x00".join(key).encode("utf-8", "surrogatepass"))
+    h.update(stamp.to_bytes(9, "big"))
+    return int.from_bytes(h.digest(), "big")
+
+
+class CatalogEvent(NamedTuple):
+    """A change of the local view of one key, for watchers.
+
+    ``node`` is the node created, updated or (for ``delete``) removed.
+    """
+
+    action: Action
+    record: Record
+    """The record now in force (for ``delete``, the record that was removed)."""
+    node: Node
+
+    @property
+    def service(self) -> Service:
+        """The change as a go-micro ``Result`` service: the changed node only."""
+        r = self.record
+        return Service._trusted(r.service, r.version, r.metadata, r.endpoints, (self.node,))
+
+
+def _event(action: Action, rec: Record) -> CatalogEvent:
+    assert rec.node is not None, "only live records enter the view"
+    return CatalogEvent(action, rec, rec.node)
+
+
+class MergeResult(NamedTuple):
+    """What :meth:`Catalog.merge` did."""
+
+    accepted: list[Record]
+    """Records new to this member: re-gossip these."""
+    reply: list[Record]
+    """Corrections this member issued as owner authority: disseminate these."""
+    rejected: int
+    """Records refused for clock drift."""
+
+
+Digest = dict[str, tuple[int, int]]
+"""Per owner: ``(newest stamp, fingerprint of all its (key, stamp) pairs)``."""
+
+
+class _Entry:
+    __slots__ = ("dead_at", "expires_at", "record", "visible")
+
+    def __init__(self, record: Record, expires_at: float, dead_at: float) -> None:
+        self.record = record
+        self.expires_at = expires_at  # lease end on the local clock, inf if none
+        self.dead_at = dead_at  # when it became a tombstone or expired, inf if live
+        self.visible = False
+
+
+class _Owner:
+    __slots__ = ("fingerprint", "keys", "max_stamp")
+
+    def __init__(self) -> None:
+        self.keys: set[Key] = set()
+        self.max_stamp = 0
+        self.fingerprint = 0
+
+
+class Catalog:
+    """The registration CRDT of one member.
+
+    Args:
+        name: this member's name; the owner of records it registers.
+        clock: the hybrid logical clock that stamps local writes and checks
+            remote stamps for drift.
+        tombstone_ttl: seconds a tombstone or expired record is kept.
+        convergence_bound: seconds a change needs to reach every member; the
+            longest accepted lease is ``tombstone_ttl - convergence_bound``.
+        owners_up_by_default: whether records of an owner never reported to
+            :meth:`owner_up`/:meth:`owner_down` are visible.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        clock: HybridClock,
+        *,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        convergence_bound: float = DEFAULT_CONVERGENCE_BOUND,
+        owners_up_by_default: bool = True,
+    ) -> None:
+        if not name:
+            raise ValueError("catalog name must not be empty")
+        if not convergence_bound > 0 or not tombstone_ttl > convergence_bound:
+            raise ValueError(
+                f"tombstone_ttl ({tombstone_ttl}) must exceed convergence_bound ({convergence_bound})"
+            )
+        self.name = name
+        self.clock = clock
+        self.tombstone_ttl = float(tombstone_ttl)
+        self.max_ttl = float(tombstone_ttl - convergence_bound)
+        self._default_up = owners_up_by_default
+        self._records: dict[Key, _Entry] = {}
+        self._owners: dict[str, _Owner] = {}
+        self._owner_up: dict[str, bool] = {}
+        self._local: dict[Key, Record] = {}
+        # View index: name -> version -> node id -> record, visible records only.
+        self._view: dict[str, dict[str, dict[str, Record]]] = {}
+        # The newest visible record of each (name, version): its service-level fields win.
+        self._heads: dict[tuple[str, str], Record] = {}
+        self._service_cache: dict[str, list[Service]] = {}
+        self._list_cache: list[Service] | None = None
+        # Lazy heaps of (time, key, stamp); stale entries are skipped.
+        self._expiries: list[tuple[float, Key, int]] = []
+        self._collections: list[tuple[float, Key, int]] = []
+        self._events: list[CatalogEvent] = []
+        #: Counters: ``merged``, ``duplicates``, ``stale``, ``rejected_drift``,
+        #: ``expired``, ``collected``, ``corrections``, ``conflicts``.
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "merged",
+                "duplicates",
+                "stale",
+                "rejected_drift",
+                "expired",
+                "collected",
+                "corrections",
+                "conflicts",
+            ),
+            0,
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        """Number of stored records, tombstones and hidden records included."""
+        return len(self._records)
+
+    def get(self, key: Key) -> Record | None:
+        """The stored record for ``key`` (visible or not), or ``None``."""
+        e = self._records.get(key)
+        return e.record if e is not None else None
+
+    def is_visible(self, key: Key) -> bool:
+        """Whether ``key`` is in the view (live, unexpired, owner up)."""
+        e = self._records.get(key)
+        return e is not None and e.visible
+
+    def records(self) -> list[Record]:
+        """Every stored record, in key order."""
+        return [self._records[k].record for k in sorted(self._records)]
+
+    def local_records(self) -> list[Record]:
+        """The registrations this member currently asserts as owner."""
+        return list(self._local.values())
+
+    def get_service(self, name: str) -> list[Service]:
+        """One :class:`Service` per version of ``name``, holding its live nodes.
+
+        Versions are sorted by version string and nodes by id. The services
+        are immutable and shared between callers.
+
+        Raises:
+            NotFoundError: no live node of that service is in the view.
+        """
+        cached = self._service_cache.get(name)
+        if cached is None:
+            versions = self._view.get(name)
+            if not versions:
+                raise NotFoundError(f"service {name!r} not found")
+            cached = self._service_cache[name] = [
+                self._build(self._heads[(name, v)], versions[v]) for v in sorted(versions)
+            ]
+        return list(cached)
+
+    def list_services(self) -> list[Service]:
+        """One :class:`Service` per (name, version) in the view, without nodes, sorted."""
+        if self._list_cache is None:
+            heads = self._heads
+            self._list_cache = [
+                Service._trusted(name, v, h.metadata, h.endpoints, ())
+                for name in sorted(self._view)
+                for v in sorted(self._view[name])
+                for h in (heads[(name, v)],)
+            ]
+        return list(self._list_cache)
+
+    @staticmethod
+    def _build(head: Record, nodes: dict[str, Record]) -> Service:
+        node_tuple = tuple(_node(nodes[i]) for i in sorted(nodes))
+        return Service._trusted(head.service, head.version, head.metadata, head.endpoints, node_tuple)
+
+    # ------------------------------------------------------------ local writes
+
+    def register(self, service: Service, ttl: float | None, now: float) -> list[Record]:
+        """Register every node of ``service`` as owned by this member.
+
+        Renews the lease of nodes already registered. Returns the records to
+        disseminate.
+
+        Raises:
+            InvalidServiceError: the service has no nodes, or ``ttl`` is not
+                ``None`` or a number in ``(0, max_ttl]``.
+        """
+        if not isinstance(service, Service):
+            raise InvalidServiceError(f"service: must be a Service, not {type(service).__name__}")
+        if not service.nodes:
+            raise InvalidServiceError("service.nodes: a registration needs at least one node")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
+                raise InvalidServiceError(f"ttl: must be a number of seconds or None, not {ttl!r}")
+            if not 0 < ttl <= self.max_ttl:
+                raise InvalidServiceError(f"ttl: {ttl} is out of range (0, {self.max_ttl:g}] seconds")
+            ttl = float(ttl)
+        out = []
+        for node in service.nodes:
+            rec = Record(
+                service.name,
+                service.version,
+                node.id,
+                self.name,
+                self.clock.now(),
+                ttl,
+                False,
+                node,
+                service.metadata,
+                service.endpoints,
+            )
+            self._local[rec.key] = rec
+            self._apply(rec, 0.0, now)
+            out.append(rec)
+        return out
+
+    def deregister(self, service: Service, now: float) -> list[Record]:
+        """Remove this member's registrations of ``service``.
+
+        The nodes listed in ``service`` are removed; a service with no nodes
+        removes every node of that name and version this member registered.
+        Nodes this member does not own are left alone. Returns the tombstones
+        to disseminate.
+        """
+        if not isinstance(service, Service):
+            raise InvalidServiceError(f"service: must be a Service, not {type(service).__name__}")
+        if service.nodes:
+            keys = [(service.name, service.version, n.id) for n in service.nodes]
+        else:
+            keys = [k for k in self._local if k[0] == service.name and k[1] == service.version]
+        out = []
+        for key in keys:
+            current = self._records.get(key)
+            mine = key in self._local or (
+                current is not None
+                and current.record.owner == self.name
+                and not current.record.deleted
+            )
+            if not mine:
+                continue
+            self._local.pop(key, None)
+            tomb = self._tombstone(key)
+            self._apply(tomb, 0.0, now)
+            out.append(tomb)
+        return out
+
+    def _tombstone(self, key: Key) -> Record:
+        return Record(key[0], key[1], key[2], self.name, self.clock.now(), None, True)
+
+    # ------------------------------------------------------------------ merge
+
+    def merge(self, records: Iterable[Record], now: float) -> MergeResult:
+        """Merge remote records received just now (age 0)."""
+        return self.merge_aged(((r, 0.0) for r in records), now)
+
+    def merge_aged(self, items: Iterable[tuple[Record, float]], now: float) -> MergeResult:
+        """Merge remote ``(record, age)`` pairs; ``age`` is seconds the sender held it.
+
+        Returns the records that were new here (to re-gossip), the corrections
+        this member issues as owner authority, and how many records were
+        refused because their stamp was too far ahead of the local clock.
+        View changes are queued for :meth:`take_events`.
+        """
+        accepted: list[Record] = []
+        reply: list[Record] = []
+        rejected = 0
+        clock = self.clock
+        for rec, age in items:
+            current = self._records.get(rec.key)
+            if current is not None and not rec.wins_over(current.record):
+                self.counters["duplicates" if current.record == rec else "stale"] += 1
+                continue
+            try:
+                clock.check(rec.stamp)
+            except ClockDriftError:
+                rejected += 1
+                self.counters["rejected_drift"] += 1
+                continue
+            clock.observe(rec.stamp)
+            if rec.owner == self.name:
+                local = self._local.get(rec.key)
+                if (local is None and not rec.deleted) or (local is not None and local != rec):
+                    # Owner authority: this is not what we register (a previous process's
+                    # registration, or a forgery). Answer with a newer version of the truth.
+                    fix = self._reassert(rec.key)
+                    self._apply(fix, 0.0, now)
+                    reply.append(fix)
+                    self.counters["corrections"] += 1
+                    continue
+            if (
+                rec.key in self._local
+                and rec.owner != self.name
+                and self._local[rec.key].stamp < rec.stamp
+            ):
+                self.counters["conflicts"] += 1
+                del self._local[rec.key]
+            self._apply(rec, age, now)
+            accepted.append(rec)
+            self.counters["merged"] += 1
+        return MergeResult(accepted, reply, rejected)
+
+    def _reassert(self, key: Key) -> Record:
+        # The clock has observed the foreign stamp, so a new stamp is newer than it.
+        local = self._local.get(key)
+        if local is None:
+            return self._tombstone(key)
+        fresh = Record(
+            local.service,
+            local.version,
+            local.node_id,
+            self.name,
+            self.clock.now(),
+            local.ttl,
+            False,
+            local.node,
+            local.metadata,
+            local.endpoints,
+        )
+        self._local[key] = fresh
+        return fresh
+
+    # ------------------------------------------------------- state machinery
+
+    def _owner_visible(self, owner: str) -> bool:
+        return self._owner_up.get(owner, self._default_up)
+
+    def _apply(self, rec: Record, age: float, now: float) -> None:
+        """Store ``rec`` (which wins over what is stored) and update the view."""
+        key = rec.key
+        old = self._records.get(key)
+        received = now - max(0.0, age)
+        if rec.deleted:
+            expires_at, dead_at = _INF, received
+        elif rec.ttl is not None:
+            expires_at = received + rec.ttl
+            dead_at = expires_at if expires_at <= now else _INF
+        else:
+            expires_at, dead_at = _INF, _INF
+        entry = _Entry(rec, expires_at, dead_at)
+        self._records[key] = entry
+
+        # Owner index and fingerprints.
+        if old is not None:
+            prev = old.record
+            po = self._owners[prev.owner]
+            po.fingerprint ^= _fingerprint(key, prev.stamp)
+            if prev.owner != rec.owner:
+                po.keys.discard(key)
+                if not po.keys:
+                    del self._owners[prev.owner]
+        o = self._owners.get(rec.owner)
+        if o is None:
+            o = self._owners[rec.owner] = _Owner()
+        o.keys.add(key)
+        o.fingerprint ^= _fingerprint(key, rec.stamp)
+        if rec.stamp > o.max_stamp:
+            o.max_stamp = rec.stamp
+
+        if expires_at != _INF and dead_at == _INF:
+            heapq.heappush(self._expiries, (expires_at, key, rec.stamp))
+        if dead_at != _INF:
+            heapq.heappush(self._collections, (dead_at + self.tombstone_ttl, key, rec.stamp))
+
+        visible = dead_at == _INF and self._owner_visible(rec.owner)
+        self._set_visible(entry, old, visible)
+
+    def _set_visible(self, entry: _Entry, old: _Entry | None, visible: bool) -> None:
+        rec = entry.record
+        entry.visible = visible
+        if old is not None and old.visible:
+            if visible:
+                self._show(rec)
+                self._events.append(_event("update", rec))
+            else:
+                self._hide(old.record)
+                self._events.append(_event("delete", old.record))
+        elif visible:
+            self._show(rec)
+            self._events.append(_event("create", rec))
+
+    def _show(self, rec: Record) -> None:
+        versions = self._view.get(rec.service)
+        if versions is None:
+            versions = self._view[rec.service] = {}
+        nodes = versions.get(rec.version)
+        if nodes is None:
+            nodes = versions[rec.version] = {}
+        nodes[rec.node_id] = rec
+        vkey = (rec.service, rec.version)
+        head = self._heads.get(vkey)
+        # A replacement of the head's own key is newer than it, so it stays head.
+        if head is None or head.node_id == rec.node_id or rec.wins_over(head):
+            self._heads[vkey] = rec
+            self._list_cache = None
+        self._service_cache.pop(rec.service, None)
+
+    def _hide(self, rec: Record) -> None:
+        versions = self._view.get(rec.service)
+        if versions is None:
+            return
+        nodes = versions.get(rec.version)
+        if nodes is None or nodes.pop(rec.node_id, None) is None:
+            return
+        vkey = (rec.service, rec.version)
+        if not nodes:
+            del versions[rec.version]
+            del self._heads[vkey]
+            if not versions:
+                del self._view[rec.service]
+            self._list_cache = None
+        elif self._heads[vkey].node_id == rec.node_id:
+            self._heads[vkey] = max(nodes.values(), key=_order_key)
+            self._list_cache = None
+        self._service_cache.pop(rec.service, None)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`tick` has work (an expiry or collection)."""
+        times = []
+        if self._expiries:
+            times.append(self._expiries[0][0])
+        if self._collections:
+            times.append(self._collections[0][0])
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        """Expire leases and collect tombstones due at ``now``; events are queued."""
+        exp = self._expiries
+        while exp and exp[0][0] <= now:
+            at, key, stamp = heapq.heappop(exp)
+            e = self._records.get(key)
+            if e is None or e.record.stamp != stamp or e.dead_at != _INF or e.expires_at != at:
+                continue
+            e.dead_at = at
+            heapq.heappush(self._collections, (at + self.tombstone_ttl, key, stamp))
+            self.counters["expired"] += 1
+            if e.visible:
+                e.visible = False
+                self._hide(e.record)
+                self._events.append(_event("delete", e.record))
+        col = self._collections
+        while col and col[0][0] <= now:
+            _, key, stamp = heapq.heappop(col)
+            e = self._records.get(key)
+            if e is None or e.record.stamp != stamp or e.dead_at == _INF:
+                continue
+            self._drop(key, e)
+            self.counters["collected"] += 1
+
+    def _drop(self, key: Key, e: _Entry) -> None:
+        del self._records[key]
+        if e.visible:
+            self._hide(e.record)
+            self._events.append(_event("delete", e.record))
+        o = self._owners[e.record.owner]
+        o.keys.discard(key)
+        o.fingerprint ^= _fingerprint(key, e.record.stamp)
+        if not o.keys:
+            del self._owners[e.record.owner]
+        elif e.record.stamp == o.max_stamp:
+            o.max_stamp = max(self._records[k].record.stamp for k in o.keys)
+
+    def take_events(self) -> list[CatalogEvent]:
+        """Return and clear the view changes queued since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    # ---------------------------------------------------------- owner liveness
+
+    def owner_down(self, owner: str) -> None:
+        """Hide ``owner``'s records: membership declared it dead or left."""
+        if owner == self.name:
+            return
+        self._owner_up[owner] = False
+        o = self._owners.get(owner)
+        for key in sorted(o.keys) if o else ():
+            e = self._records[key]
+            if e.visible:
+                e.visible = False
+                self._hide(e.record)
+                self._events.append(_event("delete", e.record))
+
+    def owner_up(self, owner: str) -> None:
+        """Show ``owner``'s live records again: it is alive (it refuted, or rejoined)."""
+        self._owner_up[owner] = True
+        o = self._owners.get(owner)
+        for key in sorted(o.keys) if o else ():
+            e = self._records[key]
+            if not e.visible and e.dead_at == _INF:
+                e.visible = True
+                self._show(e.record)
+                self._events.append(_event("create", e.record))
+
+    def purge_owner(self, owner: str) -> None:
+        """Drop every record of ``owner`` (membership reaped it); it stays hidden."""
+        if owner == self.name:
+            return
+        self.owner_down(owner)
+        o = self._owners.get(owner)
+        for key in sorted(o.keys) if o else ():
+            self._drop(key, self._records[key])
+
+    def forget_owner(self, owner: str) -> None:
+        """Forget whether ``owner`` is up; it reverts to the default visibility."""
+        self._owner_up.pop(owner, None)
+
+    # ------------------------------------------------------------ anti-entropy
+
+    def digest(self) -> Digest:
+        """Per owner: ``(newest stamp, fingerprint)`` of everything stored."""
+        return {name: (o.max_stamp, o.fingerprint) for name, o in self._owners.items()}
+
+    def missing(self, peer: Mapping[str, tuple[int, int]], now: float) -> list[tuple[Record, float]]:
+        """The ``(record, age)`` pairs a peer with digest ``peer`` lacks.
+
+        For each owner whose summary differs: if the records up to the peer's
+        newest stamp fingerprint-match, only newer ones are sent; otherwise all
+        of that owner's records are. Sorted by key for determinism.
+        """
+        out: list[tuple[Record, float]] = []
+        for owner, o in self._owners.items():
+            theirs = peer.get(owner)
+            if theirs is not None and theirs == (o.max_stamp, o.fingerprint):
+                continue
+            entries = [self._records[k] for k in o.keys]
+            if theirs is not None:
+                peer_max, peer_fp = theirs
+                fp = 0
+                for e in entries:
+                    if e.record.stamp <= peer_max:
+                        fp ^= _fingerprint(e.record.key, e.record.stamp)
+                if fp == peer_fp:
+                    entries = [e for e in entries if e.record.stamp > peer_max]
+            out.extend((e.record, self._age(e, now)) for e in entries)
+        out.sort(key=lambda item: item[0].key)
+        return out
+
+    def export(self, now: float) -> list[tuple[Record, float]]:
+        """Every stored record with its age: the full state for a joining member."""
+        return [(e.record, self._age(e, now)) for _, e in sorted(self._records.items())]
+
+    @staticmethod
+    def _age(e: _Entry, now: float) -> float:
+        r = e.record
+        if r.deleted:
+            return max(0.0, now - e.dead_at)
+        if r.ttl is not None:
+            return max(0.0, now - (e.expires_at - r.ttl))
+        return 0.0
