@@ -56,11 +56,24 @@ Tombstones
 Anti-entropy
     :meth:`Catalog.digest` summarises the state per owner as ``(newest stamp,
     fingerprint)``, the fingerprint being the XOR of a 64-bit hash of every
-    ``(key, stamp)`` the owner has. :meth:`Catalog.missing` compares a peer's
-    digest with the local state and returns only what the peer lacks: the
-    records newer than the peer's newest stamp for an owner if the older ones
-    match, or all of that owner's records if they do not. An exchange costs in
-    proportion to the difference, not to the catalog size.
+    ``(key, stamp)`` of that owner's records. A push-pull is four messages:
+
+    1. the initiator sends its digest;
+    2. the responder answers with :meth:`Catalog.offer`: for each owner whose
+       summary differs, its *key versions* (64-bit key hash -> stamp), plus
+       the whole records of owners the initiator does not know;
+    3. the initiator's :meth:`Catalog.reconcile` merges those and works out
+       exactly which records the responder lacks (sent) and which it wants
+       (requested by key hash);
+    4. the responder merges what it was sent and answers the request with
+       :meth:`Catalog.fetch`.
+
+    Only owners that differ cost more than a digest entry, and only the
+    records that differ are sent, so an exchange costs in proportion to the
+    difference, not to the catalog size. It is exact whatever order gossip
+    delivered things in: a member that missed an old update and received a
+    newer one of another key still gets the old one. A joining member can
+    instead take :meth:`Catalog.export`, the full state.
 
 Views
     :meth:`Catalog.get_service` and :meth:`Catalog.list_services` are answered
@@ -90,7 +103,10 @@ __all__ = [
     "Digest",
     "Key",
     "MergeResult",
+    "Offer",
     "Record",
+    "key_hash",
+    "sync_pair",
 ]
 
 #: Default seconds a tombstone (or an expired record) is kept before collection.
@@ -184,12 +200,21 @@ def _canonical(r: Record) -> str:
     )
 
 
-def _fingerprint(key: Key, stamp: int) -> int:
-    """A stable 64-bit hash of one ``(key, stamp)``; XOR-combined per owner."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update("\x00".join(key).encode("utf-8", "surrogatepass"))
-    h.update(stamp.to_bytes(9, "big"))
-    return int.from_bytes(h.digest(), "big")
+_M64 = (1 << 64) - 1
+
+
+def key_hash(key: Key) -> int:
+    """A stable 64-bit hash of a key, the same on every member (unlike ``hash``)."""
+    data = "\x00".join(key).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def _fingerprint(khash: int, stamp: int) -> int:
+    """A 64-bit mix of ``(key hash, stamp)`` (splitmix64's finaliser); XOR-combined per owner."""
+    z = (khash ^ stamp) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
 
 
 class CatalogEvent(NamedTuple):
@@ -230,11 +255,23 @@ Digest = dict[str, tuple[int, int]]
 """Per owner: ``(newest stamp, fingerprint of all its (key, stamp) pairs)``."""
 
 
-class _Entry:
-    __slots__ = ("dead_at", "expires_at", "record", "visible")
+class Offer(NamedTuple):
+    """The responder's answer to a digest in a push-pull (see :meth:`Catalog.offer`)."""
 
-    def __init__(self, record: Record, expires_at: float, dead_at: float) -> None:
+    versions: dict[str, dict[int, int]]
+    """For each owner whose summary differs: key hash -> stamp of every record it has."""
+    records: list[tuple[Record, float]]
+    """``(record, age)`` of owners the initiator does not know at all."""
+    absent: list[str]
+    """Owners the initiator knows and the responder does not."""
+
+
+class _Entry:
+    __slots__ = ("dead_at", "expires_at", "khash", "record", "visible")
+
+    def __init__(self, record: Record, khash: int, expires_at: float, dead_at: float) -> None:
         self.record = record
+        self.khash = khash  # 64-bit hash of the key, for anti-entropy
         self.expires_at = expires_at  # lease end on the local clock, inf if none
         self.dead_at = dead_at  # when it became a tombstone or expired, inf if live
         self.visible = False
@@ -284,6 +321,7 @@ class Catalog:
         self.max_ttl = float(tombstone_ttl - convergence_bound)
         self._default_up = owners_up_by_default
         self._records: dict[Key, _Entry] = {}
+        self._by_hash: dict[int, Key] = {}
         self._owners: dict[str, _Owner] = {}
         self._owner_up: dict[str, bool] = {}
         self._local: dict[Key, Record] = {}
@@ -536,14 +574,19 @@ class Catalog:
             dead_at = expires_at if expires_at <= now else _INF
         else:
             expires_at, dead_at = _INF, _INF
-        entry = _Entry(rec, expires_at, dead_at)
+        if old is not None:
+            khash = old.khash
+        else:
+            khash = key_hash(key)
+            self._by_hash[khash] = key
+        entry = _Entry(rec, khash, expires_at, dead_at)
         self._records[key] = entry
 
         # Owner index and fingerprints.
         if old is not None:
             prev = old.record
             po = self._owners[prev.owner]
-            po.fingerprint ^= _fingerprint(key, prev.stamp)
+            po.fingerprint ^= _fingerprint(khash, prev.stamp)
             if prev.owner != rec.owner:
                 po.keys.discard(key)
                 if not po.keys:
@@ -552,7 +595,7 @@ class Catalog:
         if o is None:
             o = self._owners[rec.owner] = _Owner()
         o.keys.add(key)
-        o.fingerprint ^= _fingerprint(key, rec.stamp)
+        o.fingerprint ^= _fingerprint(khash, rec.stamp)
         if rec.stamp > o.max_stamp:
             o.max_stamp = rec.stamp
 
@@ -650,12 +693,13 @@ class Catalog:
 
     def _drop(self, key: Key, e: _Entry) -> None:
         del self._records[key]
+        del self._by_hash[e.khash]
         if e.visible:
             self._hide(e.record)
             self._events.append(_event("delete", e.record))
         o = self._owners[e.record.owner]
         o.keys.discard(key)
-        o.fingerprint ^= _fingerprint(key, e.record.stamp)
+        o.fingerprint ^= _fingerprint(e.khash, e.record.stamp)
         if not o.keys:
             del self._owners[e.record.owner]
         elif e.record.stamp == o.max_stamp:
@@ -711,29 +755,70 @@ class Catalog:
         """Per owner: ``(newest stamp, fingerprint)`` of everything stored."""
         return {name: (o.max_stamp, o.fingerprint) for name, o in self._owners.items()}
 
-    def missing(self, peer: Mapping[str, tuple[int, int]], now: float) -> list[tuple[Record, float]]:
-        """The ``(record, age)`` pairs a peer with digest ``peer`` lacks.
+    def offer(self, peer: Mapping[str, tuple[int, int]], now: float) -> Offer:
+        """Responder's step of a push-pull: answer the initiator's digest.
 
-        For each owner whose summary differs: if the records up to the peer's
-        newest stamp fingerprint-match, only newer ones are sent; otherwise all
-        of that owner's records are. Sorted by key for determinism.
+        For every owner whose summary differs from the initiator's, the offer
+        lists this member's key versions (``key hash -> stamp``), so the
+        initiator can work out exactly which records either side lacks. The
+        records of owners the initiator does not know at all are sent whole,
+        and owners only the initiator knows are named.
         """
-        out: list[tuple[Record, float]] = []
+        versions: dict[str, dict[int, int]] = {}
+        records: list[tuple[Record, float]] = []
         for owner, o in self._owners.items():
             theirs = peer.get(owner)
-            if theirs is not None and theirs == (o.max_stamp, o.fingerprint):
-                continue
-            entries = [self._records[k] for k in o.keys]
-            if theirs is not None:
-                peer_max, peer_fp = theirs
-                fp = 0
-                for e in entries:
-                    if e.record.stamp <= peer_max:
-                        fp ^= _fingerprint(e.record.key, e.record.stamp)
-                if fp == peer_fp:
-                    entries = [e for e in entries if e.record.stamp > peer_max]
-            out.extend((e.record, self._age(e, now)) for e in entries)
-        out.sort(key=lambda item: item[0].key)
+            if theirs is None:
+                records.extend((self._records[k].record, self._age(self._records[k], now)) for k in o.keys)
+            elif theirs != (o.max_stamp, o.fingerprint):
+                versions[owner] = {self._records[k].khash: self._records[k].record.stamp for k in o.keys}
+        absent = [owner for owner in peer if owner not in self._owners]
+        records.sort(key=lambda item: item[0].key)
+        return Offer(versions, records, sorted(absent))
+
+    def reconcile(self, offer: Offer, now: float) -> tuple[list[tuple[Record, float]], list[int]]:
+        """Initiator's step: merge ``offer`` and work out the rest of the exchange.
+
+        Returns the ``(record, age)`` pairs the responder lacks and the key
+        hashes of records this member wants from it (see :meth:`fetch`).
+        View changes from merging the offer are queued for :meth:`take_events`.
+        """
+        self.merge_aged(offer.records, now)
+        push: dict[Key, _Entry] = {}
+        want: list[int] = []
+        for owner in offer.absent:
+            o = self._owners.get(owner)
+            for k in o.keys if o else ():
+                push[k] = self._records[k]
+        for owner, theirs in offer.versions.items():
+            o = self._owners.get(owner)
+            for k in o.keys if o else ():
+                e = self._records[k]
+                stamp = theirs.get(e.khash)
+                if stamp is None or stamp < e.record.stamp:
+                    push[k] = e
+            for khash, stamp in theirs.items():
+                key = self._by_hash.get(khash)
+                if key is None:
+                    want.append(khash)
+                    continue
+                e = self._records[key]
+                mine = (e.record.stamp, e.record.owner)
+                if (stamp, owner) > mine:
+                    want.append(khash)
+                elif (stamp, owner) < mine:
+                    push[key] = e
+        out = [(e.record, self._age(e, now)) for _, e in sorted(push.items())]
+        return out, sorted(want)
+
+    def fetch(self, wanted: Iterable[int], now: float) -> list[tuple[Record, float]]:
+        """The ``(record, age)`` pairs stored under the given key hashes (unknown ones skipped)."""
+        out = []
+        for khash in wanted:
+            key = self._by_hash.get(khash)
+            if key is not None:
+                e = self._records[key]
+                out.append((e.record, self._age(e, now)))
         return out
 
     def export(self, now: float) -> list[tuple[Record, float]]:
@@ -748,3 +833,17 @@ class Catalog:
         if r.ttl is not None:
             return max(0.0, now - (e.expires_at - r.ttl))
         return 0.0
+
+
+def sync_pair(initiator: Catalog, responder: Catalog, now: float) -> int:
+    """Run the four-step push-pull between two in-memory catalogs.
+
+    The reference for drivers, which carry the same four steps over a
+    stream. Returns the number of records transferred in both directions.
+    """
+    offer = responder.offer(initiator.digest(), now)
+    push, want = initiator.reconcile(offer, now)
+    responder.merge_aged(push, now)
+    fetched = responder.fetch(want, now)
+    initiator.merge_aged(fetched, now)
+    return len(offer.records) + len(push) + len(fetched)

@@ -1,0 +1,474 @@
+"""Configuration: one frozen :class:`Config` and the formulas that scale it.
+
+Three profiles follow hashicorp/memberlist's defaults:
+
+* :meth:`Config.lan` (also plain ``Config()``): one data centre, sub-millisecond
+  round trips;
+* :meth:`Config.wan`: members spread over data centres, longer round trips and
+  more loss, so slower probes and longer suspicion;
+* :meth:`Config.local`: loopback or one host (tests, a laptop), everything faster.
+
+Every profile accepts keyword overrides (``Config.lan(probe_interval=2.0,
+probe_timeout=1.0)``) and :meth:`Config.replace` derives a changed copy. Both
+validate the *whole* result: an invalid value, or a combination that cannot
+work (``probe_timeout`` not less than ``probe_interval``), raises
+:class:`~gossipreg.ConfigError` whose message starts with the field's name,
+e.g. ``probe_timeout: must be less than probe_interval (1.0 s), got 2.0``.
+
+Numbers of seconds may be given as ``int`` or ``float`` and are stored as
+``float``; counts must be ``int`` (``bool`` is not accepted as either).
+
+The formulas that turn the configuration plus the current member count ``n``
+into timeouts and limits are methods here (plus the pure
+:func:`remaining_suspicion_time`), so every layer computes them the same way:
+
+* :meth:`Config.suspicion_timeout_bounds`:
+  ``min = suspicion_mult * max(1, log10 n) * probe_interval``,
+  ``max = suspicion_max_timeout_mult * min``;
+* :meth:`Config.suspicion_confirmations`: ``k = suspicion_mult - 2``, 0 if ``n - 2 < k``;
+* :func:`remaining_suspicion_time`:
+  ``max(0, max(min, max - (max - min) * log(c + 1) / log(k + 1)) - elapsed)``;
+* :meth:`Config.retransmit_limit`: ``retransmit_mult * ceil(log10(n + 1))``;
+* :meth:`Config.push_pull_interval_for`:
+  ``push_pull_interval * (ceil(log2 n - 5) + 1)`` once ``n > 32``;
+* :meth:`Config.scaled_probe`: ``(probe_interval, probe_timeout) * (awareness + 1)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Self
+
+from .errors import ConfigError
+
+__all__ = [
+    "MAX_LABEL_BYTES",
+    "MAX_PACKET_SIZE_RANGE",
+    "PUSH_PULL_SCALE_THRESHOLD",
+    "Config",
+    "remaining_suspicion_time",
+]
+
+#: Longest cluster label, in UTF-8 bytes (it travels as ``[len: u8][label]``).
+MAX_LABEL_BYTES = 255
+#: Inclusive bounds of ``max_packet_size``, in bytes: 512 is the smallest
+#: datagram every IPv4 host must accept (576 minus headers, rounded down);
+#: 65000 stays under the 65,507-byte UDP payload limit.
+MAX_PACKET_SIZE_RANGE = (512, 65000)
+#: Member count above which the push/pull interval starts to grow (memberlist's).
+PUSH_PULL_SCALE_THRESHOLD = 32
+#: Largest stream frame a u32 length prefix can describe.
+_MAX_U32 = (1 << 32) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Timing, sizing and security parameters of one gossipreg member.
+
+    ``Config()`` is the LAN profile; see :meth:`lan`, :meth:`wan` and
+    :meth:`local`. Instances are immutable and hashable; derive a changed copy
+    with :meth:`replace`.
+
+    Raises:
+        ConfigError: a field has the wrong type or an invalid value, or two
+            fields contradict each other; the message names the field.
+    """
+
+    # -- failure detection (SWIM probes) -------------------------------------
+
+    probe_interval: float = 1.0
+    """Seconds between two probes of a random member (SWIM's protocol period).
+
+    Scaled by local health: see :meth:`scaled_probe`. LAN 1 s, WAN 5 s, local 1 s.
+    """
+
+    probe_timeout: float = 0.5
+    """Seconds to wait for the ack of a direct probe before asking
+    ``indirect_checks`` other members to probe indirectly.
+
+    Should be around the 99th percentile of the round-trip time; must be less
+    than ``probe_interval``. Scaled like ``probe_interval``. LAN 0.5 s, WAN 3 s,
+    local 0.2 s.
+    """
+
+    indirect_checks: int = 3
+    """Members asked to probe a member that missed its direct ack (SWIM's *k*).
+
+    0 disables indirect probes (not recommended). LAN 3, WAN 3, local 1.
+    """
+
+    suspicion_mult: int = 4
+    """Multiplier of the minimum suspicion timeout (Lifeguard).
+
+    ``min = suspicion_mult * max(1, log10 n) * probe_interval`` seconds: a
+    suspected member has at least that long to refute before it is declared
+    dead. Also sets the confirmations that shorten the timeout,
+    ``k = suspicion_mult - 2``. LAN 4, WAN 6, local 3.
+    """
+
+    suspicion_max_timeout_mult: int = 6
+    """Ratio of the maximum to the minimum suspicion timeout (Lifeguard).
+
+    ``max = suspicion_max_timeout_mult * min``: a suspicion nobody confirms
+    lasts ``max``; each independent confirmation brings it closer to ``min``.
+    6 in every profile.
+    """
+
+    awareness_max_multiplier: int = 8
+    """Bound of the local-health (awareness) multiplier (Lifeguard LHA-Probe).
+
+    The awareness score runs from 0 to ``awareness_max_multiplier - 1``; probe
+    interval and timeout are multiplied by ``score + 1``, so a struggling member
+    probes at most 8 times slower rather than falsely accusing others. 1 turns
+    the scaling off. 8 in every profile.
+    """
+
+    # -- dissemination (gossip) ----------------------------------------------
+
+    gossip_interval: float = 0.2
+    """Seconds between two gossip rounds, each sending queued broadcasts to
+    ``gossip_nodes`` random members. LAN 0.2 s, WAN 0.5 s, local 0.1 s."""
+
+    gossip_nodes: int = 3
+    """Members a gossip round (and an eager push) sends to. LAN 3, WAN 4, local 3."""
+
+    retransmit_mult: int = 4
+    """Multiplier of the number of times each broadcast is transmitted.
+
+    ``limit = retransmit_mult * ceil(log10(n + 1))`` transmissions, see
+    :meth:`retransmit_limit`; LAN with n = 100 gives 12. 4 in LAN and WAN, 2 in
+    local.
+    """
+
+    gossip_to_the_dead: float = 30.0
+    """Seconds after a member is declared dead during which it is still chosen
+    as a gossip target, so that it learns it was declared dead and can refute.
+
+    0 stops gossip to dead members at once. LAN 30 s, WAN 60 s, local 15 s
+    (memberlist's ``GossipToTheDeadTime``).
+    """
+
+    eager_push: bool = True
+    """Forward a fresh update (one this member had not seen) to
+    ``gossip_nodes`` random members at once, instead of waiting for the next
+    gossip round. Cuts propagation latency by up to ``gossip_interval`` per hop.
+    """
+
+    eager_push_rate: float = 50.0
+    """Most eager-push datagrams per second sent to any one destination member.
+
+    Above the rate, fresh updates simply wait for the next gossip round, so a
+    burst of registrations cannot flood a peer: at 50/s and 1400-byte
+    datagrams that is at most 70 kB/s per peer, against 5 datagrams/s from
+    regular LAN gossip rounds. Datagrams per second, must be positive.
+    """
+
+    broadcast_queue_limit: int = 4096
+    """Most broadcasts queued for retransmission (serf's ``MaxQueueDepth``).
+
+    On overflow the queued broadcast that has been transmitted the most times
+    is dropped first (the oldest among equals): it has already spread the
+    furthest, and push/pull anti-entropy repairs whatever a drop misses.
+    """
+
+    max_packet_size: int = 1400
+    """Largest datagram sent, in bytes, after sealing (memberlist's
+    ``UDPBufferSize``). 1400 fits a 1500-byte Ethernet MTU with room for IP,
+    UDP and tunnel headers. Between 512 and 65000 inclusive."""
+
+    # -- anti-entropy and streams --------------------------------------------
+
+    push_pull_interval: float = 30.0
+    """Seconds between full-state push/pull exchanges with one random member
+    over a stream (anti-entropy).
+
+    Grows with the cluster so the total load stays flat: see
+    :meth:`push_pull_interval_for`, ``push_pull_interval * (ceil(log2 n - 5) + 1)``
+    once ``n > 32``. LAN 30 s, WAN 60 s, local 15 s.
+    """
+
+    stream_timeout: float = 10.0
+    """Seconds allowed to connect a stream and exchange one push/pull over it
+    (memberlist's ``TCPTimeout``). LAN 10 s, WAN 30 s, local 1 s."""
+
+    max_stream_frame: int = 16 * 1024 * 1024
+    """Largest frame accepted on a stream, in bytes (16 MiB); a peer announcing
+    more is cut off before anything is allocated. At least
+    ``max_packet_size`` and at most 2**32 - 1 (a u32 length prefix)."""
+
+    # -- state lifetimes -----------------------------------------------------
+
+    tombstone_ttl: float = 3600.0
+    """Seconds a deletion (tombstone) is kept, so anti-entropy cannot
+    resurrect what was deleted (Demers' death certificates). Must outlast the
+    longest registration lease plus the time the cluster needs to converge."""
+
+    max_clock_drift: float = 60.0
+    """Seconds a remote hybrid-logical-clock stamp may lead the local wall
+    clock before it is rejected (and counted) instead of adopted; see
+    :mod:`gossipreg.core.hlc`."""
+
+    dead_node_reclaim_time: float = 0.0
+    """Seconds after which a dead member's name may be taken by a member at a
+    different address. 0 means never, as in memberlist: the name stays bound
+    to its address until the dead member is reaped."""
+
+    # -- security ------------------------------------------------------------
+
+    label: str = ""
+    """Cluster label, at most 255 UTF-8 bytes; "" means no label.
+
+    Bound into every sealed datagram as additional authenticated data
+    (:attr:`label_bytes`), so two clusters that share a key still cannot open
+    each other's packets.
+    """
+
+    # -------------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        seconds = self._seconds
+        count = self._count
+        seconds("probe_interval", positive=True)
+        seconds("probe_timeout", positive=True)
+        if not self.probe_timeout < self.probe_interval:
+            raise ConfigError(
+                f"probe_timeout: must be less than probe_interval "
+                f"({self.probe_interval} s), got {self.probe_timeout}"
+            )
+        count("indirect_checks", minimum=0)
+        count("suspicion_mult", minimum=1)
+        count("suspicion_max_timeout_mult", minimum=1)
+        count("awareness_max_multiplier", minimum=1)
+        seconds("gossip_interval", positive=True)
+        count("gossip_nodes", minimum=1)
+        count("retransmit_mult", minimum=1)
+        seconds("gossip_to_the_dead", positive=False)
+        if not isinstance(self.eager_push, bool):
+            raise ConfigError(f"eager_push: must be a bool, got {_describe(self.eager_push)}")
+        seconds("eager_push_rate", positive=True)
+        count("broadcast_queue_limit", minimum=1)
+        low, high = MAX_PACKET_SIZE_RANGE
+        count("max_packet_size", minimum=low, maximum=high)
+        seconds("push_pull_interval", positive=True)
+        seconds("stream_timeout", positive=True)
+        count("max_stream_frame", minimum=self.max_packet_size, maximum=_MAX_U32)
+        seconds("tombstone_ttl", positive=True)
+        seconds("max_clock_drift", positive=True)
+        seconds("dead_node_reclaim_time", positive=False)
+        self._check_label()
+
+    def _seconds(self, name: str, *, positive: bool) -> None:
+        """Check a real-valued field (seconds or a rate) and store it as ``float``."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{name}: must be a number, got {_describe(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"{name}: must be finite, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}: must be finite, got {value!r}")
+        if positive and not number > 0:
+            raise ConfigError(f"{name}: must be positive, got {value!r}")
+        if not positive and number < 0:
+            raise ConfigError(f"{name}: must not be negative, got {value!r}")
+        object.__setattr__(self, name, number)
+
+    def _count(self, name: str, *, minimum: int, maximum: int | None = None) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: must be an int, got {_describe(value)}")
+        if value < minimum:
+            raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
+
+    def _check_label(self) -> None:
+        if not isinstance(self.label, str):
+            raise ConfigError(f"label: must be a str, got {_describe(self.label)}")
+        try:
+            size = len(self.label.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ConfigError("label: is not encodable as UTF-8") from None
+        if size > MAX_LABEL_BYTES:
+            raise ConfigError(f"label: must be at most {MAX_LABEL_BYTES} UTF-8 bytes, got {size}")
+
+    # -- construction --------------------------------------------------------
+
+    @classmethod
+    def lan(cls, **changes: Any) -> Self:
+        """The LAN profile (memberlist's ``DefaultLANConfig``), with ``changes`` applied."""
+        return cls._profile({}, changes)
+
+    @classmethod
+    def wan(cls, **changes: Any) -> Self:
+        """The WAN profile (memberlist's ``DefaultWANConfig``), with ``changes`` applied."""
+        return cls._profile(_WAN, changes)
+
+    @classmethod
+    def local(cls, **changes: Any) -> Self:
+        """The local profile (memberlist's ``DefaultLocalConfig``), with ``changes`` applied."""
+        return cls._profile(_LOCAL, changes)
+
+    @classmethod
+    def _profile(cls, base: Mapping[str, Any], changes: Mapping[str, Any]) -> Self:
+        _check_names(changes)
+        return cls(**{**base, **changes})
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied, validated as a whole.
+
+        Raises:
+            ConfigError: a name is not a field, or the result is invalid.
+        """
+        _check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    # -- derived values ------------------------------------------------------
+
+    @property
+    def label_bytes(self) -> bytes:
+        """``label`` encoded as UTF-8: the additional data of every sealed packet."""
+        return self.label.encode("utf-8")
+
+    def suspicion_timeout_bounds(self, n: int) -> tuple[float, float]:
+        """The ``(min, max)`` suspicion timeout, in seconds, in a cluster of ``n`` members.
+
+        ``min = suspicion_mult * max(1, log10 n) * probe_interval`` and
+        ``max = suspicion_max_timeout_mult * min``. LAN, n = 100: (8 s, 48 s).
+        """
+        _check_n(n)
+        scale = max(1.0, math.log10(n)) if n > 0 else 1.0
+        low = self.suspicion_mult * scale * self.probe_interval
+        return low, self.suspicion_max_timeout_mult * low
+
+    def suspicion_confirmations(self, n: int) -> int:
+        """Independent confirmations ``k`` that shrink a suspicion to its minimum.
+
+        ``k = suspicion_mult - 2``, or 0 when the cluster is too small to supply
+        them (``n - 2 < k``: the suspect and the suspecter do not count).
+        """
+        _check_n(n)
+        k = max(0, self.suspicion_mult - 2)
+        return 0 if n - 2 < k else k
+
+    def retransmit_limit(self, n: int) -> int:
+        """Transmissions of each broadcast in a cluster of ``n`` members.
+
+        ``retransmit_mult * ceil(log10(n + 1))``: 0 for n = 0, LAN 4 for
+        n in 1..9, 8 for 10..99, 12 for 100..999. Computed on integers
+        (``ceil(log10(n + 1))`` is the number of decimal digits of ``n``).
+        """
+        _check_n(n)
+        digits = len(str(n)) if n > 0 else 0
+        return self.retransmit_mult * digits
+
+    def push_pull_interval_for(self, n: int) -> float:
+        """Seconds between push/pulls in a cluster of ``n`` members.
+
+        ``push_pull_interval`` up to 32 members, then multiplied by
+        ``ceil(log2 n - 5) + 1`` (memberlist's ``pushPullScale``): x2 up to 64
+        members, x3 up to 128, x4 up to 256, ... Computed on integers.
+        """
+        _check_n(n)
+        if n <= PUSH_PULL_SCALE_THRESHOLD:
+            return self.push_pull_interval
+        # ceil(log2(n / 32)) is the smallest m with 32 * 2**m >= n.
+        groups = -(-n // PUSH_PULL_SCALE_THRESHOLD)
+        return self.push_pull_interval * ((groups - 1).bit_length() + 1)
+
+    def scaled_probe(self, awareness: int) -> tuple[float, float]:
+        """``(probe_interval, probe_timeout)`` multiplied by ``awareness + 1``.
+
+        ``awareness`` is the local-health score, 0 (healthy) to
+        ``awareness_max_multiplier - 1``.
+
+        Raises:
+            ValueError: ``awareness`` is outside that range.
+        """
+        if isinstance(awareness, bool) or not isinstance(awareness, int):
+            raise TypeError(f"awareness must be an int, not {type(awareness).__name__}")
+        if not 0 <= awareness < self.awareness_max_multiplier:
+            raise ValueError(
+                f"awareness must be in 0..{self.awareness_max_multiplier - 1}, got {awareness}"
+            )
+        factor = awareness + 1
+        return self.probe_interval * factor, self.probe_timeout * factor
+
+
+def remaining_suspicion_time(
+    confirmations: int, k: int, elapsed: float, min_timeout: float, max_timeout: float
+) -> float:
+    """Seconds left before a suspicion expires (Lifeguard LHA-Suspicion).
+
+    The timeout starts at ``max_timeout`` and falls logarithmically towards
+    ``min_timeout`` with each independent confirmation::
+
+        timeout = max(min, max - (max - min) * log(c + 1) / log(k + 1))
+
+    and the result is ``max(0, timeout - elapsed)``. With ``k == 0`` (no
+    confirmations expected) the timeout is ``min_timeout``.
+
+    Args:
+        confirmations: independent confirmations ``c`` received so far.
+        k: confirmations expected (:meth:`Config.suspicion_confirmations`).
+        elapsed: seconds since the suspicion started.
+        min_timeout: the lower bound (:meth:`Config.suspicion_timeout_bounds`).
+        max_timeout: the upper bound.
+    """
+    if confirmations < 0 or k < 0:
+        raise ValueError(f"confirmations and k must not be negative, got {confirmations}, {k}")
+    if k == 0:
+        timeout = min_timeout
+    else:
+        fraction = math.log(confirmations + 1) / math.log(k + 1)
+        timeout = max(min_timeout, max_timeout - (max_timeout - min_timeout) * fraction)
+    return max(0.0, timeout - elapsed)
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+
+_WAN: Mapping[str, Any] = MappingProxyType(
+    {
+        "probe_interval": 5.0,
+        "probe_timeout": 3.0,
+        "gossip_interval": 0.5,
+        "gossip_nodes": 4,
+        "suspicion_mult": 6,
+        "push_pull_interval": 60.0,
+        "gossip_to_the_dead": 60.0,
+        "stream_timeout": 30.0,
+    }
+)
+
+_LOCAL: Mapping[str, Any] = MappingProxyType(
+    {
+        "probe_timeout": 0.2,
+        "gossip_interval": 0.1,
+        "suspicion_mult": 3,
+        "indirect_checks": 1,
+        "retransmit_mult": 2,
+        "push_pull_interval": 15.0,
+        "gossip_to_the_dead": 15.0,
+        "stream_timeout": 1.0,
+    }
+)
+
+
+def _check_names(changes: Mapping[str, Any]) -> None:
+    for name in changes:
+        if name not in _FIELDS:
+            raise ConfigError(f"{name}: not a Config field")
+
+
+def _check_n(n: int) -> None:
+    if n < 0:
+        raise ValueError(f"member count must not be negative, got {n}")
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
