@@ -9,17 +9,24 @@ documents each layout byte by byte.
 This module currently holds the catalog encodings (records, transfers with an
 age, digests), which both gossip and anti-entropy carry.
 
-Record layout (a msgpack array of 10 items)::
+Record layout (a msgpack array of 9 items)::
 
     [service: str, version: str, node_id: str, owner: str, stamp: uint64,
      ttl_ms: uint32 | nil, deleted: bool, node: Node | nil,
-     metadata: map[str]str, endpoints: [Endpoint]]
+     service_fields: bin | nil]
+
+    service_fields = msgpack([metadata: map[str]str, endpoints: [Endpoint]]),
+                     nil when both are empty
+
+The service-level fields travel as one nested msgpack blob because every
+node of a service carries the same ones: the decoder validates a blob once
+and reuses the (immutable) result for the other nodes.
 
     Node     = [address: str, port: uint16 | nil, metadata: map[str]str]  (id = node_id)
     Endpoint = [name: str, request: Value | nil, response: Value | nil, metadata: map]
     Value    = [name: str, type: str, values: [Value]]
 
-A tombstone has ``node`` nil, empty metadata and endpoints. A transfer (a
+A tombstone has ``node``, ``ttl_ms`` and ``service_fields`` nil. A transfer (a
 record with the age its sender measured, for anti-entropy) is ``[record,
 age_ms: uint32]``. A digest is a map ``owner -> [newest stamp: uint64,
 fingerprint: uint64]``.
@@ -27,6 +34,7 @@ fingerprint: uint64]``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -35,7 +43,8 @@ import msgpack
 
 from .catalog import Digest, Offer, Record
 from .errors import DecodeError, InvalidServiceError
-from .model import MAX_NAME_LENGTH, Endpoint, Node, Service, Value
+from .model import MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Node, Service, Value
+from .model import _check_name as check_name
 
 __all__ = [
     "MAX_STAMP",
@@ -174,6 +183,12 @@ def _dec_node(obj: object, node_id: str, what: str) -> Node:
 # ------------------------------------------------------------------ records
 
 
+def _enc_service_fields(r: Record) -> bytes | None:
+    if not r.metadata and not r.endpoints:
+        return None
+    return pack([dict(r.metadata), [_enc_endpoint(e) for e in r.endpoints]])
+
+
 def encode_record(r: Record) -> list[Any]:
     """The msgpack-ready array for one record."""
     return [
@@ -185,9 +200,38 @@ def encode_record(r: Record) -> list[Any]:
         None if r.ttl is None else round(r.ttl * 1000),
         r.deleted,
         None if r.node is None else _enc_node(r.node),
-        dict(r.metadata),
-        [_enc_endpoint(e) for e in r.endpoints],
+        _enc_service_fields(r),
     ]
+
+
+# Every node of a service carries the same service-level fields, so their
+# decoded (immutable) form is memoised by their bytes. Bounded; cleared when full.
+_SERVICE_FIELDS_CACHE: dict[bytes, tuple[Mapping[str, str], tuple[Endpoint, ...]]] = {}
+_SERVICE_FIELDS_CACHE_SIZE = 4096
+_SERVICE_FIELDS_CACHE_MAX_BLOB = 16 * 1024  # so the cache holds at most 64 MiB
+
+
+def _dec_service_fields(blob: object) -> tuple[Mapping[str, str], tuple[Endpoint, ...]]:
+    if blob is None:
+        return _EMPTY, ()
+    if type(blob) is not bytes:
+        raise DecodeError(f"record.service_fields: expected bin or nil, got {type(blob).__name__}")
+    hit = _SERVICE_FIELDS_CACHE.get(blob)
+    if hit is not None:
+        return hit
+    meta, endpoints = _list(unpack(blob), "record.service_fields", 2)
+    eps = _list(endpoints, "record.endpoints")
+    if len(eps) > MAX_ENDPOINTS:
+        raise DecodeError("record.endpoints: too many")
+    # Validate through the model (names, metadata sizes, nesting).
+    decoded = tuple(_dec_endpoint(e, "record.endpoints[]") for e in eps)
+    svc = Service("-", "", _meta(meta, "record.metadata"), decoded)
+    result = (svc.metadata if svc.metadata else _EMPTY, svc.endpoints)
+    if len(blob) <= _SERVICE_FIELDS_CACHE_MAX_BLOB:
+        if len(_SERVICE_FIELDS_CACHE) >= _SERVICE_FIELDS_CACHE_SIZE:
+            _SERVICE_FIELDS_CACHE.clear()
+        _SERVICE_FIELDS_CACHE[blob] = result
+    return result
 
 
 def decode_record(obj: object) -> Record:
@@ -198,59 +242,50 @@ def decode_record(obj: object) -> Record:
             the service data does not pass model validation.
     """
     what = "record"
-    service, version, node_id, owner, stamp, ttl_ms, deleted, node, meta, endpoints = _list(obj, what, 10)
+    service, version, node_id, owner, stamp, ttl_ms, deleted, node, fields = _list(obj, what, 9)
     try:
         if type(deleted) is not bool:
             raise DecodeError(f"{what}.deleted: expected bool, got {type(deleted).__name__}")
         s = _str(service, "record.service")
+        v = _str(version, "record.version")
         n_id = _str(node_id, "record.node_id")
-        if not s or not n_id:
-            raise DecodeError("record: empty service name or node id")
+        owner_s = _str(owner, "record.owner")
+        if not s or not n_id or not owner_s:
+            raise DecodeError("record: empty service name, node id or owner")
+        _check_names(s, v, n_id)
         ttl = None if ttl_ms is None else _uint(ttl_ms, "record.ttl", MAX_TTL_MS) / 1000
         if ttl is not None and ttl <= 0:
             raise DecodeError("record.ttl: must be positive")
-        eps = _list(endpoints, "record.endpoints")
-        if len(eps) > 256:
-            raise DecodeError("record.endpoints: too many")
         if deleted:
-            if node is not None or meta or eps or ttl is not None:
-                raise DecodeError("record: a tombstone carries no node, metadata, endpoints or ttl")
-            dec_node = None
-        else:
-            if node is None:
-                raise DecodeError("record.node: a live record needs a node")
-            dec_node = _dec_node(node, n_id, "record.node")
-        # Validate service-level fields through the model (names, metadata sizes).
-        svc = Service(
-            s,
-            _str(version, "record.version"),
-            _meta(meta, "record.metadata"),
-            tuple(_dec_endpoint(e, "record.endpoints[]") for e in eps),
-        )
-        owner_s = _str(owner, "record.owner")
-        if not owner_s:
-            raise DecodeError("record.owner: empty")
-        return Record(
-            svc.name,
-            svc.version,
-            n_id,
-            owner_s,
-            _uint(stamp, "record.stamp", MAX_STAMP),
-            ttl,
-            deleted,
-            dec_node,
-            svc.metadata if svc.metadata else _EMPTY,
-            svc.endpoints,
-        )
+            if node is not None or fields is not None or ttl is not None:
+                raise DecodeError("record: a tombstone carries no node, service fields or ttl")
+            return Record(s, v, n_id, owner_s, _uint(stamp, "record.stamp", MAX_STAMP), None, True)
+        if node is None:
+            raise DecodeError("record.node: a live record needs a node")
+        dec_node = _dec_node(node, n_id, "record.node")
+        meta, endpoints = _dec_service_fields(fields)
+        stamp_i = _uint(stamp, "record.stamp", MAX_STAMP)
+        return Record(s, v, n_id, owner_s, stamp_i, ttl, False, dec_node, meta, endpoints)
     except InvalidServiceError as exc:
         raise _model_error(exc, what) from None
     except RecursionError:
         raise DecodeError(f"{what}: nested too deep") from None
 
 
+def _check_names(service: str, version: str, node_id: str) -> None:
+    """Model validation of the key fields (lengths, valid Unicode)."""
+    check_name("record.service", service)
+    check_name("record.version", version, empty_ok=True)
+    check_name("record.node_id", node_id)
+
+
 def encode_transfer(r: Record, age: float) -> list[Any]:
-    """A record with its age (seconds its sender held it), for anti-entropy."""
-    return [encode_record(r), min(MAX_TTL_MS, max(0, round(age * 1000)))]
+    """A record with its age (seconds its sender held it), for anti-entropy.
+
+    The age is rounded *up* to whole milliseconds, so that transfer can only
+    shorten a lease, never extend it.
+    """
+    return [encode_record(r), min(MAX_TTL_MS, max(0, math.ceil(age * 1000 - 1e-6)))]
 
 
 def decode_transfer(obj: object) -> tuple[Record, float]:
