@@ -1,0 +1,127 @@
+"""The transmit-limited broadcast queue (memberlist's ``TransmitLimitedQueue``).
+
+Every update a member learns (membership changes and catalog records alike)
+is queued here as encoded bytes under a *key* naming what it is about
+(``("member", name)``, ``("record", service, version, node id)``). Each
+datagram the member sends (probes, acks, gossip rounds, eager pushes) is
+topped up with queued updates until ``max_packet_size`` is reached.
+
+Rules:
+
+* **Transmit limit.** An update is sent at most ``limit`` times, where the
+  caller passes ``limit = retransmit_mult * ceil(log10(n + 1))`` computed from
+  the *live* membership at that moment (go-micro's gossip registry sized it
+  from its seed list, so a member with no seeds sent each update once).
+* **Fresh first.** Updates that have been sent fewer times go first; among
+  equals, the newest queued goes first.
+* **Invalidation.** Queuing an update under a key that is already queued
+  replaces the older one (a newer alive message supersedes an older suspect
+  about the same member; a newer record version supersedes the older one).
+  Replacement is O(1).
+* **Bounded.** At most ``max_items`` updates are held. On overflow the
+  update that has been sent the most times (the oldest among those) is
+  dropped: it has had the most chances to spread, and anti-entropy repairs
+  whatever gossip misses. Drops are counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+__all__ = ["BroadcastQueue"]
+
+
+@dataclass(slots=True)
+class _Item:
+    key: Hashable
+    data: bytes
+    transmits: int
+
+
+class BroadcastQueue:
+    """Queued updates awaiting piggybacking, fresh first.
+
+    Args:
+        max_items: most updates held at once; overflow drops the most-sent.
+    """
+
+    def __init__(self, max_items: int = 4096) -> None:
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        self.max_items = max_items
+        self._items: dict[Hashable, _Item] = {}
+        # Buckets by transmit count; each bucket maps key -> item in queue order.
+        self._buckets: list[dict[Hashable, _Item]] = []
+        #: Updates dropped on overflow.
+        self.dropped = 0
+        #: Updates replaced by a newer one under the same key.
+        self.invalidated = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def queue(self, key: Hashable, data: bytes) -> None:
+        """Queue ``data`` under ``key``, replacing any update queued under it."""
+        old = self._items.pop(key, None)
+        if old is not None:
+            del self._buckets[old.transmits][key]
+            self.invalidated += 1
+        elif len(self._items) >= self.max_items:
+            self._drop_one()
+        item = _Item(key, data, 0)
+        self._items[key] = item
+        self._bucket(0)[key] = item
+
+    def _bucket(self, transmits: int) -> dict[Hashable, _Item]:
+        while len(self._buckets) <= transmits:
+            self._buckets.append({})
+        return self._buckets[transmits]
+
+    def _drop_one(self) -> None:
+        for bucket in reversed(self._buckets):
+            if bucket:
+                key = next(iter(bucket))  # the oldest of the most-sent
+                del bucket[key]
+                del self._items[key]
+                self.dropped += 1
+                return
+
+    def take(self, budget: int, overhead: int, limit: int) -> list[bytes]:
+        """Updates to piggyback on one datagram, fresh first.
+
+        Args:
+            budget: bytes available in the datagram.
+            overhead: framing bytes each update costs on top of its own size.
+            limit: transmit limit; an update sent ``limit`` times is removed.
+
+        Returns the chosen updates; each has its transmit count raised.
+        """
+        chosen: list[_Item] = []
+        for bucket in self._buckets:
+            if budget <= overhead:
+                break
+            # Newest first within a bucket: dicts keep insertion order.
+            for item in reversed(bucket.values()):
+                cost = len(item.data) + overhead
+                if cost <= budget:
+                    chosen.append(item)
+                    budget -= cost
+                    if budget <= overhead:
+                        break
+        for item in chosen:
+            del self._buckets[item.transmits][item.key]
+            item.transmits += 1
+            if item.transmits >= limit:
+                del self._items[item.key]
+            else:
+                self._bucket(item.transmits)[item.key] = item
+        return [item.data for item in chosen]
+
+    def clear(self) -> None:
+        """Drop every queued update."""
+        self._items.clear()
+        self._buckets.clear()
