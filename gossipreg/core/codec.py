@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import msgpack
 
 from .catalog import Digest, Offer, Record
 from .errors import DecodeError, InvalidServiceError
-from .model import MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Node, Service, Value
+from .model import EMPTY_METADATA, MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Node, Service, Value
 from .model import _check_name as check_name
 
 __all__ = [
@@ -69,7 +68,6 @@ MAX_TTL_MS = (1 << 32) - 1
 #: than datagrams, but a peer cannot make a member parse more than this.
 MAX_DOCUMENT = 64 * 1024 * 1024
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 def pack(obj: object) -> bytes:
@@ -213,7 +211,7 @@ _SERVICE_FIELDS_CACHE_MAX_BLOB = 16 * 1024  # so the cache holds at most 64 MiB
 
 def _dec_service_fields(blob: object) -> tuple[Mapping[str, str], tuple[Endpoint, ...]]:
     if blob is None:
-        return _EMPTY, ()
+        return EMPTY_METADATA, ()
     if type(blob) is not bytes:
         raise DecodeError(f"record.service_fields: expected bin or nil, got {type(blob).__name__}")
     hit = _SERVICE_FIELDS_CACHE.get(blob)
@@ -226,7 +224,7 @@ def _dec_service_fields(blob: object) -> tuple[Mapping[str, str], tuple[Endpoint
     # Validate through the model (names, metadata sizes, nesting).
     decoded = tuple(_dec_endpoint(e, "record.endpoints[]") for e in eps)
     svc = Service("-", "", _meta(meta, "record.metadata"), decoded)
-    result = (svc.metadata if svc.metadata else _EMPTY, svc.endpoints)
+    result = (svc.metadata if svc.metadata else EMPTY_METADATA, svc.endpoints)
     if len(blob) <= _SERVICE_FIELDS_CACHE_MAX_BLOB:
         if len(_SERVICE_FIELDS_CACHE) >= _SERVICE_FIELDS_CACHE_SIZE:
             _SERVICE_FIELDS_CACHE.clear()

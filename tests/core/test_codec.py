@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgpack
@@ -168,10 +169,8 @@ def _decoders() -> list[Any]:
 @given(obj=_msgpack_values, which=st.sampled_from(range(5)))
 def test_arbitrary_structures_only_raise_decode_error(obj: object, which: int) -> None:
     decoder = _decoders()[which]
-    try:
+    with contextlib.suppress(DecodeError):
         decoder(obj)
-    except DecodeError:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,10 +181,8 @@ def test_arbitrary_bytes_only_raise_decode_error(data: bytes) -> None:
     except DecodeError:
         return
     for decoder in _decoders():
-        try:
+        with contextlib.suppress(DecodeError):
             decoder(obj)
-        except DecodeError:
-            pass
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,10 +201,8 @@ def test_mutated_records_only_raise_decode_error(data: st.DataObject) -> None:
             raw.insert(i, data.draw(st.integers(0, 255)))
         if not raw:
             break
-    try:
+    with contextlib.suppress(DecodeError):
         decode_record(unpack(bytes(raw)))
-    except DecodeError:
-        pass
 
 
 @settings(max_examples=100, deadline=None)
