@@ -1,0 +1,25 @@
+"""The docs stay true to the code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_configuration_reference_is_generated_from_the_source() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_readme_gives_the_two_command_quickstart() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "scripts/test" in readme
+    assert "scripts/demo" in readme
