@@ -23,3 +23,11 @@ def test_readme_gives_the_two_command_quickstart() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "scripts/test" in readme
     assert "scripts/demo" in readme
+
+
+def test_readme_python_examples_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    assert blocks, "the README has no Python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
