@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from .catalog import Digest, Offer, Record
 from .errors import DecodeError, InvalidServiceError
+from .membership import Address, Alive, Dead, Leave, Member, MemberState, Suspect
 from .model import EMPTY_METADATA, MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Node, Service, Value
 from .model import _check_name as check_name
 
@@ -342,3 +344,271 @@ def encode_hashes(hashes: list[int]) -> list[int]:
 def decode_hashes(obj: object) -> list[int]:
     """Decode a list of 64-bit key hashes."""
     return [_uint(h, "hash", MAX_STAMP) for h in _list(obj, "hashes")]
+
+
+# ------------------------------------------------------- protocol messages
+#
+# A datagram's plaintext is ``[PROTOCOL_VERSION: u8][msgpack array of
+# messages]``; each message is a msgpack array whose first item is its type.
+# Messages are encoded once (to bytes) and a datagram is assembled by writing
+# an array header and concatenating them, so packing never re-encodes.
+
+#: First byte of every plaintext datagram and stream message. Distinct from
+#: the sealed-datagram version byte (1), so a member can tell a sealed datagram
+#: from a plaintext one and say so when the two kinds are mixed.
+PROTOCOL_VERSION = 0x47
+
+PING = 0
+PING_REQ = 1
+ACK = 2
+NACK = 3
+ALIVE = 4
+SUSPECT = 5
+DEAD = 6
+LEAVE = 7
+RECORD = 8
+# Stream (push-pull) messages.
+PP_INIT = 16
+PP_REPLY = 17
+PP_RECONCILE = 18
+PP_FETCH = 19
+
+#: Largest member meta accepted, in bytes (memberlist's ``MetaMaxSize``).
+MAX_META = 512
+#: Most messages in one datagram.
+MAX_MESSAGES = 1024
+_MAX_NAME = MAX_NAME_LENGTH
+_MAX_HOST = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A SWIM probe: ``source`` asks ``target`` to ack ``seq`` to ``source_address``."""
+
+    seq: int
+    target: str
+    source: str
+    source_address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    """An indirect probe: ``source`` asks the receiver to probe ``target`` and
+    relay the ack (or a nack, if ``nack``) of ``seq``."""
+
+    seq: int
+    target: str
+    target_address: Address
+    source: str
+    source_address: Address
+    nack: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``source`` answers probe ``seq``."""
+
+    seq: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """An intermediary that got no ack from the target of ``seq`` says so (Lifeguard)."""
+
+    seq: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMsg:
+    """One catalog record, gossiped."""
+
+    record: Record
+
+
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordMsg
+"""Anything a datagram can carry."""
+
+
+def _addr(host: object, port: object, what: str) -> Address:
+    return Address(_str(host, what, _MAX_HOST), _uint(port, what, 65535))
+
+
+def encode_message(msg: Message) -> bytes:
+    """Encode one message to msgpack bytes (ready for :func:`pack_datagram`)."""
+    match msg:
+        case Ping(seq, target, source, (h, p)):
+            obj: list[Any] = [PING, seq, target, source, h, p]
+        case PingReq(seq, target, (th, tp), source, (sh, sp), nack):
+            obj = [PING_REQ, seq, target, th, tp, source, sh, sp, nack]
+        case Ack(seq, source):
+            obj = [ACK, seq, source]
+        case Nack(seq, source):
+            obj = [NACK, seq, source]
+        case Alive(name, inc, (h, p), meta):
+            obj = [ALIVE, name, inc, h, p, meta]
+        case Suspect(name, inc, frm):
+            obj = [SUSPECT, name, inc, frm]
+        case Dead(name, inc, frm):
+            obj = [DEAD, name, inc, frm]
+        case Leave(name, inc):
+            obj = [LEAVE, name, inc]
+        case RecordMsg(rec):
+            obj = [RECORD, encode_record(rec)]
+        case _:  # pragma: no cover - exhaustive
+            raise TypeError(f"not a message: {msg!r}")
+    return pack(obj)
+
+
+def _name(obj: object, what: str) -> str:
+    s = _str(obj, what, _MAX_NAME)
+    if not s:
+        raise DecodeError(f"{what}: empty")
+    return s
+
+
+def decode_message(obj: object) -> Message:
+    """Decode one message array (already unpacked).
+
+    Raises:
+        DecodeError: unknown type, wrong arity, or a bad field.
+    """
+    items = _list(obj, "message")
+    if not items:
+        raise DecodeError("message: empty")
+    kind = items[0]
+    args = items[1:]
+    try:
+        if kind == PING and type(kind) is int:
+            seq, target, source, h, p = _fixed(args, 5, "ping")
+            return Ping(_uint(seq, "ping.seq", MAX_STAMP), _name(target, "ping.target"),
+                        _name(source, "ping.source"), _addr(h, p, "ping.source_address"))
+        if kind == PING_REQ and type(kind) is int:
+            seq, target, th, tp, source, sh, sp, nack = _fixed(args, 8, "ping_req")
+            if type(nack) is not bool:
+                raise DecodeError("ping_req.nack: expected bool")
+            return PingReq(_uint(seq, "ping_req.seq", MAX_STAMP), _name(target, "ping_req.target"),
+                           _addr(th, tp, "ping_req.target_address"), _name(source, "ping_req.source"),
+                           _addr(sh, sp, "ping_req.source_address"), nack)
+        if kind == ACK and type(kind) is int:
+            seq, source = _fixed(args, 2, "ack")
+            return Ack(_uint(seq, "ack.seq", MAX_STAMP), _name(source, "ack.source"))
+        if kind == NACK and type(kind) is int:
+            seq, source = _fixed(args, 2, "nack")
+            return Nack(_uint(seq, "nack.seq", MAX_STAMP), _name(source, "nack.source"))
+        if kind == ALIVE and type(kind) is int:
+            name, inc, h, p, meta = _fixed(args, 5, "alive")
+            if type(meta) is not bytes or len(meta) > MAX_META:
+                raise DecodeError(f"alive.meta: expected bin of at most {MAX_META} bytes")
+            return Alive(_name(name, "alive.name"), _uint(inc, "alive.incarnation", MAX_STAMP),
+                         _addr(h, p, "alive.address"), meta)
+        if kind == SUSPECT and type(kind) is int:
+            name, inc, frm = _fixed(args, 3, "suspect")
+            return Suspect(_name(name, "suspect.name"), _uint(inc, "suspect.incarnation", MAX_STAMP),
+                           _name(frm, "suspect.from"))
+        if kind == DEAD and type(kind) is int:
+            name, inc, frm = _fixed(args, 3, "dead")
+            return Dead(_name(name, "dead.name"), _uint(inc, "dead.incarnation", MAX_STAMP),
+                        _name(frm, "dead.from"))
+        if kind == LEAVE and type(kind) is int:
+            name, inc = _fixed(args, 2, "leave")
+            return Leave(_name(name, "leave.name"), _uint(inc, "leave.incarnation", MAX_STAMP))
+        if kind == RECORD and type(kind) is int:
+            (rec,) = _fixed(args, 1, "record")
+            return RecordMsg(decode_record(rec))
+    except ValueError as exc:  # Address/dataclass construction guards
+        raise DecodeError(f"message: {exc}") from None
+    raise DecodeError(f"message: unknown type {kind!r}")
+
+
+def _fixed(args: list[Any], n: int, what: str) -> list[Any]:
+    if len(args) != n:
+        raise DecodeError(f"{what}: expected {n} fields, got {len(args)}")
+    return args
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    raise ValueError("too many messages")  # pragma: no cover - bounded by packet size
+
+
+#: Bytes a datagram spends besides its messages: version byte + array header (at most 3).
+DATAGRAM_OVERHEAD = 1 + 3
+
+
+def pack_datagram(messages: list[bytes]) -> bytes:
+    """Assemble a plaintext datagram from encoded messages."""
+    return bytes([PROTOCOL_VERSION]) + _array_header(len(messages)) + b"".join(messages)
+
+
+def unpack_datagram(data: bytes) -> list[Any]:
+    """Check the version byte and return the raw (unpacked, undecoded) message arrays.
+
+    Decode each with :func:`decode_message`, so one bad message does not
+    discard its neighbours.
+
+    Raises:
+        DecodeError: wrong version, malformed msgpack, not an array, too many messages.
+    """
+    if not data:
+        raise DecodeError("empty datagram")
+    if data[0] != PROTOCOL_VERSION:
+        raise DecodeError(f"unknown protocol version {data[0]}")
+    messages = unpack(data[1:])
+    if type(messages) is not list:
+        raise DecodeError("datagram: expected an array of messages")
+    if len(messages) > MAX_MESSAGES:
+        raise DecodeError("datagram: too many messages")
+    return messages
+
+
+# ------------------------------------------------------- stream messages
+
+
+def encode_member(m: Member) -> list[Any]:
+    """A member's state for push-pull: ``[name, incarnation, host, port, meta, state]``."""
+    return [m.name, m.incarnation, m.address.host, m.address.port, m.meta, m.state.value]
+
+
+_STATES = {s.value: s for s in MemberState}
+
+
+def decode_member(obj: object) -> Member:
+    """Decode a push-pull member state."""
+    name, inc, h, p, meta, state = _list(obj, "member", 6)
+    if type(meta) is not bytes or len(meta) > MAX_META:
+        raise DecodeError(f"member.meta: expected bin of at most {MAX_META} bytes")
+    st = _STATES.get(state) if type(state) is str else None
+    if st is None:
+        raise DecodeError(f"member.state: unknown {state!r}")
+    return Member(_name(name, "member.name"), _addr(h, p, "member.address"),
+                  _uint(inc, "member.incarnation", MAX_STAMP), st, meta)
+
+
+def pack_stream(obj: list[Any]) -> bytes:
+    """A stream message's plaintext: version byte + one msgpack document."""
+    return bytes([PROTOCOL_VERSION]) + pack(obj)
+
+
+def unpack_stream(data: bytes) -> list[Any]:
+    """Check the version byte of a stream message and unpack it to an array with an int type first."""
+    if not data or data[0] != PROTOCOL_VERSION:
+        raise DecodeError("stream message: unknown protocol version")
+    obj = unpack(data[1:])
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
+        raise DecodeError("stream message: expected an array starting with a type")
+    return obj
+
+
+def decode_members(obj: object) -> list[Member]:
+    """Decode a push-pull member list."""
+    return [decode_member(m) for m in _list(obj, "members")]
+
+
+def decode_transfers(obj: object) -> list[tuple[Record, float]]:
+    """Decode a list of ``[record, age_ms]`` transfers."""
+    return [decode_transfer(t) for t in _list(obj, "transfers")]

@@ -154,7 +154,11 @@ def test_unpack_rejects_non_string_map_keys() -> None:
 
 
 _msgpack_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.floats() | st.text(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
     | st.binary(max_size=20),
     lambda inner: st.lists(inner, max_size=10) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
     max_leaves=30,
@@ -209,6 +213,16 @@ def test_mutated_records_only_raise_decode_error(data: st.DataObject) -> None:
 @given(svc=services(), stamp=st.integers(1, 2**64 - 1), ttl=st.none() | st.integers(1, 10**6))
 def test_any_valid_service_round_trips_as_records(svc: Any, stamp: int, ttl: int | None) -> None:
     for node in svc.nodes:
-        rec = Record(svc.name, svc.version, node.id, "owner", stamp, None if ttl is None else ttl / 1000,
-                     False, node, svc.metadata, svc.endpoints)
+        rec = Record(
+            svc.name,
+            svc.version,
+            node.id,
+            "owner",
+            stamp,
+            None if ttl is None else ttl / 1000,
+            False,
+            node,
+            svc.metadata,
+            svc.endpoints,
+        )
         assert roundtrip(rec) == rec

@@ -186,9 +186,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("changes", "message"), INVALID)
-def test_invalid_values_raise_config_error_naming_the_field(
-    changes: dict[str, Any], message: str
-) -> None:
+def test_invalid_values_raise_config_error_naming_the_field(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Config.lan(**changes)
     with pytest.raises(ConfigError, match=message):

@@ -47,11 +47,7 @@ def test_core_module_never_calls_global_random(path: Path) -> None:
         if isinstance(node, ast.ImportFrom) and node.module == "random":
             bad = [a.name for a in node.names if a.name != "Random"]
             assert not bad, f"{path.name}:{node.lineno} imports {bad} from random"
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "random"
-        ):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "random":
             assert node.attr == "Random", f"{path.name}:{node.lineno} uses random.{node.attr}"
 
 

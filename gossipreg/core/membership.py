@@ -1,0 +1,921 @@
+"""The SWIM + Lifeguard member table and every one of its transitions.
+
+Like h11's ``_state.py``, everything that changes the member table lives in
+this module: the node core (probe scheduling, ping / ping-req / ack / nack,
+the dissemination queue, the codec) decodes a message, hands it to
+:class:`Membership`, and queues whatever comes back. Pure: no IO, no clock
+(time arrives as ``now``, monotonic seconds), randomness from an injected
+:class:`random.Random`, so a run is a function of its inputs and seed.
+
+Members and messages
+====================
+
+A :class:`Member` is an immutable snapshot: name, :class:`Address`,
+incarnation, :class:`MemberState`, ``meta`` (opaque ``bytes``, like
+memberlist's node meta; its size limit belongs to the codec) and
+``state_changed_at``. The membership messages are :class:`Alive`,
+:class:`Suspect`, :class:`Dead` and :class:`Leave` (:data:`Message`);
+:meth:`Membership.receive` dispatches one to its handler.
+
+Precedence (:data:`TRANSITIONS`, hashicorp/memberlist ``state.go``)
+====================================================================
+
+For a member other than this one, an incoming message with incarnation ``m``
+against a record at incarnation ``r`` (``LOWER``/``EQUAL``/``HIGHER`` =
+``m < r``/``m == r``/``m > r``):
+
+* ``alive`` wins only with ``m > r``, whatever the state: a suspect or dead
+  member comes back only by refuting with a higher incarnation.
+* ``suspect`` turns an ALIVE record SUSPECT if ``m >= r`` and starts a
+  suspicion; on a SUSPECT record it is a *confirmation* (and, if ``m > r``,
+  raises the record's incarnation, keeping the timer). Ignored on DEAD/LEFT.
+* ``dead`` turns ALIVE or SUSPECT into DEAD if ``m >= r``.
+* ``leave`` turns ALIVE, SUSPECT *or DEAD* into LEFT if ``m >= r``: a member
+  that left is not reported as failed, even where its death was heard first.
+* anything older is ignored, so a replayed message changes nothing; messages
+  about an unknown member are ignored, except ``alive`` (a join).
+
+Leave is a message of its own. memberlist's convention, a ``dead`` whose
+``from_member`` is the member itself, is accepted too (:meth:`on_dead`
+treats it as :meth:`on_leave`).
+
+About this member (:data:`SELF_TRANSITIONS`): a ``suspect``, ``dead`` or
+``leave`` with ``m >= own`` is *refuted*: the local incarnation jumps to
+``max(own, m) + 1``, the returned :class:`Outcome` carries the :class:`Alive`
+to broadcast, and local awareness gets ``+1``. An ``alive`` about this member
+is refuted if ``m > own``, or ``m == own`` with different meta. Once this
+member has left (:meth:`Membership.leave`) nothing about it is refuted.
+
+Restarts
+========
+
+A restarted process starts at incarnation 0 while the cluster may remember
+its old self at incarnation ``k`` (alive, suspect, dead or left). Other
+members ignore its ``alive(0)``, but the first message about its old self
+that reaches it (any gossip, or the push/pull of its join, see
+:meth:`Membership.merge_remote`) has ``k >= 0`` and is refuted with ``k + 1``,
+which then beats the old record everywhere. No persistent state is needed.
+
+Name conflicts
+==============
+
+An ``alive`` for a known name at a *different* address may rebind the name
+only if the record is not live and the incarnation is higher:
+
+* record ALIVE or SUSPECT: never. The claim is dropped (not re-gossiped),
+  a ``CONFLICT`` event (with both members) is queued and counted. The known
+  member keeps its name until probes of *its* address fail and it is declared
+  dead; a live duplicate therefore cannot steal the name or make it flap.
+* record LEFT: if ``m > r``.
+* record DEAD: if ``m > r`` and ``config.dead_node_reclaim_time`` is non-zero
+  and has elapsed since the death; with 0 (the default, as in memberlist) the
+  name stays bound until the dead member is reaped.
+
+Otherwise it is a conflict. A higher incarnation is required because
+``suspect``/``dead`` carry no address: only an incarnation above everything
+said about the old binding keeps an old accusation from hitting the new one.
+An ``alive`` about *this* member from another address is a conflict too; it
+is not refuted (two live processes sharing a name would refute each other
+forever).
+
+Timers
+======
+
+:meth:`Membership.probe_failed` starts (or confirms) a suspicion sized for
+``n`` = members not dead or left (Lifeguard's dynamic timeout, see
+:mod:`gossipreg.core.suspicion`); suspect messages from other members confirm
+it. :meth:`Membership.tick` declares DEAD the suspects whose deadline passed
+(returning the :class:`Dead` messages to broadcast) and reaps DEAD and LEFT
+members ``config.gossip_to_the_dead`` seconds after their state changed;
+until then they remain gossip targets (:meth:`Membership.gossip_targets`).
+:meth:`Membership.next_deadline` tells the driver when to call :meth:`tick`.
+
+Events
+======
+
+:meth:`Membership.take_events` drains :class:`MemberEvent` values:
+``JOINED`` (unknown, DEAD or LEFT -> ALIVE), ``UPDATED`` (an alive record's
+address or meta changed, or its suspicion was refuted), ``SUSPECTED``,
+``FAILED`` (-> DEAD), ``LEFT`` (-> LEFT), ``REAPED`` and ``CONFLICT``. The
+node core maps FAILED/LEFT to :meth:`Catalog.owner_down`, JOINED to
+:meth:`Catalog.owner_up` and REAPED to :meth:`Catalog.purge_owner`. Changes
+to this member itself raise no events.
+
+Driver contract (the node core)
+===============================
+
+* decoded gossip -> :meth:`Membership.receive` (or ``on_*``); queue
+  ``outcome.broadcast``;
+* push/pull state -> :meth:`Membership.merge_remote`; queue the broadcasts;
+* probing: :meth:`Membership.next_probe_target` each protocol period
+  (interval scaled by :attr:`Membership.awareness`); when a probe of a SUSPECT
+  member is sent, piggyback ``Suspect(name, incarnation, local_name)`` (buddy
+  system); apply :func:`gossipreg.core.awareness.probe_delta` to
+  :attr:`Membership.awareness`; if no ack came, call :meth:`probe_failed`
+  and queue its broadcast; helpers for ping-req from :meth:`random_members`;
+* timers: sleep until :meth:`next_deadline`, then :meth:`tick` and queue;
+* :meth:`update_local` / :meth:`leave` for local changes; drain
+  :meth:`take_events` after each call.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from random import Random
+from types import MappingProxyType
+from typing import NamedTuple
+
+from .awareness import REFUTED, Awareness
+from .config import Config
+from .suspicion import Suspicion, suspicion_for
+
+__all__ = [
+    "SELF_TRANSITIONS",
+    "TRANSITIONS",
+    "Action",
+    "Address",
+    "Alive",
+    "Dead",
+    "Decision",
+    "EventKind",
+    "Leave",
+    "Member",
+    "MemberEvent",
+    "MemberState",
+    "Membership",
+    "MembershipStatistics",
+    "Message",
+    "MessageKind",
+    "Order",
+    "Outcome",
+    "Suspect",
+]
+
+
+# ----------------------------------------------------------------- records
+
+
+class MemberState(enum.Enum):
+    """A member's state in the local table."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+_LIVE = frozenset({MemberState.ALIVE, MemberState.SUSPECT})
+_GONE = frozenset({MemberState.DEAD, MemberState.LEFT})
+
+
+class Address(NamedTuple):
+    """Where a member receives datagrams and streams."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An immutable snapshot of one member's record."""
+
+    name: str
+    """Unique member name."""
+    address: Address
+    """Its advertised address."""
+    incarnation: int
+    """Incarnation number: only the member itself raises it (when refuting or updating)."""
+    state: MemberState
+    """Its state in this table."""
+    meta: bytes = b""
+    """Opaque application metadata (memberlist's node meta), bounded by the codec."""
+    state_changed_at: float = 0.0
+    """``now`` when :attr:`state` last changed in this table (monotonic seconds)."""
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """``name`` is alive at ``address`` with ``incarnation`` and ``meta`` (also a join)."""
+
+    name: str
+    incarnation: int
+    address: Address
+    meta: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """``from_member`` suspects ``name`` at ``incarnation``."""
+
+    name: str
+    incarnation: int
+    from_member: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """``from_member`` declares ``name`` dead at ``incarnation``."""
+
+    name: str
+    incarnation: int
+    from_member: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """``name`` leaves the cluster gracefully at ``incarnation``."""
+
+    name: str
+    incarnation: int
+
+
+Message = Alive | Suspect | Dead | Leave
+"""A membership message, as the codec decodes and the dissemination queue carries it."""
+
+
+# ---------------------------------------------------------------- the table
+
+
+class MessageKind(enum.Enum):
+    """The kind of a membership message."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEAVE = "leave"
+
+
+class Order(enum.Enum):
+    """An incoming incarnation compared with the record's."""
+
+    LOWER = "lower"
+    EQUAL = "equal"
+    HIGHER = "higher"
+
+
+class Decision(enum.Enum):
+    """What an incoming message does to a record."""
+
+    IGNORE = "ignore"
+    """Stale or no news: nothing changes, nothing is re-gossiped."""
+    BECOME_ALIVE = "become_alive"
+    BECOME_SUSPECT = "become_suspect"
+    """Start a suspicion."""
+    CONFIRM = "confirm"
+    """Confirm the running suspicion (and adopt a higher incarnation)."""
+    BECOME_DEAD = "become_dead"
+    BECOME_LEFT = "become_left"
+    REFUTE = "refute"
+    """About this member: raise the incarnation and broadcast alive."""
+    REFUTE_IF_DIFFERENT = "refute_if_different"
+    """About this member at its own incarnation: refute if the meta differs."""
+
+
+def _row(lower: Decision, equal: Decision, higher: Decision) -> Mapping[Order, Decision]:
+    return MappingProxyType({Order.LOWER: lower, Order.EQUAL: equal, Order.HIGHER: higher})
+
+
+_S, _K = MessageKind, MemberState
+_I = Decision.IGNORE
+_A, _SU, _C = Decision.BECOME_ALIVE, Decision.BECOME_SUSPECT, Decision.CONFIRM
+_D, _L, _R = Decision.BECOME_DEAD, Decision.BECOME_LEFT, Decision.REFUTE
+
+TRANSITIONS: Mapping[tuple[MessageKind, MemberState], Mapping[Order, Decision]] = MappingProxyType(
+    {
+        # (message, record state): (lower, equal, higher incarnation)
+        (_S.ALIVE, _K.ALIVE): _row(_I, _I, _A),
+        (_S.ALIVE, _K.SUSPECT): _row(_I, _I, _A),
+        (_S.ALIVE, _K.DEAD): _row(_I, _I, _A),
+        (_S.ALIVE, _K.LEFT): _row(_I, _I, _A),
+        (_S.SUSPECT, _K.ALIVE): _row(_I, _SU, _SU),
+        (_S.SUSPECT, _K.SUSPECT): _row(_I, _C, _C),
+        (_S.SUSPECT, _K.DEAD): _row(_I, _I, _I),
+        (_S.SUSPECT, _K.LEFT): _row(_I, _I, _I),
+        (_S.DEAD, _K.ALIVE): _row(_I, _D, _D),
+        (_S.DEAD, _K.SUSPECT): _row(_I, _D, _D),
+        (_S.DEAD, _K.DEAD): _row(_I, _I, _I),
+        (_S.DEAD, _K.LEFT): _row(_I, _I, _I),
+        (_S.LEAVE, _K.ALIVE): _row(_I, _L, _L),
+        (_S.LEAVE, _K.SUSPECT): _row(_I, _L, _L),
+        (_S.LEAVE, _K.DEAD): _row(_I, _L, _L),
+        (_S.LEAVE, _K.LEFT): _row(_I, _I, _I),
+    }
+)
+"""Messages about *another* member, for a record in each state (an ``alive``
+at a different address first passes the name-conflict rule)."""
+
+SELF_TRANSITIONS: Mapping[MessageKind, Mapping[Order, Decision]] = MappingProxyType(
+    {
+        _S.ALIVE: _row(_I, Decision.REFUTE_IF_DIFFERENT, _R),
+        _S.SUSPECT: _row(_I, _R, _R),
+        _S.DEAD: _row(_I, _R, _R),
+        _S.LEAVE: _row(_I, _R, _R),
+    }
+)
+"""Messages about *this* member while it has not left (after :meth:`Membership.leave`
+every message about it is ignored)."""
+
+
+def _order(incoming: int, current: int) -> Order:
+    if incoming < current:
+        return Order.LOWER
+    return Order.EQUAL if incoming == current else Order.HIGHER
+
+
+# ------------------------------------------------------------------ results
+
+
+class Action(enum.Enum):
+    """What a handler did."""
+
+    IGNORED = "ignored"
+    """Stale, duplicate, or about an unknown member: no change."""
+    APPLIED = "applied"
+    """The record changed; the message is news and is re-gossiped."""
+    CONFIRMED = "confirmed"
+    """Counted as a new suspicion confirmation; re-gossiped."""
+    REFUTED = "refuted"
+    """About this member: refuted; ``broadcast`` holds the new :class:`Alive`."""
+    CONFLICT = "conflict"
+    """An alive for a known name at another address was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of handling one message or local event."""
+
+    action: Action
+    member: Member | None
+    """The record after handling (None if the member is unknown)."""
+    broadcast: tuple[Message, ...] = ()
+    """Messages to queue for gossip: the incoming one if it was news, a refutation, or a new suspicion."""
+
+    @property
+    def regossip(self) -> bool:
+        """Whether the incoming message carried new information and should be re-gossiped."""
+        return self.action in (Action.APPLIED, Action.CONFIRMED)
+
+
+class EventKind(enum.Enum):
+    """Kinds of :class:`MemberEvent`."""
+
+    JOINED = "joined"
+    UPDATED = "updated"
+    SUSPECTED = "suspected"
+    FAILED = "failed"
+    LEFT = "left"
+    REAPED = "reaped"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvent:
+    """A change of the member table, for the node core and watchers."""
+
+    kind: EventKind
+    member: Member
+    """The record after the change (for REAPED, the last one; for CONFLICT, the one kept)."""
+    previous_state: MemberState | None = None
+    """The state before the change (None for a member that was unknown)."""
+    conflicting: Member | None = None
+    """For CONFLICT: the refused claimant (its state is ALIVE, as claimed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipStatistics:
+    """Counters and current sizes, from :meth:`Membership.statistics`."""
+
+    alive: int
+    suspect: int
+    dead: int
+    left: int
+    incarnation: int
+    """This member's incarnation."""
+    awareness: int
+    """The local-health score."""
+    joins: int
+    suspicions: int
+    """ALIVE -> SUSPECT transitions."""
+    confirmations: int
+    """Independent suspicion confirmations counted."""
+    suspicions_refuted: int
+    """SUSPECT -> ALIVE transitions."""
+    suspicion_timeouts: int
+    """Suspicions that expired here (this member declared the death)."""
+    deaths: int
+    """-> DEAD transitions, whoever declared them."""
+    deaths_refuted: int
+    """DEAD -> ALIVE: a false death refuted, or a restart."""
+    leaves: int
+    reaped: int
+    refutations: int
+    """Accusations about this member that it refuted."""
+    conflicts: int
+    stale: int
+    """Messages ignored as old or as no news."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    joins: int = 0
+    suspicions: int = 0
+    confirmations: int = 0
+    suspicions_refuted: int = 0
+    suspicion_timeouts: int = 0
+    deaths: int = 0
+    deaths_refuted: int = 0
+    leaves: int = 0
+    reaped: int = 0
+    refutations: int = 0
+    conflicts: int = 0
+    stale: int = 0
+
+
+# --------------------------------------------------------------- membership
+
+
+@dataclass(slots=True)
+class _ProbeRound:
+    order: list[str] = field(default_factory=list)
+    index: int = 0
+
+
+class Membership:
+    """The member table of one member, and every transition of it.
+
+    Args:
+        local_name: this member's name.
+        local_address: where this member listens.
+        config: timing parameters (suspicion bounds, ``gossip_to_the_dead``,
+            ``dead_node_reclaim_time``, ``awareness_max_multiplier``).
+        rng: the only source of randomness (probe order, random members).
+        now: monotonic seconds at creation.
+        incarnation: this member's starting incarnation (0 for a new process).
+        meta: this member's metadata.
+    """
+
+    def __init__(
+        self,
+        local_name: str,
+        local_address: tuple[str, int],
+        config: Config,
+        rng: Random,
+        now: float,
+        *,
+        incarnation: int = 0,
+        meta: bytes = b"",
+    ) -> None:
+        _check_incarnation(incarnation)
+        self._name = local_name
+        self._config = config
+        self._rng = rng
+        self.awareness = Awareness(config.awareness_max_multiplier)
+        """Local health (Lifeguard); refutations add +1, the node core applies probe deltas."""
+        self._members: dict[str, Member] = {
+            local_name: Member(
+                local_name, Address(*local_address), incarnation, MemberState.ALIVE, bytes(meta), now
+            )
+        }
+        self._suspicions: dict[str, Suspicion] = {}
+        self._events: list[MemberEvent] = []
+        self._counters = _Counters()
+        self._probe = _ProbeRound()
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def local_name(self) -> str:
+        """This member's name."""
+        return self._name
+
+    @property
+    def local(self) -> Member:
+        """This member's own record."""
+        return self._members[self._name]
+
+    @property
+    def config(self) -> Config:
+        """The configuration given at construction."""
+        return self._config
+
+    def get(self, name: str) -> Member | None:
+        """The record of ``name``, or None if unknown (or reaped)."""
+        return self._members.get(name)
+
+    def members(self) -> tuple[Member, ...]:
+        """Every known member, this one and dead/left ones included, sorted by name."""
+        return tuple(self._members[name] for name in sorted(self._members))
+
+    def alive_count(self) -> int:
+        """Members that are ALIVE or SUSPECT, this one included (the ``n`` of the formulas)."""
+        return sum(1 for m in self._members.values() if m.state in _LIVE)
+
+    def suspicion(self, name: str) -> Suspicion | None:
+        """The running suspicion of ``name``, if it is SUSPECT."""
+        return self._suspicions.get(name)
+
+    def local_alive(self) -> Alive:
+        """This member's current :class:`Alive` (for joins and push/pull)."""
+        me = self.local
+        return Alive(me.name, me.incarnation, me.address, me.meta)
+
+    def statistics(self) -> MembershipStatistics:
+        """A frozen snapshot of the counters."""
+        sizes = dict.fromkeys(MemberState, 0)
+        for m in self._members.values():
+            sizes[m.state] += 1
+        c = self._counters
+        return MembershipStatistics(
+            alive=sizes[MemberState.ALIVE],
+            suspect=sizes[MemberState.SUSPECT],
+            dead=sizes[MemberState.DEAD],
+            left=sizes[MemberState.LEFT],
+            incarnation=self.local.incarnation,
+            awareness=self.awareness.score,
+            joins=c.joins,
+            suspicions=c.suspicions,
+            confirmations=c.confirmations,
+            suspicions_refuted=c.suspicions_refuted,
+            suspicion_timeouts=c.suspicion_timeouts,
+            deaths=c.deaths,
+            deaths_refuted=c.deaths_refuted,
+            leaves=c.leaves,
+            reaped=c.reaped,
+            refutations=c.refutations,
+            conflicts=c.conflicts,
+            stale=c.stale,
+        )
+
+    def take_events(self) -> list[MemberEvent]:
+        """Return and clear the events queued since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    # ------------------------------------------------------------ incoming gossip
+
+    def receive(self, message: Message, now: float) -> Outcome:
+        """Dispatch a decoded membership message to its handler."""
+        match message:
+            case Alive(name, incarnation, address, meta):
+                return self.on_alive(name, incarnation, address, meta, now)
+            case Suspect(name, incarnation, from_member):
+                return self.on_suspect(name, incarnation, from_member, now)
+            case Dead(name, incarnation, from_member):
+                return self.on_dead(name, incarnation, from_member, now)
+            case Leave(name, incarnation):
+                return self.on_leave(name, incarnation, now)
+        raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
+
+    def on_alive(
+        self, name: str, incarnation: int, address: tuple[str, int], meta: bytes, now: float
+    ) -> Outcome:
+        """``name`` is alive at ``address`` (a join, a refutation or an update)."""
+        _check_incarnation(incarnation)
+        msg = Alive(name, incarnation, Address(*address), bytes(meta))
+        old = self._members.get(name)
+        if name == self._name:
+            assert old is not None
+            return self._about_self(_S.ALIVE, incarnation, now, alive=msg)
+        if old is None:
+            new = Member(name, msg.address, incarnation, MemberState.ALIVE, msg.meta, now)
+            self._transition(None, new)
+            return Outcome(Action.APPLIED, new, (msg,))
+        if msg.address != old.address and not self._may_rebind(old, incarnation, now):
+            return self._conflict(old, msg, now)
+        decision = TRANSITIONS[(_S.ALIVE, old.state)][_order(incarnation, old.incarnation)]
+        if decision is Decision.IGNORE:
+            return self._stale(old)
+        assert decision is Decision.BECOME_ALIVE
+        new = replace(
+            old,
+            incarnation=incarnation,
+            address=msg.address,
+            meta=msg.meta,
+            state=MemberState.ALIVE,
+            state_changed_at=old.state_changed_at if old.state is MemberState.ALIVE else now,
+        )
+        self._transition(old, new)
+        return Outcome(Action.APPLIED, new, (msg,))
+
+    def on_suspect(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
+        """``from_member`` suspects ``name`` at ``incarnation``."""
+        _check_incarnation(incarnation)
+        old = self._members.get(name)
+        if name == self._name:
+            return self._about_self(_S.SUSPECT, incarnation, now)
+        if old is None:
+            return self._stale(None)
+        msg = Suspect(name, incarnation, from_member)
+        decision = TRANSITIONS[(_S.SUSPECT, old.state)][_order(incarnation, old.incarnation)]
+        if decision is Decision.BECOME_SUSPECT:
+            new = replace(old, incarnation=incarnation, state=MemberState.SUSPECT, state_changed_at=now)
+            self._transition(old, new)
+            self._suspicions[name] = suspicion_for(self._config, self.alive_count(), from_member, now)
+            return Outcome(Action.APPLIED, new, (msg,))
+        if decision is Decision.CONFIRM:
+            counted = self._suspicions[name].confirm(from_member, now)
+            if counted:
+                self._counters.confirmations += 1
+            if incarnation > old.incarnation:
+                new = replace(old, incarnation=incarnation)
+                self._transition(old, new)
+                return Outcome(Action.APPLIED, new, (msg,))
+            if counted:
+                return Outcome(Action.CONFIRMED, old, (msg,))
+        return self._stale(old)
+
+    def on_dead(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
+        """``from_member`` declares ``name`` dead.
+
+        ``from_member == name`` is memberlist's encoding of a graceful leave: it
+        is handled by :meth:`on_leave`, and the outcome's ``broadcast`` then
+        holds the equivalent :class:`Leave`.
+        """
+        if from_member == name:
+            return self.on_leave(name, incarnation, now)
+        _check_incarnation(incarnation)
+        old = self._members.get(name)
+        if name == self._name:
+            return self._about_self(_S.DEAD, incarnation, now)
+        if old is None:
+            return self._stale(None)
+        decision = TRANSITIONS[(_S.DEAD, old.state)][_order(incarnation, old.incarnation)]
+        if decision is Decision.IGNORE:
+            return self._stale(old)
+        assert decision is Decision.BECOME_DEAD
+        new = replace(old, incarnation=incarnation, state=MemberState.DEAD, state_changed_at=now)
+        self._transition(old, new)
+        return Outcome(Action.APPLIED, new, (Dead(name, incarnation, from_member),))
+
+    def on_leave(self, name: str, incarnation: int, now: float) -> Outcome:
+        """``name`` left the cluster gracefully at ``incarnation``."""
+        _check_incarnation(incarnation)
+        old = self._members.get(name)
+        if name == self._name:
+            return self._about_self(_S.LEAVE, incarnation, now)
+        if old is None:
+            return self._stale(None)
+        decision = TRANSITIONS[(_S.LEAVE, old.state)][_order(incarnation, old.incarnation)]
+        if decision is Decision.IGNORE:
+            return self._stale(old)
+        assert decision is Decision.BECOME_LEFT
+        new = replace(old, incarnation=incarnation, state=MemberState.LEFT, state_changed_at=now)
+        self._transition(old, new)
+        return Outcome(Action.APPLIED, new, (Leave(name, incarnation),))
+
+    def merge_remote(self, remote: Iterable[Member], now: float) -> list[Outcome]:
+        """Merge a peer's table from a push/pull (memberlist's ``mergeState``).
+
+        ALIVE records are handled as :class:`Alive`; SUSPECT *and DEAD* ones as a
+        :class:`Suspect` from this member (a remote death is only suspected
+        here, so the member gets its full chance to refute); LEFT ones as
+        :class:`Leave`. ``state_changed_at`` of the remote records is ignored.
+        """
+        outcomes = []
+        for r in remote:
+            if r.state is MemberState.ALIVE:
+                outcomes.append(self.on_alive(r.name, r.incarnation, r.address, r.meta, now))
+            elif r.state is MemberState.LEFT:
+                outcomes.append(self.on_leave(r.name, r.incarnation, now))
+            else:
+                outcomes.append(self.on_suspect(r.name, r.incarnation, self._name, now))
+        return outcomes
+
+    # ------------------------------------------------------------ local events
+
+    def probe_failed(self, name: str, now: float) -> Outcome:
+        """A probe of ``name`` got no ack (direct or indirect): suspect it.
+
+        Starts a suspicion of an ALIVE member (the outcome's ``broadcast`` holds
+        the :class:`Suspect` to gossip), or confirms a SUSPECT member's
+        suspicion started by another member. Ignored for DEAD, LEFT or unknown
+        members.
+
+        Raises:
+            ValueError: ``name`` is this member.
+        """
+        if name == self._name:
+            raise ValueError("a member does not probe itself")
+        m = self._members.get(name)
+        if m is None or m.state not in _LIVE:
+            return Outcome(Action.IGNORED, m)
+        return self.on_suspect(name, m.incarnation, self._name, now)
+
+    def tick(self, now: float) -> tuple[Dead, ...]:
+        """Expire suspicions into DEAD and reap old DEAD/LEFT members.
+
+        Returns:
+            The :class:`Dead` messages (from this member) to broadcast, one per
+            suspicion that expired, in deadline order.
+        """
+        expired = sorted((s.deadline(), name) for name, s in self._suspicions.items() if s.expired(now))
+        dead = []
+        for _, name in expired:
+            old = self._members[name]
+            new = replace(old, state=MemberState.DEAD, state_changed_at=now)
+            self._transition(old, new)
+            self._counters.suspicion_timeouts += 1
+            dead.append(Dead(name, old.incarnation, self._name))
+        for name in sorted(self._members):
+            m = self._members[name]
+            if name != self._name and m.state in _GONE and now >= self._reap_at(m):
+                del self._members[name]
+                self._counters.reaped += 1
+                self._events.append(MemberEvent(EventKind.REAPED, m, m.state))
+        return tuple(dead)
+
+    def next_deadline(self) -> float | None:
+        """The earliest suspicion expiry or reap time, or None if nothing is pending."""
+        times = [s.deadline() for s in self._suspicions.values()]
+        times.extend(
+            self._reap_at(m) for m in self._members.values() if m.name != self._name and m.state in _GONE
+        )
+        return min(times, default=None)
+
+    def update_local(self, *, address: tuple[str, int] | None = None, meta: bytes | None = None) -> Alive:
+        """Change this member's address and/or meta; returns the :class:`Alive` to broadcast.
+
+        The incarnation is raised by one so the change wins everywhere.
+
+        Raises:
+            ValueError: this member has left.
+        """
+        me = self.local
+        if me.state is not MemberState.ALIVE:
+            raise ValueError("this member has left")
+        new = replace(
+            me,
+            incarnation=me.incarnation + 1,
+            address=me.address if address is None else Address(*address),
+            meta=me.meta if meta is None else bytes(meta),
+        )
+        self._members[self._name] = new
+        return self.local_alive()
+
+    def leave(self, now: float) -> Leave:
+        """Leave gracefully: this member becomes LEFT; returns the :class:`Leave` to broadcast.
+
+        Afterwards nothing about this member is refuted. Idempotent. A member
+        that left does not rejoin: make a new :class:`Membership`.
+        """
+        me = self.local
+        if me.state is not MemberState.LEFT:
+            self._members[self._name] = replace(me, state=MemberState.LEFT, state_changed_at=now)
+        return Leave(self._name, me.incarnation)
+
+    # ------------------------------------------------------------ target selection
+
+    def next_probe_target(self) -> Member | None:
+        """The next member to probe: round-robin over a shuffled list.
+
+        Each pass visits every ALIVE or SUSPECT member other than this one once,
+        in an order shuffled with the injected rng at the start of the pass; a
+        member that joins during a pass is inserted at a random place among
+        those not yet visited. None if there is no one to probe.
+        """
+        probe = self._probe
+        for _ in range(2):
+            while probe.index < len(probe.order):
+                name = probe.order[probe.index]
+                probe.index += 1
+                m = self._members.get(name)
+                if m is not None and m.state in _LIVE and name != self._name:
+                    return m
+            probe.order = sorted(n for n, m in self._members.items() if n != self._name and m.state in _LIVE)
+            self._rng.shuffle(probe.order)
+            probe.index = 0
+            if not probe.order:
+                return None
+        return None  # pragma: no cover - a fresh pass always has an eligible first entry
+
+    def random_members(
+        self,
+        k: int,
+        *,
+        exclude: Collection[str] = (),
+        include_dead_within: float | None = None,
+        now: float | None = None,
+    ) -> list[Member]:
+        """Up to ``k`` distinct random members other than this one.
+
+        ALIVE and SUSPECT members are candidates; DEAD and LEFT ones too if
+        their state changed at most ``include_dead_within`` seconds before
+        ``now``. Use it for ping-req helpers (``exclude=[target]``).
+
+        Raises:
+            ValueError: ``include_dead_within`` is given without ``now``.
+        """
+        if include_dead_within is not None and now is None:
+            raise ValueError("include_dead_within needs now")
+        candidates = []
+        for name in sorted(self._members):
+            m = self._members[name]
+            if name == self._name or name in exclude:
+                continue
+            if m.state in _LIVE or (
+                include_dead_within is not None
+                and now is not None
+                and now - m.state_changed_at <= include_dead_within
+            ):
+                candidates.append(m)
+        return self._rng.sample(candidates, min(max(k, 0), len(candidates)))
+
+    def gossip_targets(self, k: int, now: float) -> list[Member]:
+        """Up to ``k`` random gossip targets: live members, and dead or left ones
+        within ``config.gossip_to_the_dead`` seconds (so they can learn and refute)."""
+        return self.random_members(k, include_dead_within=self._config.gossip_to_the_dead, now=now)
+
+    # ------------------------------------------------------------ internals
+
+    def _about_self(
+        self, kind: MessageKind, incarnation: int, now: float, alive: Alive | None = None
+    ) -> Outcome:
+        me = self.local
+        if me.state is MemberState.LEFT:
+            return self._stale(me)
+        if alive is not None and alive.address != me.address:
+            return self._conflict(me, alive, now)
+        decision = SELF_TRANSITIONS[kind][_order(incarnation, me.incarnation)]
+        if decision is Decision.REFUTE_IF_DIFFERENT:
+            assert alive is not None
+            decision = Decision.IGNORE if alive.meta == me.meta else Decision.REFUTE
+        if decision is Decision.IGNORE:
+            return self._stale(me)
+        new = replace(me, incarnation=max(me.incarnation, incarnation) + 1)
+        self._members[self._name] = new
+        self.awareness.apply_delta(REFUTED)
+        self._counters.refutations += 1
+        return Outcome(Action.REFUTED, new, (self.local_alive(),))
+
+    def _may_rebind(self, old: Member, incarnation: int, now: float) -> bool:
+        if incarnation <= old.incarnation:
+            return False
+        if old.state is MemberState.LEFT:
+            return True
+        if old.state is MemberState.DEAD:
+            reclaim = self._config.dead_node_reclaim_time
+            return reclaim > 0 and now - old.state_changed_at >= reclaim
+        return False
+
+    def _conflict(self, kept: Member, claim: Alive, now: float) -> Outcome:
+        self._counters.conflicts += 1
+        other = Member(claim.name, claim.address, claim.incarnation, MemberState.ALIVE, claim.meta, now)
+        self._events.append(MemberEvent(EventKind.CONFLICT, kept, kept.state, other))
+        return Outcome(Action.CONFLICT, kept)
+
+    def _stale(self, member: Member | None) -> Outcome:
+        self._counters.stale += 1
+        return Outcome(Action.IGNORED, member)
+
+    def _reap_at(self, m: Member) -> float:
+        return m.state_changed_at + self._config.gossip_to_the_dead
+
+    def _transition(self, old: Member | None, new: Member) -> None:
+        """Store ``new`` (another member's record) and queue the event the change implies."""
+        self._members[new.name] = new
+        if new.state is not MemberState.SUSPECT:
+            self._suspicions.pop(new.name, None)
+        prev = old.state if old is not None else None
+        c = self._counters
+        kind: EventKind | None = None
+        if new.state is MemberState.ALIVE:
+            if old is None or prev in _GONE:
+                kind = EventKind.JOINED
+                c.joins += 1
+                if prev is MemberState.DEAD:
+                    c.deaths_refuted += 1
+                self._add_probe_target(new.name)
+            elif prev is MemberState.SUSPECT:
+                kind = EventKind.UPDATED
+                c.suspicions_refuted += 1
+            elif old.address != new.address or old.meta != new.meta:
+                kind = EventKind.UPDATED
+        elif new.state is MemberState.SUSPECT:
+            if prev is not MemberState.SUSPECT:
+                kind = EventKind.SUSPECTED
+                c.suspicions += 1
+        elif new.state is MemberState.DEAD:
+            if prev is not MemberState.DEAD:
+                kind = EventKind.FAILED
+                c.deaths += 1
+        elif prev is not MemberState.LEFT:
+            kind = EventKind.LEFT
+            c.leaves += 1
+        if kind is not None:
+            self._events.append(MemberEvent(kind, new, prev))
+
+    def _add_probe_target(self, name: str) -> None:
+        probe = self._probe
+        if name in probe.order[probe.index :]:
+            return
+        probe.order.insert(self._rng.randint(probe.index, len(probe.order)), name)
+
+
+def _check_incarnation(incarnation: int) -> None:
+    if isinstance(incarnation, bool) or not isinstance(incarnation, int) or incarnation < 0:
+        raise ValueError(f"incarnation must be a non-negative int, got {incarnation!r}")

@@ -1,0 +1,737 @@
+"""The node core: one gossip member as a pure state machine.
+
+:class:`NodeCore` ties membership (SWIM + Lifeguard), dissemination (the
+transmit-limited broadcast queue, gossip rounds and eager push), the catalog
+and anti-entropy together. It performs no IO and reads no clock; a driver
+(the trio runtime or the simulator) feeds it and carries out what it asks:
+
+* inputs: :meth:`NodeCore.receive_datagram`, :meth:`NodeCore.receive_stream`,
+  :meth:`NodeCore.stream_failed`, :meth:`NodeCore.tick` (at
+  :meth:`NodeCore.next_deadline`), and the local calls :meth:`~NodeCore.join`,
+  :meth:`~NodeCore.leave`, :meth:`~NodeCore.register`,
+  :meth:`~NodeCore.deregister`;
+* outputs: :meth:`NodeCore.take_outbox` (:class:`SendDatagram`,
+  :class:`SendStream`, :class:`CloseStream`) and :meth:`NodeCore.take_events`
+  (membership, catalog and join events).
+
+Datagrams
+    Every datagram is ``[PROTOCOL_VERSION][msgpack array of messages]``,
+    sealed with the keyring's primary key (AES-GCM, the cluster label as
+    additional data) unless the member runs ``insecure``. A received datagram
+    is authenticated before a byte of it is decoded; failures are counted and
+    dropped. Each message in a datagram is decoded on its own, so one bad
+    message does not discard its neighbours. Protocol messages (pings, acks)
+    are topped up with queued broadcasts up to ``max_packet_size``.
+
+Probing (SWIM with Lifeguard)
+    Every protocol period (``probe_interval`` scaled by local health) the
+    next member of a shuffled round-robin is pinged. No ack within
+    ``probe_timeout`` (also scaled) → ``indirect_checks`` random members are
+    asked to ping it (ping-req) and to send a nack if they get no answer. No
+    ack by the end of the period → the member is suspected; local health
+    rises by one plus one per missing nack. A probe of a suspect carries the
+    suspicion, so the suspect can refute at once (the buddy system).
+
+Dissemination
+    Updates new to this member (membership messages and catalog records) go
+    into the broadcast queue and ride on every datagram; a gossip round every
+    ``gossip_interval`` sends them to ``gossip_nodes`` random members. With
+    ``eager_push`` a fresh update is also sent at once to ``gossip_nodes``
+    members, rate-limited per destination (``eager_push_rate``), so spread
+    time approaches hop latency instead of hops x ``gossip_interval``.
+
+Anti-entropy (push-pull, over streams)
+    Every ``push_pull_interval`` (scaled with the cluster size) and at join,
+    a four-message exchange with one member: INIT (members, catalog digest) →
+    REPLY (members, catalog offer) → RECONCILE (records the responder lacks,
+    hashes of those the initiator wants) → FETCH (those records). Streams are
+    reliable and of any size; each message is sealed like a datagram, under
+    a label distinct from the datagram label.
+
+Owner liveness
+    When membership declares a member dead or left, its registrations leave
+    the view (:meth:`Catalog.owner_down`); when it is alive again they return;
+    when it is reaped they are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+from . import codec
+from .broadcast import BroadcastQueue
+from .catalog import Catalog, CatalogEvent, Record
+from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg
+from .config import Config
+from .crypto import OVERHEAD, Keyring
+from .errors import AuthenticationError, ConfigError, DecodeError
+from .hlc import HybridClock
+from .membership import (
+    Address,
+    Alive,
+    Dead,
+    EventKind,
+    Leave,
+    Member,
+    MemberEvent,
+    Membership,
+    MemberState,
+    Suspect,
+)
+from .model import Service
+
+__all__ = [
+    "CloseStream",
+    "JoinResult",
+    "NodeCore",
+    "NodeEvent",
+    "SendDatagram",
+    "SendStream",
+    "StreamId",
+]
+
+StreamId = tuple[str, int]
+"""A stream (conversation) id: ``("out", n)`` for streams this member opens,
+any other tag for streams the driver accepted (the driver chooses those)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendDatagram:
+    """Send ``data`` to ``address`` over the datagram transport."""
+
+    address: Address
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendStream:
+    """Send ``data`` as one message on stream ``stream``; open it to ``address`` if new."""
+
+    stream: StreamId
+    address: Address
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    """Close stream ``stream``: this member is done with it."""
+
+    stream: StreamId
+
+
+Outgoing = SendDatagram | SendStream | CloseStream
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """The outcome of a join attempt through one seed."""
+
+    address: Address
+    ok: bool
+    reason: str = ""
+
+
+NodeEvent = MemberEvent | CatalogEvent | JoinResult
+"""Everything :meth:`NodeCore.take_events` yields."""
+
+
+@dataclass(slots=True)
+class _Probe:
+    seq: int
+    target: str
+    started: float
+    timeout_at: float
+    period_end: float
+    indirect: bool = False
+    expected_nacks: int = 0
+    nacks: int = 0
+
+
+@dataclass(slots=True)
+class _Relay:
+    """A ping-req this member is carrying out for ``source``."""
+
+    source_seq: int
+    source_address: Address
+    nack: bool
+    deadline: float
+
+
+@dataclass(slots=True)
+class _PushPull:
+    address: Address
+    join: bool
+    deadline: float
+    step: int = 0  # initiator: 0 sent INIT; responder: 1 sent REPLY
+
+
+@dataclass(slots=True)
+class _Counters:
+    values: dict[str, int] = field(default_factory=dict)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + n
+
+
+_STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
+
+
+class NodeCore:
+    """One member of a gossipreg cluster, without IO.
+
+    Args:
+        name: this member's unique name.
+        address: the address other members reach it at (advertised).
+        config: protocol parameters.
+        rng: the only source of randomness.
+        wall_clock: seconds since the epoch (``time.time`` in production); used
+            only for hybrid-logical-clock stamps.
+        now: monotonic seconds at creation.
+        keyring: the cluster keyring; required unless ``insecure``.
+        insecure: send and accept plaintext. An explicit opt-in.
+        meta: this member's metadata bytes (at most ``codec.MAX_META``).
+        incarnation: starting incarnation (0 for a new process).
+
+    Raises:
+        ConfigError: neither a keyring nor ``insecure``, or both.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        address: tuple[str, int],
+        *,
+        config: Config,
+        rng: Random,
+        wall_clock: Callable[[], float],
+        now: float,
+        keyring: Keyring | None = None,
+        insecure: bool = False,
+        meta: bytes = b"",
+        incarnation: int = 0,
+    ) -> None:
+        if keyring is None and not insecure:
+            raise ConfigError("keyring: a cluster keyring is required unless insecure=True")
+        if keyring is not None and insecure:
+            raise ConfigError("insecure: cannot be combined with a keyring")
+        if len(meta) > codec.MAX_META:
+            raise ConfigError(f"meta: at most {codec.MAX_META} bytes")
+        self.name = name
+        self.address = Address(*address)
+        self.config = config
+        self.keyring = keyring
+        self._rng = rng
+        self._label = config.label_bytes
+        self._stream_label = self._label + _STREAM_LABEL_SUFFIX
+        self.membership = Membership(name, self.address, config, rng, now, incarnation=incarnation, meta=meta)
+        self.catalog = Catalog(
+            name,
+            HybridClock(wall_clock, config.max_clock_drift),
+            tombstone_ttl=config.tombstone_ttl,
+            convergence_bound=min(300.0, config.tombstone_ttl / 2),
+        )
+        self._queue = BroadcastQueue(config.broadcast_queue_limit)
+        self._outbox: list[Outgoing] = []
+        self._events: list[NodeEvent] = []
+        self._counters = _Counters()
+        self._seq = 0
+        self._stream_seq = 0
+        self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._pushpulls: dict[StreamId, _PushPull] = {}
+        self._eager_last: dict[str, float] = {}
+        self._fresh = False
+        self._left = False
+        # Start staggered so members created together do not probe in lockstep.
+        self._next_probe = now + rng.uniform(0, config.probe_interval)
+        self._next_gossip = now + rng.uniform(0, config.gossip_interval)
+        self._next_push_pull = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
+        self._now = now
+        # Announce ourselves: our alive rides on the first datagrams we send.
+        self._queue_message(self.membership.local_alive())
+
+    # ================================================================ queries
+
+    @property
+    def left(self) -> bool:
+        """Whether this member has left the cluster."""
+        return self._left
+
+    def members(self) -> tuple[Member, ...]:
+        """Every known member, this one included, sorted by name."""
+        return self.membership.members()
+
+    def get_service(self, name: str) -> list[Service]:
+        """The local view of ``name`` (see :meth:`Catalog.get_service`)."""
+        return self.catalog.get_service(name)
+
+    def list_services(self) -> list[Service]:
+        """The local view of all services, without nodes."""
+        return self.catalog.list_services()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: packets, bytes, failures, protocol and catalog activity."""
+        out = dict(self._counters.values)
+        ms = self.membership.statistics()
+        for f in ms.__dataclass_fields__:
+            out[f"members_{f}"] = getattr(ms, f)
+        for k, v in self.catalog.counters.items():
+            out[f"catalog_{k}"] = v
+        out["catalog_rejected_drift"] = self.catalog.clock.rejected
+        out["broadcast_queue"] = len(self._queue)
+        out["broadcast_dropped"] = self._queue.dropped
+        out["broadcast_invalidated"] = self._queue.invalidated
+        return out
+
+    # ================================================================ driver I/O
+
+    def take_outbox(self) -> list[Outgoing]:
+        """Return and clear what the driver must send, in order."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def take_events(self) -> list[NodeEvent]:
+        """Return and clear the events queued since the last call, in order.
+
+        Drivers must drain events regularly: they accumulate until taken.
+        """
+        out, self._events = self._events, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has work. Idle members wake only for probes
+        (and the rarer push-pull, expiries and reaps)."""
+        if self._left:
+            return None
+        times = [self._next_probe, self._next_push_pull]
+        if self._probe is not None:
+            times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
+        if len(self._queue):
+            times.append(self._next_gossip)
+        times.extend(r.deadline for r in self._relays.values())
+        times.extend(p.deadline for p in self._pushpulls.values())
+        times.extend(
+            t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
+        )
+        return min(times)
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        self._now = now
+        if self._left:
+            return
+        self._probe_timers(now)
+        for seq in [s for s, r in self._relays.items() if r.deadline <= now]:
+            relay = self._relays.pop(seq)
+            if relay.nack:
+                self._send(relay.source_address, [Nack(relay.source_seq, self.name)])
+        for sid in [s for s, p in self._pushpulls.items() if p.deadline <= now]:
+            self._fail_push_pull(sid, "timed out")
+        for dead in self.membership.tick(now):
+            self._queue_message(dead)
+        self.catalog.tick(now)
+        if now >= self._next_probe:
+            self._start_probe(now)
+        if now >= self._next_gossip:
+            self._next_gossip = now + self.config.gossip_interval
+            if len(self._queue):
+                self._gossip_round(now, eager=False)
+        if now >= self._next_push_pull:
+            n = self.membership.alive_count()
+            self._next_push_pull = now + self.config.push_pull_interval_for(max(n, 1))
+            peers = self.membership.random_members(1)
+            if peers:
+                self._start_push_pull(peers[0].address, now, join=False)
+        self._after(now)
+
+    # ================================================================ local calls
+
+    def join(self, seeds: Iterable[tuple[str, int]], now: float) -> list[StreamId]:
+        """Start a join push-pull with each seed; results arrive as :class:`JoinResult` events."""
+        self._now = now
+        return [self._start_push_pull(Address(*s), now, join=True) for s in seeds]
+
+    def leave(self, now: float) -> None:
+        """Leave gracefully: broadcast the leave to ``gossip_nodes`` members at once.
+
+        Afterwards the member sends nothing more and its timers stop; the
+        driver should give the outbox a moment to drain, then close.
+        """
+        self._now = now
+        if self._left:
+            return
+        msg = self.membership.leave(now)
+        self._queue_message(msg)
+        targets = self.membership.random_members(max(self.config.gossip_nodes, 3))
+        data = codec.encode_message(msg)
+        for m in targets:
+            self._emit(m.address, [data])
+        self._left = True
+
+    def register(self, service: Service, ttl: float | None, now: float) -> list[Record]:
+        """Register ``service``'s nodes as owned by this member and disseminate them."""
+        self._now = now
+        records = self.catalog.register(service, ttl, now)
+        for rec in records:
+            self._queue_record(rec)
+        self._after(now)
+        return records
+
+    def deregister(self, service: Service, now: float) -> list[Record]:
+        """Deregister ``service``'s nodes (this member's) and disseminate the tombstones."""
+        self._now = now
+        records = self.catalog.deregister(service, now)
+        for rec in records:
+            self._queue_record(rec)
+        self._after(now)
+        return records
+
+    # ================================================================ datagrams in
+
+    def receive_datagram(self, data: bytes, address: tuple[str, int], now: float) -> None:
+        """Handle one datagram from ``address``. Never raises for bad input."""
+        self._now = now
+        c = self._counters
+        c.inc("datagrams_received")
+        c.inc("bytes_received", len(data))
+        if self._left:
+            return
+        plain = self._open(data, self._label, "datagram")
+        if plain is None:
+            return
+        try:
+            raw_messages = codec.unpack_datagram(plain)
+        except DecodeError:
+            c.inc("decode_errors")
+            return
+        for raw in raw_messages:
+            try:
+                msg = codec.decode_message(raw)
+            except DecodeError:
+                c.inc("decode_errors")
+                continue
+            self._handle(msg, Address(*address), now)
+        self._after(now)
+
+    def _open(self, data: bytes, label: bytes, what: str) -> bytes | None:
+        c = self._counters
+        if self.keyring is None:
+            if data[:1] == bytes([codec.PROTOCOL_VERSION]):
+                return data
+            if data[:1] == b"\x01":
+                # A sealed packet reached a plaintext member: say why it cannot work.
+                c.inc("sealed_received_while_insecure")
+            else:
+                c.inc("decode_errors")
+            return None
+        try:
+            return self.keyring.open(data, label)
+        except AuthenticationError:
+            if data[:1] == bytes([codec.PROTOCOL_VERSION]):
+                c.inc("plaintext_rejected")
+            else:
+                c.inc("auth_failures")
+            return None
+
+    def _seal(self, plain: bytes, label: bytes) -> bytes:
+        return plain if self.keyring is None else self.keyring.seal(plain, label)
+
+    def _handle(self, msg: Message, src: Address, now: float) -> None:
+        c = self._counters
+        match msg:
+            case Ping():
+                c.inc("pings_received")
+                if msg.target != self.name:
+                    c.inc("pings_misdirected")
+                    return
+                self._send(msg.source_address, [Ack(msg.seq, self.name)])
+            case PingReq():
+                c.inc("ping_reqs_received")
+                seq = self._next_seq()
+                self._relays[seq] = _Relay(
+                    msg.seq, msg.source_address, msg.nack, now + self.config.probe_timeout
+                )
+                self._send(msg.target_address, [Ping(seq, msg.target, self.name, self.address)])
+            case Ack():
+                self._on_ack(msg, now)
+            case Nack():
+                p = self._probe
+                if p is not None and p.seq == msg.seq:
+                    p.nacks += 1
+            case RecordMsg():
+                result = self.catalog.merge([msg.record], now)
+                for rec in result.accepted:
+                    self._queue_record(rec)
+                for rec in result.reply:
+                    self._queue_record(rec)
+                if result.rejected:
+                    c.inc("records_rejected_drift", result.rejected)
+            case Alive() | Suspect() | Dead() | Leave():
+                outcome = self.membership.receive(msg, now)
+                for b in outcome.broadcast:
+                    self._queue_message(b)
+
+    def _on_ack(self, ack: Ack, now: float) -> None:
+        relay = self._relays.pop(ack.seq, None)
+        if relay is not None:
+            self._send(relay.source_address, [Ack(relay.source_seq, ack.source)])
+            return
+        p = self._probe
+        if p is not None and p.seq == ack.seq:
+            self.membership.awareness.apply_delta(-1)
+            self._counters.inc("probes_acked")
+            self._probe = None
+
+    # ================================================================ probing
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _start_probe(self, now: float) -> None:
+        interval, timeout = self.config.scaled_probe(self.membership.awareness.score)
+        self._next_probe = now + interval
+        if self._probe is not None:
+            return  # the previous probe is still running (can happen after a long pause)
+        target = self.membership.next_probe_target()
+        if target is None:
+            return
+        seq = self._next_seq()
+        self._probe = _Probe(seq, target.name, now, now + timeout, now + interval)
+        msgs: list[Message] = [Ping(seq, target.name, self.name, self.address)]
+        if target.state is MemberState.SUSPECT:
+            # Buddy system: tell the suspect it is suspected so it can refute now.
+            msgs.append(Suspect(target.name, target.incarnation, self.name))
+        self._counters.inc("probes_sent")
+        self._send(target.address, msgs)
+
+    def _probe_timers(self, now: float) -> None:
+        p = self._probe
+        if p is None:
+            return
+        if not p.indirect and now >= p.timeout_at:
+            p.indirect = True
+            target = self.membership.get(p.target)
+            if target is None or target.state in (MemberState.DEAD, MemberState.LEFT):
+                self._probe = None
+                return
+            helpers = self.membership.random_members(self.config.indirect_checks, exclude=[p.target])
+            p.expected_nacks = len(helpers)
+            req = PingReq(p.seq, target.name, target.address, self.name, self.address, True)
+            for h in helpers:
+                self._send(h.address, [req])
+            self._counters.inc("ping_reqs_sent", len(helpers))
+        if p.indirect and now >= p.period_end:
+            self._probe = None
+            missing = max(0, p.expected_nacks - p.nacks)
+            self.membership.awareness.apply_delta(1 + missing)
+            self._counters.inc("probes_failed")
+            outcome = self.membership.probe_failed(p.target, now)
+            for b in outcome.broadcast:
+                self._queue_message(b)
+
+    # ================================================================ dissemination
+
+    def _queue_message(self, msg: Alive | Suspect | Dead | Leave) -> None:
+        self._queue.queue(("m", msg.name), codec.encode_message(msg))
+        self._fresh = True
+
+    def _queue_record(self, rec: Record) -> None:
+        data = codec.encode_message(RecordMsg(rec))
+        if len(data) > self._budget():
+            # Too large to ride in a datagram: anti-entropy carries it.
+            self._counters.inc("records_too_large_for_gossip")
+            return
+        self._queue.queue(("r", *rec.key), data)
+        self._fresh = True
+
+    def _budget(self) -> int:
+        overhead = codec.DATAGRAM_OVERHEAD + (OVERHEAD if self.keyring is not None else 0)
+        return self.config.max_packet_size - overhead
+
+    def _retransmit_limit(self) -> int:
+        return self.config.retransmit_limit(max(1, self.membership.alive_count()))
+
+    def _send(self, address: Address, msgs: list[Message]) -> None:
+        """Send protocol messages, topped up with queued broadcasts."""
+        encoded = [codec.encode_message(m) for m in msgs]
+        used = sum(len(e) for e in encoded)
+        encoded += self._queue.take(self._budget() - used, 0, self._retransmit_limit())
+        self._emit(address, encoded)
+
+    def _emit(self, address: Address, encoded: list[bytes]) -> None:
+        data = self._seal(codec.pack_datagram(encoded), self._label)
+        self._counters.inc("datagrams_sent")
+        self._counters.inc("bytes_sent", len(data))
+        self._outbox.append(SendDatagram(address, data))
+
+    def _gossip_round(self, now: float, *, eager: bool) -> None:
+        targets = self.membership.gossip_targets(self.config.gossip_nodes, now)
+        limit = self._retransmit_limit()
+        min_gap = 1.0 / self.config.eager_push_rate
+        for m in targets:
+            if eager:
+                last = self._eager_last.get(m.name)
+                if last is not None and now - last < min_gap:
+                    continue
+                self._eager_last[m.name] = now
+            batch = self._queue.take(self._budget(), 0, limit)
+            if not batch:
+                break
+            self._counters.inc("eager_pushes" if eager else "gossip_datagrams")
+            self._emit(m.address, batch)
+
+    def _after(self, now: float) -> None:
+        """End of every entry point: apply membership changes to the catalog, eager-push."""
+        self._collect_events()
+        self._flush_eager(now)
+
+    def _flush_eager(self, now: float) -> None:
+        if self._fresh and self.config.eager_push and not self._left:
+            self._gossip_round(now, eager=True)
+        self._fresh = False
+        if len(self._eager_last) > 4 * max(16, self.membership.alive_count()):
+            horizon = now - 1.0 / self.config.eager_push_rate
+            self._eager_last = {k: t for k, t in self._eager_last.items() if t >= horizon}
+
+    # ================================================================ events
+
+    def _collect_events(self) -> None:
+        for ev in self.membership.take_events():
+            kind = ev.kind
+            name = ev.member.name
+            if kind in (EventKind.FAILED, EventKind.LEFT):
+                self.catalog.owner_down(name)
+            elif kind is EventKind.JOINED or (
+                kind is EventKind.UPDATED and ev.previous_state is MemberState.SUSPECT
+            ):
+                self.catalog.owner_up(name)
+            elif kind is EventKind.REAPED:
+                self.catalog.purge_owner(name)
+            self._events.append(ev)
+        self._events.extend(self.catalog.take_events())
+
+    # ================================================================ streams
+
+    def _start_push_pull(self, address: Address, now: float, *, join: bool) -> StreamId:
+        self._stream_seq += 1
+        sid: StreamId = ("out", self._stream_seq)
+        self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout)
+        self._counters.inc("push_pulls_started")
+        self._stream_send(sid, address, [codec.PP_INIT, join, self._member_states(),
+                                         codec.encode_digest(self.catalog.digest())])
+        return sid
+
+    def _member_states(self) -> list[Any]:
+        return [codec.encode_member(m) for m in self.membership.members()]
+
+    def _stream_send(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
+        data = self._seal(codec.pack_stream(obj), self._stream_label)
+        self._counters.inc("stream_messages_sent")
+        self._counters.inc("stream_bytes_sent", len(data))
+        self._outbox.append(SendStream(sid, address, data))
+
+    def _fail_push_pull(self, sid: StreamId, reason: str) -> None:
+        pp = self._pushpulls.pop(sid, None)
+        if pp is None:
+            return
+        self._counters.inc("push_pulls_failed")
+        if pp.join and sid[0] == "out":
+            self._events.append(JoinResult(pp.address, False, reason))
+        self._outbox.append(CloseStream(sid))
+
+    def stream_failed(self, stream: StreamId, now: float, reason: str = "stream failed") -> None:
+        """The driver could not open, or lost, ``stream``."""
+        self._now = now
+        self._fail_push_pull(stream, reason)
+
+    def receive_stream(self, stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> None:
+        """Handle one message received on ``stream`` from ``address``. Never raises for bad input."""
+        self._now = now
+        c = self._counters
+        c.inc("stream_messages_received")
+        c.inc("stream_bytes_received", len(data))
+        if self._left:
+            return
+        plain = self._open(data, self._stream_label, "stream")
+        if plain is None:
+            self._fail_push_pull(stream, "authentication failed")
+            self._outbox.append(CloseStream(stream))
+            return
+        try:
+            obj = codec.unpack_stream(plain)
+            self._on_stream(stream, Address(*address), obj, now)
+        except DecodeError:
+            c.inc("decode_errors")
+            self._fail_push_pull(stream, "malformed stream message")
+            self._outbox.append(CloseStream(stream))
+        self._after(now)
+
+    def _on_stream(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
+        kind = obj[0]
+        pp = self._pushpulls.get(sid)
+        if kind == codec.PP_INIT and pp is None and sid[0] != "out":
+            _, join, members, digest = _args(obj, 4)
+            if type(join) is not bool:
+                raise DecodeError("push-pull init: join must be a bool")
+            remote = codec.decode_members(members)
+            peer_digest = codec.decode_digest(digest)
+            self._merge_members(remote, now)
+            offer = self.catalog.offer(peer_digest, now)
+            self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout, step=1)
+            reply = [codec.PP_REPLY, self._member_states(), codec.encode_offer(offer)]
+            self._stream_send(sid, address, reply)
+            self._counters.inc("push_pulls_answered")
+        elif kind == codec.PP_REPLY and pp is not None and sid[0] == "out" and pp.step == 0:
+            _, members, offer_obj = _args(obj, 3)
+            remote = codec.decode_members(members)
+            offer = codec.decode_offer(offer_obj)
+            self._merge_members(remote, now)
+            self._queue_corrections(self.catalog.merge_aged(offer.records, now).reply)
+            push, want = self.catalog.reconcile(offer._replace(records=[]), now)
+            pp.step = 2
+            self._stream_send(sid, address, [codec.PP_RECONCILE,
+                                             [codec.encode_transfer(r, a) for r, a in push],
+                                             codec.encode_hashes(want)])
+            if pp.join:
+                self._events.append(JoinResult(pp.address, True))
+                pp.join = False
+        elif kind == codec.PP_RECONCILE and pp is not None and sid[0] != "out" and pp.step == 1:
+            _, push_obj, want_obj = _args(obj, 3)
+            push = codec.decode_transfers(push_obj)
+            want = codec.decode_hashes(want_obj)
+            self._queue_corrections(self.catalog.merge_aged(push, now).reply)
+            fetched = self.catalog.fetch(want, now)
+            transfers = [codec.encode_transfer(r, a) for r, a in fetched]
+            self._stream_send(sid, address, [codec.PP_FETCH, transfers])
+            del self._pushpulls[sid]
+            self._counters.inc("push_pulls_completed")
+            self._outbox.append(CloseStream(sid))
+        elif kind == codec.PP_FETCH and pp is not None and sid[0] == "out" and pp.step == 2:
+            _, fetched_obj = _args(obj, 2)
+            fetched = codec.decode_transfers(fetched_obj)
+            self._queue_corrections(self.catalog.merge_aged(fetched, now).reply)
+            del self._pushpulls[sid]
+            self._counters.inc("push_pulls_completed")
+            self._outbox.append(CloseStream(sid))
+        else:
+            raise DecodeError(f"unexpected stream message type {kind!r} at this point")
+
+    def _merge_members(self, remote: list[Member], now: float) -> None:
+        for outcome in self.membership.merge_remote(remote, now):
+            for b in outcome.broadcast:
+                self._queue_message(b)
+
+    def _queue_corrections(self, records: list[Record]) -> None:
+        for rec in records:
+            self._queue_record(rec)
+
+
+def _args(obj: list[Any], n: int) -> list[Any]:
+    if len(obj) != n:
+        raise DecodeError(f"stream message: expected {n} items, got {len(obj)}")
+    return obj
+

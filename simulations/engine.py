@@ -1,0 +1,372 @@
+"""A deterministic discrete-event simulator of gossipreg clusters.
+
+It runs N real :class:`~gossipreg.core.node.NodeCore` instances (the very code
+the trio runtime drives) on a virtual clock over a simulated network. Every
+byte goes through the real codec and, unless ``crypto=False``, the real
+AES-GCM keyring. The only randomness is one seeded :class:`random.Random`
+(the network's) plus one per member, derived from the seed, so the same seed
+gives the same trace: :attr:`Simulation.trace_hash` digests every delivery.
+
+The network model:
+
+* per-link latency, uniform in ``latency`` (seconds); reordering follows from
+  the jitter;
+* independent datagram ``loss`` and ``duplicate`` probabilities;
+* partitions: :meth:`Simulation.partition` splits members into groups that
+  cannot reach each other (datagrams dropped, streams fail) until
+  :meth:`Simulation.heal`;
+* :meth:`Simulation.crash` stops a member for good (its state is lost),
+  :meth:`Simulation.pause` stops it for a while (a GC pause, a starved
+  process: what arrives meanwhile waits in its socket buffer and timers fire
+  late), :meth:`Simulation.restart` brings a crashed member back as a fresh
+  process under the same name and address.
+
+Streams are reliable and ordered while both ends are up and connected; a
+stream to a crashed or unreachable member fails after ``connect_timeout``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gossipreg.core.config import Config
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.membership import Address
+from gossipreg.core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
+
+__all__ = ["SimMember", "Simulation"]
+
+#: Virtual wall-clock time at t = 0 (2026-01-01), for hybrid-logical-clock stamps.
+EPOCH = 1_767_225_600.0
+_KEY = bytes(range(32))
+
+
+@dataclass
+class SimMember:
+    """One simulated process."""
+
+    name: str
+    address: Address
+    core: NodeCore
+    up: bool = True
+    paused_until: float = 0.0
+    backlog: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+    timer_at: float | None = None
+    skew: float = 0.0
+    generation: int = 0
+
+
+class Simulation:
+    """N members on a virtual clock over a simulated network.
+
+    Args:
+        n: number of members to create (named ``m0000``...).
+        seed: the seed of everything random.
+        config: protocol parameters (default: the LAN profile).
+        latency: ``(low, high)`` one-way link latency in seconds.
+        loss: probability that a datagram is lost.
+        duplicate: probability that a datagram is delivered twice.
+        crypto: seal with a real keyring (``False`` runs plaintext, for large runs).
+        clock_skew: members' wall clocks are offset uniformly in ``±clock_skew`` seconds.
+        on_event: called as ``on_event(sim, member, event)`` for every node event.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int = 0,
+        config: Config | None = None,
+        latency: tuple[float, float] = (0.001, 0.005),
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        crypto: bool = True,
+        clock_skew: float = 0.0,
+        connect_timeout: float = 0.05,
+        on_event: Callable[[Simulation, SimMember, NodeEvent], None] | None = None,
+    ) -> None:
+        self.config = config or Config.lan()
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.latency = latency
+        self.loss = loss
+        self.duplicate = duplicate
+        self.crypto = crypto
+        self.clock_skew = clock_skew
+        self.connect_timeout = connect_timeout
+        self.on_event = on_event
+        self.now = 0.0
+        self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
+        self._seq = 0
+        self.members: dict[str, SimMember] = {}
+        self.by_address: dict[Address, str] = {}
+        self._groups: dict[str, int] | None = None
+        # Stream routing: (member, stream id) -> (peer member, peer's stream id, peer generation).
+        self._routes: dict[tuple[str, StreamId], tuple[str, StreamId, int]] = {}
+        self._in_seq = 0
+        self._trace = hashlib.sha256()
+        #: Counters of the simulated network.
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("datagrams", "datagram_bytes", "lost", "duplicated", "partitioned", "to_down",
+             "stream_messages", "stream_bytes", "streams_failed"), 0)
+        for i in range(n):
+            self.add_member(f"m{i:04d}")
+
+    # ------------------------------------------------------------ members
+
+    def add_member(self, name: str, *, start: bool = True) -> SimMember:
+        """Create a member (not joined yet). Its address is derived from its index."""
+        index = len(self.members)
+        address = Address(f"10.{index // 65536}.{(index // 256) % 256}.{index % 256}", 7946)
+        skew = self.rng.uniform(-self.clock_skew, self.clock_skew) if self.clock_skew else 0.0
+        m = SimMember(name, address, self._new_core(name, address, skew), skew=skew)
+        self.members[name] = m
+        self.by_address[address] = name
+        if start:
+            self._reschedule(m)
+        return m
+
+    def _new_core(self, name: str, address: Address, skew: float) -> NodeCore:
+        rng = random.Random(f"{self.seed}/{name}/{self.rng.random()}")
+        return NodeCore(
+            name,
+            address,
+            config=self.config,
+            rng=rng,
+            wall_clock=lambda: EPOCH + self.now + skew,
+            now=self.now,
+            keyring=Keyring(_KEY) if self.crypto else None,
+            insecure=not self.crypto,
+        )
+
+    def alive_members(self) -> list[SimMember]:
+        """Members whose process is up (paused ones included)."""
+        return [m for m in self.members.values() if m.up]
+
+    def join_all(self, seed_member: str | None = None) -> None:
+        """Every member joins through ``seed_member`` (default: the first)."""
+        first = self.members[seed_member or next(iter(self.members))]
+        for m in self.members.values():
+            if m is not first and m.up:
+                self.join(m.name, [first.name])
+
+    def join(self, name: str, seeds: list[str]) -> None:
+        """``name`` joins through the named seed members."""
+        m = self.members[name]
+        m.core.join([self.members[s].address for s in seeds], self.now)
+        self._drain(m)
+
+    def crash(self, name: str) -> None:
+        """Stop ``name`` abruptly: no leave, state lost."""
+        m = self.members[name]
+        m.up = False
+        m.backlog.clear()
+        m.timer_at = None
+
+    def restart(self, name: str, seeds: list[str]) -> None:
+        """Bring a crashed member back as a fresh process and join through ``seeds``."""
+        m = self.members[name]
+        m.up = True
+        m.generation += 1
+        m.paused_until = 0.0
+        m.core = self._new_core(name, m.address, m.skew)
+        self._reschedule(m)
+        self.join(name, seeds)
+
+    def pause(self, name: str, duration: float) -> None:
+        """Freeze ``name`` for ``duration`` seconds (a GC pause, a starved process)."""
+        m = self.members[name]
+        m.paused_until = max(m.paused_until, self.now + duration)
+        self._push(m.paused_until, ("resume", name, m.generation))
+
+    def leave(self, name: str) -> None:
+        """``name`` leaves gracefully."""
+        m = self.members[name]
+        m.core.leave(self.now)
+        self._drain(m)
+
+    def partition(self, *groups: list[str]) -> None:
+        """Split the network: members in different groups cannot reach each other.
+        Members not named form one more group."""
+        mapping: dict[str, int] = {}
+        for i, g in enumerate(groups):
+            for name in g:
+                mapping[name] = i
+        rest = len(groups)
+        self._groups = {name: mapping.get(name, rest) for name in self.members}
+
+    def heal(self) -> None:
+        """Remove every partition."""
+        self._groups = None
+
+    def connected(self, a: str, b: str) -> bool:
+        """Whether the network lets ``a`` reach ``b``."""
+        return self._groups is None or self._groups.get(a, -1) == self._groups.get(b, -1)
+
+    # ------------------------------------------------------------ the clock
+
+    def _push(self, at: float, event: tuple[Any, ...]) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, event))
+
+    def run_until(self, t: float) -> None:
+        """Process every event up to virtual time ``t`` and set the clock to ``t``."""
+        while self._heap and self._heap[0][0] <= t:
+            at, seq, event = heapq.heappop(self._heap)
+            self.now = at
+            self._dispatch(seq, event)
+        self.now = max(self.now, t)
+
+    def run_for(self, seconds: float) -> None:
+        """Advance virtual time by ``seconds``."""
+        self.run_until(self.now + seconds)
+
+    def run_while(self, condition: Callable[[], bool], limit: float, step: float = 0.01) -> float:
+        """Advance in ``step`` increments while ``condition()`` holds, at most ``limit``
+        seconds. Returns the virtual time at which it stopped."""
+        end = self.now + limit
+        while condition() and self.now < end:
+            self.run_until(min(end, self.now + step))
+        return self.now
+
+    @property
+    def trace_hash(self) -> str:
+        """Digest of every delivery so far: same seed, same hash."""
+        return self._trace.hexdigest()
+
+    # ------------------------------------------------------------ dispatch
+
+    def _dispatch(self, seq: int, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "resume":
+            m = self.members[event[1]]
+            if m.up and m.generation == event[2] and self.now >= m.paused_until:
+                backlog, m.backlog = m.backlog, []
+                for s, ev in backlog:
+                    self._deliver(m, s, ev)
+                self._reschedule(m, force=True)
+            return
+        m = self.members[event[1]]
+        if not m.up or m.generation != event[2]:
+            # The process is gone (crashed, or restarted since): nothing arrives.
+            if kind in ("datagram", "stream"):
+                self.stats["to_down"] += 1
+            if kind == "stream":
+                self._stream_failed_back(event)
+            return
+        if self.now < m.paused_until:
+            if kind != "timer":
+                m.backlog.append((seq, event))
+            return
+        self._deliver(m, seq, event)
+
+    def _deliver(self, m: SimMember, seq: int, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        core = m.core
+        if kind == "timer":
+            if m.timer_at is None or event[3] != m.timer_at:
+                return  # superseded
+            m.timer_at = None
+            core.tick(self.now)
+        elif kind == "datagram":
+            _, _, _, src, data = event
+            self._trace.update(b"d%s%s%.9f" % (m.name.encode(), hashlib.md5(data).digest(), self.now))
+            core.receive_datagram(data, src, self.now)
+        elif kind == "stream":
+            _, _, _, sid, src, data, _sender = event
+            self._trace.update(b"s%s%s%.9f" % (m.name.encode(), hashlib.md5(data).digest(), self.now))
+            core.receive_stream(sid, src, data, self.now)
+        elif kind == "stream_failed":
+            core.stream_failed(event[3], self.now, "peer unreachable")
+        self._drain(m)
+
+    def _stream_failed_back(self, event: tuple[Any, ...]) -> None:
+        sender = event[6]
+        if sender is None:
+            return
+        name, sid, gen = sender
+        self.stats["streams_failed"] += 1
+        self._push(self.now + self.connect_timeout, ("stream_failed", name, gen, sid))
+
+    # ------------------------------------------------------------ outputs
+
+    def _drain(self, m: SimMember) -> None:
+        for out in m.core.take_outbox():
+            if isinstance(out, SendDatagram):
+                self._send_datagram(m, out)
+            elif isinstance(out, SendStream):
+                self._send_stream(m, out)
+            elif isinstance(out, CloseStream):
+                self._routes.pop((m.name, out.stream), None)
+        for ev in m.core.take_events():
+            if self.on_event is not None:
+                self.on_event(self, m, ev)
+        self._reschedule(m)
+
+    def _reschedule(self, m: SimMember, *, force: bool = False) -> None:
+        if not m.up:
+            return
+        deadline = m.core.next_deadline()
+        if deadline is None:
+            m.timer_at = None
+            return
+        deadline = max(deadline, self.now)
+        if force or m.timer_at is None or deadline < m.timer_at or m.timer_at < self.now:
+            m.timer_at = deadline
+            self._push(deadline, ("timer", m.name, m.generation, deadline))
+        elif deadline > m.timer_at:
+            # The core's next deadline moved later; the pending timer fires early and re-arms.
+            pass
+
+    def _link_delay(self) -> float:
+        lo, hi = self.latency
+        return self.rng.uniform(lo, hi)
+
+    def _send_datagram(self, m: SimMember, out: SendDatagram) -> None:
+        self.stats["datagrams"] += 1
+        self.stats["datagram_bytes"] += len(out.data)
+        dest = self.by_address.get(out.address)
+        if dest is None:
+            return
+        if not self.connected(m.name, dest):
+            self.stats["partitioned"] += 1
+            return
+        if self.loss and self.rng.random() < self.loss:
+            self.stats["lost"] += 1
+            return
+        target = self.members[dest]
+        copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
+        if copies == 2:
+            self.stats["duplicated"] += 1
+        for _ in range(copies):
+            self._push(self.now + self._link_delay(),
+                       ("datagram", dest, target.generation, m.address, out.data))
+
+    def _send_stream(self, m: SimMember, out: SendStream) -> None:
+        self.stats["stream_messages"] += 1
+        self.stats["stream_bytes"] += len(out.data)
+        route = self._routes.get((m.name, out.stream))
+        if route is None:
+            dest = self.by_address.get(out.address)
+            if dest is None:
+                self._push(self.now + self.connect_timeout, ("stream_failed", m.name, m.generation, out.stream))
+                return
+            self._in_seq += 1
+            peer_sid: StreamId = ("in", self._in_seq)
+            target = self.members[dest]
+            route = (dest, peer_sid, target.generation)
+            self._routes[(m.name, out.stream)] = route
+            self._routes[(dest, peer_sid)] = (m.name, out.stream, m.generation)
+        dest, peer_sid, gen = route
+        if not self.connected(m.name, dest):
+            self.stats["partitioned"] += 1
+            self.stats["streams_failed"] += 1
+            self._push(self.now + self.connect_timeout, ("stream_failed", m.name, m.generation, out.stream))
+            return
+        self._push(self.now + self._link_delay(),
+                   ("stream", dest, gen, peer_sid, m.address, out.data, (m.name, out.stream, m.generation)))

@@ -1,0 +1,790 @@
+"""The SWIM + Lifeguard member table (gossipreg.core.membership).
+
+Every test drives pure :class:`Membership` objects with a fake ``now`` and a
+seeded :class:`random.Random`, and moves messages between them by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from random import Random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossipreg.core.config import Config
+from gossipreg.core.membership import (
+    SELF_TRANSITIONS,
+    TRANSITIONS,
+    Action,
+    Address,
+    Alive,
+    Dead,
+    EventKind,
+    Leave,
+    Member,
+    Membership,
+    MemberState,
+    MessageKind,
+    Outcome,
+    Suspect,
+)
+
+ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+LAN = Config.lan()
+LOCAL = "me"
+LOCAL_ADDR = ("10.0.0.1", 7946)
+
+
+def addr(i: int) -> tuple[str, int]:
+    return (f"10.0.1.{i}", 7946)
+
+
+def make(
+    *, seed: int = 0, now: float = 0.0, config: Config = LAN, incarnation: int = 0, name: str = LOCAL
+) -> Membership:
+    return Membership(name, LOCAL_ADDR, config, Random(seed), now, incarnation=incarnation)
+
+
+def put(
+    m: Membership, name: str, state: MemberState, incarnation: int, *, address: int = 1, now: float = 0.0
+) -> None:
+    """Bring a remote member into ``state`` at ``incarnation`` through ordinary messages."""
+    assert m.on_alive(name, incarnation, addr(address), b"", now).action is Action.APPLIED
+    if state is SUSPECT:
+        m.on_suspect(name, incarnation, "x", now)
+    elif state is DEAD:
+        m.on_dead(name, incarnation, "x", now)
+    elif state is LEFT:
+        m.on_leave(name, incarnation, now)
+    rec = m.get(name)
+    assert rec is not None
+    assert (rec.state, rec.incarnation) == (state, incarnation)
+    m.take_events()
+
+
+def cluster(n: int, *, seed: int = 0, config: Config = LAN) -> Membership:
+    """A membership with ``n`` members in all: this one and ``m1``..``m{n-1}``, all alive."""
+    m = make(seed=seed, config=config)
+    for i in range(1, n):
+        put(m, f"m{i}", ALIVE, 0, address=i)
+    return m
+
+
+def message(
+    kind: MessageKind, name: str, incarnation: int, *, frm: str = "y"
+) -> Alive | Suspect | Dead | Leave:
+    if kind is MessageKind.ALIVE:
+        return Alive(name, incarnation, Address(*addr(1)), b"")
+    if kind is MessageKind.SUSPECT:
+        return Suspect(name, incarnation, frm)
+    if kind is MessageKind.DEAD:
+        return Dead(name, incarnation, frm)
+    return Leave(name, incarnation)
+
+
+# ------------------------------------------------------------ construction
+
+
+def test_starts_with_only_the_local_member_alive() -> None:
+    m = make(now=3.0, incarnation=4)
+    assert m.members() == (Member(LOCAL, Address(*LOCAL_ADDR), 4, ALIVE, b"", 3.0),)
+    assert m.local.incarnation == 4
+    assert m.alive_count() == 1
+    assert m.take_events() == []
+    assert m.next_deadline() is None
+    assert m.next_probe_target() is None
+    assert m.local_alive() == Alive(LOCAL, 4, Address(*LOCAL_ADDR), b"")
+
+
+def test_join_of_an_unknown_member() -> None:
+    m = make()
+    out = m.on_alive("b", 3, addr(1), b"meta", 1.0)
+    assert out.action is Action.APPLIED
+    assert out.regossip
+    assert out.broadcast == (Alive("b", 3, Address(*addr(1)), b"meta"),)
+    assert m.get("b") == Member("b", Address(*addr(1)), 3, ALIVE, b"meta", 1.0)
+    [event] = m.take_events()
+    assert (event.kind, event.previous_state, event.member) == (EventKind.JOINED, None, m.get("b"))
+    assert m.alive_count() == 2
+
+
+@pytest.mark.parametrize("kind", [MessageKind.SUSPECT, MessageKind.DEAD, MessageKind.LEAVE])
+def test_accusations_about_unknown_members_are_ignored(kind: MessageKind) -> None:
+    m = make()
+    out = m.receive(message(kind, "ghost", 9), 1.0)
+    assert out == Outcome(Action.IGNORED, None)
+    assert m.get("ghost") is None
+    assert m.take_events() == []
+
+
+# ------------------------------------------------------------ the state table
+
+R = 5  # the record's incarnation in the table tests
+IGN = None
+# (record state, message kind) -> result for (lower, equal, higher) incarnation:
+# None = ignored, else (action, resulting state, event kind or None)
+EXPECTED: dict[
+    tuple[MemberState, MessageKind],
+    tuple[tuple[Action, MemberState, EventKind | None] | None, ...],
+] = {
+    (ALIVE, MessageKind.ALIVE): (IGN, IGN, (Action.APPLIED, ALIVE, None)),
+    (SUSPECT, MessageKind.ALIVE): (IGN, IGN, (Action.APPLIED, ALIVE, EventKind.UPDATED)),
+    (DEAD, MessageKind.ALIVE): (IGN, IGN, (Action.APPLIED, ALIVE, EventKind.JOINED)),
+    (LEFT, MessageKind.ALIVE): (IGN, IGN, (Action.APPLIED, ALIVE, EventKind.JOINED)),
+    (ALIVE, MessageKind.SUSPECT): (
+        IGN,
+        (Action.APPLIED, SUSPECT, EventKind.SUSPECTED),
+        (Action.APPLIED, SUSPECT, EventKind.SUSPECTED),
+    ),
+    (SUSPECT, MessageKind.SUSPECT): (IGN, (Action.CONFIRMED, SUSPECT, None), (Action.APPLIED, SUSPECT, None)),
+    (DEAD, MessageKind.SUSPECT): (IGN, IGN, IGN),
+    (LEFT, MessageKind.SUSPECT): (IGN, IGN, IGN),
+    (ALIVE, MessageKind.DEAD): (
+        IGN,
+        (Action.APPLIED, DEAD, EventKind.FAILED),
+        (Action.APPLIED, DEAD, EventKind.FAILED),
+    ),
+    (SUSPECT, MessageKind.DEAD): (
+        IGN,
+        (Action.APPLIED, DEAD, EventKind.FAILED),
+        (Action.APPLIED, DEAD, EventKind.FAILED),
+    ),
+    (DEAD, MessageKind.DEAD): (IGN, IGN, IGN),
+    (LEFT, MessageKind.DEAD): (IGN, IGN, IGN),
+    (ALIVE, MessageKind.LEAVE): (
+        IGN,
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+    ),
+    (SUSPECT, MessageKind.LEAVE): (
+        IGN,
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+    ),
+    (DEAD, MessageKind.LEAVE): (
+        IGN,
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+        (Action.APPLIED, LEFT, EventKind.LEFT),
+    ),
+    (LEFT, MessageKind.LEAVE): (IGN, IGN, IGN),
+}
+
+
+def test_expected_table_is_complete_and_matches_the_modules_table() -> None:
+    assert (
+        set(EXPECTED)
+        == {(s, k) for k, s in TRANSITIONS}
+        == {(s, k) for s in MemberState for k in MessageKind}
+    )
+
+
+@pytest.mark.parametrize(("state", "kind"), [(s, k) for s in MemberState for k in MessageKind])
+@pytest.mark.parametrize(
+    ("position", "incarnation"), [(0, R - 1), (1, R), (2, R + 1)], ids=["lower", "equal", "higher"]
+)
+def test_transition(state: MemberState, kind: MessageKind, position: int, incarnation: int) -> None:
+    m = cluster(6)  # enough members that suspicions want confirmations
+    put(m, "b", state, R)
+    before = m.get("b")
+    msg = message(kind, "b", incarnation)
+    out = m.receive(msg, 10.0)
+    expected = EXPECTED[(state, kind)][position]
+    after = m.get("b")
+    assert after is not None
+    events = m.take_events()
+    if expected is None:
+        assert out.action is Action.IGNORED
+        assert not out.regossip
+        assert out.broadcast == ()
+        assert after == before
+        assert events == []
+        return
+    action, new_state, event = expected
+    assert out.action is action
+    assert out.regossip
+    assert out.broadcast == (msg,)
+    assert after.state is new_state
+    assert after.incarnation == max(R, incarnation)
+    assert out.member == after
+    assert [e.kind for e in events] == ([event] if event else [])
+    assert (m.suspicion("b") is not None) == (new_state is SUSPECT)
+    if event is not None:
+        assert events[0].previous_state is state
+        assert after.state_changed_at == 10.0
+
+
+# ------------------------------------------------------------ about this member
+
+
+@pytest.mark.parametrize("kind", list(MessageKind))
+@pytest.mark.parametrize(("incarnation", "refuted"), [(R - 1, False), (R, None), (R + 1, True)])
+def test_messages_about_self(kind: MessageKind, incarnation: int, refuted: bool | None) -> None:
+    m = make(incarnation=R)
+    msg = message(kind, LOCAL, incarnation)
+    if isinstance(msg, Alive):
+        msg = Alive(LOCAL, incarnation, Address(*LOCAL_ADDR), b"")
+        if refuted is None:
+            refuted = False  # same incarnation, same meta: nothing to refute
+    elif refuted is None:
+        refuted = True  # an accusation at our own incarnation must be refuted
+    out = m.receive(msg, 1.0)
+    assert m.local.state is ALIVE
+    assert m.take_events() == []
+    if not refuted:
+        assert out.action is Action.IGNORED
+        assert m.local.incarnation == R
+        assert m.awareness.score == 0
+        return
+    assert out.action is Action.REFUTED
+    assert not out.regossip
+    assert m.local.incarnation == max(R, incarnation) + 1
+    assert out.broadcast == (Alive(LOCAL, m.local.incarnation, Address(*LOCAL_ADDR), b""),)
+    assert m.awareness.score == 1
+    assert m.statistics().refutations == 1
+
+
+def test_self_table_covers_every_kind() -> None:
+    assert set(SELF_TRANSITIONS) == set(MessageKind)
+
+
+def test_alive_about_self_with_other_meta_at_same_incarnation_is_refuted() -> None:
+    m = make(incarnation=2)
+    out = m.on_alive(LOCAL, 2, LOCAL_ADDR, b"stale meta", 1.0)
+    assert out.action is Action.REFUTED
+    assert m.local.incarnation == 3
+
+
+def test_refuted_suspicion_clears_it_elsewhere() -> None:
+    me, other = make(name="a"), make(name="b")
+    me.on_alive("b", 0, addr(2), b"", 0.0)
+    other.on_alive("a", 0, LOCAL_ADDR, b"", 0.0)
+    put(other, "c", ALIVE, 0, address=3)
+    suspect = other.probe_failed("a", 1.0).broadcast
+    assert suspect == (Suspect("a", 0, "b"),)
+    assert other.get("a").state is SUSPECT  # type: ignore[union-attr]
+    other.take_events()
+
+    refute = me.receive(suspect[0], 1.5)
+    assert refute.action is Action.REFUTED
+    [alive] = refute.broadcast
+    assert isinstance(alive, Alive)
+    assert alive.incarnation == 1
+
+    out = other.receive(alive, 2.0)
+    assert out.action is Action.APPLIED
+    assert other.get("a").state is ALIVE  # type: ignore[union-attr]
+    assert other.suspicion("a") is None
+    assert [e.kind for e in other.take_events()] == [EventKind.UPDATED]
+    assert other.statistics().suspicions_refuted == 1
+    assert other.tick(1000.0) == ()  # the suspicion timer is gone
+
+
+def test_refuted_death_revives_the_member_elsewhere() -> None:
+    me, other = make(name="a", incarnation=3), make(name="b")
+    other.on_alive("a", 3, LOCAL_ADDR, b"", 0.0)
+    other.on_dead("a", 3, "c", 1.0)
+    assert [e.kind for e in other.take_events()] == [EventKind.JOINED, EventKind.FAILED]
+
+    refute = me.on_dead("a", 3, "c", 1.5)
+    assert refute.action is Action.REFUTED
+    assert me.local.incarnation == 4
+    out = other.receive(refute.broadcast[0], 2.0)
+    assert out.action is Action.APPLIED
+    assert other.get("a").state is ALIVE  # type: ignore[union-attr]
+    [event] = other.take_events()
+    assert (event.kind, event.previous_state) == (EventKind.JOINED, DEAD)
+    assert other.statistics().deaths_refuted == 1
+
+
+# ------------------------------------------------------------ restarts
+
+
+def test_restart_after_being_declared_dead() -> None:
+    seed = make(name="s")
+    seed.on_alive("b", 0, addr(2), b"", 0.0)
+    # b refuted a few suspicions in its old life and ended at incarnation 3, then crashed.
+    seed.on_alive("b", 3, addr(2), b"", 1.0)
+    seed.probe_failed("b", 2.0)
+    seed.tick(2.0 + 24.0)
+    assert seed.get("b").state is DEAD  # type: ignore[union-attr]
+    seed.take_events()
+
+    reborn = Membership("b", addr(2), LAN, Random(1), 30.0)  # incarnation 0 again
+    assert seed.receive(reborn.local_alive(), 30.0).action is Action.IGNORED  # 0 < 3: stale
+
+    # the join's push/pull shows the reborn process its old self, which it refutes
+    outcomes = reborn.merge_remote(seed.members(), 30.1)
+    [refute] = [o for o in outcomes if o.action is Action.REFUTED]
+    assert reborn.local.incarnation == 4
+    assert seed.receive(refute.broadcast[0], 30.2).action is Action.APPLIED
+    b = seed.get("b")
+    assert b is not None
+    assert (b.state, b.incarnation) == (ALIVE, 4)
+    assert [e.kind for e in seed.take_events()] == [EventKind.JOINED]
+    # and reborn learned the seed
+    assert reborn.get("s") is not None
+
+
+def test_restart_before_failure_was_noticed() -> None:
+    seed = make(name="s")
+    seed.on_alive("b", 7, addr(2), b"old", 0.0)
+    seed.take_events()
+    reborn = Membership("b", addr(2), LAN, Random(1), 5.0, meta=b"new")
+    assert seed.receive(reborn.local_alive(), 5.0).action is Action.IGNORED
+    # gossip about the old self reaches the new process
+    out = reborn.on_alive("b", 7, addr(2), b"old", 5.1)
+    assert out.action is Action.REFUTED
+    assert reborn.local.incarnation == 8
+    assert seed.receive(out.broadcast[0], 5.2).action is Action.APPLIED
+    assert seed.get("b") == Member("b", Address(*addr(2)), 8, ALIVE, b"new", 0.0)
+    assert [e.kind for e in seed.take_events()] == [EventKind.UPDATED]
+
+
+def test_restart_after_graceful_leave_learns_through_memberlists_leave_convention() -> None:
+    reborn = make(name="b")
+    out = reborn.on_dead("b", 2, "b", 1.0)  # "b left at 2", memberlist-style
+    assert out.action is Action.REFUTED
+    assert reborn.local.incarnation == 3
+
+
+# ------------------------------------------------------------ leave
+
+
+def test_local_leave_stops_refutation() -> None:
+    m = make(incarnation=2)
+    assert m.leave(5.0) == Leave(LOCAL, 2)
+    assert m.local.state is LEFT
+    assert m.on_suspect(LOCAL, 2, "x", 6.0).action is Action.IGNORED
+    assert m.on_dead(LOCAL, 9, "x", 6.0).action is Action.IGNORED
+    assert m.on_alive(LOCAL, 9, LOCAL_ADDR, b"", 6.0).action is Action.IGNORED
+    assert m.local.incarnation == 2
+    assert m.leave(7.0) == Leave(LOCAL, 2)  # idempotent
+    assert m.tick(1e6) == ()
+    assert m.get(LOCAL) is not None  # never reaps itself
+    with pytest.raises(ValueError, match="left"):
+        m.update_local(meta=b"x")
+
+
+def test_a_member_that_left_is_not_reported_as_failed() -> None:
+    m = cluster(3)
+    m.on_leave("m1", 0, 1.0)
+    assert m.on_dead("m1", 0, "m2", 2.0).action is Action.IGNORED
+    assert m.on_suspect("m1", 0, "m2", 2.0).action is Action.IGNORED
+    assert [e.kind for e in m.take_events()] == [EventKind.LEFT]
+    assert m.get("m1").state is LEFT  # type: ignore[union-attr]
+
+
+def test_leave_heard_after_death_corrects_it() -> None:
+    m = cluster(3)
+    m.on_dead("m1", 0, "m2", 1.0)
+    assert m.on_dead("m1", 0, "m1", 2.0).action is Action.APPLIED  # memberlist's form of leave
+    assert [e.kind for e in m.take_events()] == [EventKind.FAILED, EventKind.LEFT]
+    assert m.get("m1").state is LEFT  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------ name conflicts
+
+
+@pytest.mark.parametrize("state", [ALIVE, SUSPECT])
+def test_live_name_at_another_address_is_a_conflict(state: MemberState) -> None:
+    m = cluster(4)
+    put(m, "b", state, 1, address=5)
+    before = m.get("b")
+    out = m.on_alive("b", 9, addr(6), b"x", 3.0)
+    assert out.action is Action.CONFLICT
+    assert out.broadcast == ()
+    assert not out.regossip
+    assert m.get("b") == before
+    [event] = m.take_events()
+    assert event.kind is EventKind.CONFLICT
+    assert event.member == before
+    assert event.conflicting == Member("b", Address(*addr(6)), 9, ALIVE, b"x", 3.0)
+    assert m.statistics().conflicts == 1
+    # the same claim again is counted again, and still does not flap the record
+    m.on_alive("b", 10, addr(6), b"x", 4.0)
+    assert m.get("b") == before
+    assert m.statistics().conflicts == 2
+
+
+def test_dead_name_is_not_reclaimed_when_reclaim_time_is_zero() -> None:
+    m = cluster(3)
+    put(m, "b", DEAD, 1, address=5)
+    assert m.on_alive("b", 2, addr(6), b"", 1000.0).action is Action.CONFLICT
+    assert m.get("b").address == Address(*addr(5))  # type: ignore[union-attr]
+
+
+def test_dead_name_is_reclaimed_after_reclaim_time_with_a_higher_incarnation() -> None:
+    config = LAN.replace(dead_node_reclaim_time=10.0, gossip_to_the_dead=60.0)
+    m = cluster(3, config=config)
+    put(m, "b", DEAD, 1, address=5, now=100.0)
+    assert m.on_alive("b", 2, addr(6), b"", 109.0).action is Action.CONFLICT
+    assert m.on_alive("b", 1, addr(6), b"", 110.0).action is Action.CONFLICT  # not higher
+    out = m.on_alive("b", 2, addr(6), b"", 110.0)
+    assert out.action is Action.APPLIED
+    assert m.get("b") == Member("b", Address(*addr(6)), 2, ALIVE, b"", 110.0)
+    assert [e.kind for e in m.take_events()] == [EventKind.CONFLICT, EventKind.CONFLICT, EventKind.JOINED]
+
+
+def test_left_name_is_rebound_only_by_a_higher_incarnation() -> None:
+    m = cluster(3)
+    put(m, "b", LEFT, 4, address=5)
+    assert m.on_alive("b", 4, addr(6), b"", 1.0).action is Action.CONFLICT
+    assert m.on_alive("b", 5, addr(6), b"", 1.0).action is Action.APPLIED
+    assert m.get("b").address == Address(*addr(6))  # type: ignore[union-attr]
+
+
+def test_alive_about_self_from_another_address_is_a_conflict_not_refuted() -> None:
+    m = make(incarnation=1)
+    out = m.on_alive(LOCAL, 5, addr(9), b"", 1.0)
+    assert out.action is Action.CONFLICT
+    assert out.broadcast == ()
+    assert m.local.incarnation == 1
+    assert m.local.address == Address(*LOCAL_ADDR)
+    [event] = m.take_events()
+    assert event.kind is EventKind.CONFLICT
+    assert m.awareness.score == 0
+
+
+def test_meta_and_address_updates_of_an_alive_member() -> None:
+    m = cluster(2)
+    assert m.on_alive("m1", 1, addr(1), b"v2", 1.0).action is Action.APPLIED
+    assert [e.kind for e in m.take_events()] == [EventKind.UPDATED]
+    assert m.get("m1").meta == b"v2"  # type: ignore[union-attr]
+    assert m.get("m1").state_changed_at == 0.0  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------ suspicion timing
+
+
+def suspicion_deadline(n: int) -> tuple[Membership, float]:
+    m = cluster(n)
+    out = m.probe_failed("m1", 100.0)
+    assert out.action is Action.APPLIED
+    assert out.broadcast == (Suspect("m1", 0, LOCAL),)
+    assert [e.kind for e in m.take_events()] == [EventKind.SUSPECTED]
+    deadline = m.next_deadline()
+    assert deadline is not None
+    return m, deadline - 100.0
+
+
+@pytest.mark.parametrize(
+    ("n", "timeout"),
+    [
+        (2, 4.0),  # k = 0: the minimum at once
+        (3, 4.0),
+        (4, 24.0),  # k = 2: starts at max = 6 * min
+        (10, 24.0),
+        (100, 48.0),  # min = 4 * log10(100) = 8
+    ],
+)
+def test_suspicion_timeout_scales_with_cluster_size(n: int, timeout: float) -> None:
+    _, got = suspicion_deadline(n)
+    assert got == pytest.approx(timeout)
+
+
+def test_n_counts_only_members_not_dead_or_left() -> None:
+    m = cluster(5)  # 5 members, but two are gone: n = 3, so k = 0
+    m.on_dead("m3", 0, "x", 0.0)
+    m.on_leave("m4", 0, 0.0)
+    m.probe_failed("m1", 100.0)
+    s = m.suspicion("m1")
+    assert s is not None
+    assert s.k == 0
+    assert s.deadline() == pytest.approx(104.0)
+
+
+def test_unconfirmed_suspicion_expires_at_max() -> None:
+    m, _ = suspicion_deadline(4)
+    assert m.tick(123.9) == ()
+    assert m.get("m1").state is SUSPECT  # type: ignore[union-attr]
+    assert m.tick(124.0) == (Dead("m1", 0, LOCAL),)
+    assert m.get("m1").state is DEAD  # type: ignore[union-attr]
+    [event] = m.take_events()
+    assert (event.kind, event.previous_state) == (EventKind.FAILED, SUSPECT)
+    assert m.statistics().suspicion_timeouts == 1
+    assert m.tick(125.0) == ()  # once only
+    assert m.next_deadline() == pytest.approx(124.0 + LAN.gossip_to_the_dead)
+
+
+def test_confirmations_shorten_the_suspicion() -> None:
+    m, _ = suspicion_deadline(4)  # k = 2, min 4, max 24
+    out = m.on_suspect("m1", 0, "m2", 101.0)
+    assert out.action is Action.CONFIRMED
+    assert out.regossip
+    one = 24.0 - 20.0 * math.log(2) / math.log(3)
+    assert m.next_deadline() == pytest.approx(100.0 + one)
+    # the same confirmer again, and the original suspector, do not count
+    assert m.on_suspect("m1", 0, "m2", 102.0).action is Action.IGNORED
+    assert m.probe_failed("m1", 102.0).action is Action.IGNORED
+    assert m.next_deadline() == pytest.approx(100.0 + one)
+    assert m.on_suspect("m1", 0, "m3", 103.0).action is Action.CONFIRMED
+    assert m.next_deadline() == pytest.approx(104.0)
+    assert m.tick(104.0) == (Dead("m1", 0, LOCAL),)
+    assert m.statistics().confirmations == 2
+
+
+def test_local_probe_failure_confirms_a_remote_suspicion() -> None:
+    m = cluster(4)
+    m.on_suspect("m1", 0, "m2", 100.0)
+    out = m.probe_failed("m1", 101.0)
+    assert out.action is Action.CONFIRMED
+    assert out.broadcast == (Suspect("m1", 0, LOCAL),)
+
+
+def test_suspect_with_higher_incarnation_keeps_the_timer() -> None:
+    m, _ = suspicion_deadline(4)
+    out = m.on_suspect("m1", 1, "m2", 110.0)
+    assert out.action is Action.APPLIED
+    assert m.get("m1").incarnation == 1  # type: ignore[union-attr]
+    s = m.suspicion("m1")
+    assert s is not None
+    assert s.started_at == 100.0
+    assert s.confirmations == 1
+    # an alive at the old refuting incarnation no longer clears it
+    assert m.on_alive("m1", 1, addr(1), b"", 111.0).action is Action.IGNORED
+
+
+def test_probe_failed_ignores_dead_and_unknown_and_rejects_self() -> None:
+    m = cluster(3)
+    m.on_dead("m1", 0, "x", 0.0)
+    assert m.probe_failed("m1", 1.0).action is Action.IGNORED
+    assert m.probe_failed("nobody", 1.0) == Outcome(Action.IGNORED, None)
+    with pytest.raises(ValueError, match="itself"):
+        m.probe_failed(LOCAL, 1.0)
+
+
+def test_tick_expires_in_deadline_order() -> None:
+    m = cluster(3)  # k = 0: every suspicion lasts the minimum, 4 s
+    m.probe_failed("m2", 10.0)
+    m.probe_failed("m1", 11.0)
+    assert m.next_deadline() == pytest.approx(14.0)
+    assert m.tick(20.0) == (Dead("m2", 0, LOCAL), Dead("m1", 0, LOCAL))
+
+
+# ------------------------------------------------------------ dead members, reaping
+
+
+def test_dead_members_are_gossip_targets_until_reaped() -> None:
+    config = LAN.replace(gossip_to_the_dead=30.0)
+    m = cluster(3, config=config)
+    m.on_dead("m1", 0, "x", 100.0)
+    m.take_events()
+    assert {t.name for t in m.gossip_targets(10, 110.0)} == {"m1", "m2"}
+    assert {t.name for t in m.random_members(10)} == {"m2"}
+    assert m.next_deadline() == pytest.approx(130.0)
+    m.tick(129.9)
+    assert m.get("m1") is not None
+    m.tick(130.0)
+    assert m.get("m1") is None
+    [event] = m.take_events()
+    assert (event.kind, event.member.name, event.previous_state) == (EventKind.REAPED, "m1", DEAD)
+    assert m.next_deadline() is None
+    assert m.statistics().reaped == 1
+    assert {t.name for t in m.gossip_targets(10, 130.0)} == {"m2"}
+
+
+def test_left_members_are_reaped_too() -> None:
+    m = cluster(2)
+    m.on_leave("m1", 0, 5.0)
+    m.tick(5.0 + LAN.gossip_to_the_dead)
+    assert m.get("m1") is None
+    assert [e.kind for e in m.take_events()] == [EventKind.LEFT, EventKind.REAPED]
+
+
+def test_next_deadline_is_the_earliest_of_suspicion_and_reap() -> None:
+    m = cluster(3)
+    m.on_dead("m2", 0, "x", 0.0)  # reaped at 30
+    m.probe_failed("m1", 20.0)  # n = 2, k = 0: dies at 24
+    assert m.next_deadline() == pytest.approx(24.0)
+    m.tick(24.0)
+    assert m.next_deadline() == pytest.approx(30.0)
+
+
+# ------------------------------------------------------------ replay safety
+
+
+def test_replayed_accusations_an_hour_later_change_nothing() -> None:
+    m = cluster(4)
+    m.on_suspect("m1", 0, "m2", 10.0)
+    m.on_alive("m1", 1, addr(1), b"", 11.0)  # refuted
+    m.take_events()
+    before = m.members()
+    stats = m.statistics()
+    for msg in (Suspect("m1", 0, "m2"), Dead("m1", 0, "m3"), Alive("m1", 0, Address(*addr(1)), b"")):
+        out = m.receive(msg, 3611.0)
+        assert out.action is Action.IGNORED
+        assert out.broadcast == ()
+    assert m.members() == before
+    assert m.take_events() == []
+    assert m.next_deadline() is None
+    assert m.statistics().stale == stats.stale + 3
+
+
+def test_replayed_accusation_about_self_is_not_refuted_again() -> None:
+    m = make()
+    m.on_suspect(LOCAL, 0, "x", 1.0)  # refuted: now at 1
+    assert m.on_suspect(LOCAL, 0, "x", 3601.0).action is Action.IGNORED
+    assert m.on_dead(LOCAL, 0, "x", 3601.0).action is Action.IGNORED
+    assert m.local.incarnation == 1
+    assert m.awareness.score == 1
+
+
+def test_duplicate_alive_is_not_regossiped() -> None:
+    m = cluster(2)
+    out = m.on_alive("m1", 0, addr(1), b"", 5.0)
+    assert out.action is Action.IGNORED
+    assert not out.regossip
+
+
+# ------------------------------------------------------------ probe order and random members
+
+
+def test_round_robin_visits_every_member_once_per_pass_and_reshuffles() -> None:
+    m = cluster(10, seed=7)
+    others = {f"m{i}" for i in range(1, 10)}
+    passes = []
+    for _ in range(5):
+        order = []
+        for _ in range(9):
+            t = m.next_probe_target()
+            assert t is not None
+            order.append(t.name)
+        assert set(order) == others
+        assert len(order) == 9
+        passes.append(tuple(order))
+    assert len(set(passes[1:])) > 1  # reshuffled at each new pass
+
+
+def test_probe_order_skips_dead_and_left_but_keeps_suspects() -> None:
+    m = cluster(5)
+    m.on_dead("m1", 0, "x", 0.0)
+    m.on_leave("m2", 0, 0.0)
+    m.on_suspect("m3", 0, "x", 0.0)
+    names = [m.next_probe_target().name for _ in range(6)]  # type: ignore[union-attr]
+    assert set(names[:2]) == {"m3", "m4"}
+    assert set(names[2:4]) == {"m3", "m4"}
+
+
+def test_member_joining_mid_pass_is_probed_in_that_pass() -> None:
+    m = cluster(4)
+    first = m.next_probe_target()
+    assert first is not None
+    m.on_alive("late", 0, addr(50), b"", 1.0)
+    rest = [m.next_probe_target().name for _ in range(3)]  # type: ignore[union-attr]
+    assert {first.name, *rest} == {"m1", "m2", "m3", "late"}
+
+
+def test_random_members_are_distinct_live_and_respect_exclude() -> None:
+    m = cluster(8)
+    m.on_dead("m7", 0, "x", 0.0)
+    picked = m.random_members(3, exclude={"m1"})
+    assert len(picked) == 3
+    assert len({p.name for p in picked}) == 3
+    assert not {p.name for p in picked} & {LOCAL, "m1", "m7"}
+    assert len(m.random_members(100)) == 6
+    assert m.random_members(0) == []
+    with pytest.raises(ValueError, match="now"):
+        m.random_members(3, include_dead_within=10.0)
+    assert "m7" in {p.name for p in m.random_members(100, include_dead_within=10.0, now=5.0)}
+    assert "m7" not in {p.name for p in m.random_members(100, include_dead_within=10.0, now=11.0)}
+
+
+def run_script(seed: int) -> tuple[object, ...]:
+    m = cluster(12, seed=seed)
+    probes = [m.next_probe_target().name for _ in range(30)]  # type: ignore[union-attr]
+    helpers = [tuple(x.name for x in m.random_members(3, exclude={"m1"})) for _ in range(10)]
+    m.probe_failed("m2", 1.0)
+    m.tick(100.0)
+    return tuple(probes), tuple(helpers), m.members(), tuple(m.take_events())
+
+
+def test_deterministic_for_a_seed() -> None:
+    assert run_script(42) == run_script(42)
+    assert run_script(42)[:2] != run_script(43)[:2]
+
+
+# ------------------------------------------------------------ local changes, merge, statistics
+
+
+def test_update_local_raises_incarnation() -> None:
+    m = make(incarnation=2)
+    alive = m.update_local(meta=b"v2")
+    assert alive == Alive(LOCAL, 3, Address(*LOCAL_ADDR), b"v2")
+    assert m.local.meta == b"v2"
+    alive = m.update_local(address=("10.9.9.9", 1))
+    assert alive.incarnation == 4
+    assert m.local.address == Address("10.9.9.9", 1)
+
+
+def test_merge_remote_follows_memberlist() -> None:
+    m = cluster(3)
+    remote = [
+        Member("new", Address(*addr(40)), 2, ALIVE, b"", 0.0),  # learned
+        Member("m1", Address(*addr(1)), 0, DEAD, b"", 0.0),  # only suspected here
+        Member("m2", Address(*addr(2)), 0, LEFT, b"", 0.0),  # left
+        Member("dead-stranger", Address(*addr(41)), 0, DEAD, b"", 0.0),  # unknown: ignored
+    ]
+    outcomes = m.merge_remote(remote, 5.0)
+    assert [o.action for o in outcomes] == [Action.APPLIED, Action.APPLIED, Action.APPLIED, Action.IGNORED]
+    assert m.get("new").state is ALIVE  # type: ignore[union-attr]
+    assert m.get("m1").state is SUSPECT  # type: ignore[union-attr]
+    assert m.get("m2").state is LEFT  # type: ignore[union-attr]
+    assert m.get("dead-stranger") is None
+    assert outcomes[1].broadcast == (Suspect("m1", 0, LOCAL),)
+
+
+def test_statistics_counts() -> None:
+    m = cluster(4)
+    m.on_suspect("m1", 0, "m2", 1.0)
+    m.on_suspect("m1", 0, "m3", 1.0)
+    m.on_alive("m1", 1, addr(1), b"", 2.0)
+    m.on_dead("m2", 0, "m3", 3.0)
+    m.on_alive("m2", 1, addr(2), b"", 4.0)
+    m.on_leave("m3", 0, 5.0)
+    m.on_suspect(LOCAL, 0, "m1", 6.0)
+    m.on_alive("m1", 2, addr(99), b"", 7.0)
+    s = m.statistics()
+    assert (s.alive, s.suspect, s.dead, s.left) == (3, 0, 0, 1)
+    assert (s.joins, s.suspicions, s.confirmations, s.suspicions_refuted) == (4, 1, 1, 1)
+    assert (s.deaths, s.deaths_refuted, s.leaves, s.refutations, s.conflicts) == (1, 1, 1, 1, 1)
+    assert (s.incarnation, s.awareness) == (1, 1)
+
+
+# ------------------------------------------------------------ invariants under random traffic
+
+NAMES = [LOCAL, "a", "b", "c"]
+messages = st.one_of(
+    st.builds(
+        Alive,
+        st.sampled_from(NAMES),
+        st.integers(0, 4),
+        st.sampled_from([Address(*addr(1)), Address(*LOCAL_ADDR)]),
+        st.sampled_from([b"", b"m"]),
+    ),
+    st.builds(Suspect, st.sampled_from(NAMES), st.integers(0, 4), st.sampled_from(NAMES)),
+    st.builds(Dead, st.sampled_from(NAMES), st.integers(0, 4), st.sampled_from(NAMES)),
+    st.builds(Leave, st.sampled_from(NAMES), st.integers(0, 4)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(messages, st.floats(0, 50)), max_size=40))
+def test_invariants_under_random_traffic(steps: list[tuple[Alive | Suspect | Dead | Leave, float]]) -> None:
+    m = make()
+    now = 0.0
+    seen: dict[str, int] = {}
+    for msg, dt in steps:
+        now += dt
+        m.receive(msg, now)
+        m.tick(now)
+        assert m.local.state is ALIVE
+        for rec in m.members():
+            assert (m.suspicion(rec.name) is not None) == (rec.state is SUSPECT)
+            assert rec.incarnation >= seen.get(rec.name, 0) or rec.name not in seen
+            seen[rec.name] = rec.incarnation
+        for gone in set(seen) - {r.name for r in m.members()}:
+            del seen[gone]
+        deadline = m.next_deadline()
+        assert deadline is None or deadline > now
