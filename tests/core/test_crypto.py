@@ -292,3 +292,12 @@ def test_from_base64_errors() -> None:
         Keyring.from_base64(good)
     with pytest.raises(ConfigError, match=r"^keys\[0\]: must be a base64 str, got bytes"):
         Keyring.from_base64([KEY_A])  # type: ignore[list-item]
+
+
+def test_nonces_count_up_from_a_random_start() -> None:
+    a, b = Keyring(KEY_A), Keyring(KEY_A)
+    first = [int.from_bytes(a.seal(b"x", LABEL)[1:13], "big") for _ in range(3)]
+    assert first[1] == first[0] + 1
+    assert first[2] == first[1] + 1
+    other = int.from_bytes(b.seal(b"x", LABEL)[1:13], "big")
+    assert abs(other - first[0]) > 2**32, "two keyrings start far apart (random start)"
