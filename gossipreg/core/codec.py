@@ -6,30 +6,15 @@ input as hostile: they check types, sizes and ranges, and every failure raises
 :class:`~gossipreg.DecodeError` and nothing else. ``docs/protocol.md``
 documents each layout byte by byte.
 
-This module currently holds the catalog encodings (records, transfers with an
-age, digests), which both gossip and anti-entropy carry.
+It holds three families of encodings:
 
-Record layout (a msgpack array of 9 items)::
+* the catalog's: records, transfers (a record with its age), digests, offers
+  and key-hash lists, carried by gossip and by anti-entropy;
+* datagram messages (ping, ping-req, ack, nack, alive, suspect, dead, leave,
+  record) and the compound datagram framing (:func:`pack_datagram`);
+* stream messages for push-pull (:func:`pack_stream`) and member states.
 
-    [service: str, version: str, node_id: str, owner: str, stamp: uint64,
-     ttl_ms: uint32 | nil, deleted: bool, node: Node | nil,
-     service_fields: bin | nil]
-
-    service_fields = msgpack([metadata: map[str]str, endpoints: [Endpoint]]),
-                     nil when both are empty
-
-The service-level fields travel as one nested msgpack blob because every
-node of a service carries the same ones: the decoder validates a blob once
-and reuses the (immutable) result for the other nodes.
-
-    Node     = [address: str, port: uint16 | nil, metadata: map[str]str]  (id = node_id)
-    Endpoint = [name: str, request: Value | nil, response: Value | nil, metadata: map]
-    Value    = [name: str, type: str, values: [Value]]
-
-A tombstone has ``node``, ``ttl_ms`` and ``service_fields`` nil. A transfer (a
-record with the age its sender measured, for anti-entropy) is ``[record,
-age_ms: uint32]``. A digest is a map ``owner -> [newest stamp: uint64,
-fingerprint: uint64]``.
+``docs/protocol.md`` is the byte-level reference for all of them.
 """
 
 from __future__ import annotations
@@ -48,8 +33,40 @@ from .model import EMPTY_METADATA, MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Nod
 from .model import _check_name as check_name
 
 __all__ = [
+    "ACK",
+    "ALIVE",
+    "DATAGRAM_OVERHEAD",
+    "DEAD",
+    "LEAVE",
+    "MAX_META",
     "MAX_STAMP",
     "MAX_TTL_MS",
+    "NACK",
+    "PING",
+    "PING_REQ",
+    "PP_FETCH",
+    "PP_INIT",
+    "PP_RECONCILE",
+    "PP_REPLY",
+    "PROTOCOL_VERSION",
+    "RECORD",
+    "SUSPECT",
+    "Ack",
+    "Message",
+    "Nack",
+    "Ping",
+    "PingReq",
+    "RecordMsg",
+    "decode_member",
+    "decode_members",
+    "decode_message",
+    "decode_transfers",
+    "encode_member",
+    "encode_message",
+    "pack_datagram",
+    "pack_stream",
+    "unpack_datagram",
+    "unpack_stream",
     "decode_digest",
     "decode_hashes",
     "decode_offer",
