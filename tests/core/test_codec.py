@@ -12,20 +12,42 @@ from hypothesis import strategies as st
 
 from gossipreg.core.catalog import Offer, Record
 from gossipreg.core.codec import (
+    Ack,
+    Nack,
+    Ping,
+    PingReq,
+    RecordMsg,
     decode_digest,
     decode_hashes,
+    decode_member,
+    decode_message,
     decode_offer,
     decode_record,
     decode_transfer,
     encode_digest,
     encode_hashes,
+    encode_member,
+    encode_message,
     encode_offer,
     encode_record,
     encode_transfer,
     pack,
+    pack_datagram,
+    pack_stream,
     unpack,
+    unpack_datagram,
+    unpack_stream,
 )
 from gossipreg.core.errors import DecodeError
+from gossipreg.core.membership import (
+    Address,
+    Alive,
+    Dead,
+    Leave,
+    Member,
+    MemberState,
+    Suspect,
+)
 from gossipreg.core.model import Endpoint, Node, Value
 from tests.strategies import services
 
@@ -226,3 +248,87 @@ def test_any_valid_service_round_trips_as_records(svc: Any, stamp: int, ttl: int
             svc.endpoints,
         )
         assert roundtrip(rec) == rec
+
+
+# -- protocol messages -----------------------------------------------------------
+
+MESSAGES = [
+    Ping(1, "b", "a", Address("10.0.0.1", 7946)),
+    PingReq(2**63, "c", Address("::1", 1), "a", Address("10.0.0.1", 7946), False),
+    Ack(3, "b"),
+    Nack(4, "b"),
+    Alive("a", 7, Address("10.0.0.1", 7946), b"\x00meta"),
+    Suspect("b", 0, "a"),
+    Dead("b", 2**64 - 1, "a"),
+    Leave("a", 9),
+    RecordMsg(live()),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_message_round_trip(msg: Any) -> None:
+    assert decode_message(unpack(encode_message(msg))) == msg
+
+
+def test_datagram_packs_encoded_messages_without_reencoding() -> None:
+    encoded = [encode_message(m) for m in MESSAGES * 3]  # 27 messages: a 3-byte array header
+    data = pack_datagram(encoded)
+    assert len(data) == 1 + 3 + sum(len(e) for e in encoded)
+    assert [decode_message(m) for m in unpack_datagram(data)] == MESSAGES * 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [],
+        [99, 1],
+        [True, 1, "b", "a", "h", 1],  # bool is not a type tag
+        [0, 1, "b", "a", "h"],  # arity
+        [0, 1, "", "a", "h", 1],  # empty name
+        [0, 1, "b", "a", "h", 65536],  # port range
+        [4, "a", 1, "h", 1, b"x" * 513],  # meta too large
+        [4, "a", 1, "h", 1, "text"],  # meta must be bin
+        [1, 1, "c", "h", 1, "a", "h", 1, 1],  # nack flag must be bool
+        [5, "b", -1, "a"],  # negative incarnation
+        [8, "not a record"],
+    ],
+)
+def test_malformed_messages_raise_decode_error(bad: list[Any]) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(bad)
+
+
+def test_datagram_version_and_shape_are_checked() -> None:
+    good = pack_datagram([encode_message(Ack(1, "a"))])
+    with pytest.raises(DecodeError, match="version"):
+        unpack_datagram(b"\x01" + good[1:])
+    with pytest.raises(DecodeError):
+        unpack_datagram(b"")
+    with pytest.raises(DecodeError, match="array"):
+        unpack_datagram(good[:1] + pack({"a": 1}))
+
+
+def test_member_state_round_trip_and_validation() -> None:
+    m = Member("a", Address("10.0.0.1", 7946), 3, MemberState.SUSPECT, b"m")
+    assert decode_member(unpack(pack(encode_member(m)))) == m
+    bad = encode_member(m)
+    bad[5] = "zombie"
+    with pytest.raises(DecodeError, match="state"):
+        decode_member(bad)
+
+
+def test_stream_messages_need_version_and_type() -> None:
+    assert unpack_stream(pack_stream([16, True])) == [16, True]
+    with pytest.raises(DecodeError):
+        unpack_stream(b"\x00" + pack([16]))
+    with pytest.raises(DecodeError):
+        unpack_stream(pack_stream(["x"]))  # type: ignore[list-item]
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=_msgpack_values)
+def test_arbitrary_message_structures_only_raise_decode_error(obj: object) -> None:
+    with contextlib.suppress(DecodeError):
+        decode_message(obj)
+    with contextlib.suppress(DecodeError):
+        decode_member(obj)
