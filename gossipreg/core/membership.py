@@ -120,6 +120,7 @@ Driver contract (the node core)
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -443,6 +444,8 @@ class _Counters:
 class _ProbeRound:
     order: list[str] = field(default_factory=list)
     index: int = 0
+    pending: set[str] = field(default_factory=set)
+    """Names in ``order[index:]``, for O(1) membership tests."""
 
 
 class Membership:
@@ -485,6 +488,10 @@ class Membership:
         self._events: list[MemberEvent] = []
         self._counters = _Counters()
         self._probe = _ProbeRound()
+        # Indexes kept in step with ``_members`` by ``_transition`` (other members only),
+        # so that the per-datagram and per-timer queries cost O(1) or O(k), not O(n).
+        self._live: list[str] = []  # sorted names of ALIVE or SUSPECT members
+        self._gone: dict[str, float] = {}  # DEAD or LEFT member -> reap time
 
     # ------------------------------------------------------------ queries
 
@@ -513,7 +520,7 @@ class Membership:
 
     def alive_count(self) -> int:
         """Members that are ALIVE or SUSPECT, this one included (the ``n`` of the formulas)."""
-        return sum(1 for m in self._members.values() if m.state in _LIVE)
+        return len(self._live) + (1 if self.local.state in _LIVE else 0)
 
     def suspicion(self, name: str) -> Suspicion | None:
         """The running suspicion of ``name``, if it is SUSPECT."""
@@ -721,20 +728,17 @@ class Membership:
             self._transition(old, new)
             self._counters.suspicion_timeouts += 1
             dead.append(Dead(name, old.incarnation, self._name))
-        for name in sorted(self._members):
-            m = self._members[name]
-            if name != self._name and m.state in _GONE and now >= self._reap_at(m):
-                del self._members[name]
-                self._counters.reaped += 1
-                self._events.append(MemberEvent(EventKind.REAPED, m, m.state))
+        for name in sorted(n for n, at in self._gone.items() if now >= at):
+            m = self._members.pop(name)
+            del self._gone[name]
+            self._counters.reaped += 1
+            self._events.append(MemberEvent(EventKind.REAPED, m, m.state))
         return tuple(dead)
 
     def next_deadline(self) -> float | None:
         """The earliest suspicion expiry or reap time, or None if nothing is pending."""
         times = [s.deadline() for s in self._suspicions.values()]
-        times.extend(
-            self._reap_at(m) for m in self._members.values() if m.name != self._name and m.state in _GONE
-        )
+        times.extend(self._gone.values())
         return min(times, default=None)
 
     def update_local(self, *, address: tuple[str, int] | None = None, meta: bytes | None = None) -> Alive:
@@ -783,12 +787,14 @@ class Membership:
             while probe.index < len(probe.order):
                 name = probe.order[probe.index]
                 probe.index += 1
+                probe.pending.discard(name)
                 m = self._members.get(name)
                 if m is not None and m.state in _LIVE and name != self._name:
                     return m
-            probe.order = sorted(n for n, m in self._members.items() if n != self._name and m.state in _LIVE)
+            probe.order = list(self._live)
             self._rng.shuffle(probe.order)
             probe.index = 0
+            probe.pending = set(probe.order)
             if not probe.order:
                 return None
         return None  # pragma: no cover - a fresh pass always has an eligible first entry
@@ -812,18 +818,26 @@ class Membership:
         """
         if include_dead_within is not None and now is None:
             raise ValueError("include_dead_within needs now")
-        candidates = []
-        for name in sorted(self._members):
-            m = self._members[name]
-            if name == self._name or name in exclude:
+        live = self._live
+        extra: list[str] = []
+        if include_dead_within is not None and now is not None:
+            extra = sorted(
+                n for n in self._gone if now - self._members[n].state_changed_at <= include_dead_within
+            )
+        total = len(live) + len(extra)
+        k = max(k, 0)
+        # Sample indexes of the (virtual) concatenation: O(k), not O(n).
+        skip = sum(1 for n in exclude if n in self._members and n != self._name)
+        picked = self._rng.sample(range(total), min(total, k + skip))
+        out = []
+        for i in picked:
+            name = live[i] if i < len(live) else extra[i - len(live)]
+            if name in exclude:
                 continue
-            if m.state in _LIVE or (
-                include_dead_within is not None
-                and now is not None
-                and now - m.state_changed_at <= include_dead_within
-            ):
-                candidates.append(m)
-        return self._rng.sample(candidates, min(max(k, 0), len(candidates)))
+            out.append(self._members[name])
+            if len(out) == k:
+                break
+        return out
 
     def gossip_targets(self, k: int, now: float) -> list[Member]:
         """Up to ``k`` random gossip targets: live members, and dead or left ones
@@ -878,6 +892,15 @@ class Membership:
     def _transition(self, old: Member | None, new: Member) -> None:
         """Store ``new`` (another member's record) and queue the event the change implies."""
         self._members[new.name] = new
+        was_live = old is not None and old.state in _LIVE
+        if new.state in _LIVE:
+            self._gone.pop(new.name, None)
+            if not was_live:
+                bisect.insort(self._live, new.name)
+        else:
+            self._gone[new.name] = self._reap_at(new)
+            if was_live:
+                del self._live[bisect.bisect_left(self._live, new.name)]
         if new.state is not MemberState.SUSPECT:
             self._suspicions.pop(new.name, None)
         prev = old.state if old is not None else None
@@ -911,8 +934,9 @@ class Membership:
 
     def _add_probe_target(self, name: str) -> None:
         probe = self._probe
-        if name in probe.order[probe.index :]:
+        if name in probe.pending:
             return
+        probe.pending.add(name)
         probe.order.insert(self._rng.randint(probe.index, len(probe.order)), name)
 
 
