@@ -17,8 +17,11 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "InvalidServiceError",
+    "JoinError",
     "NotFoundError",
     "RegistryError",
+    "WatchOverflowError",
+    "WatcherStoppedError",
 ]
 
 
@@ -61,3 +64,22 @@ class ClockDriftError(RegistryError):
     The stamp is rejected (not adopted), so one member with a wrong clock cannot
     drag every other member's clock, or win every last-writer-wins race, with it.
     """
+
+
+@final
+class JoinError(RegistryError):
+    """Seeds were given and none of them answered before the join timeout."""
+
+
+@final
+class WatchOverflowError(RegistryError):
+    """A watcher's bounded buffer overflowed: results were lost.
+
+    Re-list (``list_services``/``get_service``) and watch again, or watch
+    with ``snapshot=True``, which does both.
+    """
+
+
+@final
+class WatcherStoppedError(RegistryError):
+    """The watcher was stopped, or its registry closed (go-micro's ``ErrWatcherStopped``)."""

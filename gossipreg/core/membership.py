@@ -518,6 +518,10 @@ class Membership:
         """Every known member, this one and dead/left ones included, sorted by name."""
         return tuple(self._members[name] for name in sorted(self._members))
 
+    def has_peers(self) -> bool:
+        """Whether any other member is known (live, or dead/left and not yet reaped)."""
+        return bool(self._live or self._gone)
+
     def alive_count(self) -> int:
         """Members that are ALIVE or SUSPECT, this one included (the ``n`` of the formulas)."""
         return len(self._live) + (1 if self.local.state in _LIVE else 0)

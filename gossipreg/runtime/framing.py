@@ -1,0 +1,89 @@
+"""Length-prefixed frames over a trio stream, with a size limit and timeouts.
+
+Each stream message is ``[length: u32 big-endian][payload]``. A frame longer
+than ``max_frame`` is refused before anything is allocated for it, and a
+peer that stalls mid-frame hits the read timeout; both raise
+:class:`FrameError`, and the caller closes the stream.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["FrameError", "FramedStream"]
+
+_HEADER = 4
+
+
+class FrameError(Exception):
+    """The peer sent a frame that is too large, stalled, or closed mid-frame."""
+
+
+class FramedStream:
+    """Message framing over ``stream``.
+
+    Args:
+        stream: the byte stream (TCP, TLS or in-memory).
+        max_frame: largest payload accepted, in bytes.
+        timeout: seconds allowed for one whole frame to arrive once it starts,
+            and for a send to complete.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, max_frame: int, timeout: float) -> None:
+        self.stream = stream
+        self._max = max_frame
+        self._timeout = timeout
+        self._buffer = bytearray()
+
+    async def send(self, payload: bytes) -> None:
+        """Send one frame.
+
+        Raises:
+            FrameError: the payload exceeds ``max_frame`` or the send timed out.
+        """
+        if len(payload) > self._max:
+            raise FrameError(f"frame of {len(payload)} bytes exceeds the {self._max}-byte limit")
+        with trio.move_on_after(self._timeout) as scope:
+            await self.stream.send_all(len(payload).to_bytes(_HEADER, "big") + payload)
+        if scope.cancelled_caught:
+            raise FrameError("send timed out")
+
+    async def receive(self, *, idle_timeout: float | None = None) -> bytes | None:
+        """Receive one frame; ``None`` if the peer closed cleanly between frames.
+
+        Args:
+            idle_timeout: seconds to wait for a frame to start (default: the
+                frame timeout).
+
+        Raises:
+            FrameError: too large, stalled, or closed mid-frame.
+        """
+        wait = self._timeout if idle_timeout is None else idle_timeout
+        header = await self._read(_HEADER, wait, allow_eof=True)
+        if header is None:
+            return None
+        length = int.from_bytes(header, "big")
+        if length > self._max:
+            raise FrameError(f"peer announced a {length}-byte frame; the limit is {self._max}")
+        body = await self._read(length, self._timeout, allow_eof=False)
+        assert body is not None
+        return body
+
+    async def _read(self, n: int, within: float, *, allow_eof: bool) -> bytes | None:
+        with trio.move_on_after(within) as scope:
+            while len(self._buffer) < n:
+                chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
+                if not chunk:
+                    if allow_eof and not self._buffer:
+                        return None
+                    raise FrameError("peer closed the stream mid-frame")
+                self._buffer += chunk
+        if scope.cancelled_caught:
+            raise FrameError("peer stalled: frame timed out")
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    async def aclose(self) -> None:
+        """Close the underlying stream."""
+        await self.stream.aclose()

@@ -1,0 +1,186 @@
+"""Transports: where a member's bytes go. A datagram path and a stream path.
+
+Like memberlist's ``Transport``, a transport splits a best-effort packet path
+(:meth:`Transport.send_datagram` / :meth:`Transport.receive_datagram`) from a
+reliable stream path (:meth:`Transport.connect` / :meth:`Transport.serve`).
+Framing, TLS and sealing are layered on top by the driver, so every
+transport carries plain bytes:
+
+* :class:`NetTransport`: real sockets, UDP for datagrams and TCP for streams,
+  bound to one host and port (the same port number for both, like
+  memberlist's 7946); IPv4 and IPv6;
+* :class:`~gossipreg.runtime.memory.MemoryNetwork` transports: in-memory
+  peers for driver tests under trio's ``autojump_clock``.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..core.membership import Address
+
+__all__ = ["MAX_DATAGRAM", "NetTransport", "StreamHandler", "Transport", "parse_address"]
+
+#: Largest datagram read from the socket. Larger ones are truncated by the OS
+#: and fail authentication.
+MAX_DATAGRAM = 65535
+
+StreamHandler = Callable[[trio.abc.Stream, Address], Awaitable[None]]
+"""Called for each accepted stream with the peer's address; the stream is closed after it returns."""
+
+
+def parse_address(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """Parse ``host:port``, ``[v6]:port`` or (with ``default_port``) a bare host.
+
+    Raises:
+        ValueError: the text is not an address; the message says why.
+    """
+    text = text.strip()
+    host: str
+    port_text: str | None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: missing ']' after an IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':port' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: write IPv6 addresses as [address]:port")
+    else:
+        host, port_text = text, None
+    if not host:
+        raise ValueError(f"{text!r}: missing host")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{text!r}: missing :port")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+class Transport(abc.ABC):
+    """A member's datagram and stream paths."""
+
+    @property
+    @abc.abstractmethod
+    def local_address(self) -> Address:
+        """The bound address (the real port if port 0 was asked for)."""
+
+    @abc.abstractmethod
+    async def send_datagram(self, data: bytes, address: Address) -> None:
+        """Send one datagram, best effort. Errors are swallowed and counted by the caller's
+        statistics only through the exception it raises (``OSError``)."""
+
+    @abc.abstractmethod
+    async def receive_datagram(self) -> tuple[bytes, Address]:
+        """Wait for the next datagram."""
+
+    @abc.abstractmethod
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        """Open a stream to ``address``.
+
+        Raises:
+            OSError: the peer cannot be reached.
+        """
+
+    @abc.abstractmethod
+    async def serve(
+        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept streams forever, calling ``handler`` for each in a new task."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the sockets."""
+
+
+class NetTransport(Transport):
+    """UDP datagrams and TCP streams on one host and port.
+
+    Use :meth:`bind` to create one.
+    """
+
+    def __init__(self, udp: trio.socket.SocketType, listeners: list[trio.SocketListener]) -> None:
+        self._udp = udp
+        self._listeners = listeners
+        host, port = udp.getsockname()[:2]
+        self._address = Address(host, port)
+        self._family = udp.family
+
+    @classmethod
+    async def bind(cls, host: str, port: int) -> NetTransport:
+        """Bind UDP and TCP on ``host:port``; port 0 picks a free port for both.
+
+        Raises:
+            OSError: the address cannot be bound (in use, not local).
+        """
+        family = socket.AF_INET6 if _is_v6(host) else socket.AF_INET
+        attempts = 20 if port == 0 else 1
+        for attempt in range(attempts):
+            udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                if family == socket.AF_INET6:
+                    udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await udp.bind((host, port))
+                real_port = udp.getsockname()[1]
+                listeners = await trio.open_tcp_listeners(real_port, host=host)
+            except OSError as exc:
+                udp.close()
+                # With port 0 the UDP port may be taken for TCP: try another.
+                if port == 0 and exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
+                    continue
+                raise
+            return cls(udp, listeners)
+        raise OSError(errno.EADDRINUSE, "no free port for both UDP and TCP")  # pragma: no cover
+
+    @property
+    def local_address(self) -> Address:
+        return self._address
+
+    async def send_datagram(self, data: bytes, address: Address) -> None:
+        await self._udp.sendto(data, (address.host, address.port))
+
+    async def receive_datagram(self) -> tuple[bytes, Address]:
+        data, addr = await self._udp.recvfrom(MAX_DATAGRAM)
+        return data, Address(addr[0], addr[1])
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        return await trio.open_tcp_stream(address.host, address.port)
+
+    async def serve(
+        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async def accept(stream: trio.SocketStream) -> None:
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                await stream.aclose()
+                return
+            await handler(stream, Address(peer[0], peer[1]))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, accept, self._listeners)
+            task_status.started()
+
+    async def aclose(self) -> None:
+        self._udp.close()
+        for listener in self._listeners:
+            await listener.aclose()
+
+
+def _is_v6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
