@@ -146,8 +146,8 @@ class _Probe:
     timeout_at: float
     period_end: float
     indirect: bool = False
-    expected_nacks: int = 0
-    nacks: int = 0
+    helpers: frozenset[str] = frozenset()
+    nacks: set[str] = field(default_factory=set)  # helpers whose nack arrived
 
 
 @dataclass(slots=True)
@@ -156,8 +156,8 @@ class _Relay:
 
     source_seq: int
     source_address: Address
-    nack: bool
-    deadline: float
+    nack_at: float | None  # when to nack if no ack came by then; None: not asked, or sent
+    deadline: float  # forget the relay: a later ack is not forwarded
 
 
 @dataclass(slots=True)
@@ -168,9 +168,22 @@ class _PushPull:
     step: int = 0  # initiator: 0 sent INIT; responder: 1 sent REPLY
 
 
+#: The node core's own counters (see :meth:`NodeCore.statistics`); all start at 0.
+_COUNTER_NAMES = (
+    "datagrams_sent", "datagrams_received", "bytes_sent", "bytes_received",
+    "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
+    "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
+    "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
+    "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
+    "incarnation_overflows",
+    "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
+    "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
+)
+
+
 @dataclass(slots=True)
 class _Counters:
-    values: dict[str, int] = field(default_factory=dict)
+    values: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTER_NAMES, 0))
 
     def inc(self, name: str, n: int = 1) -> None:
         self.values[name] = self.values.get(name, 0) + n
@@ -232,6 +245,9 @@ class NodeCore:
             HybridClock(wall_clock, config.max_clock_drift),
             tombstone_ttl=config.tombstone_ttl,
             convergence_bound=min(300.0, config.tombstone_ttl / 2),
+            # Only members membership reports alive (JOINED -> owner_up) are shown: a
+            # joiner must not show the stored records of a member that died before it came.
+            owners_up_by_default=False,
         )
         self._queue = BroadcastQueue(config.broadcast_queue_limit)
         self._outbox: list[Outgoing] = []
@@ -273,7 +289,32 @@ class NodeCore:
         return self.catalog.list_services()
 
     def statistics(self) -> dict[str, int]:
-        """Counters: packets, bytes, failures, protocol and catalog activity."""
+        """Counters: packets, bytes, failures, protocol and catalog activity.
+
+        Every key is present from the start (0 until something happens):
+
+        * traffic: ``datagrams_sent``, ``datagrams_received``, ``bytes_sent``,
+          ``bytes_received``, ``stream_messages_sent``, ``stream_messages_received``,
+          ``stream_bytes_sent``, ``stream_bytes_received``;
+        * rejected input: ``auth_failures`` (wrong key or label, tampered),
+          ``plaintext_rejected`` (plaintext to a sealed member),
+          ``sealed_received_while_insecure``, ``decode_errors`` (per bad
+          datagram, message or stream message), ``pings_misdirected`` (a ping
+          for another member's name), ``records_rejected_drift``,
+          ``incarnation_overflows`` (an accusation this member could not refute
+          because its incarnation would pass the largest encodable one);
+        * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
+          ``pings_received``, ``ping_reqs_sent``, ``ping_reqs_received``,
+          ``nacks_sent``, ``nacks_received``;
+        * dissemination: ``eager_pushes``, ``gossip_datagrams``,
+          ``records_too_large_for_gossip``;
+        * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
+          ``push_pulls_completed``, ``push_pulls_failed``;
+        * ``members_*``: every field of
+          :class:`~gossipreg.core.membership.MembershipStatistics`;
+          ``catalog_*``: every counter of :attr:`Catalog.counters`;
+          ``broadcast_queue``, ``broadcast_dropped``, ``broadcast_invalidated``.
+        """
         out = dict(self._counters.values)
         ms = self.membership.statistics()
         for f in ms.__dataclass_fields__:
@@ -309,9 +350,9 @@ class NodeCore:
         times = [self._next_probe, self._next_push_pull]
         if self._probe is not None:
             times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
-        if len(self._queue):
+        if len(self._queue) and self.membership.has_peers():
             times.append(self._next_gossip)
-        times.extend(r.deadline for r in self._relays.values())
+        times.extend(r.deadline if r.nack_at is None else r.nack_at for r in self._relays.values())
         times.extend(p.deadline for p in self._pushpulls.values())
         times.extend(
             t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
@@ -324,10 +365,13 @@ class NodeCore:
         if self._left:
             return
         self._probe_timers(now)
-        for seq in [s for s, r in self._relays.items() if r.deadline <= now]:
-            relay = self._relays.pop(seq)
-            if relay.nack:
+        for seq, relay in list(self._relays.items()):
+            if relay.nack_at is not None and relay.nack_at <= now:
+                relay.nack_at = None
+                self._counters.inc("nacks_sent")
                 self._send(relay.source_address, [Nack(relay.source_seq, self.name)])
+            if relay.deadline <= now:
+                del self._relays[seq]
         for sid in [s for s, p in self._pushpulls.items() if p.deadline <= now]:
             self._fail_push_pull(sid, "timed out")
         for dead in self.membership.tick(now):
@@ -451,16 +495,17 @@ class NodeCore:
             case PingReq():
                 c.inc("ping_reqs_received")
                 seq = self._next_seq()
-                self._relays[seq] = _Relay(
-                    msg.seq, msg.source_address, msg.nack, now + self.config.probe_timeout
-                )
+                nack_at = now + self._nack_delay() if msg.nack else None
+                deadline = now + self.config.probe_timeout
+                self._relays[seq] = _Relay(msg.seq, msg.source_address, nack_at, deadline)
                 self._send(msg.target_address, [Ping(seq, msg.target, self.name, self.address)])
             case Ack():
                 self._on_ack(msg, now)
             case Nack():
+                c.inc("nacks_received")
                 p = self._probe
-                if p is not None and p.seq == msg.seq:
-                    p.nacks += 1
+                if p is not None and p.seq == msg.seq and msg.source in p.helpers:
+                    p.nacks.add(msg.source)  # a duplicated datagram does not count twice
             case RecordMsg():
                 result = self.catalog.merge([msg.record], now)
                 for rec in result.accepted:
@@ -470,9 +515,32 @@ class NodeCore:
                 if result.rejected:
                     c.inc("records_rejected_drift", result.rejected)
             case Alive() | Suspect() | Dead() | Leave():
+                if self._overflows(msg.name, msg.incarnation):
+                    return
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
                     self._queue_message(b)
+
+    def _overflows(self, name: str, incarnation: int) -> bool:
+        """Whether a message about this member at ``incarnation`` could only be refuted
+        past the largest incarnation the codec encodes (it is dropped and counted)."""
+        if name == self.name and incarnation >= codec.MAX_STAMP:
+            self._counters.inc("incarnation_overflows")
+            return True
+        return False
+
+    def _nack_delay(self) -> float:
+        """How long a ping-req helper waits for the target's ack before it nacks.
+
+        The requester's indirect phase lasts ``probe_interval - probe_timeout``
+        (at full health) from the ping-req; a nack that arrives later counts as
+        missing and the requester blames its own health. So the helper waits
+        ``probe_timeout``, but at most 80% of that window, leaving the rest for
+        the two hops. (The relay itself stays open ``probe_timeout``: a late ack
+        is still forwarded.)
+        """
+        cfg = self.config
+        return min(cfg.probe_timeout, 0.8 * (cfg.probe_interval - cfg.probe_timeout))
 
     def _on_ack(self, ack: Ack, now: float) -> None:
         relay = self._relays.pop(ack.seq, None)
@@ -519,14 +587,14 @@ class NodeCore:
                 self._probe = None
                 return
             helpers = self.membership.random_members(self.config.indirect_checks, exclude=[p.target])
-            p.expected_nacks = len(helpers)
+            p.helpers = frozenset(h.name for h in helpers)
             req = PingReq(p.seq, target.name, target.address, self.name, self.address, True)
             for h in helpers:
                 self._send(h.address, [req])
             self._counters.inc("ping_reqs_sent", len(helpers))
         if p.indirect and now >= p.period_end:
             self._probe = None
-            missing = max(0, p.expected_nacks - p.nacks)
+            missing = len(p.helpers) - len(p.nacks)
             self.membership.awareness.apply_delta(1 + missing)
             self._counters.inc("probes_failed")
             outcome = self.membership.probe_failed(p.target, now)
@@ -563,10 +631,12 @@ class NodeCore:
         self._emit(address, encoded)
 
     def _emit(self, address: Address, encoded: list[bytes]) -> None:
-        data = self._seal(codec.pack_datagram(encoded), self._label)
-        self._counters.inc("datagrams_sent")
-        self._counters.inc("bytes_sent", len(data))
-        self._outbox.append(SendDatagram(address, data))
+        # Receivers accept at most MAX_MESSAGES per datagram (large packets, small messages).
+        for i in range(0, max(1, len(encoded)), codec.MAX_MESSAGES):
+            data = self._seal(codec.pack_datagram(encoded[i : i + codec.MAX_MESSAGES]), self._label)
+            self._counters.inc("datagrams_sent")
+            self._counters.inc("bytes_sent", len(data))
+            self._outbox.append(SendDatagram(address, data))
 
     def _gossip_round(self, now: float, *, eager: bool) -> None:
         targets = self.membership.gossip_targets(self.config.gossip_nodes, now)
@@ -634,14 +704,21 @@ class NodeCore:
         self._counters.inc("stream_bytes_sent", len(data))
         self._outbox.append(SendStream(sid, address, data))
 
-    def _fail_push_pull(self, sid: StreamId, reason: str) -> None:
+    def _fail_push_pull(self, sid: StreamId, reason: str) -> bool:
+        """Abandon the push-pull on ``sid`` and close it; False if there was none."""
         pp = self._pushpulls.pop(sid, None)
         if pp is None:
-            return
+            return False
         self._counters.inc("push_pulls_failed")
         if pp.join and sid[0] == "out":
             self._events.append(JoinResult(pp.address, False, reason))
         self._outbox.append(CloseStream(sid))
+        return True
+
+    def _abort_stream(self, sid: StreamId, reason: str) -> None:
+        """Close ``sid`` after bad input, failing its push-pull if any (one CloseStream)."""
+        if not self._fail_push_pull(sid, reason):
+            self._outbox.append(CloseStream(sid))
 
     def stream_failed(self, stream: StreamId, now: float, reason: str = "stream failed") -> None:
         """The driver could not open, or lost, ``stream``."""
@@ -658,16 +735,14 @@ class NodeCore:
             return
         plain = self._open(data, self._stream_label, "stream")
         if plain is None:
-            self._fail_push_pull(stream, "authentication failed")
-            self._outbox.append(CloseStream(stream))
+            self._abort_stream(stream, "authentication failed")
             return
         try:
             obj = codec.unpack_stream(plain)
             self._on_stream(stream, Address(*address), obj, now)
         except DecodeError:
             c.inc("decode_errors")
-            self._fail_push_pull(stream, "malformed stream message")
-            self._outbox.append(CloseStream(stream))
+            self._abort_stream(stream, "malformed stream message")
         self._after(now)
 
     def _on_stream(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
@@ -721,6 +796,7 @@ class NodeCore:
             raise DecodeError(f"unexpected stream message type {kind!r} at this point")
 
     def _merge_members(self, remote: list[Member], now: float) -> None:
+        remote = [m for m in remote if not self._overflows(m.name, m.incarnation)]
         for outcome in self.membership.merge_remote(remote, now):
             for b in outcome.broadcast:
                 self._queue_message(b)

@@ -1,0 +1,1008 @@
+"""Unit tests of the node core (gossipreg.core.node), driven by hand.
+
+A few :class:`NodeCore` instances exchange their outboxes through the tiny
+network of :mod:`tests.core.node_helpers` on a fake clock: every byte goes
+through the real codec and, unless a test says ``insecure``, the real keyring.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gossipreg.core import codec
+from gossipreg.core.catalog import CatalogEvent
+from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg
+from gossipreg.core.config import Config
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.errors import AuthenticationError, ConfigError, NotFoundError
+from gossipreg.core.membership import (
+    Address,
+    Alive,
+    Dead,
+    EventKind,
+    Leave,
+    MemberEvent,
+    MemberState,
+    Suspect,
+)
+from gossipreg.core.model import Endpoint, Node, Service, Value
+from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
+
+from .node_helpers import KEY, OTHER_KEY, WALL0, Net, decode_datagram, service
+
+ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+STREAM_LABEL = b"\x00gossipreg-stream"
+
+
+def stat(core: NodeCore, name: str) -> int:
+    return core.statistics()[name]
+
+
+def plain(*msgs: Message) -> bytes:
+    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
+
+
+def sealed(*msgs: Message, key: bytes = KEY, label: bytes = b"") -> bytes:
+    return Keyring(key).seal(plain(*msgs), label)
+
+
+def carries(net: Net, src: str, data: bytes, kind: type) -> bool:
+    return any(isinstance(m, kind) for m in decode_datagram(data, net.cores[src].keyring))
+
+
+def member_events(net: Net, name: str, kind: EventKind, about: str) -> list[MemberEvent]:
+    return [
+        e for e in net.events[name]
+        if isinstance(e, MemberEvent) and e.kind is kind and e.member.name == about
+    ]
+
+
+def catalog_events(net: Net, name: str, action: str, service_name: str) -> list[CatalogEvent]:
+    return [
+        e for e in net.events[name]
+        if isinstance(e, CatalogEvent) and e.action == action and e.record.service == service_name
+    ]
+
+
+def has_service(core: NodeCore, name: str) -> bool:
+    try:
+        return bool(core.get_service(name))
+    except NotFoundError:
+        return False
+
+
+def is_(kind: type, **fields: object) -> Callable[[Message], bool]:
+    def check(m: Message) -> bool:
+        return isinstance(m, kind) and all(getattr(m, k) == v for k, v in fields.items())
+
+    return check
+
+
+def snapshot(core: NodeCore) -> tuple[object, ...]:
+    """Everything but the counters: members, catalog records and the view."""
+    return (core.members(), core.catalog.records(), core.list_services(), core.left)
+
+
+# ====================================================================== construction
+
+
+def test_a_keyring_is_required_unless_insecure() -> None:
+    with pytest.raises(ConfigError, match="keyring"):
+        NodeCore("a", ("10.0.0.1", 1), config=Config(), rng=random.Random(0), wall_clock=lambda: WALL0,
+                 now=0.0)
+
+
+def test_a_keyring_and_insecure_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="insecure"):
+        NodeCore("a", ("10.0.0.1", 1), config=Config(), rng=random.Random(0), wall_clock=lambda: WALL0,
+                 now=0.0, keyring=Keyring(KEY), insecure=True)
+
+
+def test_meta_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="meta"):
+        NodeCore("a", ("10.0.0.1", 1), config=Config(), rng=random.Random(0), wall_clock=lambda: WALL0,
+                 now=0.0, insecure=True, meta=bytes(codec.MAX_META + 1))
+
+
+# ====================================================================== probing
+
+
+def test_direct_probe_is_acked() -> None:
+    net = Net()
+    a, b = net.cluster("a", "b")
+    before = stat(a, "probes_acked")
+    t0 = net.now
+    net.run(10)
+    pings = net.datagrams_with(is_(Ping, source="a", target="b"), since=t0, src=["a"])
+    acks = net.datagrams_with(is_(Ack, source="b"), since=t0, src=["b"])
+    assert len(pings) >= 8
+    assert len(acks) >= len(pings) - 1  # the last ping may still be in flight
+    assert all(d.dst == a.address for d in acks)
+    assert stat(a, "probes_acked") - before >= 8
+    assert stat(a, "probes_failed") == 0
+    assert stat(a, "ping_reqs_sent") == 0
+    assert a.membership.awareness.score == 0
+    assert b.membership.awareness.score == 0
+
+
+def test_indirect_probe_through_a_helper() -> None:
+    net = Net()
+    a, _b, _c = net.cluster("a", "b", "c")
+    net.blocked |= {("a", "c"), ("c", "a")}  # a and c cannot talk directly; b reaches both
+    t0 = net.now
+    net.wait_for(lambda: stat(a, "ping_reqs_sent") >= 1 and a._probe is None, timeout=10)
+    net.run(3)
+    # b carried a's ping-req: it pinged c and relayed c's ack to a under a's sequence number.
+    assert net.datagrams_with(is_(PingReq, source="a", target="c"), since=t0, src=["a"])
+    assert net.datagrams_with(is_(Ping, source="b", target="c"), since=t0, src=["b"])
+    relayed = net.datagrams_with(is_(Ack, source="c"), since=t0, src=["b"])
+    assert relayed
+    assert {d.dst for d in relayed} >= {a.address}
+    for name in "abc":
+        assert stat(net.cores[name], "members_suspicions") == 0
+        assert all(m.state is ALIVE for m in net.cores[name].members())
+    assert stat(a, "probes_failed") == 0
+    assert not net.datagrams_with(is_(Suspect), since=t0)
+
+
+def _fail_probe_of(net: Net, prober: str, target: str, timeout: float = 20) -> None:
+    """Run until ``prober`` concludes a failed probe of ``target`` (stops right after that tick)."""
+    core = net.cores[prober]
+    start = stat(core, "probes_failed")
+    net.wait_for(lambda: stat(core, "probes_failed") > start, timeout=timeout)
+    assert net.state(prober, target) is SUSPECT
+
+
+@pytest.mark.parametrize("profile", ["lan", "wan", "local"])
+@pytest.mark.parametrize("latency", [0.001, 0.03])
+def test_unreachable_member_is_suspected_and_helpers_nack(profile: str, latency: float) -> None:
+    config = getattr(Config, profile)()
+    net = Net(config=config, latency=latency)
+    a, _b, _c, _d = net.cluster("a", "b", "c", "d", settle=3 * config.probe_interval)
+    assert a.membership.awareness.score == 0
+    net.isolate("d")
+    t0 = net.now
+    _fail_probe_of(net, "a", "d", timeout=20 * config.probe_interval)
+    # The helpers asked (b and c, or one of them) answered with a nack in time, so
+    # local health rises by exactly one: the target, not this member, is at fault.
+    helpers = min(2, config.indirect_checks)
+    assert stat(a, "ping_reqs_sent") == helpers
+    nacks = net.datagrams_with(is_(Nack), since=t0, src=["b", "c"])
+    assert len({d.src for d in nacks if d.dst == a.address}) == helpers
+    assert stat(a, "nacks_received") == helpers
+    assert a.membership.awareness.score == 1
+    net.run(2 * latency)
+    # Broadcast by a, unless a had heard the suspicion from b or c first (then its own
+    # failed probe is only a confirmation, which with 4 members is not counted).
+    assert net.datagrams_with(is_(Suspect, name="d"), since=t0, src=["a", "b", "c"])
+    if not net.datagrams_with(is_(Suspect, name="d"), since=t0, src=["b", "c"]):
+        assert net.datagrams_with(is_(Suspect, name="d", from_member="a"), since=t0, src=["a"])
+    assert member_events(net, "a", EventKind.SUSPECTED, "d")
+
+
+def test_a_missing_nack_raises_local_health_further() -> None:
+    net = Net()
+    a, _b, _c, _d = net.cluster("a", "b", "c", "d")
+    net.isolate("d")
+
+    def drop_nacks_from_b(src: str, dst: str, data: bytes) -> bool:
+        return src == "b" and carries(net, src, data, Nack)
+
+    net.drop = drop_nacks_from_b
+    _fail_probe_of(net, "a", "d")
+    assert a.membership.awareness.score == 2  # 1 for the failed probe + 1 missing nack
+
+
+def test_failed_probe_without_helpers_counts_one() -> None:
+    net = Net()
+    a, _b = net.cluster("a", "b")
+    net.isolate("b")
+    _fail_probe_of(net, "a", "b")
+    assert stat(a, "ping_reqs_sent") == 0
+    assert a.membership.awareness.score == 1
+
+
+def test_duplicated_nacks_count_once() -> None:
+    net = Net()
+    a, _b, _c, _d = net.cluster("a", "b", "c", "d")
+    net.isolate("d")
+
+    def duplicate_nacks(src: str, dst: str, data: bytes) -> bool:
+        if src == "c" and carries(net, src, data, Nack):
+            return True  # c's nack is lost ...
+        if src == "b" and carries(net, src, data, Nack):
+            net._push(net.now + net.latency, 0, ("dgram", dst, src, data))  # ... and b's arrives twice
+        return False
+
+    net.drop = duplicate_nacks
+    _fail_probe_of(net, "a", "d")
+    assert a.membership.awareness.score == 2  # one nack is still missing
+
+
+def test_suspect_refutes_and_ends_alive_everywhere() -> None:
+    net = Net(config=Config.lan(suspicion_mult=8))
+    _a, _b, c = net.cluster("a", "b", "c")
+    net.isolate("c")
+    _fail_probe_of(net, "a", "c")
+    assert c.membership.local.incarnation == 0
+    net.heal()
+    net.wait_for(lambda: all(net.member(n, "c").state is ALIVE for n in "ab"), timeout=10)
+    assert c.membership.local.incarnation >= 1
+    assert stat(c, "members_refutations") >= 1
+    for name in "ab":
+        m = net.member(name, "c")
+        assert m.incarnation == c.membership.local.incarnation
+        assert not member_events(net, name, EventKind.FAILED, "c")
+    net.run(5)
+    for name in "abc":
+        assert all(m.state is ALIVE for m in net.cores[name].members())
+
+
+def test_probe_of_a_suspect_carries_the_suspicion() -> None:
+    """The buddy system: the suspect learns it is suspected from the probe itself."""
+    net = Net(config=Config.lan(suspicion_mult=8))
+    a, _b, _c = net.cluster("a", "b", "c")
+    net.isolate("c")
+    _fail_probe_of(net, "a", "c")
+    t1 = net.now
+    probes_sent = stat(a, "probes_sent")
+    net.wait_for(lambda: stat(a, "probes_sent") > probes_sent and a._probe is not None
+                 and a._probe.target == "c", timeout=10)
+    probe = [d for d in net.sent_by("a", since=t1 + 1e-9) if is_(Ping, target="c")(net.messages(d)[0])]
+    assert len(probe) == 1
+    assert probe[0].dst == net.cores["c"].address
+    assert any(is_(Suspect, name="c", from_member="a")(m) for m in net.messages(probe[0]))
+
+
+def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    c.register(service("svc-c"), None, net.now)
+    net.run(1)
+    assert has_service(a, "svc-c")
+    assert has_service(b, "svc-c")
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
+    for name, core in (("a", a), ("b", b)):
+        assert member_events(net, name, EventKind.FAILED, "c")
+        assert catalog_events(net, name, "delete", "svc-c")
+        assert not has_service(core, "svc-c")
+        assert core.catalog.get(("svc-c", "1.0", "svc-c-1")) is not None  # hidden, not forgotten
+    net.heal()  # well within gossip_to_the_dead: c hears of its death and refutes
+    net.wait_for(lambda: all(net.state(o, m) is ALIVE for o in "abc" for m in "abc"), timeout=20)
+    assert c.membership.local.incarnation >= 1
+    for name, core in (("a", a), ("b", b)):
+        assert member_events(net, name, EventKind.JOINED, "c")
+        assert catalog_events(net, name, "create", "svc-c")
+        assert has_service(core, "svc-c")
+
+
+def test_a_late_ack_through_a_helper_still_counts() -> None:
+    """A helper that has already nacked still relays an ack that arrives before its relay expires."""
+    net = Net()
+    a, _b, _c = net.cluster("a", "b", "c")
+    net.blocked |= {("a", "c"), ("c", "a")}
+    slow = 0.42  # c answers b's pings after 0.42 s: later than b's nack, within probe_timeout
+
+    def delay_c_acks(src: str, dst: str, data: bytes) -> bool:
+        if src == "c" and dst == "b" and carries(net, src, data, Ack):
+            net._push(net.now + slow, 0, ("dgram", dst, src, data))
+            return True
+        return False
+
+    net.drop = delay_c_acks
+    net.wait_for(lambda: stat(a, "ping_reqs_sent") >= 1 and a._probe is None, timeout=10)
+    assert stat(a, "probes_failed") == 0
+    assert stat(a, "nacks_received") >= 1
+    assert net.state("a", "c") is ALIVE
+
+
+# ====================================================================== join
+
+
+def test_join_through_a_seed_learns_members_and_registrations() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    a.register(service("svc-a"), None, net.now)
+    b.register(service("svc-b", "b1", "b2"), 60.0, net.now)
+    net.run(2)
+    d = net.add("d")
+    d.register(service("svc-d"), None, net.now)
+    (sid,) = d.join([a.address], net.now)
+    assert sid[0] == "out"
+    net.run(0.05)  # a few round trips; no gossip round needed
+    assert [e for e in net.events["d"] if isinstance(e, JoinResult)] == [JoinResult(a.address, True)]
+    assert [m.name for m in d.members()] == ["a", "b", "c", "d"]
+    assert all(m.state is ALIVE for m in d.members())
+    assert [n.id for n in d.get_service("svc-b")[0].nodes] == ["b1", "b2"]
+    assert has_service(d, "svc-a")
+    assert has_service(a, "svc-d")  # the exchange is both ways
+    # The four-message exchange on d's stream: INIT, REPLY, RECONCILE, FETCH.
+    on_stream = [t for sender, s, t in net.stream_messages if (sender, s) == ("d", sid)]
+    from_seed = [t for sender, _, t in net.stream_messages if sender == "a"]
+    assert on_stream == [codec.PP_INIT, codec.PP_RECONCILE]
+    assert from_seed[-2:] == [codec.PP_REPLY, codec.PP_FETCH]
+    net.run(2)
+    for core in (a, b, c):
+        assert net.state(core.name, "d") is ALIVE
+        assert has_service(core, "svc-d")
+
+
+def test_push_pull_repairs_what_gossip_missed() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    c.register(service("svc1"), None, net.now)
+    net.run(1)
+    assert has_service(b, "svc1")
+    net.drop = lambda src, dst, data: dst == "b" and carries(net, src, data, RecordMsg)
+    c.register(service("svc2"), None, net.now)
+    c.register(service("svc1", "svc1-1", "svc1-2"), None, net.now)
+    net.run(3)  # gossip gives up: every broadcast queue is empty
+    assert all(len(x._queue) == 0 for x in (a, b, c))
+    assert not has_service(b, "svc2")
+    net.heal()
+    # b knows owner c but its summary differs: the exchange works out exactly what b
+    # lacks (offer of key versions -> wanted hashes -> FETCH).
+    b.join([a.address], net.now)
+    net.run(0.05)
+    assert has_service(b, "svc2")
+    assert [n.id for n in b.get_service("svc1")[0].nodes] == ["svc1-1", "svc1-2"]
+    # The periodic exchange repairs too, within a push-pull interval.
+    net.drop = lambda src, dst, data: dst == "b" and carries(net, src, data, RecordMsg)
+    c.deregister(service("svc2"), net.now)
+    net.run(3)
+    assert has_service(b, "svc2")
+    net.heal()
+    net.run(net.config.push_pull_interval * 1.5)
+    assert not has_service(b, "svc2")
+
+
+def test_a_joiner_does_not_see_the_registrations_of_a_dead_member() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    c.register(service("svc-c"), None, net.now)
+    net.run(1)
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
+    assert not has_service(a, "svc-c")
+    d = net.add("d")
+    d.join([a.address], net.now)  # a still stores c's (hidden) records: c is not reaped yet
+    net.run(1)
+    assert net.state("d", "a") is ALIVE
+    assert not has_service(d, "svc-c")
+    net.run(net.config.gossip_to_the_dead + 5)  # c is reaped everywhere; its records purged
+    assert a.membership.get("c") is None
+    assert b.catalog.get(("svc-c", "1.0", "svc-c-1")) is None
+    assert not has_service(d, "svc-c")
+
+
+def test_join_to_an_unreachable_seed_fails() -> None:
+    net = Net()
+    a = net.add("a")
+    d = net.add("d")
+    net.unreachable_streams.add(a.address)
+    d.join([a.address], net.now)
+    net.run(1)
+    results = [e for e in net.events["d"] if isinstance(e, JoinResult)]
+    assert results == [JoinResult(a.address, False, "connect failed")]
+    assert stat(d, "push_pulls_failed") == 1
+    assert [m.name for m in d.members()] == ["d"]
+
+
+def test_a_bad_reply_fails_the_join_and_closes_the_stream_once() -> None:
+    net = Net()
+    a = net.add("a")
+    d = net.add("d")
+    (sid,) = d.join([a.address], net.now)
+    d.take_outbox()
+    d.receive_stream(sid, a.address, b"\x01" + bytes(40), net.now)
+    assert d.take_outbox() == [CloseStream(sid)]
+    assert [e for e in d.take_events() if isinstance(e, JoinResult)] == [
+        JoinResult(a.address, False, "authentication failed")
+    ]
+    (sid2,) = d.join([a.address], net.now)
+    d.take_outbox()
+    garbage = Keyring(KEY).seal(codec.pack_stream([codec.PP_FETCH, []]), STREAM_LABEL)
+    d.receive_stream(sid2, a.address, garbage, net.now)
+    assert d.take_outbox() == [CloseStream(sid2)]
+    assert stat(d, "decode_errors") == 1
+    assert stat(d, "push_pulls_failed") == 2
+
+
+def test_join_times_out_when_the_driver_never_answers() -> None:
+    net = Net()
+    d = net.add("d")
+    nowhere = Address("10.255.0.1", 7946)
+    (sid,) = d.join([nowhere], net.now)
+    out = d.take_outbox()
+    assert [type(o) for o in out] == [SendStream]
+    d.tick(net.config.stream_timeout - 0.001)
+    assert not [e for e in d.take_events() if isinstance(e, JoinResult)]
+    d.tick(net.config.stream_timeout)
+    results = [e for e in d.take_events() if isinstance(e, JoinResult)]
+    assert results == [JoinResult(nowhere, False, "timed out")]
+    assert CloseStream(sid) in d.take_outbox()
+
+
+# ====================================================================== dissemination
+
+
+def test_registration_spreads_by_eager_push_within_one_hop() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    net.run(2)
+    t0 = net.now
+    a.register(service("svc"), None, net.now)
+    net.run(3 * net.latency)  # far less than gossip_interval
+    assert has_service(b, "svc")
+    assert has_service(c, "svc")
+    assert [e.action for e in catalog_events(net, "b", "create", "svc")] == ["create"]
+    assert stat(a, "eager_pushes") >= 2
+    first = net.datagrams_with(is_(RecordMsg), since=t0, src=["a"])
+    assert {d.dst for d in first if d.at == t0} == {b.address, c.address}
+
+
+def test_registration_waits_for_a_gossip_round_without_eager_push() -> None:
+    net = Net(config=Config.lan(eager_push=False))
+    a, b, c = net.cluster("a", "b", "c")
+    net.run(2)
+    a.register(service("svc"), None, net.now)
+    net.run(3 * net.latency)
+    assert not has_service(b, "svc") or not has_service(c, "svc")
+    net.run(net.config.gossip_interval)
+    assert has_service(b, "svc")
+    assert has_service(c, "svc")
+    assert stat(a, "eager_pushes") == 0
+
+
+def test_eager_push_is_rate_limited_per_destination() -> None:
+    net = Net()
+    a, b, _c = net.cluster("a", "b", "c")
+    net.run(2)
+    a.register(service("s1"), None, net.now)
+    out = a.take_outbox()
+    assert {o.address for o in out if isinstance(o, SendDatagram)} == {b.address, net.cores["c"].address}
+    pushes = stat(a, "eager_pushes")
+    a.register(service("s2"), None, net.now + 0.001)  # within 1 / eager_push_rate of the last push
+    assert a.take_outbox() == []
+    assert stat(a, "eager_pushes") == pushes
+    gap = 1.5 / net.config.eager_push_rate
+    a.register(service("s3"), None, net.now + gap)  # later than 1 / eager_push_rate: pushed at once
+    assert len([o for o in a.take_outbox() if isinstance(o, SendDatagram)]) == 2
+    # s2 was not lost: it waits in the queue for the next gossip round.
+    net.now += gap
+    net.run(net.config.gossip_interval + 0.01)
+    assert has_service(b, "s2")
+
+
+def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> None:
+    """With large packets and many small updates, a datagram is split at codec.MAX_MESSAGES."""
+    net = Net(config=Config.lan(max_packet_size=65000), insecure=True)
+    a, b = net.cluster("a", "b")
+    ghosts = [Alive(f"g{i:04d}", 0, Address("10.200.0.1", 10000 + i)) for i in range(1500)]
+    for chunk in (ghosts[:750], ghosts[750:]):
+        a.receive_datagram(plain(*chunk), ("10.200.0.1", 1), net.now)
+    net.run(0.5)
+    assert stat(b, "decode_errors") == 0
+    assert len(b.members()) == 1502
+    for d in net.log:
+        assert len(codec.unpack_datagram(d.data)) <= codec.MAX_MESSAGES
+
+
+def test_deregister_spreads_a_tombstone() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    a.register(service("svc"), None, net.now)
+    net.run(1)
+    tombs = a.deregister(service("svc"), net.now)
+    assert [t.deleted for t in tombs] == [True]
+    net.run(3 * net.latency)
+    for name, core in (("b", b), ("c", c)):
+        assert not has_service(core, "svc")
+        assert catalog_events(net, name, "delete", "svc")
+        rec = core.catalog.get(("svc", "1.0", "svc-1"))
+        assert rec is not None
+        assert rec.deleted
+
+
+def test_ttl_expiry_sends_nothing_but_expires_everywhere() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    a.register(service("svc"), 5.0, net.now)
+    net.run(3)  # spread, and the broadcast queues drain
+    assert all(has_service(x, "svc") for x in (a, b, c))
+    assert all(len(x._queue) == 0 for x in (a, b, c))
+    t1 = net.now
+    net.run(3)
+    for name, core in (("a", a), ("b", b), ("c", c)):
+        assert not has_service(core, "svc")
+        assert stat(core, "catalog_expired") == 1
+        assert catalog_events(net, name, "delete", "svc")
+    assert not net.datagrams_with(is_(RecordMsg), since=t1)
+
+
+# ====================================================================== leave
+
+
+def test_leave_is_left_not_dead_and_silences_the_member() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    c.register(service("svc-c"), None, net.now)
+    net.run(1)
+    c.leave(net.now)
+    assert c.left
+    t1 = net.now
+    net.run(0.01)
+    assert net.datagrams_with(is_(Leave, name="c"), since=t1, src=["c"])
+    net.run(10)
+    for name, core in (("a", a), ("b", b)):
+        assert net.state(name, "c") is LEFT
+        assert member_events(net, name, EventKind.LEFT, "c")
+        assert not member_events(net, name, EventKind.FAILED, "c")
+        assert not has_service(core, "svc-c")
+        assert catalog_events(net, name, "delete", "svc-c")
+    assert net.sent_by("c", since=t1 + 1e-9) == []
+    assert c.next_deadline() is None
+    # A ping to the departed member gets no answer, and nothing it receives changes it.
+    before = snapshot(c)
+    c.receive_datagram(sealed(Ping(7, "c", "a", a.address)), a.address, net.now)
+    c.tick(net.now + 100)
+    assert c.take_outbox() == []
+    assert snapshot(c) == before
+
+
+# ====================================================================== security
+
+
+@pytest.fixture
+def pair() -> tuple[Net, NodeCore, NodeCore]:
+    net = Net()
+    a, b = net.cluster("a", "b")
+    return net, a, b
+
+
+def _intruder_alive() -> Alive:
+    return Alive("x", 5, Address("10.6.6.6", 7946))
+
+
+def test_datagram_sealed_with_another_key_is_dropped(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+    net, a, b = pair
+    before = snapshot(a)
+    a.receive_datagram(sealed(_intruder_alive(), Ping(1, "a", "x", Address("10.6.6.6", 1)), key=OTHER_KEY),
+                       b.address, net.now)
+    assert stat(a, "auth_failures") == 1
+    assert snapshot(a) == before
+    assert a.take_outbox() == []
+
+
+def test_datagram_with_another_cluster_label_is_dropped(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+    net, a, b = pair
+    before = snapshot(a)
+    a.receive_datagram(sealed(_intruder_alive(), label=b"other-cluster"), b.address, net.now)
+    assert stat(a, "auth_failures") == 1
+    assert snapshot(a) == before
+
+
+def test_labelled_clusters_talk_among_themselves() -> None:
+    net = Net(config=Config.lan(label="prod-eu"))
+    a, b = net.cluster("a", "b")
+    assert net.state("a", "b") is ALIVE
+    a.receive_datagram(sealed(_intruder_alive()), b.address, net.now)  # no label
+    assert stat(a, "auth_failures") == 1
+    a.receive_datagram(sealed(_intruder_alive(), label=b"prod-eu"), b.address, net.now)
+    assert net.state("a", "x") is ALIVE
+
+
+def test_plaintext_to_a_sealed_member_is_rejected(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+    net, a, b = pair
+    before = snapshot(a)
+    a.receive_datagram(plain(_intruder_alive()), b.address, net.now)
+    assert stat(a, "plaintext_rejected") == 1
+    assert stat(a, "auth_failures") == 0
+    assert snapshot(a) == before
+
+
+def test_sealed_datagram_to_an_insecure_member_is_rejected() -> None:
+    net = Net(insecure=True)
+    a, b = net.cluster("a", "b")
+    before = snapshot(a)
+    a.receive_datagram(sealed(_intruder_alive()), b.address, net.now)
+    assert stat(a, "sealed_received_while_insecure") == 1
+    assert snapshot(a) == before
+    a.receive_datagram(plain(_intruder_alive()), b.address, net.now)
+    assert net.state("a", "x") is ALIVE
+
+
+def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
+    net = Net()
+    a = net.add("a")
+    x = net.add("x", keyring=Keyring(OTHER_KEY))
+    x.join([a.address], net.now)
+    net.run(1)
+    assert stat(a, "auth_failures") == 1
+    assert stat(a, "push_pulls_answered") == 0
+    assert [m.name for m in a.members()] == ["a"]
+    assert [e for e in net.events["x"] if isinstance(e, JoinResult)] == [
+        JoinResult(a.address, False, "closed by peer")
+    ]
+    # a's answer to the bad message was to close its end.
+    direct = NodeCore("a2", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                      now=0.0, keyring=Keyring(KEY))
+    bogus = Keyring(OTHER_KEY).seal(codec.pack_stream([codec.PP_INIT, False, [], {}]), STREAM_LABEL)
+    direct.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
+    assert direct.take_outbox() == [CloseStream(("in", 1))]
+    assert stat(direct, "auth_failures") == 1
+
+
+def test_stream_messages_are_not_datagrams() -> None:
+    """Datagram and stream labels differ: one cannot be replayed as the other."""
+    net = Net()
+    a, b = net.cluster("a", "b")
+    answered = stat(a, "push_pulls_answered")
+    datagram = Keyring(KEY).seal(codec.pack_stream([codec.PP_INIT, False, [], {}]), b"")
+    a.receive_stream(("in", 99), b.address, datagram, net.now)
+    assert stat(a, "auth_failures") == 1
+    assert stat(a, "push_pulls_answered") == answered
+    assert a.take_outbox() == [CloseStream(("in", 99))]
+
+
+# ====================================================================== replay
+
+
+def _datagrams_carrying(net: Net, predicate: Callable[[Message], bool]) -> list[bytes]:
+    return [d.data for d in net.log if d.delivered and any(map(predicate, net.messages(d)))]
+
+
+def test_replayed_suspect_and_dead_an_hour_later_change_nothing() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
+    net.heal()
+    net.wait_for(lambda: all(net.state(o, m) is ALIVE for o in "abc" for m in "abc"), timeout=20)
+    net.run(10)
+    captured = _datagrams_carrying(net, is_(Suspect, name="c"))
+    captured += _datagrams_carrying(net, is_(Dead, name="c"))
+    assert any(any(isinstance(m, Dead) for m in decode_datagram(d, Keyring(KEY))) for d in captured)
+    assert any(any(isinstance(m, Suspect) for m in decode_datagram(d, Keyring(KEY))) for d in captured)
+
+    net.run(3600)  # an hour of (virtual) normal operation
+    cores = {"a": a, "b": b, "c": c}
+    incarnations = {n: core.membership.local.incarnation for n, core in cores.items()}
+    suspicions = {n: stat(core, "members_suspicions") for n, core in cores.items()}
+    for core in cores.values():
+        net.take_events(core.name)
+    for data in captured:
+        for target in cores.values():
+            net.deliver_now(target.name, data, a.address)
+    for name, core in cores.items():
+        assert all(m.state is ALIVE for m in core.members()), name
+        assert core.membership.local.incarnation == incarnations[name]
+        assert stat(core, "members_suspicions") == suspicions[name]
+        assert not [e for e in net.events[name] if isinstance(e, MemberEvent)]
+    net.run(30)
+    for name, core in cores.items():
+        assert all(m.state is ALIVE for m in core.members()), name
+        assert stat(core, "members_suspicions") == suspicions[name]
+
+
+def test_replayed_registration_does_not_come_back_after_deregistration() -> None:
+    net = Net()
+    a, b, c = net.cluster("a", "b", "c")
+    a.register(service("svc"), None, net.now)
+    net.run(1)
+    captured = _datagrams_carrying(net, is_(RecordMsg))
+    assert captured
+    a.deregister(service("svc"), net.now)
+    net.run(1800)
+    for core in (a, b, c):
+        net.take_events(core.name)
+        assert not has_service(core, "svc")
+    for data in captured:
+        for core in (a, b, c):
+            net.deliver_now(core.name, data, a.address)
+    net.run(5)
+    for core in (a, b, c):
+        assert not has_service(core, "svc")
+        assert not catalog_events(net, core.name, "create", "svc")
+        rec = core.catalog.get(("svc", "1.0", "svc-1"))
+        assert rec is not None
+        assert rec.deleted
+
+
+# ====================================================================== hostile input
+
+
+def _ping_is_acked(core: NodeCore, now: float) -> bool:
+    src = Address("10.0.0.200", 7946)
+    msg = Ping(10**9, core.name, "prober", src)
+    data = plain(msg) if core.keyring is None else sealed(msg)
+    core.take_outbox()
+    core.receive_datagram(data, src, now)
+    return any(
+        isinstance(o, SendDatagram) and o.address == src
+        and any(is_(Ack, seq=10**9, source=core.name)(m) for m in decode_datagram(o.data, core.keyring))
+        for o in core.take_outbox()
+    )
+
+
+def _samples(insecure: bool) -> tuple[Net, list[bytes], list[bytes]]:
+    """A settled cluster with registrations and a member joined late, and what its wire carried."""
+    net = Net(insecure=insecure)
+    a, b, _c = net.cluster("a", "b", "c")
+    a.register(service("svc", "n1", "n2"), 30.0, net.now)
+    b.register(api_service(), None, net.now)
+    net.run(1)
+    d = net.add("d")
+    captured_streams: list[bytes] = []
+    original = net._route_stream
+
+    def capture(src: str, out: SendStream) -> None:
+        captured_streams.append(out.data)
+        original(src, out)
+
+    net._route_stream = capture  # type: ignore[method-assign]
+    d.join([a.address], net.now)
+    net.run(2)
+    assert len(captured_streams) >= 4
+    dgrams = [x.data for x in net.log[-200:]]
+    return net, dgrams, captured_streams
+
+
+def api_service() -> Service:
+    req = Value("Request", "struct", (Value("name", "string"),))
+    return Service("api", "2", {"team": "x"}, (Endpoint("Say.Hello", req, None, {"m": "1"}),),
+                   (Node("api-1", "10.1.1.1", 8080, {"zone": "a"}),))
+
+
+_SAMPLES: dict[bool, tuple[Net, list[bytes], list[bytes]]] = {}
+
+
+def samples(insecure: bool) -> tuple[Net, list[bytes], list[bytes]]:
+    if insecure not in _SAMPLES:
+        _SAMPLES[insecure] = _samples(insecure)
+    return _SAMPLES[insecure]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, corpus: list[bytes]) -> bytes:
+    data = bytearray(draw(st.sampled_from(corpus)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete"]))
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        if op == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set":
+            data[i] = draw(st.sampled_from([0x00, 0xFF, 0x7F, 0x80, 0xC0, 0xC1, 0xCF, 0xD3, 0xDC, 0x47]))
+        elif op == "cut":
+            del data[i:]
+        elif op == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del data[i : i + draw(st.integers(1, 8))]
+    return bytes(data)
+
+
+def _fresh_core(net: Net, insecure: bool) -> NodeCore:
+    core = NodeCore("a", net.cores["a"].address, config=net.config, rng=random.Random(5),
+                    wall_clock=lambda: WALL0 + net.now, now=net.now,
+                    keyring=None if insecure else Keyring(KEY), insecure=insecure)
+    core.take_outbox()
+    return core
+
+
+_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _authentic(data: bytes, label: bytes) -> bool:
+    """Whether ``data`` opens with the cluster key: a replay (a "mutation" may give back
+    the original, and Hypothesis' database replays examples sealed in earlier runs)."""
+    try:
+        Keyring(KEY).open(data, label)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def _hostile_datagram(insecure: bool, data: bytes) -> None:
+    net, _, _ = samples(insecure)
+    core = _fresh_core(net, insecure)
+    before = snapshot(core)
+    core.receive_datagram(data, ("10.0.0.77", 7946), net.now)
+    core.tick(net.now + 1)
+    if not insecure and not _authentic(data, b""):
+        assert snapshot(core) == before
+    assert _ping_is_acked(core, net.now + 1)
+
+
+def _hostile_stream(insecure: bool, messages: list[bytes]) -> None:
+    net, _, _ = samples(insecure)
+    core = _fresh_core(net, insecure)
+    before = snapshot(core)
+    for i, data in enumerate(messages):
+        core.receive_stream(("in", i % 2), ("10.0.0.77", 7946), data, net.now)
+    core.receive_stream(("out", 1), ("10.0.0.77", 7946), messages[0], net.now)
+    core.tick(net.now + 100)
+    if not insecure and not any(_authentic(m, STREAM_LABEL) for m in messages):
+        assert snapshot(core) == before
+    assert _ping_is_acked(core, net.now + 100)
+
+
+@pytest.mark.parametrize("insecure", [True, False], ids=["insecure", "sealed"])
+@_FUZZ
+@given(data=st.binary(max_size=300))
+def test_random_datagrams_are_counted_and_dropped(insecure: bool, data: bytes) -> None:
+    _hostile_datagram(insecure, data)
+
+
+@pytest.mark.parametrize("insecure", [True, False], ids=["insecure", "sealed"])
+@_FUZZ
+@given(data=st.data())
+def test_mutated_datagrams_never_raise(insecure: bool, data: st.DataObject) -> None:
+    _, dgrams, _ = samples(insecure)
+    _hostile_datagram(insecure, data.draw(mutated(dgrams)))
+
+
+@pytest.mark.parametrize("insecure", [True, False], ids=["insecure", "sealed"])
+@_FUZZ
+@given(data=st.data())
+def test_hostile_stream_messages_never_raise(insecure: bool, data: st.DataObject) -> None:
+    _, _, streams = samples(insecure)
+    one = st.one_of(st.binary(max_size=200), mutated(streams))
+    messages = data.draw(st.lists(one, min_size=1, max_size=4))
+    _hostile_stream(insecure, messages)
+
+
+def test_valid_captured_input_replays_cleanly() -> None:
+    """The fuzz corpora themselves go through without error (and are accepted)."""
+    for insecure in (True, False):
+        net, dgrams, _ = samples(insecure)
+        core = _fresh_core(net, insecure)
+        for d in dgrams:
+            core.receive_datagram(d, ("10.0.0.2", 7946), net.now)
+        assert stat(core, "decode_errors") == 0
+        assert stat(core, "auth_failures") == 0
+        assert _ping_is_acked(core, net.now)
+
+
+def test_decode_errors_are_counted_per_message() -> None:
+    net = Net(insecure=True)
+    a, b = net.cluster("a", "b")
+    good = codec.encode_message(Alive("x", 1, Address("10.6.6.6", 7946)))
+    bad = codec.pack([codec.ALIVE, "y", -1, "h", 1, b""])
+    a.receive_datagram(codec.pack_datagram([bad, good, codec.pack([99])]), b.address, net.now)
+    assert stat(a, "decode_errors") == 2
+    assert net.state("a", "x") is ALIVE
+
+
+def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
+    """A refutation cannot go past the largest encodable incarnation: the core must not raise."""
+    net = Net(insecure=True)
+    a, b = net.cluster("a", "b")
+    top = codec.MAX_STAMP
+    for msg in (Suspect("a", top, "b"), Dead("a", top, "b"), Alive("a", top, a.address, b"m")):
+        a.receive_datagram(plain(msg), b.address, net.now)
+    member = [codec.encode_member(m) for m in b.members()]
+    member.append(["a", top, "10.0.0.1", 7946, b"", "dead"])
+    init = codec.pack_stream([codec.PP_INIT, False, member, {}])
+    a.receive_stream(("in", 5), b.address, init, net.now)
+    assert [type(o) for o in a.take_outbox() if not isinstance(o, SendDatagram)] == [SendStream]
+    assert stat(a, "incarnation_overflows") == 4
+    net.run(5)
+    assert a.membership.local.incarnation <= top
+    assert _ping_is_acked(a, net.now)
+
+
+def test_ping_for_another_name_is_not_acked(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+    net, a, b = pair
+    a.take_outbox()
+    a.receive_datagram(sealed(Ping(42, "somebody-else", "b", b.address)), b.address, net.now)
+    assert stat(a, "pings_misdirected") == 1
+    assert a.take_outbox() == []
+
+
+# ====================================================================== cost
+
+
+def test_an_idle_member_wakes_only_for_its_probes() -> None:
+    net = Net()
+    cores = net.cluster("a", "b", "c", settle=10)
+    assert all(len(c._queue) == 0 for c in cores)
+    ticks = dict(net.ticks)
+    sent = {c.name: stat(c, "datagrams_sent") for c in cores}
+    net.run(60)
+    for c in cores:
+        n_ticks = net.ticks[c.name] - ticks[c.name]
+        # 60 probe periods, 2 push-pulls (30 s), and a spare for the phase.
+        assert 58 <= n_ticks <= 64, (c.name, n_ticks)
+        rate = (stat(c, "datagrams_sent") - sent[c.name]) / 60
+        assert 1.8 <= rate <= 2.2, (c.name, rate)  # its pings and acks to others' pings
+        assert stat(c, "gossip_datagrams") <= 3  # the join's broadcasts only
+        assert c.membership.awareness.score == 0
+
+
+def test_next_deadline_ignores_the_gossip_timer_when_nothing_is_queued() -> None:
+    net = Net()
+    a, _b = net.cluster("a", "b", settle=10)
+    assert len(a._queue) == 0
+    deadline = a.next_deadline()
+    assert deadline is not None
+    assert deadline in (a._next_probe, a._next_push_pull) or a._probe is not None
+    a.register(service("svc"), None, net.now)  # queued: now the gossip timer matters
+    assert len(a._queue) > 0
+    d2 = a.next_deadline()
+    assert d2 is not None
+    assert d2 <= max(a._next_gossip, net.now)
+
+
+# ====================================================================== statistics
+
+
+DOCUMENTED_COUNTERS = (
+    "datagrams_sent", "datagrams_received", "bytes_sent", "bytes_received",
+    "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
+    "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
+    "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
+    "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
+    "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
+    "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
+    "members_alive", "members_suspect", "members_dead", "members_left", "members_incarnation",
+    "members_awareness", "members_suspicions", "members_refutations",
+    "catalog_merged", "catalog_expired", "catalog_rejected_drift",
+    "broadcast_queue", "broadcast_dropped", "broadcast_invalidated",
+)
+
+
+def test_statistics_has_every_documented_counter_from_the_start() -> None:
+    core = NodeCore("a", ("10.0.0.1", 1), config=Config(), rng=random.Random(0), wall_clock=lambda: WALL0,
+                    now=0.0, insecure=True)
+    stats = core.statistics()
+    missing = [k for k in DOCUMENTED_COUNTERS if k not in stats]
+    assert not missing
+    assert all(isinstance(v, int) for v in stats.values())
+    assert stats["members_alive"] == 1
+    assert stats["datagrams_sent"] == 0
+    doc = NodeCore.statistics.__doc__ or ""
+    prefixes = ("members", "catalog", "broadcast")
+    undocumented = [k for k in stats if k.split("_")[0] not in prefixes and k not in doc]
+    assert not undocumented
+
+
+def test_every_counter_the_core_increments_is_declared() -> None:
+    """A counter that only appears once it is first incremented would surprise monitoring."""
+    import ast
+    import inspect
+
+    from gossipreg.core import node
+
+    tree = ast.parse(inspect.getsource(node))
+    used = {
+        c.value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "inc"
+        for c in ast.walk(call.args[0])
+        if isinstance(c, ast.Constant) and isinstance(c.value, str)
+    }
+    assert len(used) > 20
+    assert used <= set(node._COUNTER_NAMES)
+
+
+def test_statistics_count_traffic(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+    net, a, b = pair
+    net.run(5)
+    sa, sb = a.statistics(), b.statistics()
+    assert sa["datagrams_sent"] == sum(1 for d in net.log if d.src == "a")
+    assert sa["bytes_sent"] == sum(len(d.data) for d in net.log if d.src == "a")
+    in_flight = sum(1 for item in net._heap if item[3][0] == "dgram" and item[3][1] == "b")
+    delivered = sum(1 for d in net.log if d.dst == b.address and d.delivered)
+    assert sb["datagrams_received"] == delivered - in_flight
+    assert sa["probes_sent"] >= 4
+    assert sa["members_alive"] == 2
+    assert sa["push_pulls_started"] + sb["push_pulls_started"] >= 1
