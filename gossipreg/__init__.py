@@ -15,8 +15,11 @@ from .core.errors import (
     ConfigError,
     DecodeError,
     InvalidServiceError,
+    JoinError,
     NotFoundError,
     RegistryError,
+    WatcherStoppedError,
+    WatchOverflowError,
 )
 from .core.model import (
     Endpoint,
@@ -24,18 +27,45 @@ from .core.model import (
     Service,
     Value,
 )
+from .default import (
+    default_registry,
+    deregister,
+    get_service,
+    list_services,
+    register,
+    watch,
+)
+from .registry import AsyncRegistry, Member, Result, Watcher, open_registry
+from .sync import KeepAlive, Registry, SyncWatcher
 
 __all__ = [
+    "AsyncRegistry",
     "ClockDriftError",
     "ConfigError",
     "DecodeError",
     "Endpoint",
     "InvalidServiceError",
+    "JoinError",
+    "KeepAlive",
+    "Member",
     "Node",
     "NotFoundError",
+    "Registry",
     "RegistryError",
+    "Result",
     "Service",
+    "SyncWatcher",
     "Value",
+    "WatchOverflowError",
+    "Watcher",
+    "WatcherStoppedError",
+    "default_registry",
+    "deregister",
+    "get_service",
+    "list_services",
+    "open_registry",
+    "register",
+    "watch",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -1,0 +1,311 @@
+"""The default registry, like go-micro's ``DefaultRegistry``, configured from the environment.
+
+``gossipreg.register``, ``deregister``, ``get_service``, ``list_services`` and
+``watch`` act on :func:`default_registry`, a sync :class:`~gossipreg.Registry`
+created on first use (once, thread-safely) from these variables:
+
+=========================== ====================================================
+``GOSSIPREG_BIND``          ``host:port`` to bind (default ``127.0.0.1:7946``)
+``GOSSIPREG_ADVERTISE``     ``host[:port]`` other members reach this one at
+``GOSSIPREG_SEEDS``         comma-separated ``host[:port]`` of members to join
+``GOSSIPREG_NAME``          this member's unique name
+``GOSSIPREG_KEYRING``       comma-separated base64 keys, the first primary
+``GOSSIPREG_KEYRING_FILE``  a file of base64 keys, one a line, the first primary
+``GOSSIPREG_TLS_CA``        cluster CA certificate (PEM); with the next two
+``GOSSIPREG_TLS_CERT``      this member's certificate (PEM)
+``GOSSIPREG_TLS_KEY``       this member's private key (PEM)
+``GOSSIPREG_INSECURE``      ``1``/``true``/``yes`` to run without encryption
+=========================== ====================================================
+
+Set one of ``GOSSIPREG_KEYRING`` and ``GOSSIPREG_KEYRING_FILE``, or
+``GOSSIPREG_INSECURE=1``. The TLS variables go together: all three or none.
+An invalid value raises :class:`~gossipreg.ConfigError` naming the variable.
+The default registry leaves the cluster at interpreter exit; a child process
+made by ``os.fork`` starts its own on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.crypto import Keyring
+from .core.errors import ConfigError
+from .core.model import Service
+from .registry import WATCH_BUFFER
+from .runtime.driver import TLSContexts
+from .runtime.transport import parse_address
+from .sync import Registry, SyncWatcher
+from .tls import TLSFiles, load_tls
+
+__all__ = [
+    "DEFAULT_BIND",
+    "close_default_registry",
+    "default_registry",
+    "deregister",
+    "get_service",
+    "list_services",
+    "load_keyring_file",
+    "register",
+    "registry_from_env",
+    "watch",
+]
+
+#: Bind address of the default registry when ``GOSSIPREG_BIND`` is not set.
+DEFAULT_BIND = "127.0.0.1:7946"
+#: Port assumed for a seed given without one.
+DEFAULT_PORT = 7946
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+_lock = threading.Lock()
+_default: Registry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    bind: str
+    advertise: str | None
+    seeds: list[str]
+    name: str | None
+    keyring: Keyring | None
+    tls: TLSContexts | None
+    insecure: bool
+
+
+def load_keyring_file(path: str | os.PathLike[str]) -> Keyring:
+    """Read a keyring file: one base64 key a line, the first the primary.
+
+    Blank lines and ``#`` comments (whole lines or after a key) are ignored.
+
+    Args:
+        path: the file to read.
+
+    Raises:
+        ConfigError: the file cannot be read, holds no key, or a key is invalid;
+            the message gives the path and line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"keyring file {os.fspath(path)!r}: cannot be read: {exc}") from None
+    keys: list[str] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        key = line.split("#", 1)[0].strip()  # '#' is not in the base64 alphabet
+        if key:
+            keys.append(key)
+            lines.append(number)
+    if not keys:
+        raise ConfigError(f"keyring file {os.fspath(path)!r}: holds no key")
+    for key, number in zip(keys, lines, strict=True):
+        try:
+            Keyring.from_base64([key])
+        except ConfigError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ConfigError(f"keyring file {os.fspath(path)!r}, line {number}: {reason}") from None
+    return Keyring.from_base64(keys)
+
+
+def _options(env: Mapping[str, str]) -> _Options:
+    def get(var: str) -> str | None:
+        value = env.get(var, "").strip()
+        return value or None
+
+    bind = get("GOSSIPREG_BIND") or DEFAULT_BIND
+    try:
+        parse_address(bind)
+    except ValueError as exc:
+        raise ConfigError(f"GOSSIPREG_BIND: {exc}") from None
+
+    advertise = get("GOSSIPREG_ADVERTISE")
+    if advertise is not None:
+        try:
+            parse_address(advertise, default_port=0)
+        except ValueError as exc:
+            raise ConfigError(f"GOSSIPREG_ADVERTISE: {exc}") from None
+
+    seeds = [s.strip() for s in (get("GOSSIPREG_SEEDS") or "").split(",") if s.strip()]
+    for s in seeds:
+        try:
+            parse_address(s, default_port=DEFAULT_PORT)
+        except ValueError as exc:
+            raise ConfigError(f"GOSSIPREG_SEEDS: {exc}") from None
+
+    insecure_text = (get("GOSSIPREG_INSECURE") or "").lower()
+    if insecure_text not in _TRUE | _FALSE:
+        raise ConfigError(f"GOSSIPREG_INSECURE: expected 1/true/yes or 0/false/no, not {insecure_text!r}")
+    insecure = insecure_text in _TRUE
+
+    ring_text, ring_file = get("GOSSIPREG_KEYRING"), get("GOSSIPREG_KEYRING_FILE")
+    keyring: Keyring | None = None
+    if ring_text is not None and ring_file is not None:
+        raise ConfigError("GOSSIPREG_KEYRING: set it or GOSSIPREG_KEYRING_FILE, not both")
+    if ring_text is not None:
+        try:
+            keyring = Keyring.from_base64([k for k in ring_text.split(",") if k.strip()])
+        except ConfigError as exc:
+            raise ConfigError(f"GOSSIPREG_KEYRING: {exc}") from None
+    elif ring_file is not None:
+        try:
+            keyring = load_keyring_file(ring_file)
+        except ConfigError as exc:
+            raise ConfigError(f"GOSSIPREG_KEYRING_FILE: {exc}") from None
+    elif not insecure:
+        raise ConfigError(
+            "GOSSIPREG_KEYRING: a cluster keyring is required; set GOSSIPREG_KEYRING or "
+            "GOSSIPREG_KEYRING_FILE, or GOSSIPREG_INSECURE=1 to run without encryption"
+        )
+
+    tls_vars = ("GOSSIPREG_TLS_CA", "GOSSIPREG_TLS_CERT", "GOSSIPREG_TLS_KEY")
+    tls_paths = [get(var) for var in tls_vars]
+    tls: TLSContexts | None = None
+    if any(p is not None for p in tls_paths):
+        missing = [var for var, p in zip(tls_vars, tls_paths, strict=True) if p is None]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: the TLS variables go together; set all three or none")
+        ca, cert, key = (p for p in tls_paths if p is not None)
+        try:
+            tls = load_tls(TLSFiles(ca, cert, key))
+        except ConfigError as exc:
+            raise ConfigError(f"GOSSIPREG_TLS_CA/CERT/KEY: {exc}") from None
+
+    return _Options(bind, advertise, seeds, get("GOSSIPREG_NAME"), keyring, tls, insecure)
+
+
+def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 10.0) -> Registry:
+    """A new :class:`~gossipreg.Registry` configured from ``GOSSIPREG_*`` variables.
+
+    Args:
+        env: the variables (default ``os.environ``).
+        timeout: seconds to try the seeds before :class:`~gossipreg.JoinError`.
+
+    Raises:
+        ConfigError: a variable is invalid (the message names it), or the
+            variables together are not a valid configuration.
+        JoinError: seeds were given and none answered within ``timeout``.
+        OSError: the bind address cannot be bound.
+    """
+    o = _options(os.environ if env is None else env)
+    return Registry(
+        o.bind,
+        o.seeds,
+        name=o.name,
+        keyring=o.keyring,
+        tls=o.tls,
+        insecure=o.insecure,
+        advertise=o.advertise,
+        timeout=timeout,
+    )
+
+
+def default_registry() -> Registry:
+    """The process-wide default registry, created from the environment on first use.
+
+    Creation happens once, under a lock; a failed creation is retried on the
+    next call. See the module documentation for the variables.
+
+    Raises:
+        ConfigError: a ``GOSSIPREG_*`` variable is invalid; the message names it.
+        JoinError: ``GOSSIPREG_SEEDS`` were given and none answered.
+        OSError: ``GOSSIPREG_BIND`` cannot be bound.
+    """
+    global _default
+    registry = _default
+    if registry is not None and not registry.closed:
+        return registry
+    with _lock:
+        if _default is None or _default.closed:
+            _default = registry_from_env()
+        return _default
+
+
+def close_default_registry() -> None:
+    """Close the default registry, if one was created; the next use creates a new one.
+
+    Registered with :mod:`atexit`, so the default registry leaves the cluster
+    when the interpreter exits.
+    """
+    global _default
+    with _lock:
+        registry, _default = _default, None
+    if registry is not None:
+        registry.close()
+
+
+def _forget_default_in_child() -> None:
+    global _default, _lock
+    _default = None
+    _lock = threading.Lock()
+
+
+atexit.register(close_default_registry)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)
+
+
+def register(service: Service, ttl: float | None = None) -> None:
+    """Register ``service`` on the default registry (see :meth:`Registry.register`).
+
+    Args:
+        service: the service and the nodes to register.
+        ttl: seconds the registration lives without renewal; ``None`` for no expiry.
+
+    Raises:
+        InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+        ConfigError: the default registry cannot be created from the environment.
+    """
+    default_registry().register(service, ttl)
+
+
+def deregister(service: Service) -> None:
+    """Deregister ``service`` from the default registry (see :meth:`Registry.deregister`).
+
+    Args:
+        service: its listed nodes are removed, or all of that name and version if none.
+
+    Raises:
+        ConfigError: the default registry cannot be created from the environment.
+    """
+    default_registry().deregister(service)
+
+
+def get_service(name: str) -> list[Service]:
+    """One service per version of ``name``, from the default registry's view.
+
+    Args:
+        name: the service name.
+
+    Raises:
+        NotFoundError: no live node of that service is known.
+        ConfigError: the default registry cannot be created from the environment.
+    """
+    return default_registry().get_service(name)
+
+
+def list_services() -> list[Service]:
+    """Every (name, version) known to the default registry, without nodes.
+
+    Raises:
+        ConfigError: the default registry cannot be created from the environment.
+    """
+    return default_registry().list_services()
+
+
+def watch(service: str | None = None, *, snapshot: bool = False, buffer: int = WATCH_BUFFER) -> SyncWatcher:
+    """Watch changes on the default registry (see :meth:`Registry.watch`).
+
+    Args:
+        service: a service name; ``None`` watches every service.
+        snapshot: first yield the current matching services as ``create`` results.
+        buffer: results held before the watcher overflows.
+
+    Raises:
+        ConfigError: the default registry cannot be created from the environment.
+    """
+    return default_registry().watch(service, snapshot=snapshot, buffer=buffer)
