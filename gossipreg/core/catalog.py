@@ -85,15 +85,15 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from .errors import ClockDriftError, InvalidServiceError, NotFoundError
 from .hlc import HybridClock
-from .model import Endpoint, Node, Service
+from .model import EMPTY_METADATA, Endpoint, Node, Service
 
 __all__ = [
     "DEFAULT_CONVERGENCE_BOUND",
@@ -121,7 +121,6 @@ Key = tuple[str, str, str]
 
 Action = Literal["create", "update", "delete"]
 
-_EMPTY_META: Mapping[str, str] = MappingProxyType({})
 _INF = math.inf
 
 
@@ -149,7 +148,7 @@ class Record:
     """True for a tombstone."""
     node: Node | None = None
     """The node; ``None`` in a tombstone."""
-    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY_META)
+    metadata: Mapping[str, str] = field(default_factory=lambda: EMPTY_METADATA)
     """Service-level metadata."""
     endpoints: tuple[Endpoint, ...] = ()
     """Service-level endpoints."""
@@ -189,14 +188,16 @@ def _node(r: Record) -> Node:
 
 
 def _canonical(r: Record) -> str:
-    node = r.node.to_dict() if r.node is not None else None
-    return repr(
-        (
-            r.ttl,
-            sorted(node.items(), key=str) if node else None,
-            sorted(r.metadata.items()),
+    # Equal records must encode equally: sorted keys (equal metadata maps may iterate in
+    # different orders) and the ttl as a float (``5 == 5.0``).
+    return json.dumps(
+        [
+            None if r.ttl is None else float(r.ttl),
+            r.node.to_dict() if r.node is not None else None,
+            dict(r.metadata),
             [e.to_dict() for e in r.endpoints],
-        )
+        ],
+        sort_keys=True,
     )
 
 
@@ -417,7 +418,7 @@ class Catalog:
         """Register every node of ``service`` as owned by this member.
 
         Renews the lease of nodes already registered. Returns the records to
-        disseminate.
+        disseminate. ``ttl`` is rounded to whole milliseconds, as records carry it.
 
         Raises:
             InvalidServiceError: the service has no nodes, or ``ttl`` is not
@@ -430,9 +431,12 @@ class Catalog:
         if ttl is not None:
             if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
                 raise InvalidServiceError(f"ttl: must be a number of seconds or None, not {ttl!r}")
-            if not 0 < ttl <= self.max_ttl:
-                raise InvalidServiceError(f"ttl: {ttl} is out of range (0, {self.max_ttl:g}] seconds")
-            ttl = float(ttl)
+            # Whole milliseconds, as the codec carries it: otherwise every copy would differ
+            # from the local record and owner authority would "correct" its own echoes forever.
+            ms = round(ttl * 1000)
+            if not 0 < ms / 1000 <= self.max_ttl:
+                raise InvalidServiceError(f"ttl: {ttl} is out of range [0.001, {self.max_ttl:g}] seconds")
+            ttl = ms / 1000
         out = []
         for node in service.nodes:
             rec = Record(
@@ -528,7 +532,7 @@ class Catalog:
             if (
                 rec.key in self._local
                 and rec.owner != self.name
-                and self._local[rec.key].stamp < rec.stamp
+                and rec.wins_over(self._local[rec.key])
             ):
                 self.counters["conflicts"] += 1
                 del self._local[rec.key]
@@ -560,6 +564,8 @@ class Catalog:
     # ------------------------------------------------------- state machinery
 
     def _owner_visible(self, owner: str) -> bool:
+        if owner == self.name:
+            return True
         return self._owner_up.get(owner, self._default_up)
 
     def _apply(self, rec: Record, age: float, now: float) -> None:
@@ -591,6 +597,8 @@ class Catalog:
                 po.keys.discard(key)
                 if not po.keys:
                     del self._owners[prev.owner]
+                elif prev.stamp == po.max_stamp:
+                    po.max_stamp = max(self._records[k].record.stamp for k in po.keys)
         o = self._owners.get(rec.owner)
         if o is None:
             o = self._owners[rec.owner] = _Owner()
@@ -632,7 +640,7 @@ class Catalog:
         vkey = (rec.service, rec.version)
         head = self._heads.get(vkey)
         # A replacement of the head's own key is newer than it, so it stays head.
-        if head is None or head.node_id == rec.node_id or rec.wins_over(head):
+        if head is None or head.node_id == rec.node_id or _order_key(rec) > _order_key(head):
             self._heads[vkey] = rec
             self._list_cache = None
         self._service_cache.pop(rec.service, None)
@@ -684,16 +692,19 @@ class Catalog:
                 self._events.append(_event("delete", e.record))
         col = self._collections
         while col and col[0][0] <= now:
-            _, key, stamp = heapq.heappop(col)
+            at, key, stamp = heapq.heappop(col)
             e = self._records.get(key)
-            if e is None or e.record.stamp != stamp or e.dead_at == _INF:
+            # The time matters too: a record replaced by one of the same stamp (another
+            # owner, or a tombstone) died later than its predecessor.
+            if e is None or e.record.stamp != stamp or e.dead_at + self.tombstone_ttl != at:
                 continue
             self._drop(key, e)
             self.counters["collected"] += 1
 
     def _drop(self, key: Key, e: _Entry) -> None:
         del self._records[key]
-        del self._by_hash[e.khash]
+        if self._by_hash.get(e.khash) == key:  # a colliding key may have taken the slot
+            del self._by_hash[e.khash]
         if e.visible:
             self._hide(e.record)
             self._events.append(_event("delete", e.record))
@@ -747,6 +758,10 @@ class Catalog:
 
     def forget_owner(self, owner: str) -> None:
         """Forget whether ``owner`` is up; it reverts to the default visibility."""
+        if self._default_up:
+            self.owner_up(owner)
+        else:
+            self.owner_down(owner)
         self._owner_up.pop(owner, None)
 
     # ------------------------------------------------------------ anti-entropy
@@ -783,9 +798,11 @@ class Catalog:
         hashes of records this member wants from it (see :meth:`fetch`).
         View changes from merging the offer are queued for :meth:`take_events`.
         """
-        self.merge_aged(offer.records, now)
+        merged = self.merge_aged(offer.records, now)
         push: dict[Key, _Entry] = {}
         want: list[int] = []
+        for fix in merged.reply:  # owner-authority corrections: the responder has what they fix
+            push[fix.key] = self._records[fix.key]
         for owner in offer.absent:
             o = self._owners.get(owner)
             for k in o.keys if o else ():

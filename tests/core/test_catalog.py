@@ -1,0 +1,1418 @@
+"""Unit tests of the registration CRDT (gossipreg.core.catalog).
+
+Every catalog gets a fake wall clock (for HLC stamps) and every time-dependent
+call an explicit ``now`` (the monotonic clock), so the tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import pytest
+
+from gossipreg.core.catalog import (
+    DEFAULT_CONVERGENCE_BOUND,
+    DEFAULT_TOMBSTONE_TTL,
+    Catalog,
+    CatalogEvent,
+    Key,
+    Offer,
+    Record,
+    key_hash,
+    sync_pair,
+)
+from gossipreg.core.codec import decode_record, encode_record, pack, unpack
+from gossipreg.core.errors import InvalidServiceError, NotFoundError
+from gossipreg.core.hlc import HybridClock, make_stamp, physical_ms
+from gossipreg.core.model import Endpoint, Node, Service
+
+WALL = 1_000_000.0  # fake wall clock, seconds
+WALL_MS = int(WALL * 1000)
+TOMB = DEFAULT_TOMBSTONE_TTL
+
+
+class FakeWall:
+    def __init__(self, t: float = WALL) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def catalog(
+    name: str = "a", wall: FakeWall | None = None, max_drift: float = 60.0, **kwargs: object
+) -> Catalog:
+    clock = HybridClock(wall if wall is not None else FakeWall(), max_drift=max_drift)
+    return Catalog(name, clock, **kwargs)  # type: ignore[arg-type]
+
+
+def stamp(offset_ms: int = 0, c: int = 0) -> int:
+    """A stamp ``offset_ms`` after the default fake wall clock."""
+    return make_stamp(WALL_MS + offset_ms, c)
+
+
+def node(nid: str, port: int = 8080, **md: str) -> Node:
+    return Node(id=nid, address=f"10.0.0.1:{port}", metadata=md)
+
+
+def service(
+    name: str = "greeter",
+    version: str = "1.0",
+    nodes: Iterable[str | Node] = ("n1",),
+    metadata: Mapping[str, str] | None = None,
+    endpoints: Iterable[str] = (),
+) -> Service:
+    return Service(
+        name=name,
+        version=version,
+        metadata=metadata or {},
+        endpoints=tuple(Endpoint(e) for e in endpoints),
+        nodes=tuple(n if isinstance(n, Node) else node(n) for n in nodes),
+    )
+
+
+def rec(
+    key: Key = ("greeter", "1.0", "n1"),
+    owner: str = "x",
+    st: int | None = None,
+    *,
+    ttl: float | None = None,
+    deleted: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    port: int = 8080,
+) -> Record:
+    """A remote record (owner ``x`` by default) with a stamp at the fake wall clock."""
+    return Record(
+        key[0],
+        key[1],
+        key[2],
+        owner,
+        stamp() if st is None else st,
+        ttl,
+        deleted,
+        None if deleted else node(key[2], port),
+        dict(metadata or {}),
+        (),
+    )
+
+
+def actions(events: list[CatalogEvent]) -> list[tuple[str, Key]]:
+    return [(e.action, e.record.key) for e in events]
+
+
+# ----------------------------------------------------------- view reference
+
+
+def expected_views(cat: Catalog) -> tuple[dict[str, list[Service]], list[Service]]:
+    """Recompute the views from scratch: visible records grouped, sorted, newest record heads."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in cat.records():
+        if cat.is_visible(r.key):
+            assert not r.deleted
+            assert r.node is not None
+            groups[(r.service, r.version)].append(r)
+    by_name: dict[str, list[Service]] = defaultdict(list)
+    listing = []
+    for (name, version), rs in sorted(groups.items()):
+        head = max(rs, key=lambda r: (r.stamp, r.owner))
+        nodes = tuple(r.node for r in sorted(rs, key=lambda r: r.node_id) if r.node is not None)
+        by_name[name].append(Service(name, version, head.metadata, head.endpoints, nodes))
+        listing.append(Service(name, version, head.metadata, head.endpoints, ()))
+    return dict(by_name), listing
+
+
+def check_views(cat: Catalog, names: Iterable[str] = ()) -> None:
+    """The (cached) views equal a recomputation; also reads them, filling the caches."""
+    by_name, listing = expected_views(cat)
+    for name in {*names, *by_name}:
+        if name in by_name:
+            assert cat.get_service(name) == by_name[name], name
+        else:
+            with pytest.raises(NotFoundError):
+                cat.get_service(name)
+    assert cat.list_services() == listing
+
+
+def visible_nodes(cat: Catalog, name: str = "greeter") -> dict[str, list[str]]:
+    try:
+        return {s.version: [n.id for n in s.nodes] for s in cat.get_service(name)}
+    except NotFoundError:
+        return {}
+
+
+# ------------------------------------------------------------ construction
+
+
+def test_constructor_validates() -> None:
+    clock = HybridClock(FakeWall())
+    with pytest.raises(ValueError, match="name"):
+        Catalog("", clock)
+    with pytest.raises(ValueError, match="tombstone_ttl"):
+        Catalog("a", clock, tombstone_ttl=100, convergence_bound=100)
+    with pytest.raises(ValueError, match="tombstone_ttl"):
+        Catalog("a", clock, convergence_bound=0)
+    cat = Catalog("a", clock)
+    assert cat.max_ttl == DEFAULT_TOMBSTONE_TTL - DEFAULT_CONVERGENCE_BOUND
+    assert len(cat) == 0
+    assert cat.records() == []
+    assert cat.next_deadline() is None
+
+
+# -------------------------------------------------------------- register
+
+
+def test_register_returns_one_record_per_node_with_increasing_stamps() -> None:
+    cat = catalog()
+    svc = service(nodes=("n1", "n2", "n3"), metadata={"m": "1"}, endpoints=("Greeter.Hello",))
+    out = cat.register(svc, 30, now=5.0)
+    assert [r.key for r in out] == [("greeter", "1.0", n) for n in ("n1", "n2", "n3")]
+    assert [r.node for r in out] == list(svc.nodes)
+    for r in out:
+        assert r.owner == "a"
+        assert r.ttl == 30.0
+        assert isinstance(r.ttl, float)
+        assert not r.deleted
+        assert r.metadata == {"m": "1"}
+        assert r.endpoints == svc.endpoints
+        assert cat.get(r.key) == r
+        assert cat.is_visible(r.key)
+    stamps = [r.stamp for r in out]
+    assert stamps == sorted(set(stamps))
+    assert physical_ms(stamps[0]) == WALL_MS
+    assert sorted(cat.local_records(), key=lambda r: r.key) == out
+    assert actions(cat.take_events()) == [("create", r.key) for r in out]
+    assert cat.take_events() == []
+
+
+def test_register_shows_the_service() -> None:
+    cat = catalog()
+    svc = service(nodes=("n1", "n2"), metadata={"m": "1"}, endpoints=("E",))
+    cat.register(svc, None, now=0.0)
+    assert cat.get_service("greeter") == [svc]
+    assert cat.list_services() == [svc.with_nodes(())]
+
+
+def test_get_service_one_service_per_version_sorted_nodes_sorted() -> None:
+    cat = catalog()
+    cat.register(service(version="2.0", nodes=("n9", "n1")), None, 0.0)
+    cat.register(service(version="10", nodes=("b",)), None, 0.0)
+    cat.register(service(version="1.0", nodes=("z", "a", "m")), None, 0.0)
+    cat.register(service(version="", nodes=("e",)), None, 0.0)
+    got = cat.get_service("greeter")
+    assert [s.version for s in got] == ["", "1.0", "10", "2.0"]
+    assert [[n.id for n in s.nodes] for s in got] == [["e"], ["a", "m", "z"], ["b"], ["n1", "n9"]]
+    assert all(s.name == "greeter" for s in got)
+
+
+def test_list_services_one_per_name_and_version_without_nodes_sorted() -> None:
+    cat = catalog()
+    cat.register(service("zeta", "1", nodes=("a", "b")), None, 0.0)
+    cat.register(service("alpha", "2", nodes=("a",)), None, 0.0)
+    cat.register(service("alpha", "1", nodes=("c",)), None, 0.0)
+    cat.register(service("alpha", "1", nodes=("d",)), None, 0.0)
+    listing = cat.list_services()
+    assert [(s.name, s.version) for s in listing] == [("alpha", "1"), ("alpha", "2"), ("zeta", "1")]
+    assert all(s.nodes == () for s in listing)
+
+
+def test_get_service_unknown_raises_not_found() -> None:
+    cat = catalog()
+    with pytest.raises(NotFoundError, match="nope"):
+        cat.get_service("nope")
+    cat.register(service(), None, 0.0)
+    with pytest.raises(NotFoundError):
+        cat.get_service("greeter2")
+    with pytest.raises(LookupError):
+        cat.get_service("nope")
+
+
+def test_register_without_nodes_is_invalid() -> None:
+    cat = catalog()
+    with pytest.raises(InvalidServiceError, match="node"):
+        cat.register(service(nodes=()), None, 0.0)
+    assert len(cat) == 0
+
+
+def test_register_rejects_non_service() -> None:
+    cat = catalog()
+    with pytest.raises(InvalidServiceError, match="Service"):
+        cat.register({"name": "greeter"}, None, 0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ttl", [0, 0.0, -1, -0.5, math.nan, math.inf, -math.inf, True, False, "10", 3301])
+def test_register_rejects_bad_ttl(ttl: object) -> None:
+    cat = catalog()  # max_ttl = 3600 - 300 = 3300
+    with pytest.raises(InvalidServiceError, match="ttl"):
+        cat.register(service(), ttl, 0.0)  # type: ignore[arg-type]
+    assert len(cat) == 0
+    assert cat.take_events() == []
+    assert cat.local_records() == []
+
+
+def test_register_accepts_ttl_up_to_max_ttl() -> None:
+    cat = catalog(tombstone_ttl=100, convergence_bound=40)
+    assert cat.max_ttl == 60
+    with pytest.raises(InvalidServiceError):
+        cat.register(service(), 60.001, 0.0)
+    (r,) = cat.register(service(), 60, 0.0)
+    assert r.ttl == 60.0
+    (r,) = cat.register(service(), 0.001, 0.0)
+    assert r.ttl == 0.001
+
+
+def test_register_rounds_ttl_to_whole_milliseconds() -> None:
+    cat = catalog()
+    (r,) = cat.register(service(), 10.0006, 0.0)
+    assert r.ttl == 10.001
+    with pytest.raises(InvalidServiceError, match="ttl"):
+        cat.register(service(), 0.0004, 0.0)  # rounds to zero
+
+
+def test_owner_does_not_correct_its_own_echoes() -> None:
+    # Records cross the wire with the ttl in whole milliseconds; a copy echoed back to the
+    # owner must equal its local record, or owner authority would re-assert it forever.
+    a = catalog("a")
+    (r,) = a.register(service(), 10.0006, 0.0)
+    echo = decode_record(unpack(pack(encode_record(r))))
+    assert echo == r
+    res = a.merge([echo], 1.0)
+    assert res.reply == []
+    assert a.counters["corrections"] == 0
+    assert a.get(r.key) == r
+
+
+def test_reregister_renews_the_lease_and_emits_update() -> None:
+    cat = catalog()
+    (r1,) = cat.register(service(), 10, now=0.0)
+    cat.take_events()
+    (r2,) = cat.register(service(), 10, now=8.0)
+    assert r2.stamp > r1.stamp
+    assert cat.get(r1.key) == r2
+    assert actions(cat.take_events()) == [("update", r1.key)]
+    cat.tick(10.0)  # the first lease would have ended here
+    assert cat.is_visible(r1.key)
+    assert cat.take_events() == []
+    assert cat.next_deadline() == 18.0
+    cat.tick(18.0)
+    assert not cat.is_visible(r1.key)
+    assert actions(cat.take_events()) == [("delete", r1.key)]
+
+
+def test_reregister_with_changed_node_updates_the_view() -> None:
+    cat = catalog()
+    cat.register(service(nodes=(node("n1", 1),)), None, 0.0)
+    cat.register(service(nodes=(node("n1", 2),)), None, 0.0)
+    (svc,) = cat.get_service("greeter")
+    assert svc.nodes == (node("n1", 2),)
+    ev = cat.take_events()
+    assert [e.action for e in ev] == ["create", "update"]
+    assert ev[1].node == node("n1", 2)
+
+
+def test_service_level_fields_come_from_the_newest_record_of_the_version() -> None:
+    cat = catalog()
+    cat.register(service(nodes=("n1",), metadata={"gen": "1"}, endpoints=("A",)), None, 0.0)
+    cat.register(service(nodes=("n2",), metadata={"gen": "2"}, endpoints=("B",)), None, 0.0)
+    cat.register(service(version="2", nodes=("n3",), metadata={"gen": "3"}), None, 0.0)
+    v1, v2 = cat.get_service("greeter")
+    assert v1.metadata == {"gen": "2"}
+    assert v1.endpoints == (Endpoint("B"),)
+    assert [n.id for n in v1.nodes] == ["n1", "n2"]
+    assert v2.metadata == {"gen": "3"}
+    assert [s.metadata for s in cat.list_services()] == [{"gen": "2"}, {"gen": "3"}]
+    # Removing the newest record of version 1.0 falls back to the next newest.
+    cat.deregister(service(nodes=("n2",)), 1.0)
+    (v1, _) = cat.get_service("greeter")
+    assert v1.metadata == {"gen": "1"}
+    assert v1.endpoints == (
+        Endpoint(
+            "A",
+        ),
+    )
+    assert cat.list_services()[0].metadata == {"gen": "1"}
+    # Re-registering the older node makes it the newest again.
+    cat.register(service(nodes=("n1",), metadata={"gen": "4"}), None, 2.0)
+    assert cat.get_service("greeter")[0].metadata == {"gen": "4"}
+    assert cat.list_services()[0].metadata == {"gen": "4"}
+    check_views(cat)
+
+
+def test_service_level_fields_do_not_depend_on_history_when_stamps_tie() -> None:
+    # Two records of one version with the same (stamp, owner) (forged or corrupt input):
+    # the head, and so the service-level fields, must still be a function of the state.
+    a = rec(("s", "1", "a"), "x", stamp(1), metadata={"head": "a"})
+    b = dataclasses.replace(rec(("s", "1", "b"), "x", stamp(1), metadata={"head": "b"}), ttl=5.0)
+    c = rec(("s", "1", "c"), "x", stamp(2), metadata={"head": "c"})
+    c_del = rec(("s", "1", "c"), "x", stamp(3), deleted=True)
+    histories = ([a, b, c, c_del], [b, a, c, c_del], [a, b, c_del], [b, a, c_del], [c, b, a, c_del])
+    cats = []
+    for history in histories:
+        cat = catalog("me")
+        cat.merge(history, 0.0)
+        assert cat.records() == [a, b, c_del]
+        cats.append(cat)
+    for cat in cats[1:]:
+        assert cat.get_service("s") == cats[0].get_service("s")
+        assert cat.list_services() == cats[0].list_services()
+
+
+def test_service_level_fields_follow_a_remote_newer_record() -> None:
+    cat = catalog()
+    cat.register(service(nodes=("n1",), metadata={"gen": "local"}), None, 0.0)
+    cat.merge([rec(("greeter", "1.0", "n2"), "x", stamp(5), metadata={"gen": "remote"})], 0.0)
+    assert cat.get_service("greeter")[0].metadata == {"gen": "remote"}
+    assert cat.list_services()[0].metadata == {"gen": "remote"}
+    check_views(cat)
+
+
+def test_event_service_holds_only_the_changed_node() -> None:
+    cat = catalog()
+    cat.register(service(nodes=("n1", "n2"), metadata={"m": "v"}), None, 0.0)
+    ev = cat.take_events()
+    assert [e.service for e in ev] == [
+        service(nodes=("n1",), metadata={"m": "v"}),
+        service(nodes=("n2",), metadata={"m": "v"}),
+    ]
+
+
+# ---------------------------------------------------------- immutability
+
+
+def test_get_service_returns_shared_immutable_services() -> None:
+    cat = catalog()
+    cat.register(service(nodes=("n1", "n2"), metadata={"k": "v"}), None, 0.0)
+    first = cat.get_service("greeter")
+    second = cat.get_service("greeter")
+    assert first == second
+    assert first[0] is second[0]  # shared, not copied
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first[0].name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        first[0].metadata["k"] = "w"  # type: ignore[index]
+    assert isinstance(first[0].nodes, tuple)
+    first.clear()
+    first.append(service("bogus"))
+    assert cat.get_service("greeter") == second
+    listing = cat.list_services()
+    listing.append(service("bogus"))
+    assert [s.name for s in cat.list_services()] == ["greeter"]
+
+
+def test_records_returned_are_snapshots() -> None:
+    cat = catalog()
+    cat.register(service(), None, 0.0)
+    recs = cat.records()
+    recs.clear()
+    assert len(cat.records()) == 1
+    local = cat.local_records()
+    local.clear()
+    assert len(cat.local_records()) == 1
+
+
+def test_caches_follow_every_kind_of_change() -> None:
+    cat = catalog(tombstone_ttl=100, convergence_bound=10)
+    names = ("greeter", "db", "cache")
+
+    def step() -> None:
+        check_views(cat, names)
+        check_views(cat, names)  # second read comes from the caches
+
+    step()
+    cat.register(service(nodes=("n1", "n2"), metadata={"g": "1"}), 20, 0.0)
+    step()
+    cat.register(service("db", "1", nodes=("d1",)), None, 0.0)
+    step()
+    cat.merge([rec(("greeter", "1.0", "n3"), "x", stamp(10), metadata={"g": "x"})], 1.0)
+    step()
+    cat.merge([rec(("greeter", "2.0", "m1"), "y", stamp(11))], 1.0)
+    step()
+    cat.merge([rec(("greeter", "1.0", "n3"), "x", stamp(12), port=9999)], 1.0)  # update
+    step()
+    cat.merge([rec(("cache", "1", "c1"), "y", stamp(13), ttl=5)], 2.0)
+    step()
+    cat.register(service(nodes=("n1",), metadata={"g": "2"}), 20, 3.0)  # head changes
+    step()
+    cat.deregister(service(nodes=("n2",)), 4.0)
+    step()
+    cat.owner_down("x")
+    step()
+    cat.owner_down("y")
+    step()
+    cat.owner_up("x")
+    step()
+    cat.tick(7.0)  # cache's lease ends (owner y is down: nothing visible changes)
+    step()
+    cat.owner_up("y")
+    step()
+    assert visible_nodes(cat) == {"1.0": ["n1", "n3"], "2.0": ["m1"]}
+    cat.merge([rec(("greeter", "1.0", "n3"), "x", stamp(20), deleted=True)], 8.0)  # remote delete
+    step()
+    cat.tick(23.0)  # n1's lease (renewed at 3.0) ends
+    step()
+    assert visible_nodes(cat) == {"2.0": ["m1"]}
+    cat.purge_owner("y")
+    step()
+    cat.register(service(nodes=("n1",)), None, 24.0)
+    step()
+    cat.tick(1000.0)  # collections
+    step()
+    assert visible_nodes(cat) == {"1.0": ["n1"]}
+    assert [(s.name, s.version) for s in cat.list_services()] == [("db", "1"), ("greeter", "1.0")]
+
+
+# ------------------------------------------------------------------ merge
+
+
+def test_merge_last_writer_wins_by_stamp() -> None:
+    cat = catalog("me")
+    old = rec(st=stamp(1), port=1)
+    new = rec(st=stamp(2), port=2)
+    res = cat.merge([old], 0.0)
+    assert res.accepted == [old]
+    assert res.reply == []
+    assert res.rejected == 0
+    res = cat.merge([new], 0.0)
+    assert res.accepted == [new]
+    assert cat.get(new.key) == new
+    assert actions(cat.take_events()) == [("create", old.key), ("update", new.key)]
+    res = cat.merge([old], 0.0)
+    assert res.accepted == []
+    assert cat.get(new.key) == new
+    assert cat.counters["stale"] == 1
+    assert cat.counters["duplicates"] == 0
+    assert cat.counters["merged"] == 2
+    assert cat.take_events() == []
+    assert cat.get_service("greeter")[0].nodes == (node("n1", 2),)
+
+
+def test_merge_in_either_order_gives_the_same_winner() -> None:
+    a, b = catalog("me"), catalog("me")
+    old = rec(st=stamp(1), port=1)
+    new = rec(st=stamp(2), port=2)
+    a.merge([old, new], 0.0)
+    b.merge([new, old], 0.0)
+    assert a.records() == b.records() == [new]
+    assert a.get_service("greeter") == b.get_service("greeter")
+
+
+def test_merge_stamp_tie_is_broken_by_owner_then_deleted() -> None:
+    x = rec(owner="x", st=stamp(5), port=1)
+    y = rec(owner="y", st=stamp(5), port=2)
+    yt = rec(owner="y", st=stamp(5), deleted=True)
+    for order in ([x, y, yt], [yt, y, x], [y, x, yt], [x, yt, y]):
+        cat = catalog("me")
+        cat.merge(order, 0.0)
+        assert cat.records() == [yt]
+        assert visible_nodes(cat) == {}
+    for order in ([x, y], [y, x]):
+        cat = catalog("me")
+        cat.merge(order, 0.0)
+        assert cat.records() == [y]
+
+
+def test_merge_exact_order_tie_with_different_content_is_deterministic() -> None:
+    p = rec(owner="x", st=stamp(5), port=1)
+    q = rec(owner="x", st=stamp(5), port=2)
+    assert p.wins_over(q) != q.wins_over(p)
+    winner = p if p.wins_over(q) else q
+    for order in ([p, q], [q, p], [p, q, p, q]):
+        cat = catalog("me")
+        cat.merge(order, 0.0)
+        assert cat.records() == [winner]
+
+
+def test_merge_tie_break_depends_on_content_not_on_metadata_insertion_order() -> None:
+    # p1 and p2 are the same record (equal), built from dicts in different orders.
+    n1 = Node("n1", "h:1", metadata={"a": "1", "b": "2"})
+    n2 = Node("n1", "h:1", metadata={"b": "2", "a": "1"})
+    o = Node("n1", "h:1", metadata={"a": "1", "c": "0"})
+    base = rec(owner="x", st=stamp(5))
+    p1 = dataclasses.replace(base, node=n1)
+    p2 = dataclasses.replace(base, node=n2)
+    q = dataclasses.replace(base, node=o)
+    assert p1 == p2
+    assert p1.wins_over(q) == p2.wins_over(q)
+    assert q.wins_over(p1) == q.wins_over(p2)
+    results = []
+    for order in ([p1, q], [q, p1], [p2, q], [q, p2], [p1, q, p2], [p2, q, p1]):
+        cat = catalog("me")
+        cat.merge(order, 0.0)
+        results.append(cat.records())
+    assert all(r == results[0] for r in results)
+
+
+def test_record_equality_and_wins_over_are_consistent() -> None:
+    r = rec(st=stamp(3))
+    same = rec(st=stamp(3))
+    assert r == same
+    assert hash(r) == hash(same)
+    assert not r.wins_over(same)
+    assert not same.wins_over(r)
+    # ttl as int or float is the same record
+    assert dataclasses.replace(r, ttl=5) == dataclasses.replace(r, ttl=5.0)
+    assert not dataclasses.replace(r, ttl=5).wins_over(dataclasses.replace(r, ttl=5.0))
+    assert not dataclasses.replace(r, ttl=5.0).wins_over(dataclasses.replace(r, ttl=5))
+
+
+def test_merge_duplicate_is_ignored_and_idempotent() -> None:
+    cat = catalog("me")
+    r = rec()
+    cat.merge([r], 0.0)
+    before = cat.records()
+    cat.take_events()
+    res = cat.merge([r, r], 0.0)
+    assert res.accepted == []
+    assert cat.counters["duplicates"] == 2
+    assert cat.counters["stale"] == 0
+    assert cat.records() == before
+    assert cat.take_events() == []
+    # A copy (equal, not identical) is a duplicate too.
+    cat.merge([rec()], 0.0)
+    assert cat.counters["duplicates"] == 3
+
+
+def test_merge_result_accepted_holds_only_records_new_here() -> None:
+    cat = catalog("me")
+    r1 = rec(("s", "1", "a"), st=stamp(1))
+    r2 = rec(("s", "1", "b"), st=stamp(2))
+    r1_new = rec(("s", "1", "a"), st=stamp(3), port=3)
+    assert cat.merge([r1, r1, r2], 0.0).accepted == [r1, r2]
+    assert cat.merge([r1, r1_new, r1, r2], 0.0).accepted == [r1_new]
+    assert cat.counters["merged"] == 3
+
+
+def test_merge_events_in_order_with_removed_node_on_delete() -> None:
+    cat = catalog("me")
+    a1 = rec(("s", "1", "a"), st=stamp(1), port=1)
+    b1 = rec(("s", "1", "b"), st=stamp(2), port=2)
+    a2 = rec(("s", "1", "a"), st=stamp(3), port=3)
+    b_del = rec(("s", "1", "b"), st=stamp(4), deleted=True)
+    cat.merge([a1, b1, a2, b_del], 0.0)
+    ev = cat.take_events()
+    assert [(e.action, e.record, e.node) for e in ev] == [
+        ("create", a1, a1.node),
+        ("create", b1, b1.node),
+        ("update", a2, a2.node),
+        ("delete", b1, b1.node),
+    ]
+    assert ev[3].service.nodes == (b1.node,)
+    assert cat.take_events() == []
+
+
+def test_tombstone_for_an_unseen_key_is_stored_without_event() -> None:
+    cat = catalog("me")
+    t = rec(st=stamp(1), deleted=True)
+    res = cat.merge([t], 0.0)
+    assert res.accepted == [t]
+    assert cat.get(t.key) == t
+    assert not cat.is_visible(t.key)
+    assert cat.take_events() == []
+    # and the older live record it deleted stays out
+    cat.merge([rec(st=stamp(0))], 0.0)
+    assert cat.get(t.key) == t
+    assert cat.take_events() == []
+    assert cat.counters["stale"] == 1
+
+
+def test_live_record_after_tombstone_with_newer_stamp_is_created() -> None:
+    cat = catalog("me")
+    cat.merge([rec(st=stamp(1), deleted=True)], 0.0)
+    r = rec(st=stamp(2))
+    cat.merge([r], 0.0)
+    assert actions(cat.take_events()) == [("create", r.key)]
+
+
+# ------------------------------------------------------------------ drift
+
+
+def test_merge_rejects_records_beyond_the_drift_window() -> None:
+    cat = catalog("me", max_drift=60.0)
+    far = rec(("s", "1", "far"), st=stamp(3_600_000))
+    edge = rec(("s", "1", "edge"), st=stamp(60_000))
+    res = cat.merge([far, edge], 0.0)
+    assert res.rejected == 1
+    assert res.accepted == [edge]
+    assert cat.counters["rejected_drift"] == 1
+    assert cat.clock.rejected == 1
+    assert cat.get(far.key) is None
+    assert actions(cat.take_events()) == [("create", edge.key)]
+    # The clock was not dragged along by the rejected stamp, but moved past the accepted one.
+    assert edge.stamp <= cat.clock.last < far.stamp
+    (mine,) = cat.register(service("s", "1", nodes=("mine",)), None, 0.0)
+    assert edge.stamp < mine.stamp < far.stamp
+
+
+def test_drifted_tombstone_does_not_delete() -> None:
+    cat = catalog("me", max_drift=10.0)
+    cat.merge([rec(st=stamp(0))], 0.0)
+    res = cat.merge([rec(st=stamp(10_001), deleted=True)], 0.0)
+    assert res.rejected == 1
+    assert visible_nodes(cat) == {"1.0": ["n1"]}
+
+
+# ------------------------------------------------------------------ leases
+
+
+def test_lease_expires_ttl_after_local_receipt() -> None:
+    cat = catalog("me")
+    r = rec(ttl=10.0)
+    cat.merge([r], now=50.0)
+    cat.take_events()
+    assert cat.next_deadline() == 60.0
+    cat.tick(59.999)
+    assert cat.is_visible(r.key)
+    assert cat.take_events() == []
+    cat.tick(60.0)
+    assert not cat.is_visible(r.key)
+    assert cat.get(r.key) == r  # expired records are kept until collected
+    assert actions(cat.take_events()) == [("delete", r.key)]
+    assert cat.counters["expired"] == 1
+    assert visible_nodes(cat) == {}
+    assert cat.next_deadline() == 60.0 + TOMB
+    cat.tick(60.0 + TOMB - 0.001)
+    assert cat.get(r.key) == r
+    cat.tick(60.0 + TOMB)
+    assert cat.get(r.key) is None
+    assert cat.counters["collected"] == 1
+    assert cat.next_deadline() is None
+    assert cat.take_events() == []
+
+
+def test_local_registration_lease() -> None:
+    cat = catalog()
+    (r,) = cat.register(service(), 30, now=100.0)
+    assert cat.next_deadline() == 130.0
+    cat.take_events()
+    cat.tick(130.0)
+    assert actions(cat.take_events()) == [("delete", r.key)]
+
+
+def test_merge_aged_shortens_the_lease() -> None:
+    cat = catalog("me")
+    r = rec(ttl=10.0)
+    cat.merge_aged([(r, 4.0)], now=50.0)
+    assert cat.next_deadline() == 56.0
+    cat.tick(55.9)
+    assert cat.is_visible(r.key)
+    cat.tick(56.0)
+    assert not cat.is_visible(r.key)
+
+
+@pytest.mark.parametrize("age", [10.0, 11.0, 1e6])
+def test_record_older_than_its_lease_is_stored_but_never_visible(age: float) -> None:
+    cat = catalog("me")
+    r = rec(ttl=10.0)
+    res = cat.merge_aged([(r, age)], now=50.0)
+    assert res.accepted == [r]
+    assert cat.get(r.key) == r
+    assert not cat.is_visible(r.key)
+    assert cat.take_events() == []
+    assert visible_nodes(cat) == {}
+    assert cat.list_services() == []
+    # It is collected tombstone_ttl after it expired.
+    expired_at = 50.0 - age + 10.0
+    cat.tick(max(50.0, expired_at + TOMB - 1))
+    assert cat.get(r.key) == (r if expired_at + TOMB - 1 >= 50.0 else None)
+    cat.tick(max(50.0, expired_at + TOMB))
+    assert cat.get(r.key) is None
+    assert cat.take_events() == []
+
+
+def test_negative_age_counts_as_zero() -> None:
+    cat = catalog("me")
+    cat.merge_aged([(rec(ttl=10.0), -100.0)], now=50.0)
+    assert cat.next_deadline() == 60.0
+
+
+def test_duplicates_and_replays_do_not_renew_the_lease() -> None:
+    cat = catalog("me")
+    r = rec(ttl=10.0)
+    cat.merge([r], now=0.0)
+    cat.merge([r], now=8.0)
+    cat.merge_aged([(r, 0.0)], now=9.0)
+    cat.merge([dataclasses.replace(r)], now=9.5)
+    assert cat.counters["duplicates"] == 3
+    assert cat.next_deadline() == 10.0
+    cat.take_events()
+    cat.tick(10.0)
+    assert actions(cat.take_events()) == [("delete", r.key)]
+    # A replay after expiry (before collection) does not bring it back.
+    cat.merge([r], now=11.0)
+    assert not cat.is_visible(r.key)
+    assert cat.take_events() == []
+
+
+def test_newer_version_renews_the_lease() -> None:
+    cat = catalog("me")
+    cat.merge([rec(st=stamp(1), ttl=10.0)], now=0.0)
+    cat.merge([rec(st=stamp(2), ttl=10.0)], now=8.0)
+    cat.tick(10.0)
+    assert cat.is_visible(("greeter", "1.0", "n1"))
+    cat.tick(18.0)
+    assert not cat.is_visible(("greeter", "1.0", "n1"))
+
+
+@pytest.mark.parametrize(
+    ("sender_wall", "receiver_wall"),
+    [(WALL, WALL), (WALL + 30, WALL), (WALL - 30, WALL), (WALL, WALL + 45), (WALL + 20, WALL - 20)],
+)
+def test_clock_skew_does_not_change_expiry_times(sender_wall: float, receiver_wall: float) -> None:
+    sender = catalog("s", FakeWall(sender_wall))
+    receiver = catalog("r", FakeWall(receiver_wall))
+    relay = catalog("relay", FakeWall(receiver_wall))
+    (fresh,) = sender.register(service(nodes=("n1",)), 10, now=5.0)  # sender's monotonic clock
+    (aged,) = sender.register(service(nodes=("n2",)), 10, now=5.0)
+    # n1 arrives at once (age 0) at the receiver's now=100; n2 reaches the relay at once and the
+    # receiver 3 seconds later through anti-entropy, carrying its age.
+    assert receiver.merge([fresh], now=100.0).rejected == 0
+    relay.merge([aged], now=200.0)
+    # The four-step push-pull, each side on its own monotonic clock.
+    offer = relay.offer(receiver.digest(), now=203.0)
+    push, want = receiver.reconcile(offer, now=100.0)
+    assert push == [(fresh, 0.0)]  # the relay lacks n1
+    relay.merge_aged(push, now=203.0)
+    ((got, age),) = relay.fetch(want, now=203.0)
+    assert got == aged
+    assert age == 3.0
+    receiver.merge_aged([(got, age)], now=100.0)
+    assert receiver.next_deadline() == 107.0
+    receiver.tick(106.9)
+    assert visible_nodes(receiver) == {"1.0": ["n1", "n2"]}
+    receiver.tick(107.0)
+    assert visible_nodes(receiver) == {"1.0": ["n1"]}
+    assert receiver.next_deadline() == 110.0
+    receiver.tick(110.0)
+    assert visible_nodes(receiver) == {}
+
+
+def test_export_carries_ages() -> None:
+    cat = catalog("me")
+    live = rec(("s", "1", "live"), st=stamp(1), ttl=100.0)
+    forever = rec(("s", "1", "forever"), st=stamp(2))
+    tomb = rec(("s", "1", "tomb"), st=stamp(3), deleted=True)
+    cat.merge_aged([(live, 5.0), (forever, 7.0), (tomb, 2.0)], now=10.0)
+    exported = {r.node_id: age for r, age in cat.export(now=30.0)}
+    assert exported == {"forever": 0.0, "live": 25.0, "tomb": 22.0}
+    assert [r.key for r, _ in cat.export(30.0)] == sorted(r.key for r in (live, forever, tomb))
+    # A member joining through export keeps the original deadlines.
+    joiner = catalog("j")
+    joiner.merge_aged(cat.export(now=30.0), now=1000.0)
+    assert joiner.next_deadline() == 1000.0 - 25.0 + 100.0
+    joiner.tick(1000.0 - 22.0 + TOMB)
+    assert joiner.get(tomb.key) is None
+    assert joiner.get(live.key) == live
+
+
+# -------------------------------------------------------------- tombstones
+
+
+def test_deregister_returns_tombstones_and_emits_delete() -> None:
+    cat = catalog()
+    regs = cat.register(service(nodes=("n1", "n2")), None, 0.0)
+    cat.take_events()
+    tombs = cat.deregister(service(nodes=("n1",)), now=1.0)
+    assert len(tombs) == 1
+    (t,) = tombs
+    assert t.key == regs[0].key
+    assert t.deleted
+    assert t.node is None
+    assert t.owner == "a"
+    assert t.stamp > max(r.stamp for r in regs)
+    assert cat.get(t.key) == t
+    ev = cat.take_events()
+    assert [(e.action, e.record, e.node) for e in ev] == [("delete", regs[0], regs[0].node)]
+    assert visible_nodes(cat) == {"1.0": ["n2"]}
+    assert [r.key for r in cat.local_records()] == [regs[1].key]
+    tombs = cat.deregister(service(nodes=("n2",)), now=1.0)
+    assert len(tombs) == 1
+    with pytest.raises(NotFoundError):
+        cat.get_service("greeter")
+    assert cat.list_services() == []
+
+
+def test_deregister_without_nodes_removes_all_own_nodes_of_that_version() -> None:
+    cat = catalog()
+    cat.register(service(nodes=("n1", "n2")), None, 0.0)
+    cat.register(service(version="2.0", nodes=("n3",)), None, 0.0)
+    cat.merge([rec(("greeter", "1.0", "foreign"), "x", stamp(50))], 0.0)
+    tombs = cat.deregister(service(nodes=()), 1.0)
+    assert sorted(t.node_id for t in tombs) == ["n1", "n2"]
+    assert visible_nodes(cat) == {"1.0": ["foreign"], "2.0": ["n3"]}
+
+
+def test_deregister_leaves_nodes_of_other_owners_alone() -> None:
+    cat = catalog()
+    cat.merge([rec(("greeter", "1.0", "n1"), "x")], 0.0)
+    assert cat.deregister(service(nodes=("n1", "unknown")), 1.0) == []
+    assert visible_nodes(cat) == {"1.0": ["n1"]}
+
+
+def test_deregister_twice_is_a_no_op() -> None:
+    cat = catalog()
+    cat.register(service(), None, 0.0)
+    assert len(cat.deregister(service(), 1.0)) == 1
+    cat.take_events()
+    assert cat.deregister(service(), 2.0) == []
+    assert cat.take_events() == []
+
+
+def test_deregister_rejects_non_service() -> None:
+    with pytest.raises(InvalidServiceError):
+        catalog().deregister("greeter", 0.0)  # type: ignore[arg-type]
+
+
+def test_tombstones_are_collected_tombstone_ttl_after_receipt() -> None:
+    cat = catalog(tombstone_ttl=600, convergence_bound=60)
+    cat.register(service(), None, 0.0)
+    (t,) = cat.deregister(service(), now=10.0)
+    cat.take_events()
+    remote = rec(("s", "1", "r"), "x", stamp(1), deleted=True)
+    cat.merge_aged([(remote, 100.0)], now=20.0)  # received (by someone) at 20 - 100 = -80
+    assert cat.next_deadline() == -80.0 + 600
+    cat.tick(519.9)
+    assert cat.get(remote.key) == remote
+    cat.tick(520.0)
+    assert cat.get(remote.key) is None
+    assert cat.counters["collected"] == 1
+    assert cat.next_deadline() == 610.0
+    cat.tick(609.9)
+    assert cat.get(t.key) == t
+    cat.tick(610.0)
+    assert cat.get(t.key) is None
+    assert cat.counters["collected"] == 2
+    assert len(cat) == 0
+    assert cat.digest() == {}
+    assert cat.take_events() == []
+
+
+def test_tombstone_replacing_an_expired_record_of_the_same_stamp_is_kept_its_full_time() -> None:
+    # Two owners can write the same key with the same HLC stamp; the later-received winner
+    # must not be collected on the schedule of the record it replaced.
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10)
+    expired = rec(owner="o1", st=stamp(1), ttl=5.0)
+    cat.merge([expired], 0.0)
+    cat.tick(5.0)  # expired: due for collection at 105
+    tomb = rec(owner="o2", st=stamp(1), deleted=True)
+    assert cat.merge([tomb], 50.0).accepted == [tomb]
+    cat.tick(105.0)
+    assert cat.get(tomb.key) == tomb
+    cat.tick(149.9)
+    assert cat.get(tomb.key) == tomb
+    cat.tick(150.0)
+    assert cat.get(tomb.key) is None
+    assert cat.counters["collected"] == 1
+
+
+def test_replayed_registration_after_deregistration_changes_nothing() -> None:
+    # The product requirement: an old registration replayed after its deregistration,
+    # even an hour later (before the tombstone is collected), changes nothing.
+    owner = catalog("a")
+    (live,) = owner.register(service(), 30, now=0.0)
+    (tomb,) = owner.deregister(service(), now=10.0)
+    other = catalog("b")
+    other.merge([live], now=0.0)
+    other.merge([tomb], now=10.0)
+    for cat in (owner, other):
+        before = cat.records()
+        digest = cat.digest()
+        cat.take_events()
+        for now in (10.0, 600.0, 3599.0, 10.0 + TOMB - 0.001):
+            cat.tick(now)
+            res = cat.merge([live], now=now)
+            res_aged = cat.merge_aged([(live, 0.0), (live, 5.0)], now=now)
+            assert res.accepted == res_aged.accepted == []
+            assert res.reply == res_aged.reply == []
+            assert cat.records() == before == [tomb]
+            assert cat.digest() == digest
+            assert cat.take_events() == []
+            assert visible_nodes(cat) == {}
+            assert cat.list_services() == []
+        assert cat.counters["stale"] == 12
+
+
+def test_deleted_registration_never_comes_back_through_anti_entropy() -> None:
+    owner = catalog("a")
+    (live,) = owner.register(service(), None, now=0.0)
+    (tomb,) = owner.deregister(service(), now=1.0)
+    stale = catalog("stale")  # saw the registration, missed the deregistration
+    stale.merge([live], 0.0)
+    knows = catalog("knows")  # saw both
+    knows.merge([live], 0.0)
+    knows.merge([tomb], 1.0)
+    stale.take_events()
+    knows.take_events()
+    for now in (2.0, 1800.0, 3590.0):
+        sync_pair(knows, stale, now)
+        sync_pair(stale, knows, now)
+        knows.merge_aged(stale.export(now), now)
+        assert stale.records() == knows.records() == [tomb]
+        assert visible_nodes(stale) == visible_nodes(knows) == {}
+    assert actions(stale.take_events()) == [("delete", live.key)]
+    assert knows.take_events() == []
+    # and the tombstone kept its age across the transfer: both collect it at the same time
+    assert stale.next_deadline() == knows.next_deadline() == 1.0 + TOMB
+
+
+# ----------------------------------------------------------- owner liveness
+
+
+def test_owner_down_hides_and_owner_up_shows_again() -> None:
+    cat = catalog("me")
+    x1 = rec(("s", "1", "b"), "x", stamp(1))
+    x2 = rec(("s", "1", "a"), "x", stamp(2))
+    y1 = rec(("s", "1", "c"), "y", stamp(3))
+    cat.merge([x1, x2, y1], 0.0)
+    cat.take_events()
+    cat.owner_down("x")
+    ev = cat.take_events()
+    assert [(e.action, e.record, e.node) for e in ev] == [
+        ("delete", x2, x2.node),
+        ("delete", x1, x1.node),
+    ]
+    assert visible_nodes(cat, "s") == {"1": ["c"]}
+    assert len(cat) == 3  # still stored
+    cat.owner_down("x")  # again: nothing more
+    assert cat.take_events() == []
+    cat.owner_up("x")
+    assert actions(cat.take_events()) == [("create", x2.key), ("create", x1.key)]
+    assert visible_nodes(cat, "s") == {"1": ["a", "b", "c"]}
+    cat.owner_up("x")
+    assert cat.take_events() == []
+    check_views(cat, ["s"])
+
+
+def test_owner_up_skips_expired_and_deleted_records() -> None:
+    cat = catalog("me")
+    expiring = rec(("s", "1", "e"), "x", stamp(1), ttl=5.0)
+    deleted = rec(("s", "1", "d"), "x", stamp(2))
+    kept = rec(("s", "1", "k"), "x", stamp(3))
+    cat.merge([expiring, deleted, kept], 0.0)
+    cat.owner_down("x")
+    cat.merge([rec(("s", "1", "d"), "x", stamp(4), deleted=True)], 1.0)
+    cat.tick(6.0)
+    cat.take_events()
+    cat.owner_up("x")
+    assert actions(cat.take_events()) == [("create", kept.key)]
+    assert visible_nodes(cat, "s") == {"1": ["k"]}
+    check_views(cat, ["s"])
+
+
+def test_records_merged_while_owner_is_down_stay_hidden() -> None:
+    cat = catalog("me")
+    cat.owner_down("x")
+    r = rec(owner="x")
+    assert cat.merge([r], 0.0).accepted == [r]
+    assert not cat.is_visible(r.key)
+    assert cat.take_events() == []
+    r2 = rec(owner="x", st=stamp(1), port=2)
+    cat.merge([r2], 0.0)
+    assert cat.take_events() == []
+    assert visible_nodes(cat) == {}
+    cat.owner_up("x")
+    assert [(e.action, e.record) for e in cat.take_events()] == [("create", r2)]
+
+
+def test_update_from_a_down_owner_of_a_visible_key_hides_it() -> None:
+    cat = catalog("me")
+    visible = rec(owner="y", st=stamp(1), port=1)
+    cat.merge([visible], 0.0)
+    cat.owner_down("x")
+    cat.take_events()
+    cat.merge([rec(owner="x", st=stamp(2), port=2)], 0.0)
+    assert [(e.action, e.record) for e in cat.take_events()] == [("delete", visible)]
+    assert visible_nodes(cat) == {}
+
+
+def test_purge_owner_drops_its_records() -> None:
+    cat = catalog("me")
+    x = rec(("s", "1", "x"), "x", stamp(1))
+    y = rec(("s", "1", "y"), "y", stamp(2))
+    cat.merge([x, y], 0.0)
+    cat.take_events()
+    cat.purge_owner("x")
+    assert [(e.action, e.record) for e in cat.take_events()] == [("delete", x)]
+    assert cat.records() == [y]
+    assert "x" not in cat.digest()
+    assert visible_nodes(cat, "s") == {"1": ["y"]}
+    # The purged owner stays down: its records come back hidden until it is up again.
+    cat.merge([x], 0.0)
+    assert not cat.is_visible(x.key)
+    cat.owner_up("x")
+    assert cat.is_visible(x.key)
+    check_views(cat, ["s"])
+
+
+def test_owner_down_and_purge_of_self_are_ignored() -> None:
+    cat = catalog("me")
+    cat.register(service(), None, 0.0)
+    cat.take_events()
+    cat.owner_down("me")
+    cat.purge_owner("me")
+    assert visible_nodes(cat) == {"1.0": ["n1"]}
+    assert cat.take_events() == []
+
+
+def test_unknown_owners_hidden_when_not_up_by_default() -> None:
+    cat = catalog("me", owners_up_by_default=False)
+    r = rec(owner="x")
+    cat.merge([r], 0.0)
+    assert not cat.is_visible(r.key)
+    assert cat.take_events() == []
+    cat.owner_up("x")
+    assert cat.is_visible(r.key)
+    assert actions(cat.take_events()) == [("create", r.key)]
+    r2 = rec(("greeter", "1.0", "n2"), owner="x")
+    cat.merge([r2], 0.0)
+    assert cat.is_visible(r2.key)
+    other = rec(("greeter", "1.0", "n3"), owner="y")
+    cat.merge([other], 0.0)
+    assert not cat.is_visible(other.key)
+    check_views(cat)
+
+
+def test_own_registrations_visible_when_owners_not_up_by_default() -> None:
+    cat = catalog("me", owners_up_by_default=False)
+    (r,) = cat.register(service(), None, 0.0)
+    assert cat.is_visible(r.key)
+    assert visible_nodes(cat) == {"1.0": ["n1"]}
+    assert actions(cat.take_events()) == [("create", r.key)]
+
+
+@pytest.mark.parametrize("default_up", [True, False])
+def test_forget_owner_reverts_to_default_visibility(default_up: bool) -> None:
+    cat = catalog("me", owners_up_by_default=default_up)
+    r = rec(owner="x")
+    cat.merge([r], 0.0)
+    (cat.owner_down if default_up else cat.owner_up)("x")
+    cat.take_events()
+    cat.forget_owner("x")
+    assert cat.is_visible(r.key) == default_up
+    assert actions(cat.take_events()) == [("create" if default_up else "delete", r.key)]
+    r2 = rec(("greeter", "1.0", "n2"), owner="x")
+    cat.merge([r2], 0.0)
+    assert cat.is_visible(r2.key) == default_up
+    check_views(cat)
+
+
+# ---------------------------------------------------------- owner authority
+
+
+def test_restarted_owner_tombstones_or_reasserts_its_old_records() -> None:
+    old_a = catalog("a", FakeWall(WALL))
+    old_regs = old_a.register(service(nodes=("n1", "n2")), None, 0.0)
+    old_regs += old_a.register(service("other", "1", nodes=("o1",)), None, 0.0)
+    witness = catalog("c")
+    witness.merge(old_regs, 0.0)
+    assert visible_nodes(witness) == {"1.0": ["n1", "n2"]}
+
+    # "a" restarts with a wall clock a few seconds behind (within drift), so its
+    # new registration of n2 is *older* than the previous process's.
+    new_a = catalog("a", FakeWall(WALL - 5))
+    (new_n2,) = new_a.register(service(nodes=(node("n2", 9999),)), None, 0.0)
+    assert new_n2.stamp < old_regs[1].stamp
+    res = new_a.merge(old_regs, 1.0)
+    assert res.accepted == []
+    assert res.rejected == 0
+    assert new_a.counters["corrections"] == 3
+    replies = {r.key: r for r in res.reply}
+    assert set(replies) == {r.key for r in old_regs}
+    for old in old_regs:
+        fix = replies[old.key]
+        assert fix.owner == "a"
+        assert fix.stamp > old.stamp
+        assert new_a.get(old.key) == fix
+    assert replies[("greeter", "1.0", "n1")].deleted
+    assert replies[("other", "1", "o1")].deleted
+    reasserted = replies[("greeter", "1.0", "n2")]
+    assert not reasserted.deleted
+    assert dataclasses.replace(reasserted, stamp=new_n2.stamp) == new_n2  # same content
+    assert new_a.local_records() == [reasserted]
+    assert visible_nodes(new_a) == {"1.0": ["n2"]}
+    assert new_a.get_service("greeter")[0].nodes == (node("n2", 9999),)
+
+    witness.take_events()
+    assert witness.merge(res.reply, 2.0).accepted == res.reply
+    assert visible_nodes(witness) == {"1.0": ["n2"]}
+    assert witness.get_service("greeter")[0].nodes == (node("n2", 9999),)
+    with pytest.raises(NotFoundError):
+        witness.get_service("other")
+    check_views(witness, ["greeter", "other"])
+    # Replaying the old records once more changes nothing anywhere.
+    for cat in (witness, new_a):
+        before = cat.records()
+        res2 = cat.merge(old_regs, 3.0)
+        assert res2.accepted == res2.reply == []
+        assert cat.records() == before
+
+
+def test_forged_tombstone_of_a_live_registration_is_answered_by_reassertion() -> None:
+    a = catalog("a")
+    (live,) = a.register(service(), 30, 0.0)
+    a.take_events()
+    forged = rec(live.key, "a", live.stamp + 1, deleted=True)
+    res = a.merge([forged], 5.0)
+    assert res.accepted == []
+    (fix,) = res.reply
+    assert fix.stamp > forged.stamp
+    assert dataclasses.replace(fix, stamp=live.stamp) == live
+    assert a.get(live.key) == fix
+    assert a.is_visible(live.key)
+    assert actions(a.take_events()) == [("update", live.key)]
+    # Anyone who took the forgery is corrected by the reply.
+    b = catalog("b")
+    b.merge([live, forged], 0.0)
+    assert visible_nodes(b) == {}
+    b.merge(res.reply, 5.0)
+    assert visible_nodes(b) == {"1.0": ["n1"]}
+
+
+def test_forged_live_record_of_an_owned_key_is_answered_by_reassertion() -> None:
+    a = catalog("a")
+    (live,) = a.register(service(), None, 0.0)
+    forged = rec(live.key, "a", live.stamp + 1, port=6666)
+    (fix,) = a.merge([forged], 0.0).reply
+    assert fix.node == live.node
+    assert fix.stamp > forged.stamp
+
+
+def test_own_tombstone_of_an_unregistered_key_is_accepted() -> None:
+    a = catalog("a")
+    t = rec(("s", "1", "gone"), "a", stamp(1), deleted=True)
+    res = a.merge([t], 0.0)
+    assert res.accepted == [t]
+    assert res.reply == []
+    assert a.get(t.key) == t
+
+
+def test_own_record_equal_to_the_local_registration_is_not_corrected() -> None:
+    a = catalog("a")
+    (live,) = a.register(service(), None, 0.0)
+    res = a.merge([live], 0.0)
+    assert res.reply == []
+    assert a.counters["duplicates"] == 1
+    assert a.counters["corrections"] == 0
+
+
+# --------------------------------------------------------------- conflicts
+
+
+def test_other_owner_with_newer_stamp_wins_and_counts_a_conflict() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), None, 0.0)
+    theirs = rec(mine.key, "b", mine.stamp + 10, port=4444)
+    res = a.merge([theirs], 0.0)
+    assert res.accepted == [theirs]
+    assert res.reply == []
+    assert a.counters["conflicts"] == 1
+    assert a.get(mine.key) == theirs
+    assert a.get_service("greeter")[0].nodes == (theirs.node,)
+    assert a.local_records() == []
+    # The key is no longer ours: deregistering must not tombstone the winner.
+    assert a.deregister(service(), 1.0) == []
+    assert a.get(mine.key) == theirs
+
+
+def test_other_owner_with_equal_stamp_and_greater_name_wins_and_counts_a_conflict() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), None, 0.0)
+    theirs = rec(mine.key, "b", mine.stamp, port=4444)  # the same HLC stamp: "b" > "a" wins
+    assert theirs.wins_over(mine)
+    a.merge([theirs], 0.0)
+    assert a.get(mine.key) == theirs
+    assert a.counters["conflicts"] == 1
+    assert a.local_records() == []
+    assert a.deregister(service(), 1.0) == []
+    assert a.get(mine.key) == theirs
+
+
+def test_other_owner_with_older_stamp_loses() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), None, 0.0)
+    theirs = rec(mine.key, "b", mine.stamp - 1)
+    a.merge([theirs], 0.0)
+    assert a.get(mine.key) == mine
+    assert a.counters["conflicts"] == 0
+    assert a.counters["stale"] == 1
+
+
+# ------------------------------------------------------------ anti-entropy
+
+
+def test_sync_pair_makes_records_identical() -> None:
+    a, b = catalog("a"), catalog("b")
+    a.register(service(nodes=("a1", "a2")), 60, 0.0)
+    b.register(service(nodes=("b1",)), None, 0.0)
+    b.register(service("db", "1", nodes=("d",)), None, 0.0)
+    shared = rec(("x", "1", "k"), "x", stamp(1))
+    newer = rec(("x", "1", "k"), "x", stamp(2), port=2)
+    a.merge([shared, rec(("x", "1", "t"), "y", stamp(3), deleted=True)], 0.0)
+    b.merge([newer], 0.0)
+    assert sync_pair(a, b, 1.0) == 6  # a1, a2, t to b; b1, d, newer to a
+    assert a.records() == b.records()
+    assert a.digest() == b.digest()
+    assert a.get(shared.key) == newer
+    for name in ("greeter", "db", "x"):
+        assert a.get_service(name) == b.get_service(name)
+    assert a.list_services() == b.list_services()
+    # Nothing left to send, either way round.
+    assert sync_pair(a, b, 2.0) == 0
+    assert sync_pair(b, a, 2.0) == 0
+    assert b.offer(a.digest(), 2.0) == Offer({}, [], [])
+
+
+def test_sync_pair_carries_ages() -> None:
+    a, b = catalog("a"), catalog("b")
+    a.merge_aged([(rec(ttl=100.0), 10.0)], now=50.0)  # expires at 140 on a
+    sync_pair(b, a, now=60.0)  # b learns it 20 s into its lease
+    assert b.next_deadline() == 140.0
+    c = catalog("c")
+    sync_pair(a, c, now=70.0)  # a initiates, c lacks it: pushed with its age
+    assert c.next_deadline() == 140.0
+
+
+def test_offer_sends_whole_records_only_for_owners_the_initiator_does_not_know() -> None:
+    a, b = catalog("a"), catalog("b")
+    xs = [rec(("s", "1", f"x{i}"), "x", stamp(i)) for i in range(3)]
+    ys = [rec(("s", "1", f"y{i}"), "y", stamp(i)) for i in range(3)]
+    zs = [rec(("s", "1", f"z{i}"), "z", stamp(i)) for i in range(2)]
+    a.merge(xs + ys, 0.0)
+    b.merge(ys[:2] + zs, 0.0)
+    offer = a.offer(b.digest(), 0.0)
+    assert [r for r, _ in offer.records] == xs  # b does not know x
+    assert set(offer.versions) == {"y"}  # y differs: key versions only
+    assert sorted(offer.versions["y"].values()) == [r.stamp for r in ys]
+    assert offer.absent == ["z"]  # only b knows z
+    push, want = b.reconcile(offer, 0.0)
+    assert [r for r, _ in push] == zs
+    assert [r for r, _ in a.fetch(want, 0.0)] == [ys[2]]
+    a.merge_aged(push, 0.0)
+    b.merge_aged(a.fetch(want, 0.0), 0.0)
+    assert a.records() == b.records()
+    assert a.digest() == b.digest()
+
+
+def test_offer_to_an_empty_digest_is_the_whole_state() -> None:
+    a = catalog("a")
+    a.register(service(nodes=("n1", "n2")), None, 0.0)
+    a.merge([rec(("s", "1", "t"), "x", stamp(9), deleted=True)], 0.0)
+    offer = a.offer({}, 0.0)
+    assert offer.versions == {}
+    assert offer.absent == []
+    assert [r for r, _ in offer.records] == a.records()
+
+
+def test_fetch_skips_unknown_key_hashes() -> None:
+    a = catalog("a")
+    (r,) = a.register(service(), None, 0.0)
+    assert a.fetch([key_hash(("no", "such", "key")), key_hash(r.key)], 0.0) == [(r, 0.0)]
+
+
+def test_restarted_owner_corrects_stale_records_offered_in_a_push_pull() -> None:
+    old_a = catalog("a")
+    old_regs = old_a.register(service(nodes=("n1", "n2")), None, 0.0)
+    c = catalog("c")
+    c.merge(old_regs, 0.0)
+    new_a = catalog("a")  # restarted, has registered nothing yet: it does not know owner "a"
+    sync_pair(new_a, c, 1.0)
+    # The corrections new_a issued while reconciling reach c in the same exchange.
+    assert visible_nodes(c) == {}
+    assert c.records() == new_a.records()
+    assert all(r.deleted for r in c.records())
+
+
+def test_colliding_key_hashes_do_not_break_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 64-bit key hashes can collide (a birthday search finds a pair); collecting one of
+    # the two keys must not lose or crash on the other.
+    import gossipreg.core.catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "key_hash", lambda key: 42)
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10)
+    t1 = rec(("s", "1", "a"), "x", stamp(1), deleted=True)
+    t2 = rec(("s", "1", "b"), "x", stamp(2), deleted=True)
+    cat.merge([t1], 0.0)
+    cat.merge([t2], 50.0)
+    cat.tick(100.0)
+    assert cat.records() == [t2]
+    cat.tick(150.0)
+    assert cat.records() == []
+    assert cat.counters["collected"] == 2
+
+
+def test_push_pull_sends_only_the_newer_records_when_the_peer_is_merely_behind() -> None:
+    for initiator_is_behind in (True, False):
+        a, b = catalog("a"), catalog("b")
+        recs = [rec(("s", "1", f"k{i}"), "x", stamp(i)) for i in range(10)]
+        a.merge(recs, 0.0)
+        b.merge(recs[:6], 0.0)
+        b.take_events()
+        sent = sync_pair(b, a, 1.0) if initiator_is_behind else sync_pair(a, b, 1.0)
+        assert sent == 4  # exactly the differing records
+        assert b.counters["duplicates"] == a.counters["duplicates"] == 0
+        assert a.records() == b.records()
+        assert a.digest() == b.digest()
+        assert sorted(actions(b.take_events())) == [("create", r.key) for r in recs[6:]]
+
+
+def test_push_pull_is_exact_after_out_of_order_delivery() -> None:
+    a, b = catalog("a"), catalog("b")
+    recs = [rec(("s", "1", f"k{i}"), "x", stamp(i)) for i in range(5)]
+    a.merge(recs, 0.0)
+    b.merge([recs[4], recs[1]], 0.0)  # the newest arrived, older ones were missed
+    assert sync_pair(b, a, 1.0) == 3
+    assert a.records() == b.records()
+    assert a.digest() == b.digest()
+    assert visible_nodes(a, "s") == visible_nodes(b, "s") == {"1": [f"k{i}" for i in range(5)]}
+
+
+def test_push_pull_is_exact_after_updates_in_both_directions() -> None:
+    a, b = catalog("a"), catalog("b")
+    v1 = [rec(("s", "1", f"k{i}"), "x", stamp(i)) for i in range(6)]
+    a.merge(v1, 0.0)
+    b.merge(v1, 0.0)
+    a_new = [rec(("s", "1", "k1"), "x", stamp(10), port=2), rec(("s", "1", "a9"), "x", stamp(11))]
+    b_new = [
+        rec(("s", "1", "k2"), "x", stamp(12), deleted=True),
+        rec(("s", "1", "k3"), "y", stamp(13), port=3),  # another owner takes k3 over
+        rec(("s", "1", "b9"), "x", stamp(14)),
+    ]
+    a.merge(a_new, 0.0)
+    b.merge(b_new, 0.0)
+    ref = catalog("ref")
+    ref.merge(v1 + a_new + b_new, 0.0)
+    sent = sync_pair(a, b, 1.0)
+    assert a.records() == b.records() == ref.records()
+    assert a.digest() == b.digest() == ref.digest()
+    assert a.get_service("s") == b.get_service("s") == ref.get_service("s")
+    # Every differing record crosses once (the pre-takeover k3 of owner x may also be
+    # offered to b, where it is stale).
+    assert len(a_new) + len(b_new) <= sent <= len(a_new) + len(b_new) + 1
+
+
+def test_digest_after_ownership_change_matches_a_fresh_catalog() -> None:
+    # The digest summarises what is stored, whatever the history: after a key moves
+    # from owner x to owner y, x's newest stamp is that of its remaining records.
+    a, b = catalog("a"), catalog("b")
+    k1 = rec(("s", "1", "k1"), "x", stamp(1))
+    k2_x = rec(("s", "1", "k2"), "x", stamp(5))
+    k2_y = rec(("s", "1", "k2"), "y", stamp(6))
+    a.merge([k1, k2_x, k2_y], 0.0)
+    b.merge([k1, k2_y], 0.0)
+    assert a.records() == b.records()
+    assert a.digest() == b.digest()
+    assert sync_pair(a, b, 0.0) == 0
+    assert a.offer(b.digest(), 0.0) == Offer({}, [], [])
+
+
+def test_digest_after_collection_matches_a_fresh_catalog() -> None:
+    a = catalog("a", tombstone_ttl=100, convergence_bound=10)
+    b = catalog("b", tombstone_ttl=100, convergence_bound=10)
+    k1 = rec(("s", "1", "k1"), "x", stamp(1))
+    t2 = rec(("s", "1", "k2"), "x", stamp(5), deleted=True)
+    a.merge([k1, t2], 0.0)
+    a.tick(100.0)
+    assert a.get(t2.key) is None
+    b.merge([k1], 0.0)
+    assert a.digest() == b.digest()
