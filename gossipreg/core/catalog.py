@@ -766,9 +766,26 @@ class Catalog:
 
     # ------------------------------------------------------------ anti-entropy
 
+    def _down(self, owner: str) -> bool:
+        """Whether membership reported ``owner`` dead, left or reaped (not merely unknown)."""
+        return self._owner_up.get(owner) is False
+
+    def _shared(self) -> Iterable[tuple[str, _Owner]]:
+        """The owners anti-entropy exchanges: all but those known to be down.
+
+        A down owner's records stay stored (hidden) in case it comes back, but
+        are not handed to other members: a member that joins after an owner
+        died would otherwise receive its records, never learn that it is dead
+        (so never purge them), and keep passing them on.
+        """
+        return ((name, o) for name, o in self._owners.items() if not self._down(name))
+
     def digest(self) -> Digest:
-        """Per owner: ``(newest stamp, fingerprint)`` of everything stored."""
-        return {name: (o.max_stamp, o.fingerprint) for name, o in self._owners.items()}
+        """Per owner: ``(newest stamp, fingerprint)`` of everything stored.
+
+        Owners known to be down are left out (see :meth:`offer`).
+        """
+        return {name: (o.max_stamp, o.fingerprint) for name, o in self._shared()}
 
     def offer(self, peer: Mapping[str, tuple[int, int]], now: float) -> Offer:
         """Responder's step of a push-pull: answer the initiator's digest.
@@ -777,17 +794,19 @@ class Catalog:
         lists this member's key versions (``key hash -> stamp``), so the
         initiator can work out exactly which records either side lacks. The
         records of owners the initiator does not know at all are sent whole,
-        and owners only the initiator knows are named.
+        and owners only the initiator knows are named. Owners this member
+        knows to be down take no part: their records are neither offered nor
+        asked for.
         """
         versions: dict[str, dict[int, int]] = {}
         records: list[tuple[Record, float]] = []
-        for owner, o in self._owners.items():
+        for owner, o in self._shared():
             theirs = peer.get(owner)
             if theirs is None:
                 records.extend((self._records[k].record, self._age(self._records[k], now)) for k in o.keys)
             elif theirs != (o.max_stamp, o.fingerprint):
                 versions[owner] = {self._records[k].khash: self._records[k].record.stamp for k in o.keys}
-        absent = [owner for owner in peer if owner not in self._owners]
+        absent = [owner for owner in peer if owner not in self._owners and not self._down(owner)]
         records.sort(key=lambda item: item[0].key)
         return Offer(versions, records, sorted(absent))
 
@@ -805,9 +824,11 @@ class Catalog:
             push[fix.key] = self._records[fix.key]
         for owner in offer.absent:
             o = self._owners.get(owner)
-            for k in o.keys if o else ():
+            for k in o.keys if o and not self._down(owner) else ():
                 push[k] = self._records[k]
         for owner, theirs in offer.versions.items():
+            if self._down(owner):
+                continue
             o = self._owners.get(owner)
             for k in o.keys if o else ():
                 e = self._records[k]
@@ -839,8 +860,13 @@ class Catalog:
         return out
 
     def export(self, now: float) -> list[tuple[Record, float]]:
-        """Every stored record with its age: the full state for a joining member."""
-        return [(e.record, self._age(e, now)) for _, e in sorted(self._records.items())]
+        """Every stored record with its age (but those of owners known to be down):
+        the full state for a joining member."""
+        return [
+            (e.record, self._age(e, now))
+            for _, e in sorted(self._records.items())
+            if not self._down(e.record.owner)
+        ]
 
     @staticmethod
     def _age(e: _Entry, now: float) -> float:

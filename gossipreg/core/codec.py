@@ -51,12 +51,15 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RECORD",
     "SUSPECT",
+    "TREE",
     "Ack",
     "Message",
     "Nack",
     "Ping",
     "PingReq",
     "RecordMsg",
+    "Tree",
+    "MAX_TREE_HOPS",
     "decode_member",
     "decode_members",
     "decode_message",
@@ -384,6 +387,7 @@ SUSPECT = 5
 DEAD = 6
 LEAVE = 7
 RECORD = 8
+TREE = 9
 # Stream (push-pull) messages.
 PP_INIT = 16
 PP_REPLY = 17
@@ -438,13 +442,27 @@ class Nack:
 
 
 @dataclass(frozen=True, slots=True)
+class Tree:
+    """Marks a datagram whose updates travel along the broadcast tree rooted at
+    ``root``; ``hops`` counts the edges travelled so far (a bound against
+    cycles when members' views differ). Only ever the first message."""
+
+    root: str
+    hops: int
+
+
+#: Most edges a tree datagram travels (a tree over 2**32 members is 32 deep).
+MAX_TREE_HOPS = 32
+
+
+@dataclass(frozen=True, slots=True)
 class RecordMsg:
     """One catalog record, gossiped."""
 
     record: Record
 
 
-Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordMsg
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordMsg | Tree
 """Anything a datagram can carry."""
 
 
@@ -473,6 +491,8 @@ def encode_message(msg: Message) -> bytes:
             obj = [LEAVE, name, inc]
         case RecordMsg(rec):
             obj = [RECORD, encode_record(rec)]
+        case Tree(root, hops):
+            obj = [TREE, root, hops]
         case _:  # pragma: no cover - exhaustive
             raise TypeError(f"not a message: {msg!r}")
     return pack(obj)
@@ -531,6 +551,9 @@ def decode_message(obj: object) -> Message:
         if kind == LEAVE and type(kind) is int:
             name, inc = _fixed(args, 2, "leave")
             return Leave(_name(name, "leave.name"), _uint(inc, "leave.incarnation", MAX_STAMP))
+        if kind == TREE and type(kind) is int:
+            root, hops = _fixed(args, 2, "tree")
+            return Tree(_name(root, "tree.root"), _uint(hops, "tree.hops", MAX_TREE_HOPS))
         if kind == RECORD and type(kind) is int:
             (rec,) = _fixed(args, 1, "record")
             return RecordMsg(decode_record(rec))

@@ -212,6 +212,18 @@ class Config:
     clock before it is rejected (and counted) instead of adopted; see
     :mod:`gossipreg.core.hlc`."""
 
+    reconnect_interval: float = 30.0
+    """Seconds between attempts to reach one random member declared dead
+    (serf's ``ReconnectInterval``): a push-pull to its last address. A
+    partition that outlasts ``gossip_to_the_dead`` leaves each side thinking
+    the other is dead and no longer talking to it; these attempts are what
+    merges the two sides again once the network heals. LAN and WAN 30 s,
+    local 15 s."""
+
+    reconnect_timeout: float = 86400.0
+    """Seconds a member declared dead stays a reconnect candidate (serf's
+    ``ReconnectTimeout``, 24 h); members that left gracefully are not."""
+
     dead_node_reclaim_time: float = 0.0
     """Seconds after which a dead member's name may be taken by a member at a
     different address. 0 means never, as in memberlist: the name stays bound
@@ -259,6 +271,8 @@ class Config:
         seconds("tombstone_ttl", positive=True)
         seconds("max_clock_drift", positive=True)
         seconds("dead_node_reclaim_time", positive=False)
+        seconds("reconnect_interval", positive=True)
+        seconds("reconnect_timeout", positive=False)
         self._check_label()
 
     def _seconds(self, name: str, *, positive: bool) -> None:
@@ -455,6 +469,7 @@ _LOCAL: Mapping[str, Any] = MappingProxyType(
         "push_pull_interval": 15.0,
         "gossip_to_the_dead": 15.0,
         "stream_timeout": 1.0,
+        "reconnect_interval": 15.0,
     }
 )
 

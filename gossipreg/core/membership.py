@@ -518,6 +518,14 @@ class Membership:
         """Every known member, this one and dead/left ones included, sorted by name."""
         return tuple(self._members[name] for name in sorted(self._members))
 
+    @property
+    def live_names(self) -> list[str]:
+        """Sorted names of the ALIVE and SUSPECT members other than this one.
+
+        The table's own index, returned without a copy: do not modify it.
+        """
+        return self._live
+
     def has_peers(self) -> bool:
         """Whether any other member is known (live, or dead/left and not yet reaped)."""
         return bool(self._live or self._gone)

@@ -56,6 +56,8 @@ Owner liveness
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from random import Random
@@ -64,7 +66,7 @@ from typing import Any
 from . import codec
 from .broadcast import BroadcastQueue
 from .catalog import Catalog, CatalogEvent, Record
-from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg
+from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from .config import Config
 from .crypto import OVERHEAD, Keyring
 from .errors import AuthenticationError, ConfigError, DecodeError
@@ -174,6 +176,7 @@ _COUNTER_NAMES = (
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
+    "tree_datagrams", "reconnect_attempts",
     "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
     "incarnation_overflows",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
@@ -190,6 +193,10 @@ class _Counters:
 
 
 _STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
+#: Tolerance for comparing times computed along different paths (float rounding).
+_EPSILON = 1e-9
+#: Most members remembered as reconnect candidates.
+_MAX_RECONNECT_CANDIDATES = 4096
 
 
 class NodeCore:
@@ -260,6 +267,11 @@ class NodeCore:
         self._pushpulls: dict[StreamId, _PushPull] = {}
         self._eager_last: dict[str, float] = {}
         self._fresh = False
+        # Updates this member originated, to send down its own broadcast tree.
+        self._tree_pending: list[bytes] = []
+        # Members declared dead, as reconnect candidates: name -> (address, since).
+        self._failed: dict[str, tuple[Address, float]] = {}
+        self._next_reconnect = now + rng.uniform(0.5, 1.0) * config.reconnect_interval
         self._left = False
         # Start staggered so members created together do not probe in lockstep.
         self._next_probe = now + rng.uniform(0, config.probe_interval)
@@ -306,10 +318,10 @@ class NodeCore:
         * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
           ``pings_received``, ``ping_reqs_sent``, ``ping_reqs_received``,
           ``nacks_sent``, ``nacks_received``;
-        * dissemination: ``eager_pushes``, ``gossip_datagrams``,
+        * dissemination: ``eager_pushes``, ``gossip_datagrams``, ``tree_datagrams``,
           ``records_too_large_for_gossip``;
         * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
-          ``push_pulls_completed``, ``push_pulls_failed``;
+          ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``;
         * ``members_*``: every field of
           :class:`~gossipreg.core.membership.MembershipStatistics`;
           ``catalog_*``: every counter of :attr:`Catalog.counters`;
@@ -348,16 +360,32 @@ class NodeCore:
         if self._left:
             return None
         times = [self._next_probe, self._next_push_pull]
+        if self._failed:
+            times.append(self._next_reconnect)
         if self._probe is not None:
             times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
         if len(self._queue) and self.membership.has_peers():
-            times.append(self._next_gossip)
+            times.append(self._gossip_due())
         times.extend(r.deadline if r.nack_at is None else r.nack_at for r in self._relays.values())
         times.extend(p.deadline for p in self._pushpulls.values())
         times.extend(
             t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
         )
         return min(times)
+
+    def _gossip_due(self) -> float:
+        """The next gossip round, on the member's fixed gossip schedule.
+
+        While the queue is empty the member does not wake for gossip rounds, so
+        ``_next_gossip`` may lie in the past; the round a new update waits for
+        is the next one on the schedule, not an immediate one.
+        """
+        due = self._next_gossip
+        if due < self._now - _EPSILON:
+            interval = self.config.gossip_interval
+            due += interval * math.ceil((self._now - due) / interval - _EPSILON)
+            self._next_gossip = due
+        return due
 
     def tick(self, now: float) -> None:
         """Run every timer due at ``now``."""
@@ -379,7 +407,7 @@ class NodeCore:
         self.catalog.tick(now)
         if now >= self._next_probe:
             self._start_probe(now)
-        if now >= self._next_gossip:
+        if now >= self._gossip_due() - _EPSILON:
             self._next_gossip = now + self.config.gossip_interval
             if len(self._queue):
                 self._gossip_round(now, eager=False)
@@ -389,7 +417,27 @@ class NodeCore:
             peers = self.membership.random_members(1)
             if peers:
                 self._start_push_pull(peers[0].address, now, join=False)
+        if now >= self._next_reconnect:
+            self._next_reconnect = now + self.config.reconnect_interval
+            self._reconnect(now)
         self._after(now)
+
+    def _reconnect(self, now: float) -> None:
+        """Push-pull with one random member declared dead (serf's reconnect).
+
+        After a partition longer than ``gossip_to_the_dead`` each side has
+        declared the other dead and stopped talking to it; this is what merges
+        them again once the network heals. A member that is really gone just
+        fails the stream.
+        """
+        horizon = now - self.config.reconnect_timeout
+        for name in [n for n, (_, since) in self._failed.items() if since < horizon]:
+            del self._failed[name]
+        if not self._failed:
+            return
+        name = self._rng.choice(sorted(self._failed))
+        self._counters.inc("reconnect_attempts")
+        self._start_push_pull(self._failed[name][0], now, join=False)
 
     # ================================================================ local calls
 
@@ -451,13 +499,25 @@ class NodeCore:
         except DecodeError:
             c.inc("decode_errors")
             return
-        for raw in raw_messages:
+        tree: Tree | None = None
+        forward: list[bytes] = []
+        for i, raw in enumerate(raw_messages):
             try:
                 msg = codec.decode_message(raw)
             except DecodeError:
                 c.inc("decode_errors")
                 continue
+            if isinstance(msg, Tree):
+                if i == 0:
+                    tree = msg
+                continue
+            if tree is not None and isinstance(msg, Alive | Suspect | Dead | Leave | RecordMsg):
+                forward.append(codec.pack(raw))
             self._handle(msg, Address(*address), now)
+        if tree is not None:
+            # Pass the updates on down the tree, whether or not they were new here:
+            # the subtree below this member hears them only from it.
+            self._send_tree(tree.root, tree.hops, forward)
         self._after(now)
 
     def _open(self, data: bytes, label: bytes, what: str) -> bytes | None:
@@ -604,8 +664,12 @@ class NodeCore:
     # ================================================================ dissemination
 
     def _queue_message(self, msg: Alive | Suspect | Dead | Leave) -> None:
-        self._queue.queue(("m", msg.name), codec.encode_message(msg))
+        data = codec.encode_message(msg)
+        self._queue.queue(("m", msg.name), data)
         self._fresh = True
+        author = msg.from_member if isinstance(msg, Suspect | Dead) else msg.name
+        if author == self.name:
+            self._tree_pending.append(data)
 
     def _queue_record(self, rec: Record) -> None:
         data = codec.encode_message(RecordMsg(rec))
@@ -615,6 +679,8 @@ class NodeCore:
             return
         self._queue.queue(("r", *rec.key), data)
         self._fresh = True
+        if rec.owner == self.name:
+            self._tree_pending.append(data)
 
     def _budget(self) -> int:
         overhead = codec.DATAGRAM_OVERHEAD + (OVERHEAD if self.keyring is not None else 0)
@@ -654,14 +720,82 @@ class NodeCore:
             self._counters.inc("eager_pushes" if eager else "gossip_datagrams")
             self._emit(m.address, batch)
 
+    # ---------------------------------------------------------------- broadcast tree
+
+    def _tree_children(self, root: str) -> list[Member]:
+        """This member's children in the binomial broadcast tree rooted at ``root``.
+
+        The tree is laid over the sorted names of the live members (this one
+        included), rotated so that ``root`` has rank 0; the member of rank
+        ``r`` sends to ranks ``r + 2**j`` for every ``2**j`` above ``r``'s
+        highest bit. Every member is reached exactly once, in at most
+        ``ceil(log2 n)`` hops, when views agree. A root this member does not
+        know as live gives no children.
+        """
+        live = self.membership.live_names
+        n = len(live) + 1
+        if n == 1:
+            return []
+        me = bisect.bisect_left(live, self.name)  # this member's index in the full list
+
+        def index(name: str) -> int | None:
+            if name == self.name:
+                return me
+            i = bisect.bisect_left(live, name)
+            if i == len(live) or live[i] != name:
+                return None
+            return i + 1 if i >= me else i
+
+        def at(i: int) -> str:
+            return self.name if i == me else live[i - 1 if i > me else i]
+
+        root_index = index(root)
+        if root_index is None:
+            return []
+        rank = (me - root_index) % n
+        children = []
+        step = 1 << rank.bit_length()
+        while rank + step < n:
+            m = self.membership.get(at((root_index + rank + step) % n))
+            if m is not None:
+                children.append(m)
+            step <<= 1
+        return children
+
+    def _send_tree(self, root: str, hops: int, updates: list[bytes]) -> None:
+        """Send ``updates`` to this member's children in ``root``'s broadcast tree."""
+        if hops >= codec.MAX_TREE_HOPS or not updates:
+            return
+        children = self._tree_children(root)
+        if not children:
+            return
+        marker = codec.encode_message(Tree(root, hops + 1))
+        budget = self._budget() - len(marker)
+        batches: list[list[bytes]] = [[]]
+        used = 0
+        for data in updates:
+            if batches[-1] and (used + len(data) > budget or len(batches[-1]) >= codec.MAX_MESSAGES - 1):
+                batches.append([])
+                used = 0
+            batches[-1].append(data)
+            used += len(data)
+        for child in children:
+            for batch in batches:
+                self._counters.inc("tree_datagrams")
+                self._emit(child.address, [marker, *batch])
+
     def _after(self, now: float) -> None:
         """End of every entry point: apply membership changes to the catalog, eager-push."""
         self._collect_events()
         self._flush_eager(now)
 
     def _flush_eager(self, now: float) -> None:
-        if self._fresh and self.config.eager_push and not self._left:
-            self._gossip_round(now, eager=True)
+        if self.config.eager_push and not self._left:
+            if self._tree_pending:
+                self._send_tree(self.name, 0, self._tree_pending)
+            if self._fresh:
+                self._gossip_round(now, eager=True)
+        self._tree_pending = []
         self._fresh = False
         if len(self._eager_last) > 4 * max(16, self.membership.alive_count()):
             horizon = now - 1.0 / self.config.eager_push_rate
@@ -675,14 +809,25 @@ class NodeCore:
             name = ev.member.name
             if kind in (EventKind.FAILED, EventKind.LEFT):
                 self.catalog.owner_down(name)
+                if kind is EventKind.FAILED:
+                    self._remember_failed(ev.member)
+                else:
+                    self._failed.pop(name, None)
             elif kind is EventKind.JOINED or (
                 kind is EventKind.UPDATED and ev.previous_state is MemberState.SUSPECT
             ):
                 self.catalog.owner_up(name)
+                self._failed.pop(name, None)
             elif kind is EventKind.REAPED:
                 self.catalog.purge_owner(name)
             self._events.append(ev)
         self._events.extend(self.catalog.take_events())
+
+    def _remember_failed(self, member: Member) -> None:
+        self._failed.pop(member.name, None)
+        self._failed[member.name] = (member.address, self._now)
+        if len(self._failed) > _MAX_RECONNECT_CANDIDATES:
+            del self._failed[next(iter(self._failed))]  # the longest dead
 
     # ================================================================ streams
 
@@ -774,6 +919,13 @@ class NodeCore:
             if pp.join:
                 self._events.append(JoinResult(pp.address, True))
                 pp.join = False
+                # Announce ourselves down our own broadcast tree, now that we know the
+                # members; and push-pull again soon, to catch members that joined
+                # concurrently through other seeds (their news may not have reached
+                # our seed yet).
+                self._tree_pending.append(codec.encode_message(self.membership.local_alive()))
+                soon = now + 2 * self.config.probe_interval
+                self._next_push_pull = min(self._next_push_pull, soon)
         elif kind == codec.PP_RECONCILE and pp is not None and sid[0] != "out" and pp.step == 1:
             _, push_obj, want_obj = _args(obj, 3)
             push = codec.decode_transfers(push_obj)

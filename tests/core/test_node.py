@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gossipreg.core import codec
 from gossipreg.core.catalog import CatalogEvent
-from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg
+from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import AuthenticationError, ConfigError, NotFoundError
@@ -253,7 +253,9 @@ def test_probe_of_a_suspect_carries_the_suspicion() -> None:
     probes_sent = stat(a, "probes_sent")
     net.wait_for(lambda: stat(a, "probes_sent") > probes_sent and a._probe is not None
                  and a._probe.target == "c", timeout=10)
-    probe = [d for d in net.sent_by("a", since=t1 + 1e-9) if is_(Ping, target="c")(net.messages(d)[0])]
+    assert a._probe is not None
+    own = is_(Ping, target="c", source="a", seq=a._probe.seq)  # not a ping a relays for b
+    probe = [d for d in net.sent_by("a", since=t1 + 1e-9) if own(net.messages(d)[0])]
     assert len(probe) == 1
     assert probe[0].dst == net.cores["c"].address
     assert any(is_(Suspect, name="c", from_member="a")(m) for m in net.messages(probe[0]))
@@ -352,6 +354,7 @@ def test_push_pull_repairs_what_gossip_missed() -> None:
     net.run(0.05)
     assert has_service(b, "svc2")
     assert [n.id for n in b.get_service("svc1")[0].nodes] == ["svc1-1", "svc1-2"]
+    net.run(2 * net.config.probe_interval + 0.1)  # the extra push-pull a joiner makes soon after
     # The periodic exchange repairs too, within a push-pull interval.
     net.drop = lambda src, dst, data: dst == "b" and carries(net, src, data, RecordMsg)
     c.deregister(service("svc2"), net.now)
@@ -368,6 +371,7 @@ def test_a_joiner_does_not_see_the_registrations_of_a_dead_member() -> None:
     c.register(service("svc-c"), None, net.now)
     net.run(1)
     net.isolate("c")
+    net.down.add("c")  # c is gone for good: reconnect attempts fail too
     net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
     assert not has_service(a, "svc-c")
     d = net.add("d")
@@ -451,6 +455,10 @@ def test_registration_waits_for_a_gossip_round_without_eager_push() -> None:
     net = Net(config=Config.lan(eager_push=False))
     a, b, c = net.cluster("a", "b", "c")
     net.run(2)
+    # Register right after one of a's gossip rounds (the round that carries "warm").
+    a.register(service("warm"), None, net.now)
+    rounds = stat(a, "gossip_datagrams")
+    net.wait_for(lambda: stat(a, "gossip_datagrams") > rounds, timeout=1)
     a.register(service("svc"), None, net.now)
     net.run(3 * net.latency)
     assert not has_service(b, "svc") or not has_service(c, "svc")
@@ -458,6 +466,14 @@ def test_registration_waits_for_a_gossip_round_without_eager_push() -> None:
     assert has_service(b, "svc")
     assert has_service(c, "svc")
     assert stat(a, "eager_pushes") == 0
+
+
+def is_tree(net: Net, out: object) -> bool:
+    """Whether ``out`` is a datagram of the broadcast tree (its first message is a Tree marker)."""
+    if not isinstance(out, SendDatagram):
+        return False
+    core = net.cores["a"]
+    return isinstance(decode_datagram(out.data, core.keyring, core.config.label_bytes)[0], Tree)
 
 
 def test_eager_push_is_rate_limited_per_destination() -> None:
@@ -469,11 +485,12 @@ def test_eager_push_is_rate_limited_per_destination() -> None:
     assert {o.address for o in out if isinstance(o, SendDatagram)} == {b.address, net.cores["c"].address}
     pushes = stat(a, "eager_pushes")
     a.register(service("s2"), None, net.now + 0.001)  # within 1 / eager_push_rate of the last push
-    assert a.take_outbox() == []
+    # Only the broadcast tree (one datagram per child, not rate-limited) goes out.
+    assert [o for o in a.take_outbox() if not is_tree(net, o)] == []
     assert stat(a, "eager_pushes") == pushes
     gap = 1.5 / net.config.eager_push_rate
     a.register(service("s3"), None, net.now + gap)  # later than 1 / eager_push_rate: pushed at once
-    assert len([o for o in a.take_outbox() if isinstance(o, SendDatagram)]) == 2
+    assert len([o for o in a.take_outbox() if isinstance(o, SendDatagram) and not is_tree(net, o)]) == 2
     # s2 was not lost: it waits in the queue for the next gossip round.
     net.now += gap
     net.run(net.config.gossip_interval + 0.01)
@@ -482,12 +499,15 @@ def test_eager_push_is_rate_limited_per_destination() -> None:
 
 def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> None:
     """With large packets and many small updates, a datagram is split at codec.MAX_MESSAGES."""
-    net = Net(config=Config.lan(max_packet_size=65000), insecure=True)
+    # A retransmit budget large enough that the ghosts' alives are still queued at a
+    # when b's probe of a arrives (a spends most of its gossip on the ghosts).
+    net = Net(config=Config.lan(max_packet_size=65000, retransmit_mult=1000), insecure=True)
     a, b = net.cluster("a", "b")
     ghosts = [Alive(f"g{i:04d}", 0, Address("10.200.0.1", 10000 + i)) for i in range(1500)]
     for chunk in (ghosts[:750], ghosts[750:]):
         a.receive_datagram(plain(*chunk), ("10.200.0.1", 1), net.now)
-    net.run(0.5)
+    # b probes a every probe interval; a's ack carries the queued alives, split in two.
+    net.run(1.5 * net.config.probe_interval)
     assert stat(b, "decode_errors") == 0
     assert len(b.members()) == 1502
     for d in net.log:
@@ -939,7 +959,8 @@ def test_next_deadline_ignores_the_gossip_timer_when_nothing_is_queued() -> None
     assert len(a._queue) > 0
     d2 = a.next_deadline()
     assert d2 is not None
-    assert d2 <= max(a._next_gossip, net.now)
+    # The next round on the gossip schedule, not an immediate one.
+    assert net.now < d2 <= net.now + net.config.gossip_interval + 1e-9
 
 
 # ====================================================================== statistics
@@ -956,7 +977,8 @@ DOCUMENTED_COUNTERS = (
     "members_alive", "members_suspect", "members_dead", "members_left", "members_incarnation",
     "members_awareness", "members_suspicions", "members_refutations",
     "catalog_merged", "catalog_expired", "catalog_rejected_drift",
-    "broadcast_queue", "broadcast_dropped", "broadcast_invalidated",
+    "broadcast_queue", "broadcast_dropped", "broadcast_invalidated", "tree_datagrams",
+    "reconnect_attempts",
 )
 
 
