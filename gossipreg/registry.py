@@ -417,6 +417,13 @@ class AsyncRegistry:
             await trio.sleep(55.0)
 
 
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _pick_advertise(bind_host: str, port: int, advertise: str | tuple[str, int] | None) -> Address:
     if advertise is not None:
         host, aport = parse_address(advertise, default_port=port) if isinstance(advertise, str) else advertise
@@ -450,7 +457,9 @@ def _make_keyring(keyring: Keyring | bytes | str | Iterable[str] | None) -> Keyr
     return Keyring.from_base64(list(keyring))
 
 
-def _parse_seeds(seeds: Iterable[str | tuple[str, int]] | None) -> list[tuple[str, int]]:
+def _parse_seeds(seeds: str | Iterable[str | tuple[str, int]] | None) -> list[tuple[str, int]]:
+    if isinstance(seeds, str):  # "h1:p1,h2:p2", as in GOSSIPREG_SEEDS
+        seeds = [part for part in seeds.split(",") if part.strip()]
     out = []
     for s in seeds or ():
         if isinstance(s, str):
@@ -467,7 +476,7 @@ def _parse_seeds(seeds: Iterable[str | tuple[str, int]] | None) -> list[tuple[st
 @contextlib.asynccontextmanager
 async def open_registry(
     bind: str = "127.0.0.1:0",
-    seeds: Iterable[str | tuple[str, int]] | None = None,
+    seeds: str | Iterable[str | tuple[str, int]] | None = None,
     *,
     name: str | None = None,
     keyring: Keyring | bytes | str | Iterable[str] | None = None,
@@ -489,8 +498,9 @@ async def open_registry(
     Args:
         bind: ``host:port`` to bind UDP and TCP on (``[v6]:port`` for IPv6);
             port 0 picks a free one.
-        seeds: ``host:port`` of members to join through; DNS names are
-            re-resolved on every retry. None or empty starts a new cluster.
+        seeds: ``host:port`` of members to join through (a list, or one
+            comma-separated string); DNS names are re-resolved on every retry.
+            None or empty starts a new cluster.
         name: this member's unique name (default: hostname plus a random suffix).
         keyring: the cluster keyring (a :class:`Keyring`, raw key bytes, or
             base64 keys, the first primary); required unless ``insecure``.
@@ -559,23 +569,32 @@ async def open_registry(
         driver = MemberDriver(core, transport, limits=limits, tls=tls_contexts,
                               on_event=lambda ev: registry._on_event(ev))
         registry = AsyncRegistry(core, driver, seed_list)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(driver.run)
-            await registry._join(timeout)
-            nursery.start_soon(registry._rejoin_loop)
-            nursery.start_soon(registry._security_monitor)
-            try:
-                yield registry
-            finally:
-                registry._closed = True
-                with trio.CancelScope(shield=True):
-                    core.leave(driver.now())
-                    driver.flush()
-                    with trio.move_on_after(LEAVE_TIMEOUT):
-                        await driver.drain()
-                for w in list(registry._watchers):
-                    w.stop()
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(driver.run)
+                await registry._join(timeout)
+                nursery.start_soon(registry._rejoin_loop)
+                nursery.start_soon(registry._security_monitor)
+                try:
+                    yield registry
+                finally:
+                    registry._closed = True
+                    with trio.CancelScope(shield=True):
+                        # Send the leave ourselves: when the block is being cancelled, the
+                        # driver's sender task is cancelled with it.
+                        core.leave(driver.now())
+                        with trio.move_on_after(LEAVE_TIMEOUT):
+                            await driver.send_remaining()
+                    for w in list(registry._watchers):
+                        w.stop()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The nursery wraps what it propagates (a JoinError, or the caller's own
+            # exception) in an exception group; callers expect the exception itself.
+            inner = _single(group)
+            if inner is group:
+                raise
+            raise inner from None
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()

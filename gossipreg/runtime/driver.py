@@ -219,6 +219,27 @@ class MemberDriver:
             if not self._send_out.statistics().current_buffer_used:
                 self._idle.set()
 
+    async def send_remaining(self) -> None:
+        """Send, from the calling task, every datagram still queued or in the core's outbox.
+
+        For shutdown: the leave must go out even when the driver's own tasks
+        are being cancelled. Bound it with ``trio.move_on_after``.
+        """
+        pending: list[tuple[bytes, Address]] = [
+            (out.data, out.address) for out in self.core.take_outbox() if isinstance(out, SendDatagram)
+        ]
+        while True:
+            try:
+                pending.append(self._send_out.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        for data, addr in pending:
+            try:
+                await self.transport.send_datagram(data, addr)
+            except OSError as exc:
+                self._count("send_errors")
+                log.debug("gossipreg: send to %s failed: %s", addr, exc)
+
     async def drain(self) -> None:
         """Wait until every queued datagram has been handed to the transport.
 

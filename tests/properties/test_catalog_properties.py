@@ -488,7 +488,9 @@ class CatalogMachine(RuleBasedStateMachine):
     def digest_matches_a_fresh_catalog(self) -> None:
         fresh = new_catalog("fresh")
         fresh.merge(self.cat.records(), self.now)
-        assert self.cat.digest() == fresh.digest()
+        # Owners known to be down take no part in anti-entropy, so not in the digest.
+        expected = {o: v for o, v in fresh.digest().items() if not self.cat._down(o)}
+        assert self.cat.digest() == expected
 
     @invariant()
     def next_deadline_is_not_late(self) -> None:
