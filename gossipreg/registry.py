@@ -374,9 +374,11 @@ class AsyncRegistry:
                             reasons.append(f"{result.address.host}:{result.address.port}: {result.reason}")
                 else:
                     reasons.append("no seed address could be resolved")
-                if trio.current_time() + backoff >= deadline:
+                left = deadline - trio.current_time()
+                if left <= 0:
                     break
-                await trio.sleep(backoff)
+                # Retry with backoff, and once more right at the deadline.
+                await trio.sleep(min(backoff, left))
                 backoff = min(backoff * 2, 2.0)
         finally:
             self._join_waiters.remove(send)

@@ -16,8 +16,8 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import itertools
 import sys
-import textwrap
 from pathlib import Path
 
 from gossipreg.core import config as config_module
@@ -34,7 +34,7 @@ def field_docs() -> dict[str, str]:
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config")
     docs: dict[str, str] = {}
     body = cls.body
-    for stmt, nxt in zip(body, body[1:], strict=False):
+    for stmt, nxt in itertools.pairwise(body):
         if (
             isinstance(stmt, ast.AnnAssign)
             and isinstance(stmt.target, ast.Name)
@@ -65,7 +65,9 @@ def render() -> str:
         vals = [_fmt(name, getattr(p, name)) for p in profiles.values()]
         lines.append(f"| `{name}` | {' | '.join(vals)} |")
     lines.append("")
-    lines.append("(Durations in seconds, rates per second, `max_packet_size` and `max_stream_frame` in bytes.)")
+    lines.append(
+        "(Durations in seconds, rates per second, `max_packet_size` and `max_stream_frame` in bytes.)"
+    )
     for name in fields:
         lines += ["", f"### `{name}`", "", docs.get(name, "(undocumented)")]
     lines += ["", END]

@@ -106,7 +106,21 @@ class MemberDriver:
         self._sleeping_until = math.inf
         self._inbound = 0
         self._in_seq = 0
-        self.counters: dict[str, int] = {}
+        #: Driver counters; every key is present from the start.
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "datagrams_dropped_queue_full",
+                "stream_messages_dropped",
+                "receive_errors",
+                "send_errors",
+                "handler_errors",
+                "stream_connect_failures",
+                "streams_refused_limit",
+                "stream_handshake_failures",
+                "stream_errors",
+            ),
+            0,
+        )
 
     # ------------------------------------------------------------ lifecycle
 

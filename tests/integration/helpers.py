@@ -1,0 +1,217 @@
+"""Shared set-up of the integration tests: real members on 127.0.0.1 sockets."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import trio
+
+from gossipreg.core.config import Config
+from gossipreg.core.errors import NotFoundError
+from gossipreg.core.membership import Address
+from gossipreg.core.model import Node, Service
+from gossipreg.registry import AsyncRegistry, open_registry
+from gossipreg.runtime.transport import NetTransport, StreamHandler, Transport
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+#: Real sockets: the LAN profile (retransmit_mult 4, suspicion_mult 4) with shorter
+#: periods, so detection takes a few seconds yet a loaded host causes no false deaths.
+#: Dead members stay listed (not reaped) for 60 s, so a test can see DEAD or LEFT.
+FAST = Config.lan(
+    probe_interval=0.5,
+    probe_timeout=0.2,
+    gossip_interval=0.1,
+    push_pull_interval=15.0,
+    stream_timeout=2.0,
+    gossip_to_the_dead=60.0,
+)
+
+
+def seed_of(reg: AsyncRegistry) -> str:
+    host, port = reg.address
+    return f"{host}:{port}"
+
+
+def service(name: str, node_id: str, version: str = "1.0.0") -> Service:
+    """A one-node service."""
+    return Service(name, version, nodes=(Node(node_id, "10.99.0.1:8080"),))
+
+
+def visible(reg: AsyncRegistry, svc: Service) -> bool:
+    """Whether ``reg``'s local view holds every node of ``svc``."""
+    try:
+        versions = reg.get_service(svc.name)
+    except NotFoundError:
+        return False
+    ids = {n.id for v in versions if v.version == svc.version for n in v.nodes}
+    return all(n.id in ids for n in svc.nodes)
+
+
+def states(reg: AsyncRegistry) -> dict[str, str]:
+    """Member name -> state, as ``reg`` sees it."""
+    return {m.name: m.state for m in reg.members()}
+
+
+def alive(reg: AsyncRegistry) -> set[str]:
+    return {m.name for m in reg.members() if m.state == "alive"}
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll ``predicate`` every 10 ms until it holds; fail with ``what`` after ``limit`` s.
+
+    Only a bound against hangs: tests never assert how long anything took.
+    Polling, because the state of real members changes on their own timers.
+    """
+    with trio.move_on_after(limit):
+        while not predicate():  # noqa: ASYNC110 - no event to wait on for "every member sees X"
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def cluster(
+    n: int,
+    *,
+    config: Config = FAST,
+    prefix: str = "m",
+    per_member: Callable[[int], dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[list[AsyncRegistry]]:
+    """``n`` members on 127.0.0.1 (each through the first), converged: each sees ``n`` alive.
+
+    ``kwargs`` go to every :func:`open_registry` (default ``keyring=KEY``),
+    ``per_member(i)`` gives extra ones for member ``i``.
+    """
+    kwargs.setdefault("keyring", KEY)
+    async with contextlib.AsyncExitStack() as stack:
+        regs: list[AsyncRegistry] = []
+        for i in range(n):
+            extra = per_member(i) if per_member else {}
+            seeds = [seed_of(regs[0])] if regs else None
+            reg = await stack.enter_async_context(
+                open_registry("127.0.0.1:0", seeds, name=f"{prefix}{i}", config=config, seed=i,
+                              timeout=10.0, **kwargs, **extra)
+            )
+            regs.append(reg)
+        names = {r.name for r in regs}
+        await wait_until(lambda: all(alive(r) == names for r in regs), f"{n} members to see {n} alive")
+        yield regs
+
+
+class KillableTransport(Transport):
+    """A :class:`NetTransport` that can die abruptly, like a process killed with SIGKILL.
+
+    After :meth:`kill` nothing goes out (datagrams vanish, connects fail) and
+    nothing comes in (datagrams are dropped, accepted streams closed), so the
+    member's graceful leave on close never reaches anyone.
+    """
+
+    def __init__(self, inner: NetTransport) -> None:
+        self._inner = inner
+        self.killed = False
+        self._closed = False
+
+    @classmethod
+    async def bind(cls) -> KillableTransport:
+        return cls(await NetTransport.bind("127.0.0.1", 0))
+
+    def kill(self) -> None:
+        self.killed = True
+
+    @property
+    def local_address(self) -> Address:
+        return self._inner.local_address
+
+    async def send_datagram(self, data: bytes, address: Address) -> None:
+        if self.killed:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._inner.send_datagram(data, address)
+
+    async def receive_datagram(self) -> tuple[bytes, Address]:
+        while True:
+            packet = await self._inner.receive_datagram()
+            if not self.killed:
+                return packet
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        if self.killed:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionRefusedError("transport killed")
+        return await self._inner.connect(address)
+
+    async def serve(
+        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
+            if self.killed:
+                await trio.aclose_forcefully(stream)
+                return
+            await handler(stream, peer)
+
+        await self._inner.serve(guarded, task_status=task_status)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._inner.aclose()
+
+
+class Crashable:
+    """A member run by :func:`open_registry` in its own task, that can be stopped three ways.
+
+    :meth:`close` leaves the ``async with`` block (graceful), :meth:`cancel`
+    cancels the task running it, and :meth:`crash` kills the transport first
+    (abrupt, like SIGKILL).
+    """
+
+    def __init__(self) -> None:
+        self.registry: AsyncRegistry | None = None
+        self.transport: KillableTransport | None = None
+        self._scope = trio.CancelScope()
+        self._stop = trio.Event()
+        self._done = trio.Event()
+
+    @property
+    def reg(self) -> AsyncRegistry:
+        assert self.registry is not None
+        return self.registry
+
+    async def run(self, seeds: Sequence[str], *, task_status: trio.TaskStatus[None], **kwargs: Any) -> None:
+        """Run the member; start with ``nursery.start(functools.partial(m.run, seeds, **kwargs))``."""
+        kwargs.setdefault("keyring", KEY)
+        kwargs.setdefault("config", FAST)
+        try:
+            with self._scope:
+                self.transport = await KillableTransport.bind()
+                async with open_registry(seeds=seeds, transport=self.transport, **kwargs) as reg:
+                    self.registry = reg
+                    task_status.started()
+                    await self._stop.wait()
+        finally:
+            if self.transport is not None:
+                with trio.CancelScope(shield=True):
+                    await self.transport.aclose()
+            self._done.set()
+
+    async def crash(self) -> None:
+        """Stop abruptly: no leave, no more packets, sockets closed."""
+        assert self.transport is not None
+        self.transport.kill()
+        self._scope.cancel()
+        await self._done.wait()
+
+    async def cancel(self) -> None:
+        """Cancel the task running the member (``open_registry`` is exited by cancellation)."""
+        self._scope.cancel()
+        await self._done.wait()
+
+    async def close(self) -> None:
+        """Leave the ``async with open_registry(...)`` block normally: a graceful leave."""
+        self._stop.set()
+        await self._done.wait()
