@@ -1,0 +1,4 @@
+"""The ``gossipreg`` command (needs the ``cli`` extra: ``pip install 'gossipreg[cli]'``).
+
+The core library never imports this package.
+"""
