@@ -23,20 +23,33 @@ The network model:
 
 Streams are reliable and ordered while both ends are up and connected; a
 stream to a crashed or unreachable member fails after ``connect_timeout``.
+A datagram reaches whichever process is up at its destination address when
+it arrives (a member restarted meanwhile gets it); a stream message only
+reaches the process the stream was opened to.
+
+Scenarios inject actions at exact virtual times with :meth:`Simulation.schedule`.
+
+Determinism: the keyring's AES-GCM nonces normally start at a random point
+(``os.urandom``); the simulator restarts each member's nonce counter at a
+value derived from the seed, so sealed bytes, and with them the trace hash,
+are reproducible.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gossipreg.core.catalog import Record
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.membership import Address
+from gossipreg.core.model import Service
 from gossipreg.core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
 
 __all__ = ["SimMember", "Simulation"]
@@ -106,6 +119,9 @@ class Simulation:
         self.members: dict[str, SimMember] = {}
         self.by_address: dict[Address, str] = {}
         self._groups: dict[str, int] | None = None
+        self._rest_group = 0
+        # Last arrival time scheduled on each stream direction, to keep streams FIFO.
+        self._stream_tail: dict[tuple[str, StreamId], float] = {}
         # Stream routing: (member, stream id) -> (peer member, peer's stream id, peer generation).
         self._routes: dict[tuple[str, StreamId], tuple[str, StreamId, int]] = {}
         self._in_seq = 0
@@ -133,6 +149,12 @@ class Simulation:
 
     def _new_core(self, name: str, address: Address, skew: float) -> NodeCore:
         rng = random.Random(f"{self.seed}/{name}/{self.rng.random()}")
+        keyring: Keyring | None = None
+        if self.crypto:
+            keyring = Keyring(_KEY)
+            # Keyring starts its nonce counter at os.urandom: make it a function of the seed
+            # so that sealed bytes (and the trace hash) are reproducible.
+            keyring._nonces = itertools.count(rng.getrandbits(95))
         return NodeCore(
             name,
             address,
@@ -140,13 +162,17 @@ class Simulation:
             rng=rng,
             wall_clock=lambda: EPOCH + self.now + skew,
             now=self.now,
-            keyring=Keyring(_KEY) if self.crypto else None,
+            keyring=keyring,
             insecure=not self.crypto,
         )
 
     def alive_members(self) -> list[SimMember]:
         """Members whose process is up (paused ones included)."""
         return [m for m in self.members.values() if m.up]
+
+    def live_members(self) -> list[SimMember]:
+        """Members whose process is up and has not left the cluster."""
+        return [m for m in self.members.values() if m.up and not m.core.left]
 
     def join_all(self, seed_member: str | None = None) -> None:
         """Every member joins through ``seed_member`` (default: the first)."""
@@ -167,6 +193,7 @@ class Simulation:
         m.up = False
         m.backlog.clear()
         m.timer_at = None
+        m.paused_until = 0.0
 
     def restart(self, name: str, seeds: list[str]) -> None:
         """Bring a crashed member back as a fresh process and join through ``seeds``."""
@@ -190,14 +217,30 @@ class Simulation:
         m.core.leave(self.now)
         self._drain(m)
 
+    def register(self, name: str, service: Service, ttl: float | None = None) -> list[Record]:
+        """``name`` registers ``service`` (as its owner) now; returns the records written."""
+        m = self.members[name]
+        records = m.core.register(service, ttl, self.now)
+        self._drain(m)
+        return records
+
+    def deregister(self, name: str, service: Service) -> list[Record]:
+        """``name`` deregisters ``service`` now; returns the tombstones written."""
+        m = self.members[name]
+        records = m.core.deregister(service, self.now)
+        self._drain(m)
+        return records
+
     def partition(self, *groups: list[str]) -> None:
         """Split the network: members in different groups cannot reach each other.
         Members not named form one more group."""
         mapping: dict[str, int] = {}
         for i, g in enumerate(groups):
             for name in g:
+                if name not in self.members:
+                    raise KeyError(f"unknown member {name!r}")
                 mapping[name] = i
-        rest = len(groups)
+        self._rest_group = rest = len(groups)
         self._groups = {name: mapping.get(name, rest) for name in self.members}
 
     def heal(self) -> None:
@@ -206,13 +249,24 @@ class Simulation:
 
     def connected(self, a: str, b: str) -> bool:
         """Whether the network lets ``a`` reach ``b``."""
-        return self._groups is None or self._groups.get(a, -1) == self._groups.get(b, -1)
+        groups = self._groups
+        if groups is None:
+            return True
+        rest = self._rest_group  # members added after the split belong to the unnamed group
+        return groups.get(a, rest) == groups.get(b, rest)
 
     # ------------------------------------------------------------ the clock
 
     def _push(self, at: float, event: tuple[Any, ...]) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, event))
+
+    def schedule(self, at: float, action: Callable[[], object]) -> None:
+        """Call ``action()`` at virtual time ``at`` (at once if it is in the past).
+
+        Actions scheduled for the same time run in the order they were scheduled,
+        after the deliveries already queued for that time."""
+        self._push(max(at, self.now), ("call", "", 0, action))
 
     def run_until(self, t: float) -> None:
         """Process every event up to virtual time ``t`` and set the clock to ``t``."""
@@ -243,6 +297,9 @@ class Simulation:
 
     def _dispatch(self, seq: int, event: tuple[Any, ...]) -> None:
         kind = event[0]
+        if kind == "call":
+            event[3]()
+            return
         if kind == "resume":
             m = self.members[event[1]]
             if m.up and m.generation == event[2] and self.now >= m.paused_until:
@@ -252,8 +309,10 @@ class Simulation:
                 self._reschedule(m, force=True)
             return
         m = self.members[event[1]]
-        if not m.up or m.generation != event[2]:
-            # The process is gone (crashed, or restarted since): nothing arrives.
+        if not m.up or (m.generation != event[2] and kind != "datagram"):
+            # The process is gone (crashed, or restarted since): nothing arrives. A datagram
+            # reaches whichever process listens at the address now; streams, timers and
+            # stream failures belong to the process they were made for.
             if kind in ("datagram", "stream"):
                 self.stats["to_down"] += 1
             if kind == "stream":
@@ -303,6 +362,7 @@ class Simulation:
                 self._send_stream(m, out)
             elif isinstance(out, CloseStream):
                 self._routes.pop((m.name, out.stream), None)
+                self._stream_tail.pop((m.name, out.stream), None)
         for ev in m.core.take_events():
             if self.on_event is not None:
                 self.on_event(self, m, ev)
@@ -353,8 +413,11 @@ class Simulation:
         route = self._routes.get((m.name, out.stream))
         if route is None:
             dest = self.by_address.get(out.address)
-            if dest is None:
-                self._push(self.now + self.connect_timeout, ("stream_failed", m.name, m.generation, out.stream))
+            if dest is None or not self.connected(m.name, dest):
+                if dest is not None:
+                    self.stats["partitioned"] += 1
+                self.stats["streams_failed"] += 1
+                self._fail_stream_soon(m, out.stream)
                 return
             self._in_seq += 1
             peer_sid: StreamId = ("in", self._in_seq)
@@ -366,7 +429,14 @@ class Simulation:
         if not self.connected(m.name, dest):
             self.stats["partitioned"] += 1
             self.stats["streams_failed"] += 1
-            self._push(self.now + self.connect_timeout, ("stream_failed", m.name, m.generation, out.stream))
+            self._fail_stream_soon(m, out.stream)
             return
-        self._push(self.now + self._link_delay(),
-                   ("stream", dest, gen, peer_sid, m.address, out.data, (m.name, out.stream, m.generation)))
+        # Reliable and ordered: a message never overtakes the previous one on its stream.
+        tail_key = (m.name, out.stream)
+        at = max(self.now + self._link_delay(), self._stream_tail.get(tail_key, 0.0))
+        self._stream_tail[tail_key] = at
+        sender = (m.name, out.stream, m.generation)
+        self._push(at, ("stream", dest, gen, peer_sid, m.address, out.data, sender))
+
+    def _fail_stream_soon(self, m: SimMember, stream: StreamId) -> None:
+        self._push(self.now + self.connect_timeout, ("stream_failed", m.name, m.generation, stream))

@@ -1,0 +1,321 @@
+"""Whole-cluster scenarios on the discrete-event simulator.
+
+Every test runs real NodeCores on a virtual clock (simulations.engine) and
+asserts invariants of the protocol, never wall-clock timings.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossipreg.core.config import Config
+from gossipreg.core.membership import EventKind, MemberEvent, MemberState
+from gossipreg.core.node import NodeEvent
+from simulations.engine import SimMember, Simulation
+from simulations.scenario import RunParams, run
+
+from .helpers import cluster, key_of, records_equal, service, visible_at, wait
+
+
+def detection_bound(config: Config, n: int) -> float:
+    """Lifeguard: the longest suspicion (no confirmation) plus a few protocol periods
+    for the crashed member to be probed and for the death to spread."""
+    return config.suspicion_timeout_bounds(n)[1] + 3 * config.probe_interval
+
+
+# ---------------------------------------------------------------- join and spread
+
+
+def test_fifty_members_join_and_converge() -> None:
+    sim, tracker = cluster(50)
+    assert tracker.join_converged_at is not None
+    assert tracker.all_alive_everywhere()
+    for m in sim.live_members():
+        states = [x.state for x in m.core.members()]
+        assert states == [MemberState.ALIVE] * 50, m.name
+    assert tracker.false_dead_events == 0
+
+
+def test_registrations_reach_every_member() -> None:
+    sim, tracker = cluster(30, seed=2)
+    rng = random.Random(2)
+    services = []
+    for i in range(20):
+        owner = rng.choice(list(sim.members))
+        svc = service(f"svc-{i}", f"{owner}-{i}")
+        services.append(svc)
+        sim.register(owner, svc)
+        tracker.watch_spread(key_of(svc))
+        sim.run_for(0.05)
+    # Gossip reaches almost everyone within a second; the rare member every copy missed
+    # (infection-style dissemination has a tail) is repaired by push-pull anti-entropy.
+    n = len(sim.members)
+    wait(sim, lambda: tracker.pending_spreads() == 0, limit=3 * sim.config.push_pull_interval_for(n))
+    for m in sim.live_members():
+        for svc in services:
+            assert visible_at(m, svc), (m.name, svc.name)
+    sim.run_for(5.0)
+    assert records_equal(sim)
+
+
+# ---------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_crashed_member_declared_dead_by_all_within_the_lifeguard_bound(seed: int) -> None:
+    n = 30
+    sim, tracker = cluster(n, seed=seed)
+    victims = ["m0007", "m0021"]
+    svcs = {v: service(f"svc-{v}", f"{v}-node") for v in victims}
+    for v, svc in svcs.items():
+        sim.register(v, svc)
+        tracker.watch_spread(key_of(svc))
+    wait(sim, lambda: tracker.pending_spreads() == 0, limit=5.0)
+    sim.run_for(2.0)
+    crashes = [tracker.crash(v) for v in victims]
+    bound = detection_bound(sim.config, n)
+    wait(sim, lambda: tracker.pending_crashes() == 0, limit=bound + 1.0)
+    for c in crashes:
+        first, everywhere = c.first_seconds(), c.all_seconds()
+        assert first is not None
+        assert everywhere is not None
+        assert first <= everywhere <= bound, (c, bound)
+    for v, svc in svcs.items():
+        assert tracker.nowhere(key_of(svc))
+        for m in sim.live_members():
+            assert not visible_at(m, svc), (m.name, v)
+            assert m.core.membership.get(v) is not None
+            assert m.core.membership.get(v).state is MemberState.DEAD  # type: ignore[union-attr]
+    assert tracker.false_dead_events == 0
+
+
+def _no_false_deaths(n: int, seconds: float, seed: int, loss: float) -> None:
+    sim, tracker = cluster(n, seed=seed, loss=loss)
+    sim.run_for(seconds)
+    assert tracker.false_dead == 0, tracker.unrefuted_false_deaths()
+    assert tracker.all_live_everywhere()  # ALIVE, or SUSPECT for the moment: never DEAD
+    assert tracker.suspicions > 0  # the loss did make members suspect each other
+
+
+def test_no_unrefuted_false_deaths_over_ten_minutes_at_5_percent_loss() -> None:
+    _no_false_deaths(25, 600.0, seed=5, loss=0.05)
+
+
+def test_no_unrefuted_false_deaths_at_20_percent_loss() -> None:
+    # Heavy loss: some deaths are declared (and refuted); none may stand.
+    _no_false_deaths(20, 120.0, seed=6, loss=0.20)
+
+
+@pytest.mark.slow
+def test_no_unrefuted_false_deaths_large_cluster() -> None:
+    _no_false_deaths(100, 600.0, seed=7, loss=0.05)
+
+
+# ---------------------------------------------------------------- partitions
+
+
+def _halves(sim: Simulation) -> tuple[list[str], list[str]]:
+    names = list(sim.members)
+    return names[: len(names) // 2], names[len(names) // 2 :]
+
+
+@pytest.mark.parametrize(
+    "duration", [3.0, 20.0, 60.0], ids=["before-suspicions-expire", "after-deaths", "after-reaping"]
+)
+def test_partition_then_heal_gives_identical_views(duration: float) -> None:
+    config = Config.lan(push_pull_interval=5.0)
+    sim, tracker = cluster(20, seed=6, config=config)
+    left, right = _halves(sim)
+    sim.partition(left, right)
+    svcs = []
+    for side in (left, right):
+        for i, owner in enumerate(side[:3]):
+            svc = service(f"svc-{owner}", f"{owner}-{i}")
+            sim.register(owner, svc)
+            svcs.append(svc)
+    sim.run_for(duration)
+    pairs = [(a, b) for a in left for b in right]
+    cross = [tracker.sees(a, b) for a, b in pairs] + [tracker.sees(b, a) for a, b in pairs]
+    if duration > 10:
+        # Members of the other side have been declared dead. (Not necessarily all: with
+        # half its probes failing, a member's Lifeguard awareness slows its probing.)
+        assert MemberState.DEAD in cross or None in cross
+    if duration > 50:
+        # Some were reaped: only the reconnect attempts to failed members (serf's
+        # reconnect) can merge the two sides now.
+        assert None in cross
+    sim.heal()
+    wait(sim, tracker.all_alive_everywhere, limit=3 * sim.config.reconnect_interval)
+    wait(sim, lambda: records_equal(sim), limit=6 * config.push_pull_interval, step=0.5)
+    for m in sim.live_members():
+        for svc in svcs:
+            assert visible_at(m, svc), (m.name, svc.name)
+    assert tracker.false_dead == 0
+
+
+@pytest.mark.parametrize("owner_side", ["majority", "minority"])
+def test_deleted_registration_never_resurrects(owner_side: str) -> None:
+    """Deregister while part of the cluster is cut off (and so still holds the live
+    record); after the heal, anti-entropy must spread the tombstone, not the record."""
+    config = Config.lan(push_pull_interval=5.0)
+    sim, tracker = cluster(20, seed=7, config=config)
+    names = list(sim.members)
+    away = names[12:]
+    owner = "m0003" if owner_side == "majority" else "m0015"
+    svc = service("doomed", "doomed-1")
+    key = key_of(svc)
+    sim.register(owner, svc)
+    wait(sim, lambda: tracker.everywhere(key), limit=5.0)
+    sim.partition(away)
+    sim.run_for(0.5)
+    sim.deregister(owner, svc)
+    sim.run_for(3.0)  # heal before the suspicions started by the split expire
+    near = set(away) if owner in away else set(names) - set(away)
+    assert tracker.key_holders(key) >= set(names) - near  # the far side still has it
+    tombstoned: set[str] = set()
+    resurrections: list[tuple[float, str]] = []
+
+    def scan() -> None:
+        for m in sim.live_members():
+            rec = m.core.catalog.get(key)
+            if rec is not None and rec.deleted:
+                tombstoned.add(m.name)
+            elif m.name in tombstoned:
+                resurrections.append((sim.now, m.name))
+
+    scan()
+    assert owner in tombstoned
+    assert tombstoned <= near
+    sim.heal()
+    end = sim.now + 10 * config.push_pull_interval
+    while sim.now < end:
+        sim.run_for(0.25)
+        scan()
+    assert resurrections == []
+    assert tombstoned == set(names)  # everyone holds the death certificate
+    assert tracker.nowhere(key)
+    assert tracker.all_alive_everywhere()
+    for m in sim.live_members():
+        assert not visible_at(m, svc)
+    assert records_equal(sim)
+    # A suspicion started during the split may still expire after the heal if the suspect
+    # is not probed in time; the death must then be refuted.
+    assert tracker.false_dead == 0
+
+
+# ---------------------------------------------------------------- restarts and leaves
+
+
+@pytest.mark.parametrize("detected", [True, False], ids=["after-detection", "before-detection"])
+def test_restarted_member_wins_over_its_old_incarnation(detected: bool) -> None:
+    config = Config.lan(push_pull_interval=5.0)
+    sim, tracker = cluster(20, seed=8, config=config)
+    name = "m0009"
+    old = [service("old-a", f"{name}-a"), service("old-b", f"{name}-b")]
+    kept = service("kept", f"{name}-k")
+    for svc in [*old, kept]:
+        sim.register(name, svc)
+    wait(sim, lambda: all(tracker.everywhere(key_of(s)) for s in [*old, kept]), limit=5.0)
+    # Raise its incarnation first: have it refute a suspicion, so "higher" means something.
+    sim.partition([name])
+    wait(sim, lambda: len(tracker.holding(name, MemberState.SUSPECT)) > 0, limit=20.0)
+    sim.heal()
+    wait(sim, lambda: tracker.all_hold(name, MemberState.ALIVE), limit=20.0)
+    old_inc = max(m.core.membership.get(name).incarnation for m in sim.live_members() if m.name != name)  # type: ignore[union-attr]
+    assert old_inc >= 1
+
+    tracker.crash(name)
+    if detected:
+        wait(sim, lambda: tracker.pending_crashes() == 0, limit=detection_bound(config, 20) + 1)
+    else:
+        sim.run_for(0.5)
+    tracker.restart(name, ["m0000"])
+    sim.register(name, kept)
+
+    def settled() -> bool:
+        return (
+            tracker.all_hold(name, MemberState.ALIVE)
+            and all(tracker.nowhere(key_of(s)) for s in old)
+            and tracker.everywhere(key_of(kept))
+        )
+
+    wait(sim, settled, limit=60.0)
+    sim.run_for(3 * config.push_pull_interval)
+    assert settled()
+    new_inc = sim.members[name].core.membership.local.incarnation
+    assert new_inc > old_inc
+    for m in sim.live_members():
+        if m.name != name:
+            rec = m.core.membership.get(name)
+            assert rec is not None
+            assert rec.state is MemberState.ALIVE
+            assert rec.incarnation == new_inc
+        for s in old:
+            assert not visible_at(m, s), (m.name, s.name)
+            stored = m.core.catalog.get(key_of(s))
+            assert stored is None or stored.deleted
+        assert visible_at(m, kept)
+    assert records_equal(sim)
+    assert tracker.false_dead == 0
+
+
+def test_graceful_leave_is_not_a_failure() -> None:
+    failed: list[tuple[str, str]] = []
+
+    def on_event(sim: Simulation, member: SimMember, event: NodeEvent) -> None:
+        if isinstance(event, MemberEvent) and event.kind is EventKind.FAILED:
+            failed.append((member.name, event.member.name))
+
+    sim, tracker = cluster(20, seed=9, listeners=[on_event])
+    name = "m0004"
+    svc = service("leaving", f"{name}-1")
+    sim.register(name, svc)
+    wait(sim, lambda: tracker.everywhere(key_of(svc)), limit=5.0)
+    tracker.leave(name)
+    wait(sim, lambda: tracker.all_hold(name, MemberState.LEFT), limit=5.0)
+    for m in sim.live_members():
+        assert not visible_at(m, svc), m.name
+    # And it stays that way (no suspicion of the silent member turns into a death)
+    # until it is reaped.
+    sim.run_for(sim.config.gossip_to_the_dead - 1.0)
+    assert tracker.all_hold(name, MemberState.LEFT)
+    sim.run_for(5.0)
+    assert all(tracker.sees(m.name, name) is None for m in sim.live_members())
+    assert failed == []
+    assert tracker.nowhere(key_of(svc))
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_trace_different_seed_different_trace() -> None:
+    params = RunParams(nodes=12, seconds=15.0, seed=11, crash=1, registrations=5, loss=0.02)
+    a, b = run(params), run(params)
+    c = run(RunParams(**{**params.__dict__, "seed": 12}))
+    assert a["trace_hash"] == b["trace_hash"]
+    assert a["trace_hash"] != c["trace_hash"]
+    strip = ("wall_seconds",)
+    assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+# ---------------------------------------------------------------- full size (slow)
+
+
+@pytest.mark.slow
+def test_full_size_run_meets_every_invariant() -> None:
+    n = 200
+    report = run(RunParams(nodes=n, seconds=90.0, seed=21, crash=3, registrations=20, loss=0.01))
+    config = Config.lan()
+    assert report["join_converged_s"] is not None
+    spread = report["registration_spread_s"]
+    assert spread["complete"] == spread["n"] == 20
+    bound = detection_bound(config, n)
+    for c in report["detection_s"]["crashes"]:
+        assert c["first"] is not None
+        assert c["all"] is not None
+        assert c["first"] <= c["all"] <= bound
+    assert report["false_dead"] == 0
+    assert report["views_equal"] is True
+    assert report["live_members"] == n - 3
