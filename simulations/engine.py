@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,10 +150,9 @@ class Simulation:
         rng = random.Random(f"{self.seed}/{name}/{self.rng.random()}")
         keyring: Keyring | None = None
         if self.crypto:
-            keyring = Keyring(_KEY)
-            # Keyring starts its nonce counter at os.urandom: make it a function of the seed
-            # so that sealed bytes (and the trace hash) are reproducible.
-            keyring._nonces = itertools.count(rng.getrandbits(95))
+            # The nonce counter starts from the seed, not os.urandom, so that sealed
+            # bytes (and the trace hash) are reproducible.
+            keyring = Keyring(_KEY, nonce_start=rng.getrandbits(95))
         return NodeCore(
             name,
             address,

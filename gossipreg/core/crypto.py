@@ -109,6 +109,9 @@ class Keyring:
         primary: the key that seals; 16, 24 or 32 bytes.
         secondaries: further keys tried when opening. Duplicates (and a copy of
             the primary) are ignored.
+        nonce_start: where the nonce counter starts. Leave it out (a random
+            start) everywhere but in the deterministic simulator, which derives
+            it from its seed so that runs repeat byte for byte.
 
     Raises:
         ConfigError: a key is not bytes or has the wrong length.
@@ -116,11 +119,21 @@ class Keyring:
 
     __slots__ = ("_nonces", "_ring")
 
-    def __init__(self, primary: BytesLike, secondaries: Iterable[BytesLike] = ()) -> None:
+    def __init__(
+        self,
+        primary: BytesLike,
+        secondaries: Iterable[BytesLike] = (),
+        *,
+        nonce_start: int | None = None,
+    ) -> None:
         first = _check_key(primary, "primary")
+        if nonce_start is None:
+            nonce_start = int.from_bytes(os.urandom(NONCE_SIZE), "big")
+        elif not 0 <= nonce_start <= _NONCE_MASK:
+            raise ConfigError("nonce_start: must be a 96-bit non-negative integer")
         # itertools.count's __next__ is atomic under the GIL: no nonce is handed out twice
         # even if two threads seal at once.
-        self._nonces = itertools.count(int.from_bytes(os.urandom(NONCE_SIZE), "big"))
+        self._nonces = itertools.count(nonce_start)
         self._ring: list[tuple[bytes, AESGCM]] = [(first, AESGCM(first))]
         for i, key in enumerate(secondaries):
             raw = _check_key(key, f"secondaries[{i}]")
