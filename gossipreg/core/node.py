@@ -37,8 +37,17 @@ Dissemination
     into the broadcast queue and ride on every datagram; a gossip round every
     ``gossip_interval`` sends them to ``gossip_nodes`` random members. With
     ``eager_push`` a fresh update is also sent at once to ``gossip_nodes``
-    members, rate-limited per destination (``eager_push_rate``), so spread
-    time approaches hop latency instead of hops x ``gossip_interval``.
+    members, rate-limited per destination (``eager_push_rate``), and an
+    update this member *originates* goes down a binomial broadcast tree over
+    the live members (``docs/protocol.md``), which every member forwards at
+    once. Spread time then approaches ``log2 n`` hop latencies instead of
+    hops x ``gossip_interval``, and random gossip repairs what the tree misses.
+
+Reconnect
+    Every ``reconnect_interval`` one random member declared dead within
+    ``reconnect_timeout`` is sent a push-pull (serf's reconnect), so that two
+    sides of a long partition, each believing the other dead, merge again when
+    the network heals.
 
 Anti-entropy (push-pull, over streams)
     Every ``push_pull_interval`` (scaled with the cluster size) and at join,
