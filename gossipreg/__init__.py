@@ -10,6 +10,8 @@ or ``core`` modules.
 
 from __future__ import annotations
 
+from .core.config import Config
+from .core.crypto import Keyring
 from .core.errors import (
     ClockDriftError,
     ConfigError,
@@ -37,16 +39,19 @@ from .default import (
 )
 from .registry import AsyncRegistry, Member, Result, Watcher, open_registry
 from .sync import KeepAlive, Registry, SyncWatcher
+from .tls import TLSFiles
 
 __all__ = [
     "AsyncRegistry",
     "ClockDriftError",
+    "Config",
     "ConfigError",
     "DecodeError",
     "Endpoint",
     "InvalidServiceError",
     "JoinError",
     "KeepAlive",
+    "Keyring",
     "Member",
     "Node",
     "NotFoundError",
@@ -55,6 +60,7 @@ __all__ = [
     "Result",
     "Service",
     "SyncWatcher",
+    "TLSFiles",
     "Value",
     "WatchOverflowError",
     "Watcher",
