@@ -491,6 +491,27 @@ class Catalog:
 
     # ------------------------------------------------------------------ merge
 
+    def is_stale(self, key: Key, stamp: int, owner: str, deleted: bool) -> bool:
+        """Whether a record with these fields would change nothing here, judged
+        before it is fully decoded.
+
+        True (and counted as a duplicate or stale) if the stored record for
+        ``key`` is newer, or is this very version (same stamp, owner and
+        deleted flag). A tie with different content is not judged here: it
+        takes the full path, where the deterministic tiebreak decides.
+        """
+        e = self._records.get(key)
+        if e is None:
+            return False
+        cur = e.record
+        if (cur.stamp, cur.owner, cur.deleted) > (stamp, owner, deleted):
+            self.counters["stale"] += 1
+            return True
+        if (cur.stamp, cur.owner, cur.deleted) == (stamp, owner, deleted):
+            self.counters["duplicates"] += 1
+            return True
+        return False
+
     def merge(self, records: Iterable[Record], now: float) -> MergeResult:
         """Merge remote records received just now (age 0)."""
         return self.merge_aged(((r, 0.0) for r in records), now)

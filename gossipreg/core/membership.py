@@ -621,6 +621,27 @@ class Membership:
         self._transition(old, new)
         return Outcome(Action.APPLIED, new, (msg,))
 
+    def alive_is_stale(self, name: str, incarnation: int, host: object, port: object) -> bool:
+        """Whether an ``alive`` is certainly stale, judged before it is fully decoded.
+
+        True (and counted as stale) for another member already known at the
+        same address with an incarnation at least as high: :meth:`on_alive`
+        would ignore it. Anything else (this member, a new member, another
+        address, a higher incarnation) returns False and takes the full path.
+        A fast path for the flood of repeated alives while many members join.
+        """
+        old = self._members.get(name)
+        if (
+            old is None
+            or name == self._name
+            or incarnation > old.incarnation
+            or old.address.host != host
+            or old.address.port != port
+        ):
+            return False
+        self._counters.stale += 1
+        return True
+
     def on_suspect(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
         """``from_member`` suspects ``name`` at ``incarnation``."""
         _check_incarnation(incarnation)

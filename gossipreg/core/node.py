@@ -185,7 +185,7 @@ _COUNTER_NAMES = (
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
-    "tree_datagrams", "reconnect_attempts",
+    "tree_datagrams", "reconnect_attempts", "stale_skipped",
     "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
     "incarnation_overflows",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
@@ -202,6 +202,8 @@ class _Counters:
 
 
 _STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
+#: Message types that are updates (gossiped, and forwarded down broadcast trees).
+_UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, codec.RECORD})
 #: Tolerance for comparing times computed along different paths (float rounding).
 _EPSILON = 1e-9
 #: Most members remembered as reconnect candidates.
@@ -320,7 +322,8 @@ class NodeCore:
         * rejected input: ``auth_failures`` (wrong key or label, tampered),
           ``plaintext_rejected`` (plaintext to a sealed member),
           ``sealed_received_while_insecure``, ``decode_errors`` (per bad
-          datagram, message or stream message), ``pings_misdirected`` (a ping
+          datagram, message or stream message), ``stale_skipped`` (updates
+          judged already known before decoding), ``pings_misdirected`` (a ping
           for another member's name), ``records_rejected_drift``,
           ``incarnation_overflows`` (an accusation this member could not refute
           because its incarnation would pass the largest encodable one);
@@ -511,6 +514,14 @@ class NodeCore:
         tree: Tree | None = None
         forward: list[bytes] = []
         for i, raw in enumerate(raw_messages):
+            # Updates of a tree datagram are passed on whether or not they are new here;
+            # every receiver decodes (and so checks) them itself.
+            passes_on = i > 0 and tree is not None and self._is_update(raw)
+            if self._known_stale(raw):
+                c.inc("stale_skipped")
+                if passes_on:
+                    forward.append(codec.pack(raw))
+                continue
             try:
                 msg = codec.decode_message(raw)
             except DecodeError:
@@ -520,7 +531,7 @@ class NodeCore:
                 if i == 0:
                     tree = msg
                 continue
-            if tree is not None and isinstance(msg, Alive | Suspect | Dead | Leave | RecordMsg):
+            if passes_on:
                 forward.append(codec.pack(raw))
             self._handle(msg, Address(*address), now)
         if tree is not None:
@@ -589,6 +600,43 @@ class NodeCore:
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
                     self._queue_message(b)
+
+    @staticmethod
+    def _is_update(raw: object) -> bool:
+        return type(raw) is list and bool(raw) and raw[0] in _UPDATE_TYPES and type(raw[0]) is int
+
+    def _known_stale(self, raw: object) -> bool:
+        """Skip, before decoding, an update this member certainly has already.
+
+        While many members join, most datagrams repeat alives and records every
+        member has; judging them from a few raw fields saves their validation.
+        Anything not certainly stale is decoded and handled in full.
+        """
+        if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
+            return False
+        kind = raw[0]
+        if kind == codec.ALIVE and len(raw) == 6:
+            name, inc = raw[1], raw[2]
+            return (
+                type(name) is str
+                and type(inc) is int
+                and self.membership.alive_is_stale(name, inc, raw[3], raw[4])
+            )
+        if kind == codec.RECORD and len(raw) == 2:
+            rec = raw[1]
+            if type(rec) is not list or len(rec) != 9:
+                return False
+            service, version, node_id, owner, stamp, _ttl, deleted = rec[:7]
+            return (
+                type(service) is str
+                and type(version) is str
+                and type(node_id) is str
+                and type(owner) is str
+                and type(stamp) is int
+                and type(deleted) is bool
+                and self.catalog.is_stale((service, version, node_id), stamp, owner, deleted)
+            )
+        return False
 
     def _overflows(self, name: str, incarnation: int) -> bool:
         """Whether a message about this member at ``incarnation`` could only be refuted

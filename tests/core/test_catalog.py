@@ -1416,3 +1416,26 @@ def test_digest_after_collection_matches_a_fresh_catalog() -> None:
     assert a.get(t2.key) is None
     b.merge([k1], 0.0)
     assert a.digest() == b.digest()
+
+
+def test_is_stale_fast_path_agrees_with_merge() -> None:
+    """The pre-decode check says stale only where merge would change nothing."""
+    from gossipreg.core.catalog import Catalog as _Catalog
+    from gossipreg.core.catalog import Record as _Record
+    from gossipreg.core.hlc import HybridClock as _HybridClock
+    from gossipreg.core.model import Node as _Node
+
+    wall = 1_800_000_000.0
+    cat = _Catalog("me", _HybridClock(lambda: wall))
+    key = ("svc", "1", "n1")
+    rec = _Record("svc", "1", "n1", "o", 100 << 16, None, False, _Node("n1", "h:1"))
+    cat.merge([rec], 0.0)
+    assert cat.is_stale(key, 100 << 16, "o", False)  # the same version
+    assert cat.is_stale(key, 99 << 16, "z", False)  # older
+    assert not cat.is_stale(key, 101 << 16, "o", False)  # newer
+    assert not cat.is_stale(key, 100 << 16, "o", True)  # a tombstone of the same stamp wins the tie
+    assert not cat.is_stale(("svc", "1", "n2"), 1, "o", False)  # unknown key
+    assert cat.counters["duplicates"] == 1
+    assert cat.counters["stale"] == 1
+    older = _Record("svc", "1", "n1", "z", 99 << 16, None, False, _Node("n1", "h:2"))
+    assert cat.merge([older], 1.0).accepted == []

@@ -788,3 +788,27 @@ def test_invariants_under_random_traffic(steps: list[tuple[Alive | Suspect | Dea
             del seen[gone]
         deadline = m.next_deadline()
         assert deadline is None or deadline > now
+
+
+def test_alive_is_stale_fast_path_agrees_with_on_alive() -> None:
+    """The pre-decode check says stale only where on_alive would ignore the message."""
+    import random as _random
+
+    from gossipreg.core.config import Config as _Config
+    from gossipreg.core.membership import Action as _Action
+    from gossipreg.core.membership import Membership as _Membership
+
+    m = _Membership("me", ("10.0.0.1", 1), _Config.lan(), _random.Random(0), 0.0)
+    m.on_alive("b", 3, ("10.0.0.2", 1), b"", 0.0)
+    stale_before = m.statistics().stale
+    assert m.alive_is_stale("b", 3, "10.0.0.2", 1)
+    assert m.alive_is_stale("b", 2, "10.0.0.2", 1)
+    assert m.statistics().stale == stale_before + 2
+    assert not m.alive_is_stale("b", 4, "10.0.0.2", 1)  # news: a higher incarnation
+    assert not m.alive_is_stale("b", 3, "10.0.0.9", 1)  # another address: the conflict rule decides
+    assert not m.alive_is_stale("c", 0, "10.0.0.3", 1)  # unknown: a join
+    assert not m.alive_is_stale("me", 0, "10.0.0.1", 1)  # about this member: refutation rules
+    # Wherever the fast path says stale, the full handler ignores the message too.
+    for inc in (0, 1, 2, 3):
+        assert m.alive_is_stale("b", inc, "10.0.0.2", 1)
+        assert m.on_alive("b", inc, ("10.0.0.2", 1), b"", 1.0).action is _Action.IGNORED
