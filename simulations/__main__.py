@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--push-pull-interval", type=_seconds, default=None, metavar="SECONDS",
                    help="override the profile's anti-entropy interval")
     r.add_argument("--no-eager-push", dest="eager_push", action="store_false",
-                   help="disable eager push: fresh updates wait for the next gossip round")
+                   help="disable eager push: fresh updates wait for the next gossip round"
+                   "%(default).0s")  # (no "default: True" for a switch that turns something off)
     r.add_argument("--no-crypto", dest="crypto", action="store_false",
-                   help="run plaintext instead of sealing with AES-GCM (faster for large runs)")
+                   help="run plaintext instead of sealing with AES-GCM (faster for large runs)%(default).0s")
     r.add_argument("--idle-window", type=_seconds, default=None, metavar="W",
                    help="length of the final quiet window measured as idle traffic "
                    "(default: min(10, S/4))")
