@@ -4,8 +4,9 @@ The driver owns no protocol logic. It runs four kinds of task in one nursery:
 
 * a **receive loop** feeding datagrams to the core;
 * a **timer loop** sleeping until the core's ``next_deadline()`` and calling
-  ``tick``. It is woken early only when a call moved the deadline earlier,
-  so an idle member wakes for its probe cycle and little else;
+  ``tick``. Every call into the core moves its wake-up to the new deadline,
+  earlier or later, so an idle member wakes once per probe cycle (a probe
+  answered in time cancels its timeout) and for little else;
 * a **sender** draining a bounded queue of outgoing datagrams (a full queue
   drops, like a full socket buffer, and counts);
 * **stream tasks**, one per open stream: outbound ones connect (with TLS if
@@ -21,6 +22,7 @@ the member carries on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import ssl
@@ -37,6 +39,9 @@ from .transport import Transport
 __all__ = ["DriverLimits", "MemberDriver", "TLSContexts"]
 
 log = logging.getLogger("gossipreg")
+
+#: Seconds between two warnings of the same cause (see ``MemberDriver._warn``).
+WARN_INTERVAL = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +104,13 @@ class MemberDriver:
         )
         self._streams: dict[StreamId, trio.MemorySendChannel[bytes | None]] = {}
         self._nursery: trio.Nursery | None = None
-        self._kick = trio.Event()
+        self._sleep: trio.CancelScope | None = None  # the timer loop's sleep, while it sleeps
         self._idle = trio.Event()  # set while the datagram queue is empty
         self._idle.set()
-        self._sleeping = False
-        self._sleeping_until = math.inf
         self._inbound = 0
         self._in_seq = 0
         #: Driver counters; every key is present from the start.
+        self._warned: dict[str, tuple[float, int]] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "datagrams_dropped_queue_full",
@@ -139,6 +143,20 @@ class MemberDriver:
         """The core's clock: trio's (monotonic, virtual under a mock clock)."""
         return trio.current_time()
 
+    def _warn(self, cause: str, message: str, *args: object) -> None:
+        """Log a warning about ``cause`` at most once per :data:`WARN_INTERVAL` seconds,
+        with how many were suppressed meanwhile: an unauthenticated peer must not
+        be able to flood the log. The counters count every occurrence."""
+        now = self.now()
+        last, suppressed = self._warned.get(cause, (-math.inf, 0))
+        if now - last < WARN_INTERVAL:
+            self._warned[cause] = (last, suppressed + 1)
+            return
+        if suppressed:
+            message += f" ({suppressed} more since the last warning)"
+        log.warning("gossipreg: " + message, *args)
+        self._warned[cause] = (now, 0)
+
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
@@ -162,19 +180,20 @@ class MemberDriver:
             elif isinstance(out, CloseStream):
                 channel = self._streams.pop(out.stream, None)
                 if channel is not None:
-                    channel.send_nowait(None)
+                    with contextlib.suppress(trio.WouldBlock):  # closing alone ends the writer too
+                        channel.send_nowait(None)
                     channel.close()
+        events = self.core.take_events()  # taken even without a subscriber: they pile up otherwise
         if self.on_event is not None:
-            for ev in self.core.take_events():
+            for ev in events:
                 try:
                     self.on_event(ev)
                 except Exception:
                     log.exception("gossipreg: event subscriber failed")
-        # Wake the timer loop only if it sleeps past the core's new deadline.
-        if self._sleeping:
-            deadline = self.core.next_deadline()
-            if deadline is not None and deadline < self._sleeping_until:
-                self._kick.set()
+        # Move the timer loop's wake-up to the core's new deadline: earlier, so no timer
+        # is overslept, or later, so it does not wake for a timer that is gone.
+        if self._sleep is not None:
+            self._sleep.deadline = _at(self.core.next_deadline())
 
     def _stream_send(self, out: SendStream) -> None:
         channel = self._streams.get(out.stream)
@@ -209,13 +228,11 @@ class MemberDriver:
 
     async def _timer_loop(self) -> None:
         while True:
-            deadline = self.core.next_deadline()
-            self._sleeping_until = math.inf if deadline is None else deadline
-            self._sleeping = True
-            with trio.move_on_at(self._sleeping_until):
-                await self._kick.wait()
-            self._sleeping = False
-            self._kick = trio.Event()
+            try:
+                with trio.CancelScope(deadline=_at(self.core.next_deadline())) as self._sleep:
+                    await trio.sleep_forever()
+            finally:
+                self._sleep = None
             try:
                 self.core.tick(self.now())
             except Exception:
@@ -287,8 +304,7 @@ class MemberDriver:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             self._streams.pop(sid, None)
-            self.core.stream_failed(sid, self.now(), f"connect failed: {exc!r}")
-            self.flush()
+            self._stream_failed(sid, f"connect failed: {exc!r}")
             return
         await self._converse(sid, address, FramedStream(stream, limits.max_frame, limits.stream_timeout),
                              messages)
@@ -297,7 +313,9 @@ class MemberDriver:
         limits = self.limits
         if self._inbound >= limits.max_inbound_streams:
             self._count("streams_refused_limit")
-            log.warning("gossipreg: refusing a stream from %s: %d streams open", peer, self._inbound)
+            self._warn(
+                "streams_refused_limit", "refusing streams: %d open (latest from %s)", self._inbound, peer
+            )
             await trio.aclose_forcefully(stream)
             return
         self._inbound += 1
@@ -307,7 +325,7 @@ class MemberDriver:
                     stream = await self._wrap(stream, server=True)
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError) as exc:
                 self._count("stream_handshake_failures")
-                log.warning("gossipreg: TLS handshake with %s failed: %r", peer, exc)
+                self._warn("stream_handshake_failures", "TLS handshake with %s failed: %r", peer, exc)
                 await trio.aclose_forcefully(stream)
                 return
             self._in_seq += 1
@@ -369,5 +387,16 @@ class MemberDriver:
             if channel is not None:
                 channel.close()
             await trio.aclose_forcefully(framed.stream)
-            self.core.stream_failed(sid, self.now(), failed or "stream closed")
-            self.flush()
+            self._stream_failed(sid, failed or "stream closed")
+
+    def _stream_failed(self, sid: StreamId, reason: str) -> None:
+        try:
+            self.core.stream_failed(sid, self.now(), reason)
+        except Exception:
+            self._count("handler_errors")
+            log.exception("gossipreg: error handling the end of a stream")
+        self.flush()
+
+
+def _at(deadline: float | None) -> float:
+    return math.inf if deadline is None else deadline

@@ -25,8 +25,8 @@ class FramedStream:
     Args:
         stream: the byte stream (TCP, TLS or in-memory).
         max_frame: largest payload accepted, in bytes.
-        timeout: seconds allowed for one whole frame to arrive once it starts,
-            and for a send to complete.
+        timeout: seconds allowed for one whole frame to arrive once its first
+            byte is here, and for a send to complete.
     """
 
     def __init__(self, stream: trio.abc.Stream, max_frame: int, timeout: float) -> None:
@@ -53,36 +53,42 @@ class FramedStream:
 
         Args:
             idle_timeout: seconds to wait for a frame to start (default: the
-                frame timeout).
+                frame timeout). Once its first byte is here, the whole frame,
+                header included, must arrive within the frame timeout.
 
         Raises:
             FrameError: too large, stalled, or closed mid-frame.
         """
         wait = self._timeout if idle_timeout is None else idle_timeout
-        header = await self._read(_HEADER, wait, allow_eof=True)
-        if header is None:
-            return None
-        length = int.from_bytes(header, "big")
-        if length > self._max:
-            raise FrameError(f"peer announced a {length}-byte frame; the limit is {self._max}")
-        body = await self._read(length, self._timeout, allow_eof=False)
-        assert body is not None
-        return body
-
-    async def _read(self, n: int, within: float, *, allow_eof: bool) -> bytes | None:
-        with trio.move_on_after(within) as scope:
-            while len(self._buffer) < n:
-                chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
-                if not chunk:
-                    if allow_eof and not self._buffer:
-                        return None
-                    raise FrameError("peer closed the stream mid-frame")
-                self._buffer += chunk
+        if not self._buffer:
+            with trio.move_on_after(wait) as scope:
+                started = await self._fill(1, allow_eof=True)
+            if scope.cancelled_caught:
+                raise FrameError("peer stalled: no frame started in time")
+            if not started:
+                return None
+        with trio.move_on_after(self._timeout) as scope:
+            await self._fill(_HEADER, allow_eof=False)
+            length = int.from_bytes(self._buffer[:_HEADER], "big")
+            if length > self._max:
+                raise FrameError(f"peer announced a {length}-byte frame; the limit is {self._max}")
+            await self._fill(_HEADER + length, allow_eof=False)
         if scope.cancelled_caught:
             raise FrameError("peer stalled: frame timed out")
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
+        body = bytes(self._buffer[_HEADER : _HEADER + length])
+        del self._buffer[: _HEADER + length]
+        return body
+
+    async def _fill(self, n: int, *, allow_eof: bool) -> bool:
+        """Buffer at least ``n`` bytes; False on a clean EOF with nothing buffered (if allowed)."""
+        while len(self._buffer) < n:
+            chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
+            if not chunk:
+                if allow_eof and not self._buffer:
+                    return False
+                raise FrameError("peer closed the stream mid-frame")
+            self._buffer += chunk
+        return True
 
     async def aclose(self) -> None:
         """Close the underlying stream."""

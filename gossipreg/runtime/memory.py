@@ -115,4 +115,8 @@ class MemoryTransport(Transport):
 
 
 async def _serve_one(handler: StreamHandler, stream: trio.abc.Stream, peer: Address) -> None:
-    await handler(stream, peer)
+    # Like trio.serve_listeners (NetTransport): the stream is closed once the handler returns.
+    try:
+        await handler(stream, peer)
+    finally:
+        await trio.aclose_forcefully(stream)

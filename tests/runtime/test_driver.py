@@ -1,0 +1,439 @@
+"""The trio driver under hostile or unlucky input, on the in-memory network.
+
+Every test runs real :class:`~gossipreg.core.node.NodeCore` members through
+:func:`~gossipreg.registry.open_registry` on a :class:`MemoryNetwork`, under
+``autojump_clock``: timeouts cost virtual time only. An "attacker" is a bare
+transport on the same network that speaks raw bytes to a member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from gossipreg.core.codec import PROTOCOL_VERSION
+from gossipreg.core.config import Config
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.errors import NotFoundError
+from gossipreg.core.membership import Address
+from gossipreg.core.model import Node, Service
+from gossipreg.core.node import NodeCore
+from gossipreg.registry import AsyncRegistry, open_registry
+from gossipreg.runtime.driver import MemberDriver
+from gossipreg.runtime.memory import MemoryNetwork
+
+KEY = bytes(range(32))
+CONFIG = Config.local()  # probe_interval 1 s, stream_timeout 1 s, push_pull_interval 15 s
+STREAM_TIMEOUT = CONFIG.stream_timeout
+
+
+def addr(reg: AsyncRegistry) -> Address:
+    return Address(*reg.address)
+
+
+def seed_of(reg: AsyncRegistry) -> str:
+    return f"{reg.address[0]}:{reg.address[1]}"
+
+
+def svc(name: str, node_id: str) -> Service:
+    return Service(name, "1", nodes=[Node(node_id, "10.9.9.9:80")])
+
+
+def sees(reg: AsyncRegistry, name: str, node_id: str) -> bool:
+    try:
+        return any(n.id == node_id for s in reg.get_service(name) for n in s.nodes)
+    except NotFoundError:
+        return False
+
+
+def alive(reg: AsyncRegistry) -> set[str]:
+    return {m.name for m in reg.members() if m.state == "alive"}
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Poll ``predicate`` (virtual time: free under ``autojump_clock``)."""
+    with trio.move_on_after(limit):
+        while not predicate():  # noqa: ASYNC110 - state changes on the members' own timers
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def members(
+    net: MemoryNetwork, n: int, *, prefix: str = "m", seeds: list[str] | None = None, **kwargs: Any
+) -> AsyncIterator[list[AsyncRegistry]]:
+    """``n`` members on ``net``, each joining through the first (or ``seeds``), converged."""
+    kwargs.setdefault("keyring", KEY)
+    kwargs.setdefault("config", CONFIG)
+    async with contextlib.AsyncExitStack() as stack:
+        regs: list[AsyncRegistry] = []
+        for i in range(n):
+            join = seeds if seeds is not None else [seed_of(regs[0])] if regs else None
+            regs.append(
+                await stack.enter_async_context(
+                    open_registry(
+                        transport=net.transport(), seeds=join, name=f"{prefix}{i}", seed=i, **kwargs
+                    )
+                )
+            )
+        if seeds is None:
+            names = {r.name for r in regs}
+            await wait_until(lambda: all(alive(r) == names for r in regs), "the members to converge")
+        yield regs
+
+
+async def joins_and_shares(net: MemoryNetwork, reg: AsyncRegistry, tag: str, **kwargs: Any) -> None:
+    """A new member can still join through ``reg`` and both see each other's registration."""
+    async with members(net, 1, prefix=f"late-{tag}-", seeds=[seed_of(reg)], **kwargs) as [late]:
+        await late.register(svc("late", tag))
+        await reg.register(svc("early", tag))
+        await wait_until(lambda: sees(reg, "late", tag) and sees(late, "early", tag), "a shared registration")
+
+
+async def read_to_eof(stream: trio.abc.Stream) -> bytes:
+    out = bytearray()
+    while chunk := await stream.receive_some():
+        out += chunk
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- streams
+
+
+async def test_garbage_on_a_stream_closes_it_counted_and_the_member_carries_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        attacker = net.transport()
+        before = a.statistics()
+
+        # A length prefix over max_frame: the driver's framing refuses it.
+        oversized = await attacker.connect(addr(a))
+        await oversized.send_all(b"\xff" * 64)
+        # Well framed, but nothing the keyring opens: the core refuses it and closes the stream.
+        junk = bytes([0xEE]) + random.Random(1).randbytes(199)
+        unsealed = await attacker.connect(addr(a))
+        await unsealed.send_all(len(junk).to_bytes(4, "big") + junk)
+
+        # Both are closed at once (well within the stream timeout), and nothing is answered.
+        with trio.fail_after(STREAM_TIMEOUT / 2):
+            assert await read_to_eof(oversized) == b""
+            assert await read_to_eof(unsealed) == b""
+        after = a.statistics()
+        assert after["driver_stream_errors"] - before["driver_stream_errors"] == 1
+        assert after["auth_failures"] - before["auth_failures"] == 1
+        assert after["driver_handler_errors"] == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 0
+
+        await joins_and_shares(net, a, "after-garbage")
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"\x00\x00", b"\x00\x00\x00\x10partial"], ids=["idle", "header", "body"]
+)
+async def test_stalled_stream_is_closed_after_the_stream_timeout_and_counted(
+    sent: bytes, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        attacker = net.transport()
+        stream = await attacker.connect(addr(a))
+        await stream.send_all(sent)
+        start = trio.current_time()
+        with trio.fail_after(10 * STREAM_TIMEOUT):
+            assert await read_to_eof(stream) == b""
+        # Virtual time: closed by the timeout, not before, and not much after.
+        assert STREAM_TIMEOUT <= trio.current_time() - start < 2 * STREAM_TIMEOUT
+        assert a.statistics()["driver_stream_errors"] == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 0
+        await joins_and_shares(net, a, "after-stall")
+
+
+async def test_streams_beyond_max_inbound_streams_are_refused_and_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limit, extra = 4, 6
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, max_inbound_streams=limit)
+        attacker = net.transport()
+        streams = [await attacker.connect(addr(a)) for _ in range(limit + extra)]
+        await trio.testing.wait_all_tasks_blocked()
+        # Bounded cost: only `limit` conversations exist; the others were closed on arrival.
+        assert a._driver._inbound == limit
+        assert len(a._driver._streams) == limit
+        assert a.statistics()["driver_streams_refused_limit"] == extra
+
+        start = trio.current_time()
+        closed_after: list[float] = []
+
+        async def watch(stream: trio.abc.Stream) -> None:
+            assert await read_to_eof(stream) == b""
+            closed_after.append(trio.current_time() - start)
+
+        with trio.fail_after(10 * STREAM_TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                for s in streams:
+                    nursery.start_soon(watch, s)
+        # The refused ones were already closed; the accepted ones (silent) time out.
+        assert sum(1 for t in closed_after if t == 0) == extra
+        assert sum(1 for t in closed_after if t >= STREAM_TIMEOUT) == limit
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 0
+        assert a.statistics()["driver_stream_errors"] == limit
+        # The slots are free again: a normal join (an inbound push-pull stream) works.
+        await joins_and_shares(net, a, "after-flood")
+
+
+# ---------------------------------------------------------------- datagrams
+
+
+async def test_garbage_datagrams_are_counted_and_dropped(autojump_clock: trio.testing.MockClock) -> None:
+    rng = random.Random(7)
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, b]:
+        attacker = net.transport()
+        before = a.statistics()
+        garbage = [rng.randbytes(rng.randrange(0, 1500)) for _ in range(200)]
+        garbage += [b"", bytes([PROTOCOL_VERSION]) + rng.randbytes(100), b"\x01" + rng.randbytes(100)]
+        for g in garbage:
+            await attacker.send_datagram(g, addr(a))
+        await trio.sleep(1)
+        after = a.statistics()
+
+        def delta(name: str) -> int:
+            return after[name] - before[name]
+
+        rejected = delta("auth_failures") + delta("plaintext_rejected") + delta("decode_errors")
+        assert rejected == len(garbage)
+        assert delta("plaintext_rejected") >= 1  # the one that looks like a plaintext datagram
+        assert after["driver_handler_errors"] == 0
+        assert alive(a) == {"m0", "m1"}
+        await b.register(svc("still", "ok"))
+        await wait_until(lambda: sees(a, "still", "ok"), "a registration after the garbage")
+
+
+async def test_garbage_datagrams_to_an_insecure_member_are_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(8)
+    net = MemoryNetwork()
+    async with members(net, 1, keyring=None, insecure=True) as [a]:
+        attacker = net.transport()
+        garbage = [rng.randbytes(rng.randrange(1, 1500)) for _ in range(100)]
+        # Plaintext-looking ones reach the decoder, whose errors are counted too.
+        garbage += [bytes([PROTOCOL_VERSION]) + rng.randbytes(rng.randrange(0, 300)) for _ in range(100)]
+        for g in garbage:
+            await attacker.send_datagram(g, addr(a))
+        await trio.sleep(1)
+        stats = a.statistics()
+        assert stats["decode_errors"] + stats["sealed_received_while_insecure"] == len(garbage)
+        assert stats["decode_errors"] >= 100
+        assert stats["driver_handler_errors"] == 0
+        await joins_and_shares(net, a, "insecure", keyring=None, insecure=True)
+
+
+# ---------------------------------------------------------------- handler errors
+
+
+async def test_exception_in_the_datagram_handler_is_logged_counted_and_survived(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, b]:
+        real = a._core.receive_datagram
+        raised = 0
+
+        def flaky(data: bytes, address: tuple[str, int], now: float) -> None:
+            nonlocal raised
+            if not raised:
+                raised += 1
+                raise RuntimeError("injected handler bug")
+            real(data, address, now)
+
+        a._core.receive_datagram = flaky  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="gossipreg"):
+            await b.register(svc("after-bug", "1"))
+            await wait_until(lambda: raised == 1, "the injected failure")
+            # The member carries on: it receives the registration (retransmitted or pushed later).
+            await wait_until(lambda: sees(a, "after-bug", "1"), "the registration after the failure")
+        assert a.statistics()["driver_handler_errors"] == 1
+        assert any("error handling a datagram" in r.getMessage() and r.exc_info for r in caplog.records)
+        assert alive(a) == alive(b) == {"m0", "m1"}
+
+
+async def test_exception_in_a_timer_is_logged_counted_and_survived(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, _b]:
+        real = a._core.tick
+        raised = 0
+
+        def flaky(now: float) -> None:
+            nonlocal raised
+            if not raised:
+                raised += 1
+                raise RuntimeError("injected timer bug")
+            real(now)
+
+        a._core.tick = flaky  # type: ignore[method-assign]
+        probes = a.statistics()["probes_sent"]
+        with caplog.at_level(logging.ERROR, logger="gossipreg"):
+            await trio.sleep(10 * CONFIG.probe_interval)
+        assert raised == 1
+        assert a.statistics()["driver_handler_errors"] == 1
+        assert a.statistics()["probes_sent"] - probes >= 8  # the timers kept running
+        assert any("protocol timer" in r.getMessage() and r.exc_info for r in caplog.records)
+        await joins_and_shares(net, a, "after-timer-bug")
+
+
+async def test_exception_in_the_stream_handler_is_counted_and_the_join_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        real = a._core.receive_stream
+        raised = 0
+
+        def flaky(stream: tuple[str, int], address: tuple[str, int], data: bytes, now: float) -> None:
+            nonlocal raised
+            if not raised:
+                raised += 1
+                raise RuntimeError("injected stream bug")
+            real(stream, address, data, now)
+
+        a._core.receive_stream = flaky  # type: ignore[method-assign]
+        # The first join's INIT hits the bug; its stream times out and the joiner retries.
+        await joins_and_shares(net, a, "after-stream-bug")
+        assert raised == 1
+        assert a.statistics()["driver_handler_errors"] == 1
+
+
+async def test_exception_at_the_end_of_a_stream_is_counted_and_survived(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        real = a._core.stream_failed
+        raised = 0
+
+        def flaky(stream: tuple[str, int], now: float, reason: str = "stream failed") -> None:
+            nonlocal raised
+            if not raised:
+                raised += 1
+                raise RuntimeError("injected bug at stream end")
+            real(stream, now, reason)
+
+        a._core.stream_failed = flaky  # type: ignore[method-assign]
+        stream = await net.transport().connect(addr(a))
+        await stream.aclose()  # the member's side ends, and tells the core
+        await wait_until(lambda: raised == 1, "the injected failure")
+        assert a.statistics()["driver_handler_errors"] == 1
+        await joins_and_shares(net, a, "after-close-bug")
+
+
+async def test_driver_without_a_subscriber_still_drains_the_core_events(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Events are taken on every flush even with no ``on_event``: they would pile up forever."""
+    net = MemoryNetwork()
+    transport = net.transport()
+    core = NodeCore(
+        "solo", transport.local_address, config=CONFIG, rng=random.Random(1), wall_clock=lambda: 1e9,
+        now=trio.current_time(), keyring=Keyring(KEY),
+    )
+    driver = MemberDriver(core, transport)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        for i in range(10):
+            core.register(svc("quiet", str(i)), None, driver.now())
+            driver.flush()
+        await trio.sleep(5)
+        assert core.take_events() == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_memory_transport_closes_a_stream_once_its_handler_returns() -> None:
+    """The StreamHandler contract, as NetTransport (trio.serve_listeners) keeps it."""
+    net = MemoryNetwork()
+    server, client = net.transport(), net.transport()
+
+    async def handler(stream: trio.abc.Stream, peer: Address) -> None:
+        await stream.send_all(b"bye")  # and return without closing
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, handler)
+            stream = await client.connect(server.local_address)
+            assert await read_to_eof(stream) == b"bye"
+            nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------- idle cost and shutdown
+
+
+async def test_idle_members_wake_about_once_per_probe_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Idle cost: the timer loop wakes (one ``tick`` per wake) for each probe and little else.
+
+    With nothing changing, a member's timers are: one probe per
+    ``probe_interval`` (its timeout is cancelled by the ack, which moves the
+    wake-up later), a push-pull every ``push_pull_interval`` (15 s here: its
+    stream deadline is likewise cancelled when it completes), and no gossip
+    rounds (the broadcast queue is empty). So about 60 + 4 wakes over 60 s.
+    A driver that still woke at a cancelled deadline would wake twice per
+    probe (at the probe and at its obsolete timeout), about 124; anything
+    that busy-loops would be far above. The bound allows 1.5 per interval.
+    """
+    net = MemoryNetwork()
+    async with members(net, 3) as regs:
+        await trio.sleep(30)  # let the joins' broadcasts run out
+        assert all(r.statistics()["broadcast_queue"] == 0 for r in regs)
+        wakes = [0] * len(regs)
+        for i, r in enumerate(regs):
+            real = r._core.tick
+
+            def counted(now: float, real: Callable[[float], None] = real, i: int = i) -> None:
+                wakes[i] += 1
+                real(now)
+
+            r._core.tick = counted  # type: ignore[method-assign]
+        span = 60.0
+        await trio.sleep(span)
+        intervals = span / CONFIG.probe_interval
+        assert all(w >= 0.9 * intervals for w in wakes), wakes  # it does probe
+        assert all(w < 1.5 * intervals for w in wakes), wakes
+        assert all(r.statistics()["probes_failed"] == 0 for r in regs)
+
+
+async def test_clean_shutdown_sends_a_leave(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, b]:
+        async with members(net, 1, prefix="leaver-", seeds=[seed_of(a)]) as [leaver]:
+            await leaver.register(svc("leaving", "x"))
+            await wait_until(
+                lambda: all(alive(r) == {"m0", "m1", "leaver-0"} and sees(r, "leaving", "x") for r in (a, b)),
+                "the leaver to join and register",
+            )
+        # Its leave went out on close: the others see LEFT (not a failure), and its service goes.
+        await wait_until(
+            lambda: all({m.name: m.state for m in r.members()}.get("leaver-0") == "left" for r in (a, b)),
+            "the others to see the leaver LEFT",
+        )
+        assert not sees(a, "leaving", "x")
+        assert not sees(b, "leaving", "x")
+        assert a.statistics()["probes_failed"] == b.statistics()["probes_failed"] == 0
