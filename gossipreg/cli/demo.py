@@ -72,10 +72,9 @@ from rich.text import Text
 from ..core.config import Config
 from ..core.crypto import Keyring
 from ..core.errors import NotFoundError, RegistryError
-from ..core.membership import Address
 from ..core.model import Endpoint, Node, Service, Value
 from ..registry import AsyncRegistry, open_registry
-from ..runtime.transport import NetTransport, StreamHandler, Transport
+from ..runtime.transport import KillableTransport, NetTransport
 from .main import CommandError, cli
 
 __all__ = ["DEMO_CONFIG", "DemoFailure", "demo", "run_demo"]
@@ -180,62 +179,6 @@ def _keys(placements: Sequence[_Placement]) -> set[_Key]:
 # ---------------------------------------------------------------- members
 
 
-class _SilenceableTransport(Transport):
-    """A :class:`NetTransport` that can go silent at once, like a process killed with SIGKILL.
-
-    Once silenced, nothing goes out (datagrams vanish, connects fail) and
-    nothing comes in (datagrams are dropped, accepted streams closed), so the
-    member's own leave on shutdown never reaches anyone.
-    """
-
-    def __init__(self, inner: NetTransport) -> None:
-        self._inner = inner
-        self.silenced = False
-        self._closed = False
-
-    def silence(self) -> None:
-        """Drop every datagram and stream from now on, in both directions."""
-        self.silenced = True
-
-    @property
-    def local_address(self) -> Address:
-        return self._inner.local_address
-
-    async def send_datagram(self, data: bytes, address: Address) -> None:
-        if self.silenced:
-            await trio.lowlevel.checkpoint()
-            return
-        await self._inner.send_datagram(data, address)
-
-    async def receive_datagram(self) -> tuple[bytes, Address]:
-        while True:
-            packet = await self._inner.receive_datagram()
-            if not self.silenced:
-                return packet
-
-    async def connect(self, address: Address) -> trio.abc.Stream:
-        if self.silenced:
-            await trio.lowlevel.checkpoint()
-            raise ConnectionRefusedError("member killed")
-        return await self._inner.connect(address)
-
-    async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
-            if self.silenced:
-                await trio.aclose_forcefully(stream)
-                return
-            await handler(stream, peer)
-
-        await self._inner.serve(guarded, task_status=task_status)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._inner.aclose()
-
-
 class _Member:
     """One demo member, run by :func:`open_registry` in its own task, that can be killed abruptly."""
 
@@ -243,7 +186,7 @@ class _Member:
         self.name = name
         self.registry: AsyncRegistry | None = None
         self.killed = False
-        self._transport: _SilenceableTransport | None = None
+        self._transport: KillableTransport | None = None
         self._scope = trio.CancelScope()
 
     @property
@@ -261,7 +204,7 @@ class _Member:
     ) -> None:
         """Run the member until cancelled or killed; ``started()`` once it has joined."""
         with self._scope:
-            transport = _SilenceableTransport(await NetTransport.bind("127.0.0.1", 0))
+            transport = KillableTransport(await NetTransport.bind("127.0.0.1", 0))
             self._transport = transport
             try:
                 async with open_registry(
@@ -283,7 +226,7 @@ class _Member:
         """Stop abruptly: silence the sockets first, then cancel, so the leave goes nowhere."""
         assert self._transport is not None
         self.killed = True
-        self._transport.silence()
+        self._transport.kill()
         self._scope.cancel()
 
 

@@ -25,7 +25,7 @@ import trio
 
 from ..core.membership import Address
 
-__all__ = ["MAX_DATAGRAM", "NetTransport", "StreamHandler", "Transport", "parse_address"]
+__all__ = ["MAX_DATAGRAM", "KillableTransport", "NetTransport", "StreamHandler", "Transport", "parse_address"]
 
 #: Largest datagram read from the socket. Larger ones are truncated by the OS
 #: and fail authentication.
@@ -177,6 +177,63 @@ class NetTransport(Transport):
         self._udp.close()
         for listener in self._listeners:
             await listener.aclose()
+
+
+class KillableTransport(Transport):
+    """A transport that can die abruptly, like a process killed with SIGKILL.
+
+    After :meth:`kill` nothing goes out (datagrams vanish, connects fail) and
+    nothing comes in (datagrams are dropped, accepted streams closed), so the
+    member's graceful leave on shutdown never reaches anyone. For demos and
+    tests of failure detection.
+    """
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+        self.killed = False
+        self._closed = False
+
+    def kill(self) -> None:
+        """Drop every datagram and stream from now on, in both directions."""
+        self.killed = True
+
+    @property
+    def local_address(self) -> Address:
+        return self._inner.local_address
+
+    async def send_datagram(self, data: bytes, address: Address) -> None:
+        if self.killed:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._inner.send_datagram(data, address)
+
+    async def receive_datagram(self) -> tuple[bytes, Address]:
+        while True:
+            packet = await self._inner.receive_datagram()
+            if not self.killed:
+                return packet
+
+    async def connect(self, address: Address) -> trio.abc.Stream:
+        if self.killed:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionRefusedError("transport killed")
+        return await self._inner.connect(address)
+
+    async def serve(
+        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
+            if self.killed:
+                await trio.aclose_forcefully(stream)
+                return
+            await handler(stream, peer)
+
+        await self._inner.serve(guarded, task_status=task_status)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._inner.aclose()
 
 
 def _is_v6(host: str) -> bool:

@@ -10,10 +10,9 @@ import trio
 
 from gossipreg.core.config import Config
 from gossipreg.core.errors import NotFoundError
-from gossipreg.core.membership import Address
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, open_registry
-from gossipreg.runtime.transport import NetTransport, StreamHandler, Transport
+from gossipreg.runtime.transport import KillableTransport, NetTransport
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -103,65 +102,6 @@ async def cluster(
         yield regs
 
 
-class KillableTransport(Transport):
-    """A :class:`NetTransport` that can die abruptly, like a process killed with SIGKILL.
-
-    After :meth:`kill` nothing goes out (datagrams vanish, connects fail) and
-    nothing comes in (datagrams are dropped, accepted streams closed), so the
-    member's graceful leave on close never reaches anyone.
-    """
-
-    def __init__(self, inner: NetTransport) -> None:
-        self._inner = inner
-        self.killed = False
-        self._closed = False
-
-    @classmethod
-    async def bind(cls) -> KillableTransport:
-        return cls(await NetTransport.bind("127.0.0.1", 0))
-
-    def kill(self) -> None:
-        self.killed = True
-
-    @property
-    def local_address(self) -> Address:
-        return self._inner.local_address
-
-    async def send_datagram(self, data: bytes, address: Address) -> None:
-        if self.killed:
-            await trio.lowlevel.checkpoint()
-            return
-        await self._inner.send_datagram(data, address)
-
-    async def receive_datagram(self) -> tuple[bytes, Address]:
-        while True:
-            packet = await self._inner.receive_datagram()
-            if not self.killed:
-                return packet
-
-    async def connect(self, address: Address) -> trio.abc.Stream:
-        if self.killed:
-            await trio.lowlevel.checkpoint()
-            raise ConnectionRefusedError("transport killed")
-        return await self._inner.connect(address)
-
-    async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
-            if self.killed:
-                await trio.aclose_forcefully(stream)
-                return
-            await handler(stream, peer)
-
-        await self._inner.serve(guarded, task_status=task_status)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._inner.aclose()
-
-
 class Crashable:
     """A member run by :func:`open_registry` in its own task, that can be stopped three ways.
 
@@ -188,7 +128,7 @@ class Crashable:
         kwargs.setdefault("config", FAST)
         try:
             with self._scope:
-                self.transport = await KillableTransport.bind()
+                self.transport = KillableTransport(await NetTransport.bind("127.0.0.1", 0))
                 async with open_registry(seeds=seeds, transport=self.transport, **kwargs) as reg:
                     self.registry = reg
                     task_status.started()
