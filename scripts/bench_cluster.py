@@ -52,10 +52,9 @@ from typing import Any
 import trio
 
 from gossipreg.core.config import Config
-from gossipreg.core.membership import Address
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, open_registry
-from gossipreg.runtime.transport import NetTransport, StreamHandler, Transport
+from gossipreg.runtime.transport import KillableTransport, NetTransport, Transport
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
@@ -84,58 +83,11 @@ def _rss_mb() -> float:
 # ====================================================================== worker side
 
 
-class _SilenceableTransport(Transport):
-    """A NetTransport that can go silent at once (no more packets either way), like a crash."""
-
-    def __init__(self, inner: NetTransport) -> None:
-        self._inner = inner
-        self.silent = False
-        self._closed = False
-
-    @property
-    def local_address(self) -> Address:
-        return self._inner.local_address
-
-    async def send_datagram(self, data: bytes, address: Address) -> None:
-        if self.silent:
-            await trio.lowlevel.checkpoint()
-            return
-        await self._inner.send_datagram(data, address)
-
-    async def receive_datagram(self) -> tuple[bytes, Address]:
-        while True:
-            packet = await self._inner.receive_datagram()
-            if not self.silent:
-                return packet
-
-    async def connect(self, address: Address) -> trio.abc.Stream:
-        if self.silent:
-            await trio.lowlevel.checkpoint()
-            raise ConnectionRefusedError("silenced")
-        return await self._inner.connect(address)
-
-    async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
-            if self.silent:
-                await trio.aclose_forcefully(stream)
-                return
-            await handler(stream, peer)
-
-        await self._inner.serve(guarded, task_status=task_status)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._inner.aclose()
-
-
 @dataclass
 class _Member:
     name: str
     reg: AsyncRegistry | None = None
-    transport: _SilenceableTransport | None = None
+    transport: KillableTransport | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     stop: trio.Event = field(default_factory=trio.Event)
     seen: set[str] = field(default_factory=set)
@@ -208,7 +160,7 @@ class Worker:
         transport: Transport | None = None
         with member.scope:
             if silenceable:
-                member.transport = _SilenceableTransport(await NetTransport.bind("127.0.0.1", 0))
+                member.transport = KillableTransport(await NetTransport.bind("127.0.0.1", 0))
                 transport = member.transport
             async with open_registry(
                 "127.0.0.1:0", seeds, name=member.name, keyring=self.key, config=self.config,
@@ -253,7 +205,7 @@ class Worker:
     async def _crash(self, name: str) -> None:
         member = self.members.pop(name)
         assert member.transport is not None, "only members started silenceable can crash"
-        member.transport.silent = True
+        member.transport.kill()
         member.scope.cancel()
         self.emit({"ev": "crashed", "member": name, "t": time.monotonic()})
 
