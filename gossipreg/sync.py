@@ -93,7 +93,7 @@ class Registry:
     def __init__(
         self,
         bind: str = "127.0.0.1:0",
-        seeds: Iterable[str | tuple[str, int]] | None = None,
+        seeds: str | Iterable[str | tuple[str, int]] | None = None,
         *,
         name: str | None = None,
         keyring: Keyring | bytes | str | Iterable[str] | None = None,
