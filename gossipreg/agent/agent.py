@@ -1,0 +1,223 @@
+"""The agent: one long-running gossip member with its local HTTP API.
+
+:class:`Agent` opens a member with :func:`gossipreg.open_registry`,
+registers the service files it was given (renewing them every ``ttl / 3``),
+serves the HTTP API (:class:`~gossipreg.agent.api.AgentAPI`) and runs until
+:meth:`Agent.stop`, or, under :meth:`Agent.run_until_signal`, until SIGINT or
+SIGTERM; then it leaves the cluster gracefully.
+
+In a trio program (tests, embedding)::
+
+    agent = Agent(prepare(AgentSettings(bind="127.0.0.1:0", http="127.0.0.1:0", insecure=True)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run)
+        print(agent.http_url)
+        ...
+        agent.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import trio
+
+from ..core.model import Service
+from ..registry import AsyncRegistry, open_registry
+from .api import AgentAPI, is_loopback_host
+from .http import HTTPLimits, serve_http
+from .keyring import KeyringManager
+from .settings import PreparedAgent
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("gossipreg.agent")
+
+
+def _bind_error(flag: str, address: str, exc: OSError) -> OSError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return OSError(exc.errno, f"{flag} {address}: cannot bind: {reason.lower()}")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Agent:
+    """A gossip member with its HTTP API, configured by :func:`~gossipreg.agent.settings.prepare`.
+
+    Args:
+        prepared: the validated settings.
+        limits: limits of the HTTP server (defaults: :class:`HTTPLimits`).
+        seed: seed of the member's random generator (tests).
+    """
+
+    def __init__(
+        self, prepared: PreparedAgent, *, limits: HTTPLimits | None = None, seed: int | None = None
+    ) -> None:
+        self.prepared = prepared
+        self._limits = limits
+        self._seed = seed
+        self._stop = trio.Event()
+        self._registry: AsyncRegistry | None = None
+        self._api: AgentAPI | None = None
+        #: The bound port of the HTTP API, once :meth:`run` has started.
+        self.http_port: int | None = None
+
+    @property
+    def registry(self) -> AsyncRegistry:
+        """The running member (only between start and stop)."""
+        if self._registry is None:
+            raise RuntimeError("the agent is not running")
+        return self._registry
+
+    @property
+    def api(self) -> AgentAPI:
+        """The HTTP API (only between start and stop)."""
+        if self._api is None:
+            raise RuntimeError("the agent is not running")
+        return self._api
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the API (the bound port), once started."""
+        if self.http_port is None:
+            raise RuntimeError("the agent is not running")
+        host = self.prepared.http_host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return _url(host, self.http_port)
+
+    def stop(self) -> None:
+        """Ask the agent to leave the cluster and stop (call from the agent's trio thread)."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Agent] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join, register, serve, and run until :meth:`stop`; then leave gracefully.
+
+        ``task_status.started(self)`` once the HTTP API accepts connections.
+
+        Raises:
+            ConfigError: the options are invalid in a way only binding reveals
+                (e.g. no advertise address).
+            JoinError: seeds were given and none answered within ``join_timeout``.
+            OSError: an address cannot be bound.
+        """
+        p = self.prepared
+        s = p.settings
+        entered = False
+        try:
+            async with open_registry(
+                s.bind,
+                list(s.join),
+                name=s.name,
+                keyring=p.keyring,
+                tls=p.tls,
+                insecure=s.insecure,
+                advertise=s.advertise,
+                config=p.config,
+                timeout=s.join_timeout,
+                seed=self._seed,
+            ) as reg:
+                entered = True
+                self._registry = reg
+                try:
+                    await self._serve(reg, task_status)
+                finally:
+                    self._registry = None
+                    self._api = None
+                    self.http_port = None
+        except OSError as exc:
+            if entered:
+                raise
+            raise _bind_error("--bind", s.bind, exc) from None
+        log.info("agent left the cluster", extra={"event": "agent.left"})
+
+    async def _serve(self, reg: AsyncRegistry, task_status: trio.TaskStatus[Agent]) -> None:
+        p = self.prepared
+        s = p.settings
+        # reg._core.keyring is the live keyring the member seals and opens with;
+        # changing it takes effect at once (see gossipreg.core.crypto).
+        manager = KeyringManager(reg._core.keyring, s.keyring_file)
+        api = AgentAPI(
+            reg,
+            manager,
+            token=s.http_token,
+            check_host=s.http_token is None and is_loopback_host(p.http_host),
+            limits=self._limits,
+        )
+        self._api = api
+        for svc in p.services:
+            await reg.register(svc, s.service_ttl)
+            log.info(
+                "registered %s %s from a service file (ttl %gs, renewed every %gs)",
+                svc.name,
+                svc.version or "-",
+                s.service_ttl,
+                s.service_ttl / 3,
+                extra={
+                    "event": "service.registered",
+                    "service": svc.name,
+                    "version": svc.version,
+                    "nodes": [n.id for n in svc.nodes],
+                    "ttl": s.service_ttl,
+                },
+            )
+        async with trio.open_nursery() as nursery:
+            try:
+                self.http_port = await nursery.start(serve_http, api.server, p.http_host, p.http_port)
+            except OSError as exc:
+                raise _bind_error("--http", s.http, exc) from None
+            for svc in p.services:
+                nursery.start_soon(self._renew, reg, svc, s.service_ttl)
+            host, port = reg.address
+            gossip = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info(
+                "agent %s ready: gossip on %s, HTTP API on %s%s",
+                reg.name,
+                gossip,
+                self.http_url,
+                "" if s.http_token is None else " (token required)",
+                extra={
+                    "event": "agent.ready",
+                    "member": reg.name,
+                    "gossip": gossip,
+                    "http": self.http_url,
+                    "members": len(reg.members()),
+                },
+            )
+            task_status.started(self)
+            await self._stop.wait()
+            log.info("agent %s leaving the cluster", reg.name, extra={"event": "agent.leaving"})
+            await api.close()
+            nursery.cancel_scope.cancel()
+
+    async def _renew(self, reg: AsyncRegistry, service: Service, ttl: float) -> None:
+        while True:
+            await trio.sleep(ttl / 3)
+            await reg.register(service, ttl)
+
+    async def run_until_signal(self) -> None:
+        """:meth:`run`, stopping gracefully on SIGINT or SIGTERM (main thread only)."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        log.info(
+                            "received %s",
+                            signal.Signals(signum).name,
+                            extra={"event": "agent.signal", "signal": signal.Signals(signum).name},
+                        )
+                        if self._registry is None:
+                            # Still starting (joining): give up at once.
+                            nursery.cancel_scope.cancel()
+                        self.stop()
+
+                nursery.start_soon(on_signal)
+                await self.run()
+                nursery.cancel_scope.cancel()

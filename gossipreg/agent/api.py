@@ -1,0 +1,477 @@
+"""The agent's HTTP JSON API (``/v1/...``), on top of one running member.
+
+Every route is documented in ``docs/http-api.md``. In short:
+
+==========  ==========================  =============================================
+``GET``     ``/v1/services``            every (name, version), without nodes
+``GET``     ``/v1/services/{name}``     one entry per version with its nodes; 404 if none
+``PUT``     ``/v1/services[?ttl=S]``    register a go-micro JSON service (owned by the agent)
+``DELETE``  ``/v1/services``            deregister it (the nodes listed, or all of that version)
+``GET``     ``/v1/members``             the member table as this agent sees it
+``GET``     ``/v1/watch``               a JSON-lines stream of changes (``?service=&snapshot=1``)
+``GET``     ``/v1/health``              liveness (no token needed)
+``GET``     ``/v1/metrics``             Prometheus text format
+``GET``     ``/v1/keyring``             key fingerprints and the primary
+``POST``    ``/v1/keyring/{op}``        ``install`` / ``use`` / ``remove`` ``{"key": base64}``
+==========  ==========================  =============================================
+
+Errors are ``{"error": "..."}`` with a 4xx status naming the problem (5xx
+only for the agent's own failures).
+
+Two protections keep other local software and web pages out:
+
+* with a token (``--http-token``), every route but ``/v1/health`` needs
+  ``Authorization: Bearer TOKEN`` (compared in constant time);
+* without one (loopback only), the ``Host`` header must name a loopback
+  host, which defeats DNS rebinding; and request bodies must be
+  ``Content-Type: application/json``, which a cross-site form cannot send
+  without a CORS preflight this API never approves.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from .. import __version__
+from ..core.errors import (
+    ConfigError,
+    InvalidServiceError,
+    NotFoundError,
+    WatcherStoppedError,
+    WatchOverflowError,
+)
+from ..core.model import Service
+from ..registry import AsyncRegistry, Member, Result, Watcher
+from . import metrics
+from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer
+from .keyring import KeyringManager, KeyringOp, decode_key
+
+__all__ = ["AgentAPI", "is_loopback_host", "member_to_dict", "result_to_dict"]
+
+log = logging.getLogger("gossipreg.agent")
+
+_Route = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class _APIError(Exception):
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or address, ``[v6]`` brackets allowed) is a loopback host.
+
+    ``localhost`` and ``*.localhost`` count (RFC 6761); other names do not,
+    whatever they resolve to.
+    """
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(header: str) -> str:
+    """The host part of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``)."""
+    header = header.strip()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[: end + 1] if end > 0 else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def member_to_dict(member: Member) -> dict[str, Any]:
+    """The JSON object of a member: name, ``host:port`` address, state, incarnation, metadata."""
+    return {
+        "name": member.name,
+        "address": _address(*member.address),
+        "state": member.state,
+        "incarnation": member.incarnation,
+        "metadata": dict(member.metadata),
+    }
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    """The JSON object of a watch result: ``{"action", "service"}`` (go-micro's ``registry.Result``)."""
+    return {"action": result.action, "service": result.service.to_dict()}
+
+
+def _json_line(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class AgentAPI:
+    """The ``/v1`` API of one member; :attr:`server` serves it (see :func:`~gossipreg.agent.http.serve_http`).
+
+    Args:
+        registry: the running member.
+        keyring: runtime keyring management of that member.
+        token: the bearer token clients must present, or ``None`` for none.
+        check_host: refuse requests whose ``Host`` header is not a loopback
+            host (set for a token-less API on loopback, against DNS rebinding).
+        limits: limits of the HTTP server.
+    """
+
+    def __init__(
+        self,
+        registry: AsyncRegistry,
+        keyring: KeyringManager,
+        *,
+        token: str | None = None,
+        check_host: bool = True,
+        limits: HTTPLimits | None = None,
+    ) -> None:
+        self.registry = registry
+        self.keyring = keyring
+        self._token = token.encode("utf-8") if token else None
+        self._check_host = check_host
+        self._closing = False
+        self._watchers: set[Watcher] = set()
+        self.server = HTTPServer(self.handle, limits)
+        self._routes: dict[str, dict[str, _Route]] = {
+            "/v1/services": {"GET": self._list, "PUT": self._register, "DELETE": self._deregister},
+            "/v1/members": {"GET": self._members},
+            "/v1/watch": {"GET": self._watch},
+            "/v1/health": {"GET": self._health},
+            "/v1/metrics": {"GET": self._metrics},
+            "/v1/keyring": {"GET": self._keyring_list},
+            "/v1/keyring/install": {"POST": self._keyring_install},
+            "/v1/keyring/use": {"POST": self._keyring_use},
+            "/v1/keyring/remove": {"POST": self._keyring_remove},
+        }
+
+    async def close(self, grace: float = 1.0) -> None:
+        """Start refusing requests (503) and end every watch stream cleanly, waiting up to ``grace`` s."""
+        self._closing = True
+        for watcher in list(self._watchers):
+            watcher.stop()
+        with trio.move_on_after(grace):
+            while self.server.streams:  # noqa: ASYNC110 - the streams end on their own tasks
+                await trio.sleep(0.01)
+
+    async def handle(self, request: Request) -> Response | StreamResponse:
+        """Answer one request (the :data:`~gossipreg.agent.http.Handler` of :attr:`server`)."""
+        if self._closing:
+            return Response.error(503, "the agent is shutting down", (("Connection", "close"),))
+        try:
+            self._authorize(request)
+            return await self._route(request)
+        except _APIError as exc:
+            return Response.error(exc.status, exc.message, exc.headers)
+        except trio.ClosedResourceError:
+            return Response.error(503, "the agent is shutting down")
+
+    # ------------------------------------------------------------ plumbing
+
+    def _authorize(self, request: Request) -> None:
+        if self._check_host:
+            host = request.headers.get("host")
+            if host is not None and not is_loopback_host(_host_of(host)):
+                raise _APIError(
+                    403,
+                    f"Host {host!r} is not a loopback name; this API answers local clients only "
+                    "(give the agent --http-token to serve others)",
+                )
+        if self._token is None or request.path == "/v1/health":
+            return
+        challenge = (("WWW-Authenticate", 'Bearer realm="gossipreg"'),)
+        auth = request.headers.get("authorization")
+        if auth is None:
+            raise _APIError(401, "missing token: send 'Authorization: Bearer TOKEN'", challenge)
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _APIError(401, "malformed Authorization header: expected 'Bearer TOKEN'", challenge)
+        if not hmac.compare_digest(given.strip().encode("utf-8"), self._token):
+            raise _APIError(401, "invalid token", challenge)
+
+    async def _route(self, request: Request) -> Response | StreamResponse:
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        methods = self._routes.get(path)
+        if methods is None and path.startswith("/v1/services/"):
+            methods = {"GET": self._get}
+        if methods is None:
+            raise _APIError(404, f"no such endpoint: {request.path}")
+        route = methods.get(request.method)
+        if route is None:
+            allow = ", ".join(sorted(methods))
+            raise _APIError(
+                405, f"method {request.method} not allowed on {path}; use {allow}", (("Allow", allow),)
+            )
+        return await route(request)
+
+    @staticmethod
+    def _json_body(request: Request) -> Any:
+        ctype = request.headers.get("content-type", "")
+        if ctype.split(";", 1)[0].strip().lower() != "application/json":
+            shown = f"got {ctype!r}" if ctype else "none given"
+            raise _APIError(415, f"Content-Type must be application/json ({shown})")
+        if not request.body.strip():
+            raise _APIError(400, "request body is empty; expected a JSON document")
+        try:
+            return json.loads(request.body)
+        except (ValueError, RecursionError) as exc:
+            raise _APIError(400, f"request body is not valid JSON: {exc}") from None
+
+    def _service_body(self, request: Request) -> Service:
+        try:
+            return Service.from_dict(self._json_body(request))
+        except InvalidServiceError as exc:
+            raise _APIError(400, f"invalid service: {exc}") from None
+
+    @staticmethod
+    def _flag(request: Request, name: str) -> bool:
+        value = request.param(name)
+        if value is None:
+            return False
+        text = value.strip().lower()
+        if text in ("1", "true", "yes"):
+            return True
+        if text in ("", "0", "false", "no"):
+            return False
+        raise _APIError(400, f"{name}: expected 1/true or 0/false, not {value!r}")
+
+    # ------------------------------------------------------------ services
+
+    async def _list(self, request: Request) -> Response:
+        services = sorted(self.registry.list_services(), key=lambda s: (s.name, s.version))
+        return Response.json({"services": [s.to_dict() for s in services]})
+
+    async def _get(self, request: Request) -> Response:
+        name = request.path.removeprefix("/v1/services/").rstrip("/")
+        if not name:
+            raise _APIError(404, "no such endpoint: /v1/services/")
+        try:
+            versions = self.registry.get_service(name)
+        except NotFoundError:
+            raise _APIError(404, f"service {name!r} not found") from None
+        return Response.json({"services": [s.to_dict() for s in versions]})
+
+    async def _register(self, request: Request) -> Response:
+        ttl: float | None = None
+        text = request.param("ttl")
+        if text is not None:
+            try:
+                ttl = float(text)
+            except ValueError:
+                ttl = math.nan
+            if not (math.isfinite(ttl) and ttl > 0):
+                raise _APIError(400, f"ttl: must be a positive number of seconds, not {text!r}")
+        service = self._service_body(request)
+        if not service.nodes:
+            raise _APIError(400, "invalid service: service.nodes: a registration needs at least one node")
+        try:
+            await self.registry.register(service, ttl)
+        except InvalidServiceError as exc:
+            raise _APIError(400, f"invalid service: {exc}") from None
+        nodes = [n.id for n in service.nodes]
+        log.info(
+            "registered %s %s (%d node(s))%s",
+            service.name,
+            service.version or "-",
+            len(nodes),
+            f" with ttl {ttl:g}s" if ttl is not None else "",
+            extra={
+                "event": "service.registered",
+                "service": service.name,
+                "version": service.version,
+                "nodes": nodes,
+                "ttl": ttl,
+                "peer": request.peer,
+            },
+        )
+        return Response.json(
+            {
+                "registered": {"name": service.name, "version": service.version, "nodes": nodes},
+                "ttl": ttl,
+                "member": self.registry.name,
+            }
+        )
+
+    async def _deregister(self, request: Request) -> Response:
+        service = self._service_body(request)
+        await self.registry.deregister(service)
+        nodes = [n.id for n in service.nodes]
+        log.info(
+            "deregistered %s %s (%s)",
+            service.name,
+            service.version or "-",
+            f"{len(nodes)} node(s)" if nodes else "every node of this agent",
+            extra={
+                "event": "service.deregistered",
+                "service": service.name,
+                "version": service.version,
+                "nodes": nodes,
+                "peer": request.peer,
+            },
+        )
+        return Response.json(
+            {
+                "deregistered": {"name": service.name, "version": service.version, "nodes": nodes},
+                "member": self.registry.name,
+            }
+        )
+
+    async def _watch(self, request: Request) -> StreamResponse:
+        service = request.param("service")
+        if service is not None and not service.strip():
+            service = None
+        snapshot = self._flag(request, "snapshot")
+        # Created now, before the answer's head goes out: a client that has the head
+        # misses nothing that happens afterwards.
+        watcher = self.registry.watch(service, snapshot=snapshot)
+        self._watchers.add(watcher)
+
+        def stop() -> None:
+            watcher.stop()
+            self._watchers.discard(watcher)
+
+        async def produce(write: Writer) -> None:
+            try:
+                while True:
+                    try:
+                        result = await watcher.next()
+                    except WatchOverflowError as exc:
+                        await write(_json_line({"error": str(exc)}))
+                        return
+                    except WatcherStoppedError:
+                        return
+                    await write(_json_line(result_to_dict(result)))
+            finally:
+                stop()
+
+        return StreamResponse(produce, on_close=stop)
+
+    # ------------------------------------------------------------ members, health, metrics
+
+    async def _members(self, request: Request) -> Response:
+        return Response.json(
+            {"member": self.registry.name, "members": [member_to_dict(m) for m in self.registry.members()]}
+        )
+
+    async def _health(self, request: Request) -> Response:
+        counts = dict.fromkeys(("alive", "suspect", "dead", "left"), 0)
+        for m in self.registry.members():
+            counts[m.state] += 1
+        return Response.json(
+            {
+                "status": "ok",
+                "member": self.registry.name,
+                "address": _address(*self.registry.address),
+                "members": counts,
+            }
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        reg = self.registry
+        items = metrics.from_statistics(reg.statistics())
+        items.insert(
+            0,
+            (
+                "gossipreg_info",
+                "gauge",
+                "This member; always 1.",
+                [({"member": reg.name, "version": __version__}, 1.0)],
+            ),
+        )
+        items.append(
+            (
+                "gossipreg_services",
+                "gauge",
+                "Services (name, version) in this member's view.",
+                [({}, float(len(reg.list_services())))],
+            )
+        )
+        ring = self.keyring.keyring
+        items.append(
+            (
+                "gossipreg_keyring_keys",
+                "gauge",
+                "Keys in this member's keyring.",
+                [({}, float(len(ring) if ring is not None else 0))],
+            )
+        )
+        answered = sorted(self.server.requests.items())
+        items.append(
+            (
+                "gossipreg_http_responses_total",
+                "counter",
+                "Answers of the agent API, by status.",
+                [({"code": str(code)}, float(n)) for code, n in answered],
+            )
+        )
+        body = metrics.render(items).encode("utf-8")
+        return Response(200, body, metrics.CONTENT_TYPE)
+
+    # ------------------------------------------------------------ keyring
+
+    async def _keyring_list(self, request: Request) -> Response:
+        return Response.json({"member": self.registry.name, **self.keyring.describe()})
+
+    async def _keyring_install(self, request: Request) -> Response:
+        return await self._keyring_op(request, "install")
+
+    async def _keyring_use(self, request: Request) -> Response:
+        return await self._keyring_op(request, "use")
+
+    async def _keyring_remove(self, request: Request) -> Response:
+        return await self._keyring_op(request, "remove")
+
+    async def _keyring_op(self, request: Request, op: KeyringOp) -> Response:
+        body = self._json_body(request)
+        if not isinstance(body, Mapping) or "key" not in body:
+            raise _APIError(400, 'request body: expected {"key": "<base64 key>"}')
+        try:
+            key = decode_key(body["key"])
+        except ConfigError as exc:
+            raise _APIError(400, str(exc)) from None
+        try:
+            change = await self.keyring.apply(op, key)
+        except ConfigError as exc:
+            raise _APIError(409, str(exc)) from None
+        except OSError as exc:
+            log.error("keyring %s failed: cannot write the keyring file: %s", op, exc)
+            raise _APIError(
+                500, f"the keyring file could not be written ({exc.strerror or exc}); nothing changed"
+            ) from None
+        log.info(
+            "keyring %s %s%s",
+            op,
+            change.fingerprint,
+            "" if change.changed else " (no change)",
+            extra={
+                "event": f"keyring.{op}",
+                "fingerprint": change.fingerprint,
+                "changed": change.changed,
+                "peer": request.peer,
+            },
+        )
+        return Response.json(
+            {
+                "member": self.registry.name,
+                "op": op,
+                "fingerprint": change.fingerprint,
+                "changed": change.changed,
+                **self.keyring.describe(),
+            }
+        )

@@ -1,0 +1,267 @@
+"""``gossipreg agent``: the real command in a subprocess (signals, config file, logs), and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gossipreg.agent.client import AgentClient
+from gossipreg.agent.keyring import fingerprint
+from gossipreg.cli.main import cli
+
+from .helpers import KEY1, write_keyring
+
+pytestmark = pytest.mark.timeout(60)
+
+ENTRY = "from gossipreg.cli.main import main; main()"
+WEB = {"name": "web", "version": "2.1", "nodes": [{"id": "web-1", "address": "10.1.0.1:80"}]}
+
+
+class AgentProcess:
+    """``gossipreg agent ...`` in a subprocess, its stderr collected line by line."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("GOSSIPREG_HTTP_TOKEN", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ENTRY, "agent", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, limit: float = 30.0) -> re.Match[str]:
+        """The first stderr line matching ``pattern`` (a hang guard of ``limit`` s)."""
+        deadline = time.monotonic() + limit
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line matching {pattern!r}; got {self.lines}")
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"the agent exited ({self.proc.wait()}) without {pattern!r}: {self.lines}"
+                )
+            self.lines.append(line)
+            m = re.search(pattern, line)
+            if m:
+                return m
+
+    def finish(self, limit: float = 20.0) -> int:
+        """Wait for the exit, collecting the rest of stderr."""
+        code = self.proc.wait(limit)
+        self._reader.join(5)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[AgentProcess]]:
+    started: list[AgentProcess] = []
+    yield started
+    for p in started:
+        p.kill()
+
+
+def test_agent_from_a_config_file_serves_its_service_then_leaves_on_sigterm(
+    tmp_path: Path, processes: list[AgentProcess]
+) -> None:
+    write_keyring(tmp_path / "keyring", KEY1)
+    (tmp_path / "web.json").write_text(json.dumps(WEB))
+    (tmp_path / "agent.toml").write_text(
+        'bind = "127.0.0.1:0"\n'
+        'http = "127.0.0.1:1"\n'  # overridden on the command line
+        'name = "cfg-agent"\n'
+        'keyring-file = "keyring"\n'  # relative to the file's directory
+        'service = ["web.json"]\n'
+        "service_ttl = 20\n"
+        'profile = "local"\n'
+        "[protocol]\n"
+        "probe_interval = 0.5\n"
+        'label = "test-cluster"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    agent = AgentProcess("--config", str(tmp_path / "agent.toml"), "--http", "127.0.0.1:0", cwd=elsewhere)
+    processes.append(agent)
+    url = agent.wait_for(r"agent cfg-agent ready: gossip on \S+, HTTP API on (http://\S+)").group(1)
+
+    client = AgentClient(url)
+    assert client.members()["member"] == "cfg-agent"
+    web = client.service("web")
+    assert [n["id"] for n in web[0]["nodes"]] == ["web-1"]
+    assert client.keyring()["primary"] == fingerprint(KEY1)
+
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.finish() == 0
+    text = "\n".join(agent.lines)
+    assert "received SIGTERM" in text
+    assert "agent cfg-agent leaving the cluster" in text
+    assert "agent left the cluster" in text
+    assert "Traceback" not in text
+
+
+def test_agent_logs_json_lines_and_leaves_on_sigint(tmp_path: Path, processes: list[AgentProcess]) -> None:
+    agent = AgentProcess(
+        "--insecure",
+        "--bind",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--log-json",
+        "--name",
+        "json-agent",
+        cwd=tmp_path,
+    )
+    processes.append(agent)
+    ready = json.loads(agent.wait_for(r'"event": "agent.ready"').string)
+    assert ready["level"] == "info"
+    assert ready["member"] == "json-agent"
+    assert AgentClient(ready["http"]).members()["member"] == "json-agent"
+    agent.proc.send_signal(signal.SIGINT)
+    assert agent.finish() == 0
+    records = [json.loads(line) for line in agent.lines]  # every line is one JSON object
+    assert {"ts", "level", "logger", "msg"} <= records[0].keys()
+    assert [r["event"] for r in records if "event" in r][-3:] == [
+        "agent.signal",
+        "agent.leaving",
+        "agent.left",
+    ]
+
+
+def test_a_busy_http_port_is_reported(tmp_path: Path, processes: list[AgentProcess]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        agent = AgentProcess(
+            "--insecure", "--bind", "127.0.0.1:0", "--http", f"127.0.0.1:{port}", cwd=tmp_path
+        )
+        processes.append(agent)
+        assert agent.finish() == 1
+    assert agent.lines[-1] == f"Error: --http 127.0.0.1:{port}: cannot bind: address already in use"
+
+
+def test_an_unanswered_join_is_reported(tmp_path: Path, processes: list[AgentProcess]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        seed = f"127.0.0.1:{s.getsockname()[1]}"
+    agent = AgentProcess(
+        "--insecure",
+        "--bind",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--join",
+        seed,
+        "--join-timeout",
+        "0.5",
+        cwd=tmp_path,
+    )
+    processes.append(agent)
+    assert agent.finish() == 1
+    assert agent.lines[-1].startswith(f"Error: could not join through any seed ({seed}) within 0.5s")
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "message"),
+    [
+        (
+            ["--insecure", "--http", "0.0.0.0:8946"],
+            {},
+            "Error: --http-token: required when --http binds a non-loopback address (0.0.0.0)",
+        ),
+        ([], {}, "Error: --keyring-file: a cluster keyring is required"),
+        (["--insecure", "--keyring-file", "ring"], {"ring": "x"}, "Error: --insecure: cannot be combined"),
+        (["--keyring-file", "ring"], {"ring": "# nothing\n"}, "holds no key"),
+        (["--keyring-file", "ring"], {"ring": "bm9wZQ==\n"}, "line 1: is 4 bytes"),
+        (
+            ["--insecure", "--tls-ca", "ca.pem"],
+            {},
+            "Error: --tls-cert, --tls-key: the TLS options go together",
+        ),
+        (
+            ["--insecure", "--http-token", "two words"],
+            {},
+            "Error: --http-token: must be non-empty printable ASCII",
+        ),
+        (["--insecure", "--bind", "nowhere"], {}, "Error: --bind: 'nowhere': missing :port"),
+        (
+            ["--insecure", "--service", "svc.json"],
+            {"svc.json": '{"name": "x", "nodes": [{"id": 3}]}'},
+            "Error: --service 'svc.json': service.nodes[0].id",
+        ),
+        (["--insecure", "--service", "missing.json"], {}, "Error: --service 'missing.json': cannot be read"),
+        (
+            ["--config", "a.toml"],
+            {"a.toml": "colour = 'blue'\n"},
+            "Error: config file 'a.toml': colour: unknown key",
+        ),
+        (["--config", "a.toml"], {"a.toml": "bind = [\n"}, "Error: config file 'a.toml': not valid TOML"),
+        (["--config", "a.toml"], {"a.toml": "insecure = 'yes'\n"}, "insecure: must be true or false"),
+        (
+            ["--config", "a.toml"],
+            {"a.toml": "insecure = true\n[protocol]\nprobe_timeout = 5\n"},
+            "Error: [protocol] probe_timeout: must be less than probe_interval",
+        ),
+        (
+            ["--config", "a.toml"],
+            {"a.toml": "insecure = true\n[protocol]\nspeed = 5\n"},
+            "Error: [protocol] speed: not a Config field",
+        ),
+        (["--config", "missing.toml"], {}, "Error: config file 'missing.toml': cannot be read"),
+    ],
+)
+def test_bad_options_are_reported_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], files: dict[str, str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(
+        cli, ["agent", *args], env={"GOSSIPREG_HTTP_TOKEN": ""}, catch_exceptions=False
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert result.output.startswith("Error: ")
+    assert "Traceback" not in result.output
