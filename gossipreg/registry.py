@@ -301,6 +301,15 @@ class AsyncRegistry:
         return self._core.name
 
     @property
+    def keyring(self) -> Keyring | None:
+        """The live keyring this member seals and opens with (``None`` if insecure).
+
+        Changes take effect at once: :meth:`Keyring.install`, :meth:`Keyring.use`
+        and :meth:`Keyring.remove` rotate keys without a restart.
+        """
+        return self._core.keyring
+
+    @property
     def address(self) -> tuple[str, int]:
         """The advertised ``(host, port)`` other members reach this one at."""
         a = self._core.address

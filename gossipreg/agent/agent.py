@@ -140,9 +140,8 @@ class Agent:
     async def _serve(self, reg: AsyncRegistry, task_status: trio.TaskStatus[Agent]) -> None:
         p = self.prepared
         s = p.settings
-        # reg._core.keyring is the live keyring the member seals and opens with;
-        # changing it takes effect at once (see gossipreg.core.crypto).
-        manager = KeyringManager(reg._core.keyring, s.keyring_file)
+        # The live keyring the member seals and opens with: changes take effect at once.
+        manager = KeyringManager(reg.keyring, s.keyring_file)
         api = AgentAPI(
             reg,
             manager,

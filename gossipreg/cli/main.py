@@ -4,10 +4,10 @@ Each family of subcommands lives in its own module and registers itself on
 :data:`cli` when imported below:
 
 * ``demo``: a local cluster on loopback (:mod:`gossipreg.cli.demo`);
-* ``keygen``, ``keyring``, ``tls``: keys and certificates (:mod:`gossipreg.cli.keys`);
+* ``keygen``, ``tls``: keys and certificates (:mod:`gossipreg.cli.keys`);
 * ``agent``: a long-running member with the local HTTP API (:mod:`gossipreg.cli.agent`);
-* ``members``, ``services``, ``get``, ``watch``, ``register``, ``deregister``:
-  operator commands that talk to the local agent (:mod:`gossipreg.cli.ops`);
+* ``members``, ``services``, ``get``, ``watch``, ``register``, ``deregister``,
+  ``keyring``: operator commands that talk to agents (:mod:`gossipreg.cli.ops`);
 * ``simulate``: the simulation harness (:mod:`gossipreg.cli.simulate`).
 
 Errors read like a tool's: a subcommand raises :class:`click.ClickException`
@@ -38,14 +38,9 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-# Subcommand modules register themselves on `cli`; a missing one is simply skipped
-# while the command set is being built up.
+# Subcommand modules register themselves on `cli` when imported.
 for _module in ("demo", "keys", "agent", "ops", "simulate"):
-    try:
-        importlib.import_module(f"gossipreg.cli.{_module}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while modules are added
-        if _exc.name != f"gossipreg.cli.{_module}":
-            raise
+    importlib.import_module(f"gossipreg.cli.{_module}")
 
 
 def main() -> None:

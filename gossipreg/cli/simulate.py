@@ -18,7 +18,7 @@ from .main import CommandError, cli
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def simulate(args: tuple[str, ...]) -> None:
-    """Run the cluster simulator (``gossipreg simulate run --help`` lists the options)."""
+    """Run the cluster simulator (see: gossipreg simulate run --help)."""
     try:
         from simulations.__main__ import main as simulations_main
     except ImportError as exc:  # pragma: no cover - the harness ships with the package

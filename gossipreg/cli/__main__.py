@@ -1,0 +1,5 @@
+"""``python -m gossipreg.cli``: the ``gossipreg`` command."""
+
+from .main import main
+
+main()
