@@ -503,7 +503,7 @@ class NodeCore:
         c.inc("bytes_received", len(data))
         if self._left:
             return
-        plain = self._open(data, self._label, "datagram")
+        plain = self._open(data, self._label)
         if plain is None:
             return
         try:
@@ -533,14 +533,14 @@ class NodeCore:
                 continue
             if passes_on:
                 forward.append(codec.pack(raw))
-            self._handle(msg, Address(*address), now)
+            self._handle(msg, now)
         if tree is not None:
             # Pass the updates on down the tree, whether or not they were new here:
             # the subtree below this member hears them only from it.
             self._send_tree(tree.root, tree.hops, forward)
         self._after(now)
 
-    def _open(self, data: bytes, label: bytes, what: str) -> bytes | None:
+    def _open(self, data: bytes, label: bytes) -> bytes | None:
         c = self._counters
         if self.keyring is None:
             if data[:1] == bytes([codec.PROTOCOL_VERSION]):
@@ -563,7 +563,7 @@ class NodeCore:
     def _seal(self, plain: bytes, label: bytes) -> bytes:
         return plain if self.keyring is None else self.keyring.seal(plain, label)
 
-    def _handle(self, msg: Message, src: Address, now: float) -> None:
+    def _handle(self, msg: Message, now: float) -> None:
         c = self._counters
         match msg:
             case Ping():
@@ -580,7 +580,7 @@ class NodeCore:
                 self._relays[seq] = _Relay(msg.seq, msg.source_address, nack_at, deadline)
                 self._send(msg.target_address, [Ping(seq, msg.target, self.name, self.address)])
             case Ack():
-                self._on_ack(msg, now)
+                self._on_ack(msg)
             case Nack():
                 c.inc("nacks_received")
                 p = self._probe
@@ -659,7 +659,7 @@ class NodeCore:
         cfg = self.config
         return min(cfg.probe_timeout, 0.8 * (cfg.probe_interval - cfg.probe_timeout))
 
-    def _on_ack(self, ack: Ack, now: float) -> None:
+    def _on_ack(self, ack: Ack) -> None:
         relay = self._relays.pop(ack.seq, None)
         if relay is not None:
             self._send(relay.source_address, [Ack(relay.source_seq, ack.source)])
@@ -935,7 +935,7 @@ class NodeCore:
         c.inc("stream_bytes_received", len(data))
         if self._left:
             return
-        plain = self._open(data, self._stream_label, "stream")
+        plain = self._open(data, self._stream_label)
         if plain is None:
             self._abort_stream(stream, "authentication failed")
             return
