@@ -707,6 +707,11 @@ class Catalog:
             e.dead_at = at
             heapq.heappush(self._collections, (at + self.tombstone_ttl, key, stamp))
             self.counters["expired"] += 1
+            local = self._local.get(key)
+            if local is not None and local.stamp == stamp:
+                # Our own lease ran out: the registration is over until it is renewed.
+                # (Kept, owner authority would re-assert it with a fresh lease.)
+                del self._local[key]
             if e.visible:
                 e.visible = False
                 self._hide(e.record)

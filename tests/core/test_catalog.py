@@ -1439,3 +1439,20 @@ def test_is_stale_fast_path_agrees_with_merge() -> None:
     assert cat.counters["stale"] == 1
     older = _Record("svc", "1", "n1", "z", 99 << 16, None, False, _Node("n1", "h:2"))
     assert cat.merge([older], 1.0).accepted == []
+
+
+def test_an_expired_local_registration_is_no_longer_asserted() -> None:
+    """When the owner's own lease runs out, it stops being the owner's truth: a stale
+    copy arriving later is not re-asserted with a fresh lease."""
+    from gossipreg.core.catalog import Catalog as _Catalog
+    from gossipreg.core.hlc import HybridClock as _HybridClock
+    from gossipreg.core.model import Node as _Node
+    from gossipreg.core.model import Service as _Service
+
+    wall = [1_800_000_000.0]
+    cat = _Catalog("me", _HybridClock(lambda: wall[0]))
+    (rec,) = cat.register(_Service("svc", "1", nodes=[_Node("n1", "h:1")]), ttl=10, now=0.0)
+    assert cat.local_records() == [rec]
+    cat.tick(10.0)
+    assert cat.local_records() == []
+    assert not cat.is_visible(rec.key)

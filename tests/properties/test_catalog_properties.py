@@ -423,6 +423,9 @@ class CatalogMachine(RuleBasedStateMachine):
         self.cat.tick(self.now)
         for key, (rec, received) in list(self.store.items()):
             dead = self._dead_at(rec, received)
+            local = self.local.get(key)
+            if dead is not None and not rec.deleted and local is not None and local.stamp == rec.stamp:
+                del self.local[key]  # our own lease ran out: no longer asserted
             if dead is not None and dead + TOMB_TTL <= self.now:
                 del self.store[key]
 
