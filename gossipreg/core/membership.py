@@ -492,6 +492,9 @@ class Membership:
         # so that the per-datagram and per-timer queries cost O(1) or O(k), not O(n).
         self._live: list[str] = []  # sorted names of ALIVE or SUSPECT members
         self._gone: dict[str, float] = {}  # DEAD or LEFT member -> reap time
+        # Reaped members' last records, kept ``config.tombstone_ttl`` (name -> (record,
+        # forget time)): a replayed alive of a reaped member is recognised as old.
+        self._graveyard: dict[str, tuple[Member, float]] = {}
 
     # ------------------------------------------------------------ queries
 
@@ -601,6 +604,11 @@ class Membership:
             assert old is not None
             return self._about_self(_S.ALIVE, incarnation, now, alive=msg)
         if old is None:
+            grave = self._graveyard.get(name)
+            if grave is not None:
+                if incarnation <= grave[0].incarnation:
+                    return self._stale(None)  # a replay, or a restart that must refute first
+                del self._graveyard[name]
             new = Member(name, msg.address, incarnation, MemberState.ALIVE, msg.meta, now)
             self._transition(None, new)
             return Outcome(Action.APPLIED, new, (msg,))
@@ -718,6 +726,12 @@ class Membership:
         """
         outcomes = []
         for r in remote:
+            if r.state in _GONE and r.name != self._name and r.name not in self._members:
+                # A member we never knew, or already reaped: remember its death so
+                # replays of its old alives stay harmless here too.
+                self._bury(replace(r, state_changed_at=now), now)
+                outcomes.append(Outcome(Action.IGNORED, None))
+                continue
             if r.state is MemberState.ALIVE:
                 outcomes.append(self.on_alive(r.name, r.incarnation, r.address, r.meta, now))
             elif r.state is MemberState.LEFT:
@@ -764,9 +778,28 @@ class Membership:
         for name in sorted(n for n, at in self._gone.items() if now >= at):
             m = self._members.pop(name)
             del self._gone[name]
+            self._bury(m, now)
             self._counters.reaped += 1
             self._events.append(MemberEvent(EventKind.REAPED, m, m.state))
+        if self._graveyard:
+            for name in [n for n, (_, until) in self._graveyard.items() if now >= until]:
+                del self._graveyard[name]
         return tuple(dead)
+
+    def _bury(self, m: Member, now: float) -> None:
+        old = self._graveyard.get(m.name)
+        if old is None or old[0].incarnation <= m.incarnation:
+            self._graveyard[m.name] = (m, now + self._config.tombstone_ttl)
+
+    def graveyard(self) -> tuple[Member, ...]:
+        """Reaped members still remembered (DEAD or LEFT, with their last incarnation).
+
+        A reaped member is forgotten by the table, but its last incarnation is
+        kept for ``config.tombstone_ttl`` seconds and shared in push-pulls, so a
+        replayed ``alive`` of it is recognised as old everywhere, and a
+        restarted process under its name learns which incarnation to refute.
+        """
+        return tuple(self._graveyard[name][0] for name in sorted(self._graveyard))
 
     def next_deadline(self) -> float | None:
         """The earliest suspicion expiry or reap time, or None if nothing is pending."""

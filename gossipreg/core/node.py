@@ -898,7 +898,8 @@ class NodeCore:
         return sid
 
     def _member_states(self) -> list[Any]:
-        return [codec.encode_member(m) for m in self.membership.members()]
+        members = (*self.membership.members(), *self.membership.graveyard())
+        return [codec.encode_member(m) for m in members]
 
     def _stream_send(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
         data = self._seal(codec.pack_stream(obj), self._stream_label)

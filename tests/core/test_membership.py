@@ -812,3 +812,35 @@ def test_alive_is_stale_fast_path_agrees_with_on_alive() -> None:
     for inc in (0, 1, 2, 3):
         assert m.alive_is_stale("b", inc, "10.0.0.2", 1)
         assert m.on_alive("b", inc, ("10.0.0.2", 1), b"", 1.0).action is _Action.IGNORED
+
+
+def test_a_replayed_alive_of_a_reaped_member_is_ignored() -> None:
+    """The graveyard: once reaped, a member's old alives stay old; only a refutation
+    with a higher incarnation (a restart that learned its last one) brings it back."""
+    import random as _random
+
+    from gossipreg.core.config import Config as _Config
+    from gossipreg.core.membership import Action as _Action
+    from gossipreg.core.membership import Member as _Member
+    from gossipreg.core.membership import Membership as _Membership
+    from gossipreg.core.membership import MemberState as _State
+
+    cfg = _Config.lan()
+    m = _Membership("me", ("10.0.0.1", 1), cfg, _random.Random(0), 0.0)
+    m.on_alive("x", 4, ("10.0.0.9", 1), b"", 0.0)
+    m.on_leave("x", 4, 1.0)
+    m.tick(1.0 + cfg.gossip_to_the_dead)
+    assert m.get("x") is None
+    assert [(g.name, g.incarnation, g.state) for g in m.graveyard()] == [("x", 4, _State.LEFT)]
+    for inc in (0, 4):  # a replay from before the leave, and a restarted process at 0
+        assert m.on_alive("x", inc, ("10.0.0.9", 1), b"", 100.0).action is _Action.IGNORED
+        assert m.get("x") is None
+    assert m.on_alive("x", 5, ("10.0.0.9", 1), b"", 101.0).action is _Action.APPLIED
+    assert m.graveyard() == ()
+    # A graveyard entry learned from a peer's push-pull protects a member that never knew x.
+    fresh = _Membership("new", ("10.0.0.2", 1), cfg, _random.Random(0), 0.0)
+    fresh.merge_remote([_Member("y", Address("10.0.0.8", 1), 7, _State.DEAD)], 0.0)
+    assert fresh.on_alive("y", 3, ("10.0.0.8", 1), b"", 1.0).action is _Action.IGNORED
+    # Forgotten after tombstone_ttl.
+    fresh.tick(cfg.tombstone_ttl + 1)
+    assert fresh.graveyard() == ()

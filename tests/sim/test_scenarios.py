@@ -208,8 +208,12 @@ def test_deleted_registration_never_resurrects(owner_side: str) -> None:
 # ---------------------------------------------------------------- restarts and leaves
 
 
-@pytest.mark.parametrize("detected", [True, False], ids=["after-detection", "before-detection"])
-def test_restarted_member_wins_over_its_old_incarnation(detected: bool) -> None:
+@pytest.mark.parametrize(
+    ("detected", "reaped"),
+    [(True, False), (False, False), (True, True)],
+    ids=["after-detection", "before-detection", "after-reaping"],
+)
+def test_restarted_member_wins_over_its_old_incarnation(detected: bool, reaped: bool) -> None:
     config = Config.lan(push_pull_interval=5.0)
     sim, tracker = cluster(20, seed=8, config=config)
     name = "m0009"
@@ -229,6 +233,13 @@ def test_restarted_member_wins_over_its_old_incarnation(detected: bool) -> None:
     tracker.crash(name)
     if detected:
         wait(sim, lambda: tracker.pending_crashes() == 0, limit=detection_bound(config, 20) + 1)
+        if reaped:
+            # Forgotten by every table; only the graveyard remembers its incarnation.
+            sim.run_for(config.gossip_to_the_dead + 1)
+            for m in sim.live_members():
+                if m.name != name:
+                    assert m.core.membership.get(name) is None
+                    assert [g.name for g in m.core.membership.graveyard()] == [name]
     else:
         sim.run_for(0.5)
     tracker.restart(name, ["m0000"])
