@@ -89,6 +89,11 @@ it. :meth:`Membership.tick` declares DEAD the suspects whose deadline passed
 members ``config.gossip_to_the_dead`` seconds after their state changed;
 until then they remain gossip targets (:meth:`Membership.gossip_targets`).
 :meth:`Membership.next_deadline` tells the driver when to call :meth:`tick`.
+A reaped member's last record stays in a graveyard for
+``config.tombstone_ttl`` (:meth:`Membership.graveyard`, shared in push-pulls):
+an ``alive`` of it at an incarnation no higher than that is stale, so replays
+of its old alives change nothing, and a restarted process under its name is
+told that incarnation (as a death to refute) when it joins.
 
 Events
 ======
