@@ -415,6 +415,10 @@ class AsyncRegistry:
             "configure the cluster keyring here",
             "auth_failures": "datagrams no key of the keyring opens: a wrong key, a different "
             "cluster label, or a key rotation in progress",
+            "decode_errors": "malformed messages that authenticated: a buggy or hostile key holder, "
+            "or members running incompatible versions",
+            "records_rejected_drift": "registrations refused because their clock stamp is more than "
+            "max_clock_drift ahead: a member's wall clock is wrong",
         }
         seen = dict.fromkeys(causes, 0)
         while True:
