@@ -417,7 +417,7 @@ class AsyncRegistry:
             "cluster label, or a key rotation in progress",
             "decode_errors": "malformed messages that authenticated: a buggy or hostile key holder, "
             "or members running incompatible versions",
-            "records_rejected_drift": "registrations refused because their clock stamp is more than "
+            "catalog_rejected_drift": "registrations refused because their clock stamp is more than "
             "max_clock_drift ahead: a member's wall clock is wrong",
         }
         seen = dict.fromkeys(causes, 0)
