@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import scenarios
 from .scenario import PROFILES, RunParams, run
 
 __all__ = ["main"]
@@ -122,12 +123,231 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: min(10, S/4))")
     r.add_argument("--json", action="store_true",
                    help="print the report as one JSON object on one line (default: a readable summary)")
+    _add_scenarios(sub)
     return parser
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of sizes, got {text!r}") from None
+    if not values or any(v < 2 for v in values):
+        raise argparse.ArgumentTypeError(f"every size must be at least 2, got {text!r}")
+    return values
+
+
+def _probabilities(text: str) -> list[float]:
+    return [_probability(x) for x in text.split(",") if x.strip()]
+
+
+def _eager(text: str) -> list[bool]:
+    table = {"on": [True], "off": [False], "both": [True, False]}
+    if text not in table:
+        raise argparse.ArgumentTypeError(f"one of on, off, both; got {text!r}")
+    return table[text]
+
+
+_COMMON_EPILOG = (
+    "Writes OUT/<scenario>.json (the report) and, unless --no-plots, PNG plots into OUT. "
+    "Members start warm (their tables filled through Simulation.bootstrap, no join traffic) "
+    "unless --cold. Times are virtual seconds; wall_seconds is the real time taken."
+)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="sim-out", metavar="DIR", help="directory for the JSON report and plots")
+    p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of every random choice")
+    p.add_argument("--no-crypto", dest="crypto", action="store_false",
+                   help="run plaintext instead of AES-GCM sealing (faster; named in the report)%(default).0s")
+    p.add_argument("--cold", dest="warm", action="store_false",
+                   help="start members with real joins through m0000 instead of the warm bootstrap"
+                   "%(default).0s")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="write only the JSON report (no matplotlib needed)%(default).0s")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it is also off when stderr is not a terminal)%(default).0s")
+
+
+def _add_scenarios(sub: Any) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    c = sub.add_parser("convergence", help="time for a new registration to reach 50/99/99.99/100 %%",
+                       formatter_class=fmt, epilog=_COMMON_EPILOG,
+                       description=scenarios.convergence.__doc__)
+    c.add_argument("--nodes", type=_sizes, default=[10, 100, 1000], metavar="N,N,...", help="cluster sizes")
+    c.add_argument("--loss", type=_probabilities, default=[0.0, 0.1, 0.5], metavar="P,P,...",
+                   help="datagram loss rates")
+    c.add_argument("--eager", type=_eager, default=[True, False], metavar="on|off|both",
+                   help="eager push setting(s) (default: both)%(default).0s")
+    c.add_argument("--registrations", type=lambda t: _positive_int(t, 1), default=3, metavar="R",
+                   help="registrations timed per run")
+    c.add_argument("--gap", type=_seconds, default=1.0, metavar="S", help="seconds between registrations")
+    c.add_argument("--limit", type=_seconds, default=40.0, metavar="S",
+                   help="stop waiting this long after the last registration")
+    _common(c)
+
+    d = sub.add_parser("detection", help="time from a crash to first suspicion and to dead-by-all",
+                       formatter_class=fmt, epilog=_COMMON_EPILOG, description=scenarios.detection.__doc__)
+    d.add_argument("--nodes", type=lambda t: _positive_int(t, 3), default=100, metavar="N", help="members")
+    d.add_argument("--crashes", type=lambda t: _positive_int(t, 1), default=20, metavar="M", help="crashes")
+    d.add_argument("--gap", type=_seconds, default=3.0, metavar="S", help="seconds between crashes")
+    d.add_argument("--limit", type=_seconds, default=120.0, metavar="S",
+                   help="stop waiting this long after the last crash")
+    d.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="datagram loss rate")
+    _common(d)
+
+    f = sub.add_parser("false-positives", help="the Lifeguard experiment: slow members, loss, false deaths",
+                       formatter_class=fmt, epilog=_COMMON_EPILOG,
+                       description=scenarios.false_positives.__doc__)
+    f.add_argument("--nodes", type=lambda t: _positive_int(t, 3), default=200, metavar="N",
+                   help="members (the issue's full size: 1000)")
+    f.add_argument("--seconds", type=_seconds, default=120.0, metavar="S",
+                   help="virtual seconds (the issue's full size: 600)")
+    f.add_argument("--loss", type=_probability, default=0.05, metavar="P", help="datagram loss rate")
+    f.add_argument("--slow", type=_probability, default=0.1, metavar="FRACTION",
+                   help="fraction of slow members")
+    f.add_argument("--pause-every", type=_seconds, default=2.0, metavar="S",
+                   help="mean seconds between two pauses of a slow member (exponential)")
+    f.add_argument("--variants", default=",".join(scenarios.VARIANTS), metavar="V,V,...",
+                   help="Lifeguard variants: " + ", ".join(scenarios.VARIANTS))
+    _common(f)
+
+    p = sub.add_parser("partition", help="split in two, heal, time until views are identical",
+                       formatter_class=fmt, epilog=_COMMON_EPILOG, description=scenarios.partition.__doc__)
+    p.add_argument("--nodes", type=lambda t: _positive_int(t, 4), default=40, metavar="N", help="members")
+    p.add_argument("--split-seconds", type=_seconds, default=60.0, metavar="T", help="length of the split")
+    p.add_argument("--registrations", type=lambda t: _positive_int(t, 2), default=10, metavar="R",
+                   help="registrations made before the split")
+    p.add_argument("--changes", type=lambda t: _positive_int(t, 0), default=3, metavar="C",
+                   help="registrations added and deregistered on each side during the split")
+    p.add_argument("--limit", type=_seconds, default=300.0, metavar="S", help="longest wait after healing")
+    p.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="datagram loss rate")
+    _common(p)
+
+    ch = sub.add_parser("churn", help="continuous join/leave/crash and registration churn",
+                        formatter_class=fmt, epilog=_COMMON_EPILOG, description=scenarios.churn.__doc__)
+    ch.add_argument("--nodes", type=lambda t: _positive_int(t, 4), default=40, metavar="N",
+                    help="members live (the target the churn keeps)")
+    ch.add_argument("--seconds", type=_seconds, default=120.0, metavar="S", help="virtual seconds")
+    ch.add_argument("--event-every", type=_seconds, default=2.0, metavar="S",
+                    help="seconds between membership events (and between new registrations)")
+    ch.add_argument("--ttl", type=_seconds, default=30.0, metavar="S", help="registration lease")
+    ch.add_argument("--renew-every", type=_seconds, default=10.0, metavar="S", help="lease renewal period")
+    ch.add_argument("--abandon", type=_probability, default=0.2, metavar="P",
+                    help="fraction of registrations never renewed (they expire)")
+    ch.add_argument("--loss", type=_probability, default=0.0, metavar="P", help="datagram loss rate")
+    _common(ch)
+
+    b = sub.add_parser("bandwidth", help="messages and bytes per member per second against N",
+                       formatter_class=fmt, epilog=_COMMON_EPILOG, description=scenarios.bandwidth.__doc__)
+    b.add_argument("--nodes", type=_sizes, default=[10, 50, 100, 200], metavar="N,N,...",
+                   help="cluster sizes")
+    b.add_argument("--rate", type=_seconds, default=10.0, metavar="R",
+                   help="registrations per second (cluster-wide) in the load window")
+    _common(b)
+
+
+class _RichProgress(scenarios.Progress):
+    """A rich progress bar: virtual seconds of the current phase, with wall time elapsed."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.1f}/{task.total:.0f} s virtual"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self._bar.start()
+        self._task: Any = None
+
+    def phase(self, label: str, total: float) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=self._bar.tasks[-1].total)
+        self._task = self._bar.add_task(label, total=max(total, 1e-9))
+
+    def update(self, virtual: float) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=virtual)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+def _progress(enabled: bool) -> scenarios.Progress:
+    if not enabled or not sys.stderr.isatty():
+        return scenarios.Progress()
+    try:
+        return _RichProgress()
+    except ImportError:
+        return scenarios.Progress()
+
+
+def _scenario_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    common = {"seed": args.seed, "crypto": args.crypto, "warm": args.warm}
+    cmd = args.command
+    if cmd == "convergence":
+        return {**common, "nodes": args.nodes, "losses": args.loss, "eager": args.eager,
+                "registrations": args.registrations, "gap": args.gap, "limit": args.limit}
+    if cmd == "detection":
+        return {**common, "nodes": args.nodes, "crashes": args.crashes, "gap": args.gap,
+                "limit": args.limit, "loss": args.loss}
+    if cmd == "false-positives":
+        return {**common, "nodes": args.nodes, "seconds": args.seconds, "loss": args.loss,
+                "slow_fraction": args.slow, "pause_every": args.pause_every,
+                "variants": [v for v in args.variants.split(",") if v]}
+    if cmd == "partition":
+        return {**common, "nodes": args.nodes, "split_seconds": args.split_seconds,
+                "registrations": args.registrations, "changes": args.changes, "limit": args.limit,
+                "loss": args.loss}
+    if cmd == "churn":
+        return {**common, "nodes": args.nodes, "seconds": args.seconds, "event_every": args.event_every,
+                "ttl": args.ttl, "renew_every": args.renew_every, "abandon": args.abandon, "loss": args.loss}
+    assert cmd == "bandwidth"
+    return {**common, "nodes": args.nodes, "rate": args.rate}
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    """Run the scenario named by ``args.command``; write its report and plots."""
+    from pathlib import Path
+
+    from .plots import MissingMatplotlib, plot, require_matplotlib
+
+    prog = f"python -m simulations {args.command}"
+    if args.plots:
+        try:
+            require_matplotlib()
+        except MissingMatplotlib as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = _progress(args.progress)
+    try:
+        report = scenarios.SCENARIOS[args.command](**_scenario_kwargs(args), progress=progress)
+    except ValueError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
+    report["command"] = " ".join(["python -m simulations", *sys.argv[1:]]) if sys.argv[1:] else prog
+    path = out / f"{args.command.replace('-', '_')}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    written = [path]
+    if args.plots:
+        written += plot(report, out)
+    for w in written:
+        print(w)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        return run_scenario(args)
     params = RunParams(
         nodes=args.nodes,
         seconds=args.seconds,

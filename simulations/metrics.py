@@ -206,6 +206,16 @@ class Tracker:
         sim.restart(name, list(seeds))
         self._observer(sim.members[name])
 
+    def add(self, name: str, seeds: Sequence[str]) -> None:
+        """Create a new member ``name`` and join it through ``seeds``."""
+        sim = self._sim()
+        self._account()
+        m = sim.add_member(name)
+        self.live.add(name)
+        self.started[name] = sim.now
+        self._observer(m)
+        sim.join(name, list(seeds))
+
     def leave(self, name: str) -> None:
         """``name`` leaves gracefully."""
         self._account()
