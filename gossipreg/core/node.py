@@ -177,6 +177,7 @@ class _PushPull:
     join: bool
     deadline: float
     step: int = 0  # initiator: 0 sent INIT; responder: 1 sent REPLY
+    regossip: bool = True  # gossip on the records this exchange brings (not for our own join)
 
 
 #: The node core's own counters (see :meth:`NodeCore.statistics`); all start at 0.
@@ -891,7 +892,8 @@ class NodeCore:
     def _start_push_pull(self, address: Address, now: float, *, join: bool) -> StreamId:
         self._stream_seq += 1
         sid: StreamId = ("out", self._stream_seq)
-        self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout)
+        # A joining member is the one missing everything: what it receives is no news to others.
+        self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout, regossip=not join)
         self._counters.inc("push_pulls_started")
         self._stream_send(sid, address, [codec.PP_INIT, join, self._member_states(),
                                          codec.encode_digest(self.catalog.digest())])
@@ -968,7 +970,7 @@ class NodeCore:
             remote = codec.decode_members(members)
             offer = codec.decode_offer(offer_obj)
             self._merge_members(remote, now)
-            self._queue_corrections(self.catalog.merge_aged(offer.records, now).reply)
+            self._merge_transfers(offer.records, now, regossip=pp.regossip)
             push, want = self.catalog.reconcile(offer._replace(records=[]), now)
             pp.step = 2
             self._stream_send(sid, address, [codec.PP_RECONCILE,
@@ -988,7 +990,7 @@ class NodeCore:
             _, push_obj, want_obj = _args(obj, 3)
             push = codec.decode_transfers(push_obj)
             want = codec.decode_hashes(want_obj)
-            self._queue_corrections(self.catalog.merge_aged(push, now).reply)
+            self._merge_transfers(push, now, regossip=True)
             fetched = self.catalog.fetch(want, now)
             transfers = [codec.encode_transfer(r, a) for r, a in fetched]
             self._stream_send(sid, address, [codec.PP_FETCH, transfers])
@@ -998,7 +1000,7 @@ class NodeCore:
         elif kind == codec.PP_FETCH and pp is not None and sid[0] == "out" and pp.step == 2:
             _, fetched_obj = _args(obj, 2)
             fetched = codec.decode_transfers(fetched_obj)
-            self._queue_corrections(self.catalog.merge_aged(fetched, now).reply)
+            self._merge_transfers(fetched, now, regossip=pp.regossip)
             del self._pushpulls[sid]
             self._counters.inc("push_pulls_completed")
             self._outbox.append(CloseStream(sid))
@@ -1011,9 +1013,20 @@ class NodeCore:
             for b in outcome.broadcast:
                 self._queue_message(b)
 
-    def _queue_corrections(self, records: list[Record]) -> None:
-        for rec in records:
+    def _merge_transfers(self, items: list[tuple[Record, float]], now: float, *, regossip: bool) -> None:
+        """Merge records received on a stream, and gossip on what was new here.
+
+        Anti-entropy repairs what gossip missed; passing the repaired records on
+        spreads the repair at gossip speed instead of one push-pull at a time
+        (after a partition heals, say). Owner-authority corrections are always
+        gossiped; with ``regossip`` false (this member's own join, which brings
+        it what everyone else has) nothing else is.
+        """
+        result = self.catalog.merge_aged(items, now)
+        for rec in (*(result.accepted if regossip else ()), *result.reply):
             self._queue_record(rec)
+        if result.rejected:
+            self._counters.inc("records_rejected_drift", result.rejected)
 
 
 def _args(obj: list[Any], n: int) -> list[Any]:
