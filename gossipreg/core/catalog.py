@@ -813,6 +813,15 @@ class Catalog:
         """
         return {name: (o.max_stamp, o.fingerprint) for name, o in self._shared()}
 
+    def root(self) -> int:
+        """A 64-bit summary of :meth:`digest`: equal roots mean equal digests
+        (but for a 2**-64 chance). A push-pull pre-check compares roots first."""
+        root = 0
+        for owner, (stamp, fp) in self.digest().items():
+            data = owner.encode("utf-8", "surrogatepass") + stamp.to_bytes(9, "big") + fp.to_bytes(8, "big")
+            root ^= int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+        return root
+
     def offer(self, peer: Mapping[str, tuple[int, int]], now: float) -> Offer:
         """Responder's step of a push-pull: answer the initiator's digest.
 

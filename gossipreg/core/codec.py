@@ -44,6 +44,8 @@ __all__ = [
     "NACK",
     "PING",
     "PING_REQ",
+    "PP_CHECK",
+    "PP_CHECK_REPLY",
     "PP_FETCH",
     "PP_INIT",
     "PP_RECONCILE",
@@ -393,6 +395,9 @@ PP_INIT = 16
 PP_REPLY = 17
 PP_RECONCILE = 18
 PP_FETCH = 19
+# The cheap check that precedes a periodic push-pull.
+PP_CHECK = 20
+PP_CHECK_REPLY = 21
 
 #: Largest member meta accepted, in bytes (memberlist's ``MetaMaxSize``).
 MAX_META = 512

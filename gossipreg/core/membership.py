@@ -127,6 +127,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from random import Random
@@ -533,6 +534,16 @@ class Membership:
         The table's own index, returned without a copy: do not modify it.
         """
         return self._live
+
+    def fingerprint(self) -> int:
+        """A 64-bit summary of the table: the XOR over every member of a hash of
+        ``(name, incarnation, state)``. Two tables with the same members in the
+        same states have the same fingerprint (a push-pull pre-check)."""
+        fp = 0
+        for m in self._members.values():
+            data = f"{m.name}\x00{m.incarnation}\x00{m.state.value}".encode("utf-8", "surrogatepass")
+            fp ^= int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+        return fp
 
     def has_peers(self) -> bool:
         """Whether any other member is known (live, or dead/left and not yet reaped)."""

@@ -55,7 +55,10 @@ Anti-entropy (push-pull, over streams)
     REPLY (members, catalog offer) → RECONCILE (records the responder lacks,
     hashes of those the initiator wants) → FETCH (those records). Streams are
     reliable and of any size; each message is sealed like a datagram, under
-    a label distinct from the datagram label.
+    a label distinct from the datagram label. A periodic exchange first
+    compares 64-bit summaries of both member tables and catalogs (CHECK →
+    CHECK_REPLY) and stops there when they match, so an idle cluster's
+    anti-entropy costs two small messages per exchange, whatever its size.
 
 Owner liveness
     When membership declares a member dead or left, its registrations leave
@@ -186,7 +189,8 @@ _COUNTER_NAMES = (
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
-    "tree_datagrams", "reconnect_attempts", "stale_skipped",
+    "tree_datagrams", "reconnect_attempts", "stale_skipped", "push_pull_checks",
+    "push_pull_checks_matched",
     "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
     "incarnation_overflows",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
@@ -205,6 +209,8 @@ class _Counters:
 _STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
 #: Message types that are updates (gossiped, and forwarded down broadcast trees).
 _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, codec.RECORD})
+#: ``_PushPull.step`` of a check waiting for its reply.
+_CHECK = 10
 #: Tolerance for comparing times computed along different paths (float rounding).
 _EPSILON = 1e-9
 #: Most members remembered as reconnect candidates.
@@ -334,7 +340,9 @@ class NodeCore:
         * dissemination: ``eager_pushes``, ``gossip_datagrams``, ``tree_datagrams``,
           ``records_too_large_for_gossip``;
         * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
-          ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``;
+          ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``,
+          ``push_pull_checks`` (periodic exchanges begun with a summary check),
+          ``push_pull_checks_matched`` (those that found nothing to exchange);
         * ``members_*``: every field of
           :class:`~gossipreg.core.membership.MembershipStatistics`;
           ``catalog_*``: every counter of :attr:`Catalog.counters`;
@@ -429,7 +437,7 @@ class NodeCore:
             self._next_push_pull = now + self.config.push_pull_interval_for(max(n, 1))
             peers = self.membership.random_members(1)
             if peers:
-                self._start_push_pull(peers[0].address, now, join=False)
+                self._start_check(peers[0].address, now)
         if now >= self._next_reconnect:
             self._next_reconnect = now + self.config.reconnect_interval
             self._reconnect(now)
@@ -889,6 +897,20 @@ class NodeCore:
 
     # ================================================================ streams
 
+    def _start_check(self, address: Address, now: float) -> None:
+        """Begin a periodic anti-entropy exchange with a cheap check.
+
+        Both sides compare 64-bit summaries of their member tables and catalog
+        digests first; only if either differs does the full push-pull follow.
+        An idle cluster's anti-entropy then costs two small messages, whatever
+        its size, instead of the whole member list each way.
+        """
+        self._stream_seq += 1
+        sid: StreamId = ("out", self._stream_seq)
+        self._pushpulls[sid] = _PushPull(address, False, now + self.config.stream_timeout, step=_CHECK)
+        self._counters.inc("push_pull_checks")
+        self._stream_send(sid, address, [codec.PP_CHECK, self.membership.fingerprint(), self.catalog.root()])
+
     def _start_push_pull(self, address: Address, now: float, *, join: bool) -> StreamId:
         self._stream_seq += 1
         sid: StreamId = ("out", self._stream_seq)
@@ -953,7 +975,27 @@ class NodeCore:
     def _on_stream(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
         kind = obj[0]
         pp = self._pushpulls.get(sid)
-        if kind == codec.PP_INIT and pp is None and sid[0] != "out":
+        if kind == codec.PP_CHECK and pp is None and sid[0] != "out":
+            _, members_fp, catalog_root = _args(obj, 3)
+            same = (
+                type(members_fp) is int
+                and type(catalog_root) is int
+                and members_fp == self.membership.fingerprint()
+                and catalog_root == self.catalog.root()
+            )
+            self._stream_send(sid, address, [codec.PP_CHECK_REPLY, same])
+            self._outbox.append(CloseStream(sid))
+        elif kind == codec.PP_CHECK_REPLY and pp is not None and sid[0] == "out" and pp.step == _CHECK:
+            _, same = _args(obj, 2)
+            if type(same) is not bool:
+                raise DecodeError("push-pull check reply: expected a bool")
+            del self._pushpulls[sid]
+            self._outbox.append(CloseStream(sid))
+            if same:
+                self._counters.inc("push_pull_checks_matched")
+            else:
+                self._start_push_pull(pp.address, now, join=False)
+        elif kind == codec.PP_INIT and pp is None and sid[0] != "out":
             _, join, members, digest = _args(obj, 4)
             if type(join) is not bool:
                 raise DecodeError("push-pull init: join must be a bool")

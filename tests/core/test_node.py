@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gossipreg.core import codec
-from gossipreg.core.catalog import CatalogEvent
+from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
@@ -1028,3 +1028,25 @@ def test_statistics_count_traffic(pair: tuple[Net, NodeCore, NodeCore]) -> None:
     assert sa["probes_sent"] >= 4
     assert sa["members_alive"] == 2
     assert sa["push_pulls_started"] + sb["push_pulls_started"] >= 1
+
+
+def test_periodic_anti_entropy_stops_at_the_check_when_views_agree() -> None:
+    """An idle exchange is two small messages; a difference brings the full push-pull."""
+    net = Net(config=Config.lan(push_pull_interval=5.0))
+    a, b = net.cluster("a", "b", settle=10)
+    before = len(net.stream_messages)
+    checks = stat(a, "push_pull_checks") + stat(b, "push_pull_checks")
+    net.run(12)  # at least one periodic exchange each
+    kinds = [kind for _, _, kind in net.stream_messages[before:]]
+    assert stat(a, "push_pull_checks") + stat(b, "push_pull_checks") > checks
+    assert set(kinds) == {codec.PP_CHECK, codec.PP_CHECK_REPLY}
+    assert stat(a, "push_pull_checks_matched") + stat(b, "push_pull_checks_matched") > 0
+    # Now a difference gossip never carries: a record put straight into a's catalog.
+    rec = Record("hidden", "1.0", "h-1", "z", a.catalog.clock.now(), None, False, Node("h-1", "10.9.9.9:1"))
+    a.catalog.merge([rec], net.now)
+    assert b.catalog.get(rec.key) is None
+    before = len(net.stream_messages)
+    net.wait_for(lambda: b.catalog.get(rec.key) == rec, timeout=12)
+    kinds = [kind for _, _, kind in net.stream_messages[before:]]
+    assert codec.PP_CHECK in kinds
+    assert codec.PP_INIT in kinds  # the check found a difference: the full exchange followed

@@ -120,8 +120,9 @@ def test_bandwidth_load_costs_more_than_idle() -> None:
     r = scenarios.bandwidth(nodes=(8, 20), rate=5.0, seed=6, crypto=False)
     for row in r["rows"]:
         idle, load = row["idle"], row["load"]
-        # Every member starts exactly one push/pull in the idle window: two stream messages each way.
-        assert idle["stream_messages"] == 4 * row["nodes"]
+        # Every member starts exactly one anti-entropy exchange in the idle window; the views
+        # agree, so it stops after the summary check and its reply: two stream messages.
+        assert idle["stream_messages"] == 2 * row["nodes"]
         assert load["bytes_per_member_per_s"] > idle["bytes_per_member_per_s"] > 0
         assert 1.9 <= idle["datagrams_per_member_per_s"] <= 2.2  # one ping and one ack a second
 
