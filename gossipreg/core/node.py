@@ -38,10 +38,11 @@ Dissemination
     ``gossip_interval`` sends them to ``gossip_nodes`` random members. With
     ``eager_push`` a fresh update is also sent at once to ``gossip_nodes``
     members, rate-limited per destination (``eager_push_rate``), and an
-    update this member *originates* goes down a binomial broadcast tree over
-    the live members (``docs/protocol.md``), which every member forwards at
-    once. Spread time then approaches ``log2 n`` hop latencies instead of
-    hops x ``gossip_interval``, and random gossip repairs what the tree misses.
+    update this member *originates* goes down a broadcast tree over the live
+    members with ``gossip_nodes`` children per level (``docs/protocol.md``),
+    which every member forwards at once. Spread time then approaches
+    ``log_(gossip_nodes+1) n`` hop latencies instead of hops x
+    ``gossip_interval``, and random gossip repairs what the tree misses.
 
 Reconnect
     Every ``reconnect_interval`` one random member declared dead within
@@ -789,13 +790,16 @@ class NodeCore:
     # ---------------------------------------------------------------- broadcast tree
 
     def _tree_children(self, root: str) -> list[Member]:
-        """This member's children in the binomial broadcast tree rooted at ``root``.
+        """This member's children in the broadcast tree rooted at ``root``.
 
         The tree is laid over the sorted names of the live members (this one
-        included), rotated so that ``root`` has rank 0; the member of rank
-        ``r`` sends to ranks ``r + 2**j`` for every ``2**j`` above ``r``'s
-        highest bit. Every member is reached exactly once, in at most
-        ``ceil(log2 n)`` hops, when views agree. A root this member does not
+        included), rotated so that ``root`` has rank 0. With ``b =
+        gossip_nodes + 1``, the member of rank ``r`` sends to every rank
+        ``r + d * b**i`` (``d`` from 1 to ``b - 1``) for each power ``b**i``
+        above ``r``'s highest base-``b`` digit: a ``(b-1)``-nomial tree, in
+        which every member is reached exactly once, in at most
+        ``ceil(log_b n)`` hops, when views agree (the parent of ``r`` is ``r``
+        with its highest non-zero digit cleared). A root this member does not
         know as live gives no children.
         """
         live = self.membership.live_names
@@ -819,13 +823,21 @@ class NodeCore:
         if root_index is None:
             return []
         rank = (me - root_index) % n
+        base = self.config.gossip_nodes + 1
+        # The first power of the base above rank's highest digit.
+        place = 1
+        while place <= rank:
+            place *= base
         children = []
-        step = 1 << rank.bit_length()
-        while rank + step < n:
-            m = self.membership.get(at((root_index + rank + step) % n))
-            if m is not None:
-                children.append(m)
-            step <<= 1
+        while rank + place < n:
+            for digit in range(1, base):
+                child = rank + digit * place
+                if child >= n:
+                    break
+                m = self.membership.get(at((root_index + child) % n))
+                if m is not None:
+                    children.append(m)
+            place *= base
         return children
 
     def _send_tree(self, root: str, hops: int, updates: list[bytes]) -> None:

@@ -1050,3 +1050,37 @@ def test_periodic_anti_entropy_stops_at_the_check_when_views_agree() -> None:
     kinds = [kind for _, _, kind in net.stream_messages[before:]]
     assert codec.PP_CHECK in kinds
     assert codec.PP_INIT in kinds  # the check found a difference: the full exchange followed
+
+
+@pytest.mark.parametrize("gossip_nodes", [1, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 5, 40, 130])
+def test_broadcast_tree_reaches_every_member_exactly_once(n: int, gossip_nodes: int) -> None:
+    """With agreeing views, following the tree from any root visits every member once,
+    in at most ceil(log_b n) hops, b = gossip_nodes + 1."""
+    import math
+
+    from gossipreg.core.membership import Member, MemberState
+
+    config = Config.lan(gossip_nodes=gossip_nodes)
+    names = [f"m{i:03d}" for i in range(n)]
+    table = [Member(name, Address(f"10.1.{i // 256}.{i % 256}", 7946), 0, MemberState.ALIVE)
+             for i, name in enumerate(names)]
+    cores = {}
+    for m in table:
+        core = NodeCore(m.name, m.address, config=config, rng=random.Random(0), wall_clock=lambda: WALL0,
+                        now=0.0, insecure=True)
+        core.membership.merge_remote(table, 0.0)
+        cores[m.name] = core
+    for root in (names[0], names[-1], names[n // 2]):
+        depth = {root: 0}
+        frontier = [root]
+        while frontier:
+            nxt = []
+            for name in frontier:
+                for child in cores[name]._tree_children(root):
+                    assert child.name not in depth, f"{child.name} reached twice"
+                    depth[child.name] = depth[name] + 1
+                    nxt.append(child.name)
+            frontier = nxt
+        assert set(depth) == set(names)
+        assert max(depth.values()) <= max(0, math.ceil(math.log(n, gossip_nodes + 1) - 1e-9))
