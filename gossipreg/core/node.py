@@ -734,8 +734,11 @@ class NodeCore:
         data = codec.encode_message(msg)
         self._queue.queue(("m", msg.name), data)
         self._fresh = True
+        # Down the broadcast tree go the updates this member originates, but for
+        # suspicions: under heavy loss they are many and short-lived, and each would
+        # cost a datagram per member. They spread by gossip, as in memberlist.
         author = msg.from_member if isinstance(msg, Suspect | Dead) else msg.name
-        if author == self.name:
+        if author == self.name and not isinstance(msg, Suspect):
             self._tree_pending.append(data)
 
     def _queue_record(self, rec: Record) -> None:
