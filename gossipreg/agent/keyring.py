@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import trio
 
+from .._files import write_atomically
 from ..core.crypto import KEY_SIZES, Keyring
 from ..core.errors import ConfigError
 
@@ -86,18 +84,7 @@ def write_keyring_file(path: Path, keys: tuple[bytes, ...]) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"), mode)
 
 
 @dataclass(frozen=True, slots=True)

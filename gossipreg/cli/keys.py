@@ -17,15 +17,13 @@ file can be. Errors are reported as ``Error: ...`` with exit status 1.
 from __future__ import annotations
 
 import base64
-import contextlib
 import ipaddress
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from .._files import write_atomically
 from ..core.crypto import Keyring
 from ..core.errors import ConfigError
 from ..pki import DEFAULT_CA_DAYS, DEFAULT_MEMBER_DAYS, create_ca, create_member_cert
@@ -216,22 +214,6 @@ def _write_all(out_dir: Path, files: Sequence[tuple[Path, bytes, int]]) -> None:
         raise CommandError(f"cannot create directory {out_dir}: {exc.strerror or exc}") from None
     for path, data, mode in files:
         try:
-            _write_file(path, data, mode)
+            write_atomically(path, data, mode)
         except OSError as exc:
             raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp creates the file 0600; set the final mode before any data is in it.
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
