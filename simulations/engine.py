@@ -41,13 +41,13 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gossipreg.core.catalog import Record
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.membership import Address
+from gossipreg.core.membership import Address, TableSnapshot
 from gossipreg.core.model import Service
 from gossipreg.core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
 
@@ -179,26 +179,41 @@ class Simulation:
             if m is not first and m.up:
                 self.join(m.name, [first.name])
 
-    def bootstrap(self, names: list[str] | None = None) -> None:
+    def bootstrap(self, names: list[str] | None = None, *, shared: bool = True) -> None:
         """Start ``names`` (default: every member up) *warm*: as if they had joined
         long ago and their gossip had died down.
 
-        Each member's table is fed the others' ALIVE records (incarnation 0) through
-        :meth:`Membership.merge_remote <gossipreg.core.membership.Membership.merge_remote>`,
-        the call a push/pull makes, and then :meth:`NodeCore.tick` applies the
-        resulting JOINED events (catalog owners up, node events out). The
-        re-broadcasts a real join would queue are discarded: in a converged
-        cluster they have long finished their retransmissions. Nothing is sent.
+        With ``shared`` (the default) every member :meth:`adopts
+        <gossipreg.core.node.NodeCore.adopt>` one
+        :class:`~gossipreg.core.membership.TableSnapshot` of the chosen members'
+        ALIVE records: the tables share it and each stores only its own
+        differences from then on, so N members cost O(N) memory and time, not
+        O(N^2). No node event is emitted for these joins (a
+        :class:`~simulations.metrics.Tracker` is told with
+        :meth:`~simulations.metrics.Tracker.warm_start`).
 
-        A real join of N members costs O(N^2) decoded gossip messages (about two
-        minutes of wall time for 1,000 members); this costs O(N^2) table inserts.
-        Probe, gossip and push/pull schedules are the cores' own (staggered from
-        their creation). Call it before the members have sent anything.
+        With ``shared=False`` each table is fed the others' records through
+        :meth:`Membership.merge_remote <gossipreg.core.membership.Membership.merge_remote>`,
+        the call a push/pull makes, and the JOINED events are emitted: O(N^2)
+        table entries. Both give the same protocol behaviour (the same trace
+        hash); the test suite checks it.
+
+        Either way the re-broadcasts a real join would queue are discarded (in a
+        converged cluster they have long finished their retransmissions) and
+        nothing is sent. A real join of N members costs O(N^2) decoded gossip
+        messages (about two minutes of wall time for 1,000 members). Probe,
+        gossip and push/pull schedules are the cores' own (staggered from their
+        creation). Call it before the members have sent anything.
         """
         chosen = [self.members[n] for n in names] if names is not None else self.alive_members()
-        records = [m.core.membership.local for m in chosen]
+        # Stamped now, as merge_remote stamps the records it adds.
+        records = [replace(m.core.membership.local, state_changed_at=self.now) for m in chosen]
+        snapshot = TableSnapshot(records) if shared else None
         for m in chosen:
-            m.core.membership.merge_remote([r for r in records if r.name != m.name], self.now)
+            if snapshot is not None:
+                m.core.adopt(snapshot, self.now)
+            else:
+                m.core.membership.merge_remote([r for r in records if r.name != m.name], self.now)
             m.core.tick(self.now)  # applies the membership events; no timer is due yet
             m.core.take_outbox()  # the alive announcements a converged member would have sent
             self._drain(m)

@@ -13,6 +13,19 @@ Crashes, restarts and leaves must go through :meth:`Tracker.crash`,
 :meth:`Tracker.restart` and :meth:`Tracker.leave` (which call the simulation),
 so the tracker knows which processes are live.
 
+Warm start
+    :meth:`Tracker.warm_start` makes the named members (their current
+    processes) hold every other named member ALIVE, with the same results as
+    the N*(N-1) JOINED events it stands for, but in O(N) time and memory: the
+    named set is a *baseline*. Each observer stores only its *explicit* states,
+    those that differ from the baseline (a reaped or unknown subject the
+    baseline would hold ALIVE is an explicit ``None``); a warm observer with no
+    entry about a warm subject other than itself holds it ALIVE. The indexes
+    (``held``) count explicit states only and the queries add the baseline, so
+    an event costs O(1) whatever N is, while whole-cluster queries cost O(N)
+    plus the explicit states they touch. A restarted process is a new, cold
+    observer: its predecessor's entries and baseline are dropped.
+
 False deaths
     A membership ``FAILED`` event at observer O about subject S at time t is a
     *false death declaration* if, at t, S's process is up, has not left, and
@@ -98,13 +111,16 @@ class _Watch:
     done_at: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Observer:
     generation: int
-    states: dict[str, MemberState] = field(default_factory=dict)
+    # Explicit states only: those differing from the warm baseline (see the module docstring);
+    # None (only where the baseline is ALIVE) is a subject reaped or unknown.
+    states: dict[str, MemberState | None] = field(default_factory=dict)
     suspect_since: dict[str, float] = field(default_factory=dict)
     alive: int = 0  # other members held ALIVE
     keys: set[Key] = field(default_factory=set)
+    warm: bool = False  # named in warm_start: holds every other warm subject ALIVE unless explicit
 
 
 class Tracker:
@@ -121,8 +137,14 @@ class Tracker:
         self.observers: dict[str, _Observer] = {}
         self.live: set[str] = set()
         self.started: dict[str, float] = {}
-        # subject -> observers holding it in each state
+        # subject -> observers holding it in each state, explicitly (the warm baseline aside)
         self.held: dict[str, dict[MemberState, set[str]]] = {}
+        # The warm baseline: subjects held ALIVE by every warm observer (but themselves) ...
+        self._warm: frozenset[str] = frozenset()
+        # ... the observers whose current process is warm ...
+        self._warm_obs: set[str] = set()
+        # ... and, per warm subject, the warm observers with an explicit state about it.
+        self._overrides: dict[str, set[str]] = {}
         # key -> observers holding it visible
         self.holders: dict[Key, set[str]] = {}
         self._full: set[str] = set()  # observers holding expected - 1 others ALIVE
@@ -167,10 +189,55 @@ class Tracker:
     def _forget(self, name: str, ob: _Observer) -> None:
         """A new process replaced ``name``: what the old one believed is gone."""
         for subject, state in ob.states.items():
-            self.held[subject][state].discard(name)
+            if state is not None:
+                self.held[subject][state].discard(name)
+            if ob.warm and subject in self._warm and subject != name:
+                self._overrides[subject].discard(name)
+        if ob.warm:
+            self._warm_obs.discard(name)
         for key in ob.keys:
             self.holders[key].discard(name)
         self._full.discard(name)
+
+    def warm_start(self, names: Iterable[str]) -> None:
+        """Each of the named members (their current processes) holds every other named
+        member ALIVE, as if it had received a JOINED event about each, but nothing is
+        stored per pair: O(N) time and memory (see "Warm start" in the module docstring).
+
+        Call it after :meth:`attach`, at most once. ``join_converged_at`` is set if the
+        join condition holds afterwards.
+        """
+        sim = self._sim()
+        if self._warm:
+            raise RuntimeError("Tracker.warm_start may be called only once")
+        warm = self._warm = frozenset(names)
+        now = sim.now
+        for name in warm:
+            ob = self._observer(sim.members[name])
+            # Explicit states about warm subjects give way to the baseline (ALIVE).
+            for subject in [s for s in ob.states if s in warm and s != name]:
+                old = ob.states.pop(subject)
+                if old is not None:
+                    self.held[subject][old].discard(name)
+                if old is MemberState.ALIVE:
+                    ob.alive -= 1
+            ob.warm = True
+            ob.alive += len(warm) - 1
+            self._warm_obs.add(name)
+            if ob.alive == self.expected - 1:
+                self._full.add(name)
+            else:
+                self._full.discard(name)
+        # A JOINED event refutes the open false death declaration of its pair.
+        for pair in [(o, s) for o, s in self._open_false if o in warm and s in warm and o != s]:
+            self._open_false.pop(pair).refuted_at = now
+        self._check_joined(now)
+
+    def _baseline(self, ob: _Observer, observer: str, subject: str) -> MemberState | None:
+        """What ``observer`` holds about ``subject`` when it has no explicit state about it."""
+        if ob.warm and subject in self._warm and subject != observer:
+            return MemberState.ALIVE
+        return None
 
     def _account(self) -> None:
         now = self._sim().now
@@ -235,17 +302,66 @@ class Tracker:
     def sees(self, observer: str, subject: str) -> MemberState | None:
         """``observer``'s current state for ``subject`` (None: unknown or reaped)."""
         ob = self.observers.get(observer)
-        return None if ob is None else ob.states.get(subject)
+        if ob is None:
+            return None
+        states = ob.states
+        return states[subject] if subject in states else self._baseline(ob, observer, subject)
+
+    def view(self, observer: str) -> dict[str, MemberState]:
+        """``observer``'s current states of every member it knows (O(N) with a warm start)."""
+        ob = self.observers.get(observer)
+        if ob is None:
+            return {}
+        out: dict[str, MemberState] = {}
+        if ob.warm:
+            out = dict.fromkeys(self._warm - {observer}, MemberState.ALIVE)
+        for subject, state in ob.states.items():
+            if state is None:
+                out.pop(subject, None)
+            else:
+                out[subject] = state
+        return out
+
+    def alive_view(self, observer: str) -> set[str]:
+        """The members ``observer`` currently holds ALIVE."""
+        return {s for s, st in self.view(observer).items() if st is MemberState.ALIVE}
+
+    def _held(self, subject: str, state: MemberState) -> set[str]:
+        """Every observer (live or not) holding ``subject`` in ``state``, baseline included."""
+        held = self.held.get(subject, {}).get(state, set())
+        if state is MemberState.ALIVE and subject in self._warm:
+            held = held | (self._warm_obs - self._overrides.get(subject, set()) - {subject})
+        return held
+
+    def _counts(self, subject: str, state: MemberState, live_warm: int) -> tuple[int, int, bool]:
+        """``(len(H), len(H & live), subject in H)`` for ``H = _held(subject, state)``, without
+        building H: O(explicit entries about ``subject``). ``live_warm`` is
+        ``len(_warm_obs & live)``."""
+        held = self.held.get(subject, {}).get(state, set())
+        total, live, own = len(held), len(held & self.live), subject in held
+        if state is MemberState.ALIVE and subject in self._warm:
+            # The baseline holders: warm observers other than the subject without an explicit
+            # state about it; disjoint from the explicit holders.
+            over = self._overrides.get(subject, set())
+            total += len(self._warm_obs) - len(over) - (subject in self._warm_obs)
+            live += live_warm - len(over & self.live) - (subject in self._warm_obs and subject in self.live)
+        return total, live, own
+
+    def _live_warm(self) -> int:
+        return len(self._warm_obs & self.live) if self._warm_obs else 0
 
     def holding(self, subject: str, state: MemberState) -> set[str]:
         """Live members (other than ``subject``) holding ``subject`` in ``state``."""
-        return self.held.get(subject, {}).get(state, set()) & self.live
+        return self._held(subject, state) & self.live
 
     def all_hold(self, subject: str, state: MemberState) -> bool:
         """Whether every live member other than ``subject`` holds it in ``state``."""
+        return self._all_hold(subject, state, self._live_warm())
+
+    def _all_hold(self, subject: str, state: MemberState, live_warm: int) -> bool:
         others = len(self.live) - (subject in self.live)
-        held = self.held.get(subject, {}).get(state, set())
-        return len(held) >= others and len(held & self.live) - (subject in held) == others
+        total, live, own = self._counts(subject, state, live_warm)
+        return total >= others and live - own == others
 
     def all_alive_everywhere(self) -> bool:
         """Whether every live member holds every other live member ALIVE, and nobody else."""
@@ -254,15 +370,19 @@ class Tracker:
             ob = self.observers[name]
             if ob.alive != n - 1:
                 return False
-        return all(self.all_hold(s, MemberState.ALIVE) for s in self.live)
+        live_warm = self._live_warm()
+        return all(self._all_hold(s, MemberState.ALIVE, live_warm) for s in self.live)
 
     def all_live_everywhere(self) -> bool:
         """Whether every live member holds every other live member ALIVE or SUSPECT."""
-        return all(
-            len((self.holding(s, MemberState.ALIVE) | self.holding(s, MemberState.SUSPECT)) - {s})
-            == len(self.live) - 1
-            for s in self.live
-        )
+        live_warm = self._live_warm()
+        for s in self.live:
+            # An observer holds one state per subject: the two sets are disjoint.
+            _, alive, own_alive = self._counts(s, MemberState.ALIVE, live_warm)
+            _, suspect, own_suspect = self._counts(s, MemberState.SUSPECT, live_warm)
+            if alive + suspect - own_alive - own_suspect != len(self.live) - 1:
+                return False
+        return True
 
     def key_holders(self, key: Key) -> set[str]:
         """Live members holding ``key`` in their view."""
@@ -327,15 +447,24 @@ class Tracker:
             return
         subject = ev.member.name
         now = self._sim().now
-        old = ob.states.get(subject)
+        states = ob.states
+        base = self._baseline(ob, observer, subject)
+        explicit = subject in states
+        old = states[subject] if explicit else base
         new: MemberState | None = None if kind is EventKind.REAPED else ev.member.state
-        if old is not None:
+        if explicit and old is not None:
             self.held[subject][old].discard(observer)
-        if new is None:
-            ob.states.pop(subject, None)
+        if new is base:  # back to the baseline: no entry
+            if explicit:
+                del states[subject]
+                if base is not None:
+                    self._overrides[subject].discard(observer)
         else:
-            ob.states[subject] = new
-            self.held.setdefault(subject, {s: set() for s in MemberState})[new].add(observer)
+            states[subject] = new
+            if new is not None:
+                self.held.setdefault(subject, {s: set() for s in MemberState})[new].add(observer)
+            if base is not None and not explicit:
+                self._overrides.setdefault(subject, set()).add(observer)
         was_alive = old is MemberState.ALIVE
         is_alive = new is MemberState.ALIVE
         if was_alive != is_alive:
@@ -344,13 +473,7 @@ class Tracker:
                 self._full.add(observer)
             else:
                 self._full.discard(observer)
-            if (
-                self.join_converged_at is None
-                and len(self._full) >= self.expected
-                and self._full >= self.live
-                and len(self.live) == self.expected
-            ):
-                self.join_converged_at = now
+            self._check_joined(now)
         if kind is EventKind.SUSPECTED:
             self.suspicions += 1
             ob.suspect_since[subject] = now
@@ -391,6 +514,15 @@ class Tracker:
             self._check_spread(key)
 
     # ------------------------------------------------------------ completion
+
+    def _check_joined(self, now: float) -> None:
+        if (
+            self.join_converged_at is None
+            and len(self._full) >= self.expected
+            and self._full >= self.live
+            and len(self.live) == self.expected
+        ):
+            self.join_converged_at = now
 
     def _check_crash(self, c: Crash) -> None:
         others = len(self.live) - (c.member in self.live)

@@ -116,6 +116,7 @@ def _cluster(
     c.progress.phase(label, total)
     if warm:
         sim.bootstrap()
+        tracker.warm_start([m.name for m in sim.alive_members()])
     else:
         sim.join_all()
         c.run_until(total, stop=lambda: tracker.join_converged_at is not None, step=0.05)
@@ -123,7 +124,7 @@ def _cluster(
 
 
 def _start(warm: bool) -> str:
-    return ("warm: Simulation.bootstrap (tables fed ALIVE records via Membership.merge_remote)"
+    return ("warm: Simulation.bootstrap (every table adopts one shared snapshot of the ALIVE records)"
             if warm else "cold: every member joins through m0000 at t=0")
 
 
@@ -726,7 +727,7 @@ def churn(
         dm = dc = both = 0
         for o in names:
             ob = tracker.observers[o]
-            alive = {s for s, st in ob.states.items() if st is MemberState.ALIVE} | {o}
+            alive = tracker.alive_view(o) | {o}
             bad_m = alive != truth_members
             bad_c = ob.keys != truth_keys
             dm += bad_m

@@ -87,12 +87,13 @@ import hashlib
 import heapq
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from .errors import ClockDriftError, InvalidServiceError, NotFoundError
 from .hlc import HybridClock
+from .layered import LayeredDict
 from .model import EMPTY_METADATA, Endpoint, Node, Service
 
 __all__ = [
@@ -324,7 +325,7 @@ class Catalog:
         self._records: dict[Key, _Entry] = {}
         self._by_hash: dict[int, Key] = {}
         self._owners: dict[str, _Owner] = {}
-        self._owner_up: dict[str, bool] = {}
+        self._owner_up: MutableMapping[str, bool] = {}
         self._local: dict[Key, Record] = {}
         # View index: name -> version -> node id -> record, visible records only.
         self._view: dict[str, dict[str, dict[str, Record]]] = {}
@@ -761,6 +762,28 @@ class Catalog:
                 e.visible = False
                 self._hide(e.record)
                 self._events.append(_event("delete", e.record))
+
+    def adopt_owners_up(self, shared: Mapping[str, bool]) -> None:
+        """Take owner liveness from ``shared`` (owner -> up), shared rather than copied.
+
+        The same as calling :meth:`owner_up` or :meth:`owner_down` for each
+        entry, in O(1) memory: later changes are stored as differences from
+        ``shared``, which must not change. A warm start of many simulated
+        members from one :class:`~gossipreg.core.membership.TableSnapshot`.
+
+        Raises:
+            ValueError: liveness was already reported for some owner.
+        """
+        if self._owner_up:
+            raise ValueError("adopt_owners_up: liveness was already reported for some owner")
+        self._owner_up = LayeredDict(shared)
+        for owner in sorted(o for o in self._owners if o in shared):
+            up = shared[owner]
+            del self._owner_up[owner]  # let owner_up/owner_down apply the change to the view
+            if up:
+                self.owner_up(owner)
+            else:
+                self.owner_down(owner)
 
     def owner_up(self, owner: str) -> None:
         """Show ``owner``'s live records again: it is alive (it refuted, or rejoined)."""

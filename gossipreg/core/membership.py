@@ -125,10 +125,9 @@ Driver contract (the node core)
 
 from __future__ import annotations
 
-import bisect
 import enum
 import hashlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from random import Random
 from types import MappingProxyType
@@ -136,6 +135,7 @@ from typing import NamedTuple
 
 from .awareness import REFUTED, Awareness
 from .config import Config
+from .layered import LayeredDict, SortedOverlay
 from .suspicion import Suspicion, suspicion_for
 
 __all__ = [
@@ -158,6 +158,7 @@ __all__ = [
     "Order",
     "Outcome",
     "Suspect",
+    "TableSnapshot",
 ]
 
 
@@ -448,10 +449,99 @@ class _Counters:
 
 @dataclass(slots=True)
 class _ProbeRound:
-    order: list[str] = field(default_factory=list)
+    """One pass over the members, in an order shuffled lazily.
+
+    The pass visits the names of ``snapshot`` (the live members when it began)
+    and then ``extra`` (members that joined during it), as positions
+    ``0 .. size - 1``, in the order of a Fisher-Yates shuffle drawn one step at
+    a time: step ``t`` swaps position ``t`` with a random one in ``[t, size)``.
+    Only the displaced positions are stored (``swaps``), so a pass costs
+    O(1) to begin and O(probes so far) in memory, not O(n): a joiner appended
+    at the end is equally likely to come at any place among those not yet
+    visited.
+    """
+
+    snapshot: SortedOverlay = field(default_factory=SortedOverlay)
+    extra: list[str] = field(default_factory=list)
+    size: int = 0
     index: int = 0
-    pending: set[str] = field(default_factory=set)
-    """Names in ``order[index:]``, for O(1) membership tests."""
+    swaps: dict[int, int] = field(default_factory=dict)
+    visited: set[str] = field(default_factory=set)
+    """Names of ``snapshot`` visited in this pass."""
+    pending_extra: set[str] = field(default_factory=set)
+    """Names of ``extra`` not visited yet."""
+
+    def draw(self, rng: Random) -> str:
+        t = self.index
+        j = rng.randrange(t, self.size)
+        swaps = self.swaps
+        value = swaps.pop(t, t)
+        if j != t:
+            value, swaps[j] = swaps.get(j, j), value
+        self.index = t + 1
+        snap = self.snapshot
+        if value < len(snap):
+            name = snap[value]
+            self.visited.add(name)
+        else:
+            name = self.extra[value - len(snap)]
+            self.pending_extra.discard(name)
+        return name
+
+    def pending(self, name: str) -> bool:
+        return name in self.pending_extra or (name in self.snapshot and name not in self.visited)
+
+
+def _member_hash(m: Member) -> int:
+    data = f"{m.name}\x00{m.incarnation}\x00{m.state.value}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+class TableSnapshot:
+    """An immutable member table that many :class:`Membership` instances share.
+
+    A warm start for simulations of large clusters: every simulated member
+    :meth:`adopts <Membership.adopt>` the same snapshot instead of joining,
+    and stores only where its table comes to differ from it (see
+    :mod:`gossipreg.core.layered`). 10,000 members then cost 10,000 shared
+    records plus small deltas, instead of 10^8 private entries.
+
+    Args:
+        members: ALIVE records, one per name.
+
+    Raises:
+        ValueError: a record is not ALIVE, or a name repeats.
+    """
+
+    __slots__ = ("counts", "fingerprint", "live", "members", "owners_up")
+
+    def __init__(self, members: Iterable[Member]) -> None:
+        table: dict[str, Member] = {}
+        fp = 0
+        for m in sorted(members, key=lambda m: m.name):
+            if m.state is not MemberState.ALIVE:
+                raise ValueError(f"snapshot records must be ALIVE, not {m.state.value}: {m.name!r}")
+            if m.name in table:
+                raise ValueError(f"duplicate member {m.name!r}")
+            table[m.name] = m
+            fp ^= _member_hash(m)
+        self.members: Mapping[str, Member] = MappingProxyType(table)
+        """name -> record, read-only."""
+        self.live: tuple[str, ...] = tuple(table)
+        """The sorted names (all ALIVE)."""
+        self.owners_up: Mapping[str, bool] = MappingProxyType(dict.fromkeys(table, True))
+        """name -> True: the owner liveness a catalog holds after a JOINED event
+        about each (see :meth:`Catalog.adopt_owners_up
+        <gossipreg.core.catalog.Catalog.adopt_owners_up>`)."""
+        self.fingerprint = fp
+        """:meth:`Membership.fingerprint` of exactly these records."""
+        self.counts: Mapping[MemberState, int] = MappingProxyType(
+            {s: (len(table) if s is MemberState.ALIVE else 0) for s in MemberState}
+        )
+        """Records per state."""
+
+    def __len__(self) -> int:
+        return len(self.live)
 
 
 class Membership:
@@ -485,18 +575,18 @@ class Membership:
         self._rng = rng
         self.awareness = Awareness(config.awareness_max_multiplier)
         """Local health (Lifeguard); refutations add +1, the node core applies probe deltas."""
-        self._members: dict[str, Member] = {
-            local_name: Member(
-                local_name, Address(*local_address), incarnation, MemberState.ALIVE, bytes(meta), now
-            )
-        }
+        me = Member(local_name, Address(*local_address), incarnation, MemberState.ALIVE, bytes(meta), now)
+        self._members: MutableMapping[str, Member] = {local_name: me}
+        self._fp = _member_hash(me)  # fingerprint(), kept up to date by _put/_pop
+        self._counts = dict.fromkeys(MemberState, 0)
+        self._counts[MemberState.ALIVE] = 1
         self._suspicions: dict[str, Suspicion] = {}
         self._events: list[MemberEvent] = []
         self._counters = _Counters()
         self._probe = _ProbeRound()
         # Indexes kept in step with ``_members`` by ``_transition`` (other members only),
         # so that the per-datagram and per-timer queries cost O(1) or O(k), not O(n).
-        self._live: list[str] = []  # sorted names of ALIVE or SUSPECT members
+        self._live = SortedOverlay()  # sorted names of ALIVE or SUSPECT members
         self._gone: dict[str, float] = {}  # DEAD or LEFT member -> reap time
         # Reaped members' last records, kept ``config.tombstone_ttl`` (name -> (record,
         # forget time)): a replayed alive of a reaped member is recognised as old.
@@ -528,7 +618,7 @@ class Membership:
         return tuple(self._members[name] for name in sorted(self._members))
 
     @property
-    def live_names(self) -> list[str]:
+    def live_names(self) -> SortedOverlay:
         """Sorted names of the ALIVE and SUSPECT members other than this one.
 
         The table's own index, returned without a copy: do not modify it.
@@ -538,12 +628,44 @@ class Membership:
     def fingerprint(self) -> int:
         """A 64-bit summary of the table: the XOR over every member of a hash of
         ``(name, incarnation, state)``. Two tables with the same members in the
-        same states have the same fingerprint (a push-pull pre-check)."""
-        fp = 0
-        for m in self._members.values():
-            data = f"{m.name}\x00{m.incarnation}\x00{m.state.value}".encode("utf-8", "surrogatepass")
-            fp ^= int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-        return fp
+        same states have the same fingerprint (a push-pull pre-check). Kept up
+        to date on every change, so reading it costs nothing."""
+        return self._fp
+
+    def adopt(self, snapshot: TableSnapshot, now: float) -> None:
+        """Start from ``snapshot``'s records, shared rather than copied (a warm start).
+
+        The table becomes the snapshot's records plus this member's own (which
+        replaces the snapshot's record of this name, if any), as if
+        :meth:`merge_remote` had merged the snapshot, but without copying it and
+        without an event per member: nothing is queued. The records are taken
+        as they are, ``state_changed_at`` included (``merge_remote`` would stamp
+        them ``now``): build the snapshot from records stamped ``now`` for the
+        same table. Later changes are
+        stored as this table's own differences from the snapshot. The
+        simulator's warm bootstrap of large clusters uses it.
+
+        Raises:
+            ValueError: this table already knows another member (or a reaped one).
+        """
+        if self.has_peers() or self._graveyard or self._suspicions or len(self._members) != 1:
+            raise ValueError("adopt: only a table that knows no other member can adopt a snapshot")
+        me = self.local
+        self._members = LayeredDict(snapshot.members)
+        self._fp = snapshot.fingerprint
+        self._counts = dict(snapshot.counts)
+        own = snapshot.members.get(self._name)
+        if own is not None:
+            self._fp ^= _member_hash(own)
+            self._counts[own.state] -= 1
+            del self._members[self._name]
+        self._members[self._name] = me
+        self._fp ^= _member_hash(me)
+        self._counts[me.state] += 1
+        self._live = SortedOverlay(snapshot.live)
+        self._live.discard(self._name)
+        self._counters.joins += len(self._live)
+        # A pass not yet begun starts from the live members anyway (see _add_probe_target).
 
     def has_peers(self) -> bool:
         """Whether any other member is known (live, or dead/left and not yet reaped)."""
@@ -564,9 +686,7 @@ class Membership:
 
     def statistics(self) -> MembershipStatistics:
         """A frozen snapshot of the counters."""
-        sizes = dict.fromkeys(MemberState, 0)
-        for m in self._members.values():
-            sizes[m.state] += 1
+        sizes = self._counts
         c = self._counters
         return MembershipStatistics(
             alive=sizes[MemberState.ALIVE],
@@ -792,7 +912,7 @@ class Membership:
             self._counters.suspicion_timeouts += 1
             dead.append(Dead(name, old.incarnation, self._name))
         for name in sorted(n for n, at in self._gone.items() if now >= at):
-            m = self._members.pop(name)
+            m = self._pop(name)
             del self._gone[name]
             self._bury(m, now)
             self._counters.reaped += 1
@@ -840,7 +960,7 @@ class Membership:
             address=me.address if address is None else Address(*address),
             meta=me.meta if meta is None else bytes(meta),
         )
-        self._members[self._name] = new
+        self._put(new)
         return self.local_alive()
 
     def leave(self, now: float) -> Leave:
@@ -851,7 +971,7 @@ class Membership:
         """
         me = self.local
         if me.state is not MemberState.LEFT:
-            self._members[self._name] = replace(me, state=MemberState.LEFT, state_changed_at=now)
+            self._put(replace(me, state=MemberState.LEFT, state_changed_at=now))
         return Leave(self._name, me.incarnation)
 
     # ------------------------------------------------------------ target selection
@@ -860,24 +980,21 @@ class Membership:
         """The next member to probe: round-robin over a shuffled list.
 
         Each pass visits every ALIVE or SUSPECT member other than this one once,
-        in an order shuffled with the injected rng at the start of the pass; a
-        member that joins during a pass is inserted at a random place among
-        those not yet visited. None if there is no one to probe.
+        in a uniformly random order drawn with the injected rng (lazily, one
+        Fisher-Yates step per probe, so a pass over n members costs O(1) to
+        begin); a member that joins during a pass is visited at a random place
+        among those not yet visited. None if there is no one to probe.
         """
-        probe = self._probe
         for _ in range(2):
-            while probe.index < len(probe.order):
-                name = probe.order[probe.index]
-                probe.index += 1
-                probe.pending.discard(name)
+            probe = self._probe
+            while probe.index < probe.size:
+                name = probe.draw(self._rng)
                 m = self._members.get(name)
                 if m is not None and m.state in _LIVE and name != self._name:
                     return m
-            probe.order = list(self._live)
-            self._rng.shuffle(probe.order)
-            probe.index = 0
-            probe.pending = set(probe.order)
-            if not probe.order:
+            snapshot = self._live.copy()
+            self._probe = _ProbeRound(snapshot, size=len(snapshot))
+            if not snapshot:
                 return None
         return None  # pragma: no cover - a fresh pass always has an eligible first entry
 
@@ -943,7 +1060,7 @@ class Membership:
         if decision is Decision.IGNORE:
             return self._stale(me)
         new = replace(me, incarnation=max(me.incarnation, incarnation) + 1)
-        self._members[self._name] = new
+        self._put(new)
         self.awareness.apply_delta(REFUTED)
         self._counters.refutations += 1
         return Outcome(Action.REFUTED, new, (self.local_alive(),))
@@ -973,16 +1090,16 @@ class Membership:
 
     def _transition(self, old: Member | None, new: Member) -> None:
         """Store ``new`` (another member's record) and queue the event the change implies."""
-        self._members[new.name] = new
+        self._put(new)
         was_live = old is not None and old.state in _LIVE
         if new.state in _LIVE:
             self._gone.pop(new.name, None)
             if not was_live:
-                bisect.insort(self._live, new.name)
+                self._live.add(new.name)
         else:
             self._gone[new.name] = self._reap_at(new)
             if was_live:
-                del self._live[bisect.bisect_left(self._live, new.name)]
+                self._live.discard(new.name)
         if new.state is not MemberState.SUSPECT:
             self._suspicions.pop(new.name, None)
         prev = old.state if old is not None else None
@@ -1014,12 +1131,37 @@ class Membership:
         if kind is not None:
             self._events.append(MemberEvent(kind, new, prev))
 
+    def _put(self, new: Member) -> None:
+        """Store a record, keeping the fingerprint and the per-state counts."""
+        old = self._members.get(new.name)
+        self._members[new.name] = new
+        if old is not None:
+            if old.incarnation == new.incarnation and old.state is new.state:
+                return
+            self._fp ^= _member_hash(old)
+            self._counts[old.state] -= 1
+        self._fp ^= _member_hash(new)
+        self._counts[new.state] += 1
+
+    def _pop(self, name: str) -> Member:
+        m = self._members.pop(name)
+        self._fp ^= _member_hash(m)
+        self._counts[m.state] -= 1
+        return m
+
     def _add_probe_target(self, name: str) -> None:
+        """A member joined: visit it in the current pass if it is not due anyway.
+
+        It joins the positions not yet visited, so it is probed at a random
+        place among them. With no pass under way (or the pass finished) there
+        is nothing to do: the next pass begins from the live members.
+        """
         probe = self._probe
-        if name in probe.pending:
+        if probe.index >= probe.size or probe.pending(name):
             return
-        probe.pending.add(name)
-        probe.order.insert(self._rng.randint(probe.index, len(probe.order)), name)
+        probe.extra.append(name)
+        probe.pending_extra.add(name)
+        probe.size += 1
 
 
 def _check_incarnation(incarnation: int) -> None:

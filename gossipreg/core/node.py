@@ -69,7 +69,6 @@ Owner liveness
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,6 +94,7 @@ from .membership import (
     Membership,
     MemberState,
     Suspect,
+    TableSnapshot,
 )
 from .model import Service
 
@@ -463,6 +463,25 @@ class NodeCore:
 
     # ================================================================ local calls
 
+    def adopt(self, snapshot: TableSnapshot, now: float) -> None:
+        """Start warm from a member table shared with other members (simulations).
+
+        The same state as merging ``snapshot`` in a push-pull and applying the
+        JOINED events (see :meth:`Membership.adopt
+        <gossipreg.core.membership.Membership.adopt>` and
+        :meth:`Catalog.adopt_owners_up
+        <gossipreg.core.catalog.Catalog.adopt_owners_up>`), but in O(1) memory
+        and time, and without the events: nothing is sent and no
+        :class:`MemberEvent` is queued. Valid only before this member knows
+        any other; the simulator's warm start of large clusters uses it.
+
+        Raises:
+            ValueError: this member already knows another member.
+        """
+        self._now = now
+        self.membership.adopt(snapshot, now)
+        self.catalog.adopt_owners_up(snapshot.owners_up)
+
     def join(self, seeds: Iterable[tuple[str, int]], now: float) -> list[StreamId]:
         """Start a join push-pull with each seed; results arrive as :class:`JoinResult` events."""
         self._now = now
@@ -809,12 +828,12 @@ class NodeCore:
         n = len(live) + 1
         if n == 1:
             return []
-        me = bisect.bisect_left(live, self.name)  # this member's index in the full list
+        me = live.bisect_left(self.name)  # this member's index in the full list
 
         def index(name: str) -> int | None:
             if name == self.name:
                 return me
-            i = bisect.bisect_left(live, name)
+            i = live.bisect_left(name)
             if i == len(live) or live[i] != name:
                 return None
             return i + 1 if i >= me else i

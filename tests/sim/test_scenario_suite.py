@@ -37,6 +37,7 @@ def test_bootstrap_starts_a_converged_cluster_without_traffic() -> None:
     sim = Simulation(30, seed=3, crypto=False, on_event=tracker.on_event)
     tracker.attach(sim)
     sim.bootstrap()
+    tracker.warm_start(list(sim.members))
     assert sim.stats["datagrams"] == sim.stats["stream_messages"] == 0
     assert tracker.join_converged_at == 0.0
     assert tracker.all_alive_everywhere()
