@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "Members m0000..m(N-1) all join through m0000 at t=0; the run waits until every "
-            "member sees all N alive. One second later R services are registered (0.1 s apart, "
+            "member sees all N alive (with --warm: no joins, every member starts holding all N "
+            "alive). One second later R services are registered (0.1 s apart, "
             "by random members) and timed until every live member holds them. 5 s after the "
             "last registration M random members (never m0000) are crashed, 1 s apart, and "
             "timed until first suspected and until declared dead by every live member. The "
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
             "identical on every live member); visible_views_equal; messages_per_node_per_s and "
             "bytes_per_node_per_s (datagrams + stream messages sent, per live member per virtual "
             "second, whole run); idle {window_s, quiet, messages_per_node_per_s, "
-            "bytes_per_node_per_s}; network counters; trace_hash; wall_seconds; params. "
+            "bytes_per_node_per_s}; network counters; trace_hash; wall_seconds; max_rss_mb (peak "
+            "resident memory of the process); params. "
             "Unfinished measurements are null."
         ),
     )
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--idle-window", type=_seconds, default=None, metavar="W",
                    help="length of the final quiet window measured as idle traffic "
                    "(default: min(10, S/4))")
+    r.add_argument("--warm", action="store_true",
+                   help="start from Simulation.bootstrap (every table adopts one shared snapshot of "
+                   "all N alive) instead of N real joins, which cost O(N^2) messages")
     r.add_argument("--json", action="store_true",
                    help="print the report as one JSON object on one line (default: a readable summary)")
     _add_scenarios(sub)
@@ -244,6 +249,11 @@ def _add_scenarios(sub: Any) -> None:
                    help="cluster sizes")
     b.add_argument("--rate", type=_seconds, default=10.0, metavar="R",
                    help="registrations per second (cluster-wide) in the load window")
+    b.add_argument("--idle-window", type=_seconds, default=None, metavar="S",
+                   help="idle window length (default: P = push_pull_interval_for(N), so every member "
+                   "starts exactly one push/pull in it)")
+    b.add_argument("--load-window", type=_seconds, default=None, metavar="S",
+                   help="load window length (default: P)")
     _common(b)
 
 
@@ -306,7 +316,8 @@ def _scenario_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         return {**common, "nodes": args.nodes, "seconds": args.seconds, "event_every": args.event_every,
                 "ttl": args.ttl, "renew_every": args.renew_every, "abandon": args.abandon, "loss": args.loss}
     assert cmd == "bandwidth"
-    return {**common, "nodes": args.nodes, "rate": args.rate}
+    return {**common, "nodes": args.nodes, "rate": args.rate, "idle_window": args.idle_window,
+            "load_window": args.load_window}
 
 
 def run_scenario(args: argparse.Namespace) -> int:
@@ -362,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         crypto=args.crypto,
         idle_window=args.idle_window,
         push_pull_interval=args.push_pull_interval,
+        warm=args.warm,
     )
     try:
         report = run(params)
@@ -383,7 +395,9 @@ def summary(report: dict[str, Any]) -> str:
     idle = report["idle"]
     lines = [
         f"{p['nodes']} members, {p['seconds']:g} s virtual, seed {p['seed']}, profile {p['profile']}, "
-        f"loss {p['loss']:g}, latency {p['latency_ms'][0]:g}-{p['latency_ms'][1]:g} ms",
+        f"loss {p['loss']:g}, latency {p['latency_ms'][0]:g}-{p['latency_ms'][1]:g} ms, "
+        f"{'AES-GCM' if p['crypto'] else 'plaintext (--no-crypto)'}, "
+        f"{'warm start' if p['warm'] else 'real joins'}",
         f"join converged:     {report['join_converged_s']} s",
         f"registration spread ({spread['complete']}/{spread['n']}): p50 {spread['p50']} s, "
         f"p99 {spread['p99']} s, max {spread['max']} s",
@@ -395,7 +409,8 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['bytes_per_node_per_s']} B/node/s",
         f"idle {idle['window_s']}{'' if idle['quiet'] else ' (not quiet)'}: "
         f"{idle['messages_per_node_per_s']} msg/node/s, {idle['bytes_per_node_per_s']} B/node/s",
-        f"trace {report['trace_hash'][:16]}, {report['wall_seconds']} s wall",
+        f"trace {report['trace_hash'][:16]}, {report['wall_seconds']} s wall, "
+        f"peak RSS {report['max_rss_mb']} MiB",
     ]
     return "\n".join(lines)
 

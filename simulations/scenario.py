@@ -4,7 +4,9 @@ Timeline (virtual seconds; ``S`` = ``seconds``, ``W`` = ``idle_window``):
 
 1. ``t = 0``: every member joins through the first one. The run advances
    until every member holds all N ALIVE (``join_converged_s``, measured from
-   the start of the joins), or until ``S``.
+   the start of the joins), or until ``S``. With ``warm=True`` there are no
+   joins: :meth:`Simulation.bootstrap` gives every member one shared snapshot
+   of all N ALIVE (no join traffic, O(N) memory), so ``join_converged_s`` is 0.
 2. One second later, ``registrations`` services are registered, one every
    ``registration_gap`` seconds, each by a random member that will not be
    crashed. Each is timed from the register call until every live member holds
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,7 +44,7 @@ from gossipreg.core.model import Node, Service
 from .engine import Simulation
 from .metrics import Tracker, percentiles
 
-__all__ = ["RunParams", "make_config", "run", "service_for"]
+__all__ = ["RunParams", "make_config", "max_rss_mb", "run", "service_for"]
 
 PROFILES = ("lan", "wan", "local")
 
@@ -68,6 +71,8 @@ class RunParams:
     crash_gap: float = 1.0
     push_pull_interval: float | None = None
     """Override the profile's push-pull interval (seconds)."""
+    warm: bool = False
+    """Start from :meth:`Simulation.bootstrap` instead of N real joins."""
 
     def window(self) -> float:
         """The idle window's length, seconds."""
@@ -144,8 +149,12 @@ def run(p: RunParams) -> dict[str, Any]:
     end = float(p.seconds)
     idle_start = max(0.0, end - p.window())
 
-    sim.join_all()
-    sim.run_while(lambda: tracker.join_converged_at is None, limit=end, step=0.05)
+    if p.warm:
+        sim.bootstrap()
+        tracker.warm_start(names)
+    else:
+        sim.join_all()
+        sim.run_while(lambda: tracker.join_converged_at is None, limit=end, step=0.05)
 
     last_injection = 0.0
     victims: list[str] = []
@@ -231,5 +240,18 @@ def run(p: RunParams) -> dict[str, Any]:
         "virtual_seconds": round(sim.now, 6),
         "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
+        "max_rss_mb": max_rss_mb(),
     }
     return report
+
+
+def max_rss_mb() -> float | None:
+    """This process's peak resident set size so far, MiB (``None`` where the platform
+    does not report it). It covers everything the process ran before, too."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)

@@ -784,6 +784,8 @@ def bandwidth(
     seed: int = 0,
     crypto: bool = True,
     warm: bool = True,
+    idle_window: float | None = None,
+    load_window: float | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Messages and bytes per member per second against N, idle and under registration load.
@@ -794,28 +796,42 @@ def bandwidth(
     it: the steady state, not a start-up burst) and the load window the next
     ``P`` seconds, during which ``rate`` new registrations per second
     (cluster-wide, random owners, no lease) are made.
+
+    ``idle_window`` and ``load_window`` (seconds) shorten either window for
+    large N, where ``P`` grows (270 s at 10,000 members) and every
+    registration costs each member a few datagrams: an idle window shorter
+    than ``P`` holds the push/pulls of only some of the members (each row
+    reports its windows and ``stream_messages``).
     """
+    for w in (idle_window, load_window):
+        if w is not None and w <= 0:
+            raise ValueError("idle_window and load_window must be positive")
     wall0 = time.perf_counter()
     prog = progress or Progress()
-    rows = [_bandwidth_one(n, rate, seed, crypto, warm, prog) for n in nodes]
+    rows = [_bandwidth_one(n, rate, seed, crypto, warm, prog, idle_window, load_window) for n in nodes]
     return {
         "scenario": "bandwidth",
         "params": {"nodes": list(nodes), "rate": rate, "seed": seed, "crypto": crypto, "start": _start(warm),
-                   "profile": "lan"},
+                   "profile": "lan", "idle_window": idle_window, "load_window": load_window},
         "rows": rows,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
 
 def _bandwidth_one(
-    n: int, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress
+    n: int, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress,
+    idle_window: float | None = None, load_window: float | None = None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
     config = Config.lan()
     period = config.push_pull_interval_for(n)
+    idle_len = period if idle_window is None else idle_window
+    load_len = period if load_window is None else load_window
     start = 30.0
+    idle_end = start + idle_len
+    load_end = idle_end + load_len
     c = _cluster(n, seed=seed, config=config, crypto=crypto, warm=warm, progress=prog,
-                 label=f"bandwidth n={n}", total=start + 2 * period)
+                 label=f"bandwidth n={n}", total=load_end)
     sim, tracker = c.sim, c.tracker
     rng = random.Random(f"bandwidth/{seed}/{n}")
     c.run_until(start, step=1.0)
@@ -835,22 +851,22 @@ def _bandwidth_one(
             "stream_messages": d["stream_messages"],
         }
 
-    idle = window(start + period)
+    idle = window(idle_end)
     names = list(sim.members)
     t = sim.now
     i = 0
-    while t < start + 2 * period:
+    while t < load_end:
         owner = rng.choice(names)
         svc = _svc(f"bw-{i}", f"{owner}-bw-{i}")
         sim.schedule(t, functools.partial(sim.register, owner, svc))
         i += 1
         t += 1.0 / rate
-    load = window(start + 2 * period)
+    load = window(load_end)
     return {
         "nodes": n,
         "push_pull_interval_s": period,
-        "idle_window_s": [start, start + period],
-        "load_window_s": [start + period, start + 2 * period],
+        "idle_window_s": [start, idle_end],
+        "load_window_s": [idle_end, load_end],
         "registrations": i,
         "idle": idle,
         "load": load,

@@ -100,6 +100,8 @@ class BroadcastQueue:
 
         Returns the chosen updates; each has its transmit count raised.
         """
+        if not self._items:
+            return []
         chosen: list[_Item] = []
         for bucket in self._buckets:
             if budget <= overhead:

@@ -213,8 +213,10 @@ class Config:
     :mod:`gossipreg.core.hlc`."""
 
     reconnect_interval: float = 30.0
-    """Seconds between attempts to reach one random member declared dead
-    (serf's ``ReconnectInterval``): a push-pull to its last address. A
+    """Seconds between a member's chances to reach one random member declared
+    dead (serf's ``ReconnectInterval``): an anti-entropy exchange with its
+    last address, taken with probability ``min(1, failed / alive)`` so the
+    cluster makes about ``failed`` attempts per interval in all. A
     partition that outlasts ``gossip_to_the_dead`` leaves each side thinking
     the other is dead and no longer talking to it; these attempts are what
     merges the two sides again once the network heals. LAN and WAN 30 s,

@@ -445,21 +445,33 @@ class NodeCore:
         self._after(now)
 
     def _reconnect(self, now: float) -> None:
-        """Push-pull with one random member declared dead (serf's reconnect).
+        """Maybe try to reach one random member declared dead (serf's reconnect).
 
         After a partition longer than ``gossip_to_the_dead`` each side has
         declared the other dead and stopped talking to it; this is what merges
         them again once the network heals. A member that is really gone just
         fails the stream.
+
+        As in serf, a member tries with probability ``failed / alive`` (at
+        most 1), so the cluster as a whole makes about one attempt per failed
+        member per interval whatever its size, rather than every member
+        making one (N connections and N full member lists per interval, for
+        one crashed member). Two halves of a partition, each holding the
+        other dead, still try from every member. The attempt starts with the
+        anti-entropy check, so an attempt on a crashed member costs one
+        small message; the full push-pull follows once a healed peer answers.
         """
         horizon = now - self.config.reconnect_timeout
         for name in [n for n, (_, since) in self._failed.items() if since < horizon]:
             del self._failed[name]
         if not self._failed:
             return
+        alive = max(1, self.membership.alive_count())
+        if self._rng.random() * alive >= len(self._failed):
+            return
         name = self._rng.choice(sorted(self._failed))
         self._counters.inc("reconnect_attempts")
-        self._start_push_pull(self._failed[name][0], now, join=False)
+        self._start_check(self._failed[name][0], now)
 
     # ================================================================ local calls
 

@@ -1084,3 +1084,52 @@ def test_broadcast_tree_reaches_every_member_exactly_once(n: int, gossip_nodes: 
             frontier = nxt
         assert set(depth) == set(names)
         assert max(depth.values()) <= max(0, math.ceil(math.log(n, gossip_nodes + 1) - 1e-9))
+
+
+# ---------------------------------------------------------------- reconnect
+
+
+def _core_with_dead_peers(peers: int, dead: int, seed: int) -> tuple[NodeCore, set[Address]]:
+    """A core holding ``peers`` members ALIVE, then told that the first ``dead`` of them are dead."""
+    from gossipreg.core.membership import Member, TableSnapshot
+
+    core = NodeCore("me", ("10.0.0.1", 7946), config=Config.lan(), rng=random.Random(seed),
+                    wall_clock=lambda: WALL0, now=0.0, insecure=True)  # fmt: skip
+    table = [Member(f"p{i:03d}", Address(f"10.0.1.{i}", 7946), 0, ALIVE, b"", 0.0) for i in range(peers)]
+    core.adopt(TableSnapshot(table), 0.0)
+    for m in table[:dead]:
+        core.receive_datagram(plain(Dead(m.name, 0, "p999")), table[-1].address, 0.1)
+        got = core.membership.get(m.name)
+        assert got is not None
+        assert got.state is DEAD
+    core.take_outbox()
+    return core, {m.address for m in table[:dead]}
+
+
+def _reconnect_attempts(core: NodeCore, rounds: int) -> list[SendStream]:
+    sent: list[SendStream] = []
+    for k in range(rounds):
+        core._reconnect(1.0 + k)
+        sent.extend(o for o in core.take_outbox() if isinstance(o, SendStream))
+    return sent
+
+
+def test_reconnect_is_tried_with_probability_failed_over_alive() -> None:
+    # Serf's rule: with 1 failed member among 100 alive (this one included), a member tries
+    # about once per 100 intervals, so the cluster makes about one attempt per interval in
+    # all instead of one per member.
+    core, dead = _core_with_dead_peers(100, 1, seed=3)
+    sent = _reconnect_attempts(core, 2000)
+    assert 5 <= len(sent) <= 60  # expected 2000 / 100 = 20
+    assert stat(core, "reconnect_attempts") == len(sent)
+    for out in sent:
+        assert out.address in dead
+        # An attempt starts with the cheap anti-entropy check, not the whole member list.
+        assert codec.unpack_stream(out.data)[0] == codec.PP_CHECK
+
+
+def test_reconnect_tries_every_interval_when_as_many_are_failed_as_alive() -> None:
+    core, dead = _core_with_dead_peers(2, 2, seed=4)  # alive: this one; failed: p000, p001
+    sent = _reconnect_attempts(core, 40)
+    assert len(sent) == 40
+    assert {out.address for out in sent} == dead  # a random one of them each time

@@ -90,6 +90,33 @@ def test_main_with_crashes_and_options(capsys: pytest.CaptureFixture[str]) -> No
     assert report["live_members"] == 10
 
 
+def test_warm_run_skips_the_joins(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "--nodes", "30", "--seconds", "25", "--seed", "3", "--crash", "1", "--registrations", "3",
+            "--warm", "--no-crypto", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"]["warm"] is True
+    assert report["join_converged_s"] == 0.0  # every member starts holding all 30 ALIVE
+    spread = report["registration_spread_s"]
+    assert spread["complete"] == spread["n"] == 3
+    (crash,) = report["detection_s"]["crashes"]
+    assert 0 < crash["first"] <= crash["all"]
+    assert report["false_dead"] == 0
+    assert report["views_equal"] is True
+    assert report["max_rss_mb"] > 0
+    # No join traffic: before the first registration only probes and acks were sent, so the
+    # whole run costs far less than the same run with real joins.
+    cold = run_report(["run", "--nodes", "30", "--seconds", "25", "--seed", "3", "--crash", "1",
+                       "--registrations", "3", "--no-crypto", "--json"], capsys)  # fmt: skip
+    assert report["network"]["datagrams"] < cold["network"]["datagrams"]
+
+
+def run_report(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(argv) == 0
+    out: dict[str, object] = json.loads(capsys.readouterr().out)
+    return out
+
+
 def test_readable_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--nodes", "5", "--seconds", "8", "--registrations", "2"]) == 0
     out = capsys.readouterr().out

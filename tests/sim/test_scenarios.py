@@ -307,7 +307,7 @@ def test_same_seed_same_trace_different_seed_different_trace() -> None:
     c = run(RunParams(**{**params.__dict__, "seed": 12}))
     assert a["trace_hash"] == b["trace_hash"]
     assert a["trace_hash"] != c["trace_hash"]
-    strip = ("wall_seconds",)
+    strip = ("wall_seconds", "max_rss_mb")
     assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
 
 
