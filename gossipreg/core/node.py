@@ -765,11 +765,14 @@ class NodeCore:
         data = codec.encode_message(msg)
         self._queue.queue(("m", msg.name), data)
         self._fresh = True
-        # Down the broadcast tree go the updates this member originates, but for
-        # suspicions: under heavy loss they are many and short-lived, and each would
-        # cost a datagram per member. They spread by gossip, as in memberlist.
-        author = msg.from_member if isinstance(msg, Suspect | Dead) else msg.name
-        if author == self.name and not isinstance(msg, Suspect):
+        # Down the broadcast tree go the updates this member originates about itself
+        # (its refutations, its alive after a join, its leave). Not its suspicions and
+        # death declarations about others: many members make the same one at about the
+        # same time (every member whose suspicion timer runs out before the first
+        # declaration reaches it: dozens at 2,000 members), each tree costs a datagram
+        # per member and a tree forwards whether or not its updates are new. They
+        # spread by gossip, eager and periodic, as in memberlist.
+        if msg.name == self.name and not isinstance(msg, Suspect | Dead):
             self._tree_pending.append(data)
 
     def _queue_record(self, rec: Record) -> None:

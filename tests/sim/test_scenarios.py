@@ -298,6 +298,36 @@ def test_graceful_leave_is_not_a_failure() -> None:
     assert tracker.nowhere(key_of(svc))
 
 
+def test_a_death_costs_gossip_only_not_a_broadcast_tree_per_declarer() -> None:
+    # Many members' suspicion timers run out at about the same time, and each declares the
+    # death; a tree per declarer would cost every member a datagram per declarer. Deaths
+    # spread by gossip, while a refutation or a registration, made by one member about
+    # itself, goes down its tree.
+    sim = Simulation(300, seed=5, crypto=False)
+    sim.bootstrap()
+    sim.run_until(1.0)
+
+    def tree_datagrams() -> int:
+        return sum(m.core.statistics()["tree_datagrams"] for m in sim.live_members())
+
+    def dead_everywhere() -> bool:
+        return all(
+            (x := m.core.membership.get("m0042")) is not None and x.state is MemberState.DEAD
+            for m in sim.live_members()
+        )
+
+    sim.crash("m0042")
+    before = tree_datagrams()
+    sim.run_while(lambda: not dead_everywhere(), limit=60.0, step=0.1)
+    assert dead_everywhere()
+    declarers = sum(m.core.membership.statistics().suspicion_timeouts for m in sim.live_members())
+    assert declarers > 1  # the situation that made per-declarer trees costly
+    assert tree_datagrams() == before
+    sim.register("m0001", service("after-the-crash", "n1"))
+    sim.run_for(1.0)
+    assert tree_datagrams() - before >= 299 - 1  # every other live member, once
+
+
 # ---------------------------------------------------------------- determinism
 
 
