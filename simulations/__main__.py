@@ -129,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true",
                    help="print the report as one JSON object on one line (default: a readable summary)")
     _add_scenarios(sub)
+    pl = sub.add_parser(
+        "plot",
+        help="draw the plots of saved reports (several of one scenario are merged)",
+        description=(
+            "Read scenario reports (the JSON files the scenarios write) and draw their PNG plots "
+            "into --out, without running anything. Several convergence reports are merged run by "
+            "run and several bandwidth reports row by row, so runs made with different options "
+            "(e.g. 10,000 members at 0 % loss only) can be shown together."
+        ),
+    )
+    pl.add_argument("reports", nargs="+", metavar="REPORT.json", help="scenario reports to plot")
+    pl.add_argument("--out", default="sim-out", metavar="DIR",
+                    help="directory for the plots (default: sim-out)")
     return parser
 
 
@@ -354,9 +367,35 @@ def run_scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_reports(args: argparse.Namespace) -> int:
+    """Merge the saved reports named by ``args.reports`` and draw their plots."""
+    from pathlib import Path
+
+    from .plots import MissingMatplotlib, merge_reports, plot
+
+    prog = "python -m simulations plot"
+    try:
+        reports = [json.loads(Path(name).read_text()) for name in args.reports]
+        merged = merge_reports(reports)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = plot(merged, out)
+    except KeyError as exc:
+        print(f"{prog}: error: not a scenario report (no {exc})", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, MissingMatplotlib) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    for w in written:
+        print(w)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "plot":
+        return plot_reports(args)
     if args.command != "run":
         return run_scenario(args)
     params = RunParams(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MissingMatplotlib", "plot", "require_matplotlib"]
+__all__ = ["MissingMatplotlib", "merge_reports", "plot", "require_matplotlib"]
 
 
 class MissingMatplotlib(RuntimeError):
@@ -36,6 +36,39 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
     plt = require_matplotlib()
     fn = _PLOTS.get(report["scenario"])
     return [] if fn is None else fn(plt, report, Path(out))
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several of the same scenario, to plot them together.
+
+    ``convergence`` reports are merged run by run (their sizes and loss rates
+    united), ``bandwidth`` reports row by row; any other scenario takes
+    exactly one report. The merged ``params`` are the first report's, with the
+    united lists, plus ``merged_from``: every report's own params.
+
+    Raises:
+        ValueError: no report, reports of different scenarios, or several
+            reports of a scenario that cannot be merged.
+    """
+    if not reports:
+        raise ValueError("no report to plot")
+    scenario = reports[0].get("scenario")
+    if any(r.get("scenario") != scenario for r in reports):
+        raise ValueError("reports of different scenarios cannot be merged")
+    if len(reports) == 1:
+        return reports[0]
+    params = {**reports[0]["params"], "merged_from": [r["params"] for r in reports]}
+    if scenario == "convergence":
+        runs = [run for r in reports for run in r["runs"]]
+        params["nodes"] = sorted({run["nodes"] for run in runs})
+        params["losses"] = sorted({run["loss"] for run in runs})
+        params["eager_push"] = sorted({run["eager_push"] for run in runs}, reverse=True)
+        return {**reports[0], "params": params, "runs": runs}
+    if scenario == "bandwidth":
+        rows = sorted((row for r in reports for row in r["rows"]), key=lambda row: row["nodes"])
+        params["nodes"] = [row["nodes"] for row in rows]
+        return {**reports[0], "params": params, "rows": rows}
+    raise ValueError(f"{scenario} reports cannot be merged; plot them one at a time")
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
@@ -80,10 +113,10 @@ def _convergence(plt: Any, report: dict[str, Any], out: Path) -> list[Path]:
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle("Time until 99.99 % / 100 % of members hold a new registration (LAN, fanout 3, 0.2 s)")
     files = [_save(plt, fig, out / "convergence.png")]
-    # The spread curve of the largest size, every loss.
-    nmax = max(r["nodes"] for r in runs)
+    # The spread curve of the largest size run at each loss.
     fig, axes = plt.subplots(1, len(losses), figsize=(5 * len(losses), 4.0), squeeze=False)
     for ax, loss in zip(axes[0], losses, strict=True):
+        nmax = max(r["nodes"] for r in runs if r["loss"] == loss)
         horizon = 0.0
         for r in runs:
             if r["nodes"] != nmax or r["loss"] != loss:

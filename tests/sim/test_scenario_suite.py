@@ -17,6 +17,7 @@ from simulations.__main__ import build_parser, main
 from simulations.engine import Simulation
 from simulations.metrics import Tracker
 from simulations.models import ideal_hops, serf_time_to, swim_first_detection
+from simulations.plots import merge_reports
 
 # ---------------------------------------------------------------- models
 
@@ -163,6 +164,35 @@ def test_cli_writes_the_report_and_plots(tmp_path: Path, capsys: pytest.CaptureF
     assert report["params"]["crypto"] is False
     assert (tmp_path / "detection.png").stat().st_size > 0
     assert str(tmp_path / "detection.json") in capsys.readouterr().out
+
+
+def test_plot_merges_saved_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import matplotlib  # noqa: F401 - part of the test extra: a missing install must fail, not skip
+    small, large = tmp_path / "small", tmp_path / "large"
+    common = ["--registrations", "1", "--no-crypto", "--no-progress", "--no-plots"]
+    assert main(["convergence", "--nodes", "6", "--loss", "0,0.1", "--eager", "on", *common,
+                 "--out", str(small)]) == 0  # fmt: skip
+    assert main(["convergence", "--nodes", "12", "--loss", "0", "--eager", "on", *common,
+                 "--out", str(large)]) == 0  # fmt: skip
+    capsys.readouterr()
+    reports = [small / "convergence.json", large / "convergence.json"]
+    out = tmp_path / "plots"
+    assert main(["plot", *map(str, reports), "--out", str(out)]) == 0
+    assert (out / "convergence.png").stat().st_size > 0
+    assert (out / "convergence_curve.png").stat().st_size > 0
+    merged = merge_reports([json.loads(p.read_text()) for p in reports])
+    assert merged["params"]["nodes"] == [6, 12]
+    assert merged["params"]["losses"] == [0.0, 0.1]
+    assert sorted((r["nodes"], r["loss"]) for r in merged["runs"]) == [(6, 0.0), (6, 0.1), (12, 0.0)]
+    # Reports of different scenarios, or of one that cannot be merged, are a clear error.
+    detection = tmp_path / "detection.json"
+    detection.write_text(json.dumps({"scenario": "detection", "params": {}}))
+    assert main(["plot", str(reports[0]), str(detection), "--out", str(out)]) == 2
+    assert main(["plot", str(detection), str(detection), "--out", str(out)]) == 2
+    assert main(["plot", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "different scenarios" in err
+    assert "cannot be merged" in err
 
 
 def test_cli_without_plots_needs_no_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
