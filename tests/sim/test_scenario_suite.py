@@ -231,3 +231,23 @@ def test_full_size_convergence_10000_meets_the_spread_target() -> None:
 def test_full_size_false_positives_1000() -> None:
     r = scenarios.false_positives(nodes=1000, seconds=600.0, crypto=False, variants=("lifeguard",))
     assert r["variants"][0]["false_deaths_unrefuted_at_end"] == 0
+
+
+@pytest.mark.slow
+def test_idle_bandwidth_is_flat_from_100_to_1000_members() -> None:
+    # Issue #5's target (bytes counted by the simulator, not timed): idle bytes per member
+    # per second within +-10 % across sizes. The windows are shortened (20 s idle, 1 s load)
+    # to keep the run to about a minute; push/pulls cost two small messages when views agree.
+    r = scenarios.bandwidth(nodes=(100, 1000), crypto=False, idle_window=20.0, load_window=1.0)
+    small, large = (row["idle"]["bytes_per_member_per_s"] for row in r["rows"])
+    assert 0.9 <= large / small <= 1.1
+
+
+@pytest.mark.slow
+def test_partition_of_200_members_heals_within_one_push_pull_interval() -> None:
+    r = scenarios.partition(nodes=200, split_seconds=60.0, crypto=False)
+    assert r["views_identical"] is True
+    assert r["converged_after_heal_s"] <= r["push_pull_interval_s"]
+    assert r["lost"] == []
+    assert r["resurrected"] == []
+    assert r["false_dead_at_end"] == 0
