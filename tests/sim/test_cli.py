@@ -152,3 +152,21 @@ def test_bad_options_are_rejected(bad: list[str], capsys: pytest.CaptureFixture[
 def test_too_many_crashes_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--nodes", "4", "--crash", "3", "--seconds", "5"]) == 2
     assert "crash" in capsys.readouterr().err
+
+
+def test_bench_scale_prints_one_json_object() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_scale.py"), "--nodes", "30", "--seconds", "25",
+         "--no-crypto"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["nodes"] == 30
+    assert out["crypto"] is False
+    assert out["registration_spread_s"]["complete"] == 3
+    assert out["detection_s"]["all"]["complete"] == 1
+    assert out["false_dead"] == 0
+    assert out["views_equal"] is True
+    assert out["max_rss_mb"] > 0
+    assert out["budget"]["within"] == (out["wall_seconds"] <= 600 and out["max_rss_mb"] <= 4096)
