@@ -167,6 +167,21 @@ class Config:
     regular LAN gossip rounds. Datagrams per second, must be positive.
     """
 
+    eager_round_rate: float = 10.0
+    """Most eager-push rounds per second a member starts, sustained.
+
+    A token bucket holding at most one second's worth (``eager_round_rate``
+    rounds) and refilled at this rate; each eager round (``gossip_nodes``
+    datagrams, every fresh update that fits) spends one. Without it a member
+    sends a round for every burst of news it receives, so traffic grows with
+    the cluster's update rate: under heavy loss, where every member's probes
+    fail and suspicions and refutations pour in, a member would send well over
+    a hundred eager datagrams a second. With the bucket empty, fresh updates
+    wait for the next regular gossip round (``gossip_interval``), so the
+    bound is ``eager_round_rate * gossip_nodes`` datagrams a second.
+    Rounds per second, must be positive.
+    """
+
     broadcast_queue_limit: int = 4096
     """Most broadcasts queued for retransmission (serf's ``MaxQueueDepth``).
 
@@ -264,6 +279,7 @@ class Config:
         if not isinstance(self.eager_push, bool):
             raise ConfigError(f"eager_push: must be a bool, got {_describe(self.eager_push)}")
         seconds("eager_push_rate", positive=True)
+        seconds("eager_round_rate", positive=True)
         count("broadcast_queue_limit", minimum=1)
         low, high = MAX_PACKET_SIZE_RANGE
         count("max_packet_size", minimum=low, maximum=high)

@@ -37,8 +37,10 @@ Dissemination
     into the broadcast queue and ride on every datagram; a gossip round every
     ``gossip_interval`` sends them to ``gossip_nodes`` random members. With
     ``eager_push`` a fresh update is also sent at once to ``gossip_nodes``
-    members, rate-limited per destination (``eager_push_rate``), and an
-    update this member *originates* goes down a broadcast tree over the live
+    members, rate-limited per destination (``eager_push_rate``) and in
+    rounds per second (``eager_round_rate``), and an update this member
+    *originates* (a registration, its alive after joining, its leave; not a
+    refutation) goes down a broadcast tree over the live
     members with ``gossip_nodes`` children per level (``docs/protocol.md``),
     which every member forwards at once. Spread time then approaches
     ``log_(gossip_nodes+1) n`` hop latencies instead of hops x
@@ -192,7 +194,8 @@ _COUNTER_NAMES = (
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
     "tree_datagrams", "reconnect_attempts", "stale_skipped", "push_pull_checks",
     "push_pull_checks_matched",
-    "eager_pushes", "gossip_datagrams", "records_rejected_drift", "records_too_large_for_gossip",
+    "eager_pushes", "eager_rounds_deferred", "gossip_datagrams", "records_rejected_drift",
+    "records_too_large_for_gossip",
     "incarnation_overflows",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
@@ -285,6 +288,8 @@ class NodeCore:
         self._relays: dict[int, _Relay] = {}
         self._pushpulls: dict[StreamId, _PushPull] = {}
         self._eager_last: dict[str, float] = {}
+        self._eager_tokens = config.eager_round_rate
+        self._eager_refilled = now
         self._fresh = False
         # Updates this member originated, to send down its own broadcast tree.
         self._tree_pending: list[bytes] = []
@@ -338,8 +343,9 @@ class NodeCore:
         * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
           ``pings_received``, ``ping_reqs_sent``, ``ping_reqs_received``,
           ``nacks_sent``, ``nacks_received``;
-        * dissemination: ``eager_pushes``, ``gossip_datagrams``, ``tree_datagrams``,
-          ``records_too_large_for_gossip``;
+        * dissemination: ``eager_pushes``, ``eager_rounds_deferred`` (fresh news
+          left to the next gossip round: ``eager_round_rate`` spent),
+          ``gossip_datagrams``, ``tree_datagrams``, ``records_too_large_for_gossip``;
         * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
           ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``,
           ``push_pull_checks`` (periodic exchanges begun with a summary check),
@@ -509,7 +515,7 @@ class NodeCore:
         if self._left:
             return
         msg = self.membership.leave(now)
-        self._queue_message(msg)
+        self._queue_message(msg, tree=True)
         targets = self.membership.random_members(max(self.config.gossip_nodes, 3))
         data = codec.encode_message(msg)
         for m in targets:
@@ -761,18 +767,20 @@ class NodeCore:
 
     # ================================================================ dissemination
 
-    def _queue_message(self, msg: Alive | Suspect | Dead | Leave) -> None:
+    def _queue_message(self, msg: Alive | Suspect | Dead | Leave, *, tree: bool = False) -> None:
         data = codec.encode_message(msg)
         self._queue.queue(("m", msg.name), data)
         self._fresh = True
-        # Down the broadcast tree go the updates this member originates about itself
-        # (its refutations, its alive after a join, its leave). Not its suspicions and
-        # death declarations about others: many members make the same one at about the
-        # same time (every member whose suspicion timer runs out before the first
-        # declaration reaches it: dozens at 2,000 members), each tree costs a datagram
-        # per member and a tree forwards whether or not its updates are new. They
-        # spread by gossip, eager and periodic, as in memberlist.
-        if msg.name == self.name and not isinstance(msg, Suspect | Dead):
+        # Down the broadcast tree go only the membership updates a caller marks (this
+        # member's leave; its alive after a join is added by the join itself). Not
+        # suspicions and death declarations about others: many members make the same one
+        # at about the same time (dozens at 2,000 members), and each tree costs a
+        # datagram per member whether or not its updates are new. Not refutations either:
+        # under heavy loss every member refutes again and again, and a tree per
+        # refutation would cost every member a datagram per refutation anywhere in the
+        # cluster; gossip reaches everyone well within the suspicion timeout. All of
+        # these spread by gossip, eager and periodic, as in memberlist.
+        if tree:
             self._tree_pending.append(data)
 
     def _queue_record(self, rec: Record) -> None:
@@ -908,13 +916,24 @@ class NodeCore:
         if self.config.eager_push and not self._left:
             if self._tree_pending:
                 self._send_tree(self.name, 0, self._tree_pending)
-            if self._fresh:
+            if self._fresh and self._take_eager_token(now):
                 self._gossip_round(now, eager=True)
         self._tree_pending = []
         self._fresh = False
         if len(self._eager_last) > 4 * max(16, self.membership.alive_count()):
             horizon = now - 1.0 / self.config.eager_push_rate
             self._eager_last = {k: t for k, t in self._eager_last.items() if t >= horizon}
+
+    def _take_eager_token(self, now: float) -> bool:
+        """Spend one eager round from the bucket (see ``Config.eager_round_rate``)."""
+        rate = self.config.eager_round_rate
+        self._eager_tokens = min(rate, self._eager_tokens + max(0.0, now - self._eager_refilled) * rate)
+        self._eager_refilled = now
+        if self._eager_tokens < 1.0:
+            self._counters.inc("eager_rounds_deferred")
+            return False
+        self._eager_tokens -= 1.0
+        return True
 
     # ================================================================ events
 

@@ -497,6 +497,31 @@ def test_eager_push_is_rate_limited_per_destination() -> None:
     assert has_service(b, "s2")
 
 
+def test_eager_rounds_are_bounded_per_second_whatever_the_news_rate() -> None:
+    # A member hearing news faster than eager_round_rate (a storm of suspicions and
+    # refutations under heavy loss) sends at most a bucket's worth of eager rounds at
+    # once, then eager_round_rate a second; the rest waits for the gossip rounds.
+    config = Config.lan(eager_push_rate=1e6, eager_round_rate=4.0)
+    net = Net(config=config)
+    a, b, c = net.cluster("a", "b", "c")
+    net.run(2)
+    a.take_outbox()
+    start = stat(a, "eager_pushes")
+    for i in range(10):  # 1 ms apart (the per-destination limit is out of the way)
+        net.run(0.001)
+        a.register(service(f"s{i}"), None, net.now)
+    rounds = (stat(a, "eager_pushes") - start) // 2  # two destinations per round
+    assert rounds == 4  # the full bucket: one second's worth
+    assert stat(a, "eager_rounds_deferred") == 6
+    # A quarter of a second refills exactly one round.
+    net.run(0.25)
+    a.register(service("late"), None, net.now)
+    assert (stat(a, "eager_pushes") - start) // 2 == 5
+    # Nothing deferred is lost: the broadcast tree and the gossip rounds carry it.
+    net.run(3 * config.gossip_interval)
+    assert all(has_service(x, name) for x in (b, c) for name in [f"s{i}" for i in range(10)] + ["late"])
+
+
 def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> None:
     """With large packets and many small updates, a datagram is split at codec.MAX_MESSAGES."""
     # A retransmit budget large enough that the ghosts' alives are still queued at a
@@ -978,7 +1003,7 @@ DOCUMENTED_COUNTERS = (
     "members_awareness", "members_suspicions", "members_refutations",
     "catalog_merged", "catalog_expired", "catalog_rejected_drift",
     "broadcast_queue", "broadcast_dropped", "broadcast_invalidated", "tree_datagrams",
-    "reconnect_attempts",
+    "reconnect_attempts", "eager_pushes", "eager_rounds_deferred", "gossip_datagrams",
 )
 
 

@@ -301,8 +301,8 @@ def test_graceful_leave_is_not_a_failure() -> None:
 def test_a_death_costs_gossip_only_not_a_broadcast_tree_per_declarer() -> None:
     # Many members' suspicion timers run out at about the same time, and each declares the
     # death; a tree per declarer would cost every member a datagram per declarer. Deaths
-    # spread by gossip, while a refutation or a registration, made by one member about
-    # itself, goes down its tree.
+    # spread by gossip, while a registration, made by one member about itself, goes down
+    # its tree.
     sim = Simulation(300, seed=5, crypto=False)
     sim.bootstrap()
     sim.run_until(1.0)
@@ -326,6 +326,43 @@ def test_a_death_costs_gossip_only_not_a_broadcast_tree_per_declarer() -> None:
     sim.register("m0001", service("after-the-crash", "n1"))
     sim.run_for(1.0)
     assert tree_datagrams() - before >= 299 - 1  # every other live member, once
+
+
+def test_a_refutation_spreads_by_gossip_not_down_a_broadcast_tree() -> None:
+    # Under heavy loss every member refutes again and again; a tree per refutation would
+    # cost every member a datagram per refutation anywhere in the cluster.
+    sim = Simulation(200, seed=3, crypto=False)
+    sim.bootstrap()
+    sim.run_until(1.0)
+
+    def tree_datagrams() -> int:
+        return sum(m.core.statistics()["tree_datagrams"] for m in sim.live_members())
+
+    def held_suspect() -> int:
+        return sum(
+            1 for m in sim.live_members()
+            if (x := m.core.membership.get("m0042")) is not None and x.state is MemberState.SUSPECT
+        )
+
+    before = tree_datagrams()
+    refuted_before = sim.members["m0042"].core.membership.statistics().refutations
+    seen = [0]
+
+    def suspected_somewhere() -> bool:
+        seen[0] = max(seen[0], held_suspect())
+        return seen[0] == 0
+
+    sim.pause("m0042", 3.0)  # misses its acks: suspected
+    sim.run_while(suspected_somewhere, limit=10.0, step=0.05)
+    assert seen[0] > 0
+    sim.run_while(lambda: held_suspect() > 0, limit=10.0, step=0.05)
+    assert held_suspect() == 0
+    assert sim.members["m0042"].core.membership.statistics().refutations > refuted_before
+    assert tree_datagrams() == before
+    assert all(
+        (x := m.core.membership.get("m0042")) is not None and x.state is MemberState.ALIVE
+        for m in sim.live_members()
+    )
 
 
 # ---------------------------------------------------------------- determinism
