@@ -786,6 +786,34 @@ class Membership:
         self._counters.stale += 1
         return True
 
+    def accusation_is_stale(
+        self, name: str, incarnation: int, from_member: str, dead: bool, now: float
+    ) -> bool:
+        """Whether a ``suspect`` (or, with ``dead``, a ``dead``) is certainly stale,
+        judged before it is fully decoded.
+
+        True (and counted as stale) for another known member when
+        :meth:`on_suspect` or :meth:`on_dead` would ignore the message: an
+        older incarnation, a member already dead or left, or (for a suspicion)
+        a repeat at the suspicion's incarnation that would not count as a new
+        confirmation. Anything else (this member, an unknown member, a leave
+        encoded as ``dead`` from itself, anything that changes state or counts)
+        returns False and takes the full path. A fast path for the repeated
+        accusations gossip delivers while many members are suspected at once.
+        """
+        old = self._members.get(name)
+        if old is None or name == self._name or (dead and from_member == name):
+            return False
+        if incarnation < old.incarnation or old.state in _GONE:
+            self._counters.stale += 1
+            return True
+        if dead or old.state is not MemberState.SUSPECT or incarnation != old.incarnation:
+            return False
+        if self._suspicions[name].would_count(from_member, now):
+            return False
+        self._counters.stale += 1
+        return True
+
     def on_suspect(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
         """``from_member`` suspects ``name`` at ``incarnation``."""
         _check_incarnation(incarnation)

@@ -98,7 +98,7 @@ from .membership import (
     Suspect,
     TableSnapshot,
 )
-from .model import Service
+from .model import MAX_NAME_LENGTH, Service
 
 __all__ = [
     "CloseStream",
@@ -564,7 +564,7 @@ class NodeCore:
             # Updates of a tree datagram are passed on whether or not they are new here;
             # every receiver decodes (and so checks) them itself.
             passes_on = i > 0 and tree is not None and self._is_update(raw)
-            if self._known_stale(raw):
+            if self._known_stale(raw, now):
                 c.inc("stale_skipped")
                 if passes_on:
                     forward.append(codec.pack(raw))
@@ -652,12 +652,13 @@ class NodeCore:
     def _is_update(raw: object) -> bool:
         return type(raw) is list and bool(raw) and raw[0] in _UPDATE_TYPES and type(raw[0]) is int
 
-    def _known_stale(self, raw: object) -> bool:
+    def _known_stale(self, raw: object, now: float) -> bool:
         """Skip, before decoding, an update this member certainly has already.
 
         While many members join, most datagrams repeat alives and records every
-        member has; judging them from a few raw fields saves their validation.
-        Anything not certainly stale is decoded and handled in full.
+        member has; while many are suspected (heavy loss), most repeat
+        suspicions and deaths. Judging them from a few raw fields saves their
+        validation. Anything not certainly stale is decoded and handled in full.
         """
         if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
             return False
@@ -668,6 +669,16 @@ class NodeCore:
                 type(name) is str
                 and type(inc) is int
                 and self.membership.alive_is_stale(name, inc, raw[3], raw[4])
+            )
+        if (kind == codec.SUSPECT or kind == codec.DEAD) and len(raw) == 4:
+            name, inc, frm = raw[1], raw[2], raw[3]
+            return (
+                type(name) is str
+                and type(inc) is int
+                and 0 <= inc <= codec.MAX_STAMP
+                and type(frm) is str
+                and 0 < len(frm) <= MAX_NAME_LENGTH
+                and self.membership.accusation_is_stale(name, inc, frm, kind == codec.DEAD, now)
             )
         if kind == codec.RECORD and len(raw) == 2:
             rec = raw[1]

@@ -43,7 +43,7 @@ class Suspicion:
         ValueError: ``k`` is negative, or not ``0 <= min_timeout <= max_timeout``.
     """
 
-    __slots__ = ("_confirmers", "_from", "_k", "_max", "_min", "_started_at")
+    __slots__ = ("_confirmers", "_deadline", "_from", "_k", "_max", "_min", "_started_at")
 
     def __init__(
         self, from_member: str, k: int, min_timeout: float, max_timeout: float, started_at: float
@@ -58,6 +58,9 @@ class Suspicion:
         self._max = float(max_timeout)
         self._started_at = float(started_at)
         self._confirmers: set[str] = set()
+        # Cached: the deadline changes only when a confirmation is counted, and
+        # the owner asks for it on every drive.
+        self._deadline = self._started_at + self.timeout()
 
     @property
     def from_member(self) -> str:
@@ -98,14 +101,20 @@ class Suspicion:
             suspicion or already confirmed it, ``k`` confirmations are already
             in, or the suspicion had expired by ``now``.
         """
-        if len(self._confirmers) >= self._k:
-            return False
-        if from_member == self._from or from_member in self._confirmers:
-            return False
-        if now >= self.deadline():
+        if not self.would_count(from_member, now):
             return False
         self._confirmers.add(from_member)
+        self._deadline = self._started_at + self.timeout()
         return True
+
+    def would_count(self, from_member: str, now: float) -> bool:
+        """Whether :meth:`confirm` would count ``from_member`` at ``now`` (changes nothing)."""
+        return (
+            len(self._confirmers) < self._k
+            and from_member != self._from
+            and from_member not in self._confirmers
+            and now < self._deadline
+        )
 
     def timeout(self) -> float:
         """The whole timeout in seconds, given the confirmations so far."""
@@ -113,7 +122,7 @@ class Suspicion:
 
     def deadline(self) -> float:
         """``started_at + timeout()``: when the suspect is declared dead unless it refutes."""
-        return self._started_at + self.timeout()
+        return self._deadline
 
     def remaining(self, now: float) -> float:
         """Seconds left at ``now`` (0 once expired)."""

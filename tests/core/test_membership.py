@@ -814,6 +814,64 @@ def test_alive_is_stale_fast_path_agrees_with_on_alive() -> None:
         assert m.on_alive("b", inc, ("10.0.0.2", 1), b"", 1.0).action is _Action.IGNORED
 
 
+ACCUSERS = ["a", "b", "c", "x", "y"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(messages, st.floats(0, 5)), max_size=30),
+    st.sampled_from([*NAMES, "unknown"]),
+    st.integers(0, 5),
+    st.sampled_from(ACCUSERS + NAMES),
+    st.booleans(),
+    st.one_of(st.just(0.0), st.floats(0, 30)),
+    st.one_of(st.none(), st.tuples(st.integers(0, 5), st.sampled_from(ACCUSERS), st.floats(0, 30))),
+)
+def test_accusation_is_stale_fast_path_agrees_with_the_full_handlers(
+    steps: list[tuple[Alive | Suspect | Dead | Leave, float]],
+    name: str,
+    incarnation: int,
+    accuser: str,
+    dead: bool,
+    dt: float,
+    suspected: tuple[int, str, float] | None,
+) -> None:
+    """The pre-decode check of suspicions and deaths says stale exactly where
+    on_suspect / on_dead would ignore the message, for another known member,
+    and takes the full path everywhere else; it changes nothing but the stale count."""
+
+    def build() -> tuple[Membership, float]:
+        m = make()
+        for i in range(6):  # enough live members that suspicions want confirmations (k > 0)
+            m.on_alive(f"f{i}", 0, addr(10 + i), b"", 0.0)
+        now = 0.0
+        for msg, step in steps:
+            now += step
+            m.receive(msg, now)
+            m.tick(now)
+        if suspected is not None:  # make the interesting case common: ``name`` suspected
+            inc, first, ago = suspected
+            m.on_alive(name, inc, addr(50), b"", now)
+            m.on_suspect(name, inc, first, now)
+            now += ago
+        return m, now + dt
+
+    fast, now = build()
+    full, _ = build()
+    before = fast.statistics().stale
+    stale = fast.accusation_is_stale(name, incarnation, accuser, dead, now)
+    assert fast.members() == full.members()  # nothing changed...
+    s_fast, s_full = fast.suspicion(name), full.suspicion(name)
+    assert (s_fast and s_fast.confirmations) == (s_full and s_full.confirmations)
+    assert fast.statistics().stale == before + stale  # ...but the count of stale messages
+    outcome = (full.on_dead if dead else full.on_suspect)(name, incarnation, accuser, now)
+    judged = fast.get(name) is not None and name != LOCAL and not (dead and accuser == name)
+    if judged:
+        assert stale == (outcome.action is Action.IGNORED)
+    else:
+        assert not stale
+
+
 def test_a_replayed_alive_of_a_reaped_member_is_ignored() -> None:
     """The graveyard: once reaped, a member's old alives stay old; only a refutation
     with a higher incarnation (a restart that learned its last one) brings it back."""

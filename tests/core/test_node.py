@@ -927,6 +927,33 @@ def test_decode_errors_are_counted_per_message() -> None:
     assert net.state("a", "x") is ALIVE
 
 
+def test_repeated_accusations_are_skipped_before_decoding_and_bad_ones_still_fail() -> None:
+    """A suspicion or death this member already holds is skipped (``stale_skipped``)
+    without changing anything; a malformed one is still a decode error, not stale."""
+    net = Net(insecure=True)
+    a, b, _c, _d = net.cluster("a", "b", "c", "d")
+    a.receive_datagram(plain(Suspect("c", 0, "b")), b.address, net.now)
+    assert net.state("a", "c") is SUSPECT
+    deadline = a.membership.suspicion("c").deadline()  # type: ignore[union-attr]
+    skipped = stat(a, "stale_skipped")
+    a.receive_datagram(plain(Suspect("c", 0, "b")), b.address, net.now)  # the same suspicion again
+    assert stat(a, "stale_skipped") == skipped + 1
+    assert a.membership.suspicion("c").deadline() == deadline  # type: ignore[union-attr]
+    a.receive_datagram(plain(Suspect("c", 0, "d")), b.address, net.now)  # an independent confirmation
+    assert stat(a, "stale_skipped") == skipped + 1
+    assert a.membership.suspicion("c").deadline() < deadline  # type: ignore[union-attr]
+    a.receive_datagram(plain(Dead("c", 0, "d")), b.address, net.now)
+    assert net.state("a", "c") is DEAD
+    a.receive_datagram(plain(Dead("c", 0, "b"), Suspect("c", 0, "b")), b.address, net.now)
+    assert stat(a, "stale_skipped") == skipped + 3
+    errors = stat(a, "decode_errors")
+    for bad in ([codec.SUSPECT, "c", 0, "x" * 300], [codec.DEAD, "c", -1, "b"], [codec.SUSPECT, "c", 0, ""]):
+        a.receive_datagram(codec.pack_datagram([codec.pack(bad)]), b.address, net.now)
+    assert stat(a, "decode_errors") == errors + 3
+    assert stat(a, "stale_skipped") == skipped + 3
+    assert net.state("a", "c") is DEAD
+
+
 def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
     """A refutation cannot go past the largest encodable incarnation: the core must not raise."""
     net = Net(insecure=True)

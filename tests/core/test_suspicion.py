@@ -102,3 +102,21 @@ def test_suspicion_for_uses_the_config_formulas(n: int, k: int, low: float) -> N
     assert s.max_timeout == pytest.approx(6 * low)
     expected = low if k == 0 else 6 * low
     assert s.deadline() == pytest.approx(5.0 + expected)
+
+
+def test_would_count_predicts_confirm_and_the_deadline_follows_confirmations() -> None:
+    s = Suspicion("a", k=2, min_timeout=2.0, max_timeout=10.0, started_at=0.0)
+    assert s.deadline() == 10.0
+    assert not s.would_count("a", 1.0)  # the originator
+    assert s.would_count("b", 1.0)
+    assert s.deadline() == 10.0  # asking changes nothing
+    assert s.confirm("b", 1.0)
+    assert not s.would_count("b", 1.0)  # already counted
+    one = s.deadline()
+    assert 2.0 < one < 10.0
+    assert one == s.started_at + s.timeout()
+    assert not s.would_count("c", one)  # expired by then
+    assert s.would_count("c", 1.0)
+    assert s.confirm("c", 1.0)
+    assert s.deadline() == 2.0
+    assert not s.would_count("d", 1.0)  # k reached
