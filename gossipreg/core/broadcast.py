@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 __all__ = ["BroadcastQueue"]
 
+_NO_SIZE = 1 << 62
+
 
 @dataclass(slots=True)
 class _Item:
@@ -57,6 +59,10 @@ class BroadcastQueue:
         self.dropped = 0
         #: Updates replaced by a newer one under the same key.
         self.invalidated = 0
+        # A lower bound on the size of every queued update (the smallest queued
+        # since the queue was last empty): once the budget left is below it, no
+        # further update can fit and :meth:`take` stops looking.
+        self._min_size = _NO_SIZE
 
     def __len__(self) -> int:
         return len(self._items)
@@ -73,6 +79,8 @@ class BroadcastQueue:
         elif len(self._items) >= self.max_items:
             self._drop_one()
         item = _Item(key, data, 0)
+        if len(data) < self._min_size:
+            self._min_size = len(data)
         self._items[key] = item
         self._bucket(0)[key] = item
 
@@ -103,8 +111,9 @@ class BroadcastQueue:
         if not self._items:
             return []
         chosen: list[_Item] = []
+        smallest = max(self._min_size, 1) + overhead
         for bucket in self._buckets:
-            if budget <= overhead:
+            if budget < smallest:
                 break
             # Newest first within a bucket: dicts keep insertion order.
             for item in reversed(bucket.values()):
@@ -112,7 +121,7 @@ class BroadcastQueue:
                 if cost <= budget:
                     chosen.append(item)
                     budget -= cost
-                    if budget <= overhead:
+                    if budget < smallest:
                         break
         for item in chosen:
             del self._buckets[item.transmits][item.key]
@@ -121,9 +130,12 @@ class BroadcastQueue:
                 del self._items[item.key]
             else:
                 self._bucket(item.transmits)[item.key] = item
+        if not self._items:
+            self._min_size = _NO_SIZE
         return [item.data for item in chosen]
 
     def clear(self) -> None:
         """Drop every queued update."""
         self._items.clear()
         self._buckets.clear()
+        self._min_size = _NO_SIZE

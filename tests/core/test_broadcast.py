@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossipreg.core.broadcast import BroadcastQueue
 
@@ -77,3 +81,72 @@ def test_overflow_drops_most_transmitted_oldest() -> None:
 def test_invalid_capacity() -> None:
     with pytest.raises(ValueError, match="max_items"):
         BroadcastQueue(max_items=0)
+
+
+
+@dataclass
+class _Ref:
+    key: str
+    data: bytes
+    transmits: int
+    order: int  # when it entered its current transmit count (later = newer)
+
+
+class _Reference:
+    """The queue's rules written plainly: a list scanned in full on every take."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self.items: list[_Ref] = []
+        self.clock = 0
+
+    def _tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def queue(self, key: str, data: bytes) -> None:
+        before = len(self.items)
+        self.items = [i for i in self.items if i.key != key]
+        if len(self.items) == before and before >= self.max_items:
+            most = max(i.transmits for i in self.items)
+            self.items.remove(min((i for i in self.items if i.transmits == most), key=lambda i: i.order))
+        self.items.append(_Ref(key, data, 0, self._tick()))
+
+    def take(self, budget: int, overhead: int, limit: int) -> list[bytes]:
+        chosen = []
+        for item in sorted(self.items, key=lambda i: (i.transmits, -i.order)):  # fresh, then newest
+            cost = len(item.data) + overhead
+            if budget > overhead and cost <= budget:
+                chosen.append(item)
+                budget -= cost
+        for item in chosen:
+            item.transmits += 1
+            item.order = self._tick()
+            if item.transmits >= limit:
+                self.items.remove(item)
+        return [i.data for i in chosen]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("queue"), st.sampled_from("abcdefgh"), st.integers(1, 60)),
+            st.tuples(st.just("take"), st.integers(0, 150), st.integers(0, 3)),
+        ),
+        max_size=60,
+    )
+)
+def test_take_chooses_what_a_full_scan_would(ops: list[tuple[str, str | int, int]]) -> None:
+    """The queue agrees with a plain full-scan model of its rules; in particular,
+    stopping a take early (once nothing more can fit) never changes what it picks."""
+    q, ref = BroadcastQueue(max_items=5), _Reference(max_items=5)
+    for step, (op, a, b) in enumerate(ops):
+        if op == "queue":
+            data = bytes([step % 256]) * b
+            q.queue(a, data)
+            ref.queue(str(a), data)
+        else:
+            assert isinstance(a, int)
+            assert q.take(a, b, limit=3) == ref.take(a, b, limit=3)
+        assert len(q) == len(ref.items)
