@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,7 +174,25 @@ _COMMON_EPILOG = (
 )
 
 
+def _override(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of ``--set``: VALUE is read as a TOML value (``20``, ``0.5``, ``true``, ``"x"``)."""
+    name, sep, value = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # a bare word: a string (Config says whether it fits)
+    return name, parsed
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
+                   metavar="NAME=VALUE",
+                   help="override one protocol parameter of the lan profile (repeatable), e.g. "
+                   "--set eager_round_rate=20; any Config field, see docs/configuration.md; "
+                   "the report lists the overrides")
     p.add_argument("--out", default="sim-out", metavar="DIR", help="directory for the JSON report and plots")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed of every random choice")
     p.add_argument("--no-crypto", dest="crypto", action="store_false",
@@ -309,7 +328,8 @@ def _progress(enabled: bool) -> scenarios.Progress:
 
 
 def _scenario_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    common = {"seed": args.seed, "crypto": args.crypto, "warm": args.warm}
+    common = {"seed": args.seed, "crypto": args.crypto, "warm": args.warm,
+              "overrides": dict(args.overrides)}
     cmd = args.command
     if cmd == "convergence":
         return {**common, "nodes": args.nodes, "losses": args.loss, "eager": args.eager,

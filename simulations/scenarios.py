@@ -25,7 +25,7 @@ import functools
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,25 @@ def _cluster(
     return c
 
 
+def _lan(overrides: Mapping[str, object] | None, **fixed: Any) -> Config:
+    """The lan profile with the caller's ``overrides`` (``--set``) and the scenario's own ``fixed`` settings.
+
+    Raises:
+        ValueError: an override names a setting the scenario varies itself, or
+            is not a valid :class:`Config` value (:class:`ConfigError`).
+    """
+    given = dict(overrides or {})
+    clash = sorted(set(given) & set(fixed))
+    if clash:
+        raise ValueError(f"--set {', '.join(clash)}: this scenario sets it itself")
+    return Config.lan(**given, **fixed)
+
+
+def _profile(overrides: Mapping[str, object] | None) -> dict[str, Any]:
+    """The report's record of the configuration: the profile and the ``--set`` overrides."""
+    return {"profile": "lan", "config_overrides": dict(overrides or {})}
+
+
 def _start(warm: bool) -> str:
     return ("warm: Simulation.bootstrap (every table adopts one shared snapshot of the ALIVE records)"
             if warm else "cold: every member joins through m0000 at t=0")
@@ -178,6 +197,7 @@ def convergence(
     warm: bool = True,
     settle: float = 2.0,
     latency_ms: tuple[float, float] = (1.0, 5.0),
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Time until 50 %, 99 %, 99.99 % and 100 % of the members hold a new registration.
@@ -194,18 +214,18 @@ def convergence(
     prog = progress or Progress()
     runs = [
         _convergence_one(n, push, loss, registrations, gap, limit, seed, crypto, warm, settle, latency_ms,
-                         prog)
+                         prog, overrides)
         for n in nodes
         for push in eager
         for loss in losses
     ]
-    base = Config.lan()
+    base = _lan(overrides, eager_push=True)
     return {
         "scenario": "convergence",
         "params": {
             "nodes": list(nodes), "losses": list(losses), "eager_push": list(eager),
             "registrations": registrations, "gap": gap, "limit": limit, "seed": seed, "crypto": crypto,
-            "start": _start(warm), "settle": settle, "latency_ms": list(latency_ms), "profile": "lan",
+            "start": _start(warm), "settle": settle, "latency_ms": list(latency_ms), **_profile(overrides),
             "gossip_interval": base.gossip_interval, "gossip_nodes": base.gossip_nodes,
         },
         "runs": runs,
@@ -216,9 +236,10 @@ def convergence(
 def _convergence_one(
     n: int, push: bool, loss: float, registrations: int, gap: float, limit: float, seed: int,
     crypto: bool, warm: bool, settle: float, latency_ms: tuple[float, float], prog: Progress,
+    overrides: Mapping[str, object] | None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = Config.lan(eager_push=push)
+    config = _lan(overrides, eager_push=push)
     total = settle + gap * registrations + limit
     label = f"convergence n={n} eager={'on' if push else 'off'} loss={loss:g}"
     c = _cluster(n, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm,
@@ -317,6 +338,7 @@ def detection(
     crypto: bool = True,
     warm: bool = True,
     settle: float = 5.0,
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Distribution of the time from a crash to its first suspicion and to dead-by-all.
@@ -328,7 +350,7 @@ def detection(
     if crashes > nodes - 2:
         raise ValueError("crashes: at most nodes - 2")
     wall0 = time.perf_counter()
-    config = Config.lan()
+    config = _lan(overrides)
     total = settle + gap * crashes + limit
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm,
                  progress=progress, label=f"detection n={nodes}", total=total)
@@ -347,7 +369,7 @@ def detection(
     return {
         "scenario": "detection",
         "params": {"nodes": nodes, "crashes": crashes, "gap": gap, "limit": limit, "loss": loss, "seed": seed,
-                   "crypto": crypto, "start": _start(warm), "settle": settle, "profile": "lan"},
+                   "crypto": crypto, "start": _start(warm), "settle": settle, **_profile(overrides)},
         "crashes": [x.as_dict() for x in tracker.crashes],
         "first": {**percentiles(first), "mean": _r(_mean(first))},
         "all": {**percentiles(dead), "mean": _r(_mean(dead))},
@@ -391,6 +413,7 @@ def false_positives(
     seed: int = 0,
     crypto: bool = True,
     warm: bool = True,
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The Lifeguard experiment: false suspicions and false deaths with slow members.
@@ -414,17 +437,18 @@ def false_positives(
     """
     wall0 = time.perf_counter()
     prog = progress or Progress()
+    base = _lan(overrides, **{k: v for changes in VARIANTS.values() for k, v in changes.items()})
     out = []
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"variant: one of {', '.join(VARIANTS)}, got {variant!r}")
         out.append(_false_positives_one(variant, nodes, seconds, loss, slow_fraction, pause_every, seed,
-                                        crypto, warm, prog))
+                                        crypto, warm, prog, overrides))
     return {
         "scenario": "false-positives",
         "params": {"nodes": nodes, "seconds": seconds, "loss": loss, "slow_fraction": slow_fraction,
-                   "pause_every": pause_every, "pause_max": 2 * Config.lan().probe_timeout, "seed": seed,
-                   "crypto": crypto, "start": _start(warm), "profile": "lan"},
+                   "pause_every": pause_every, "pause_max": 2 * base.probe_timeout, "seed": seed,
+                   "crypto": crypto, "start": _start(warm), **_profile(overrides)},
         "variants": out,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
@@ -432,10 +456,10 @@ def false_positives(
 
 def _false_positives_one(
     variant: str, nodes: int, seconds: float, loss: float, slow_fraction: float, pause_every: float,
-    seed: int, crypto: bool, warm: bool, prog: Progress,
+    seed: int, crypto: bool, warm: bool, prog: Progress, overrides: Mapping[str, object] | None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = Config.lan(**VARIANTS[variant])
+    config = _lan(overrides, **VARIANTS[variant])
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=prog,
                  label=f"false-positives {variant} n={nodes}", total=seconds)
     sim, tracker = c.sim, c.tracker
@@ -524,6 +548,7 @@ def partition(
     seed: int = 0,
     crypto: bool = True,
     warm: bool = True,
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Split the cluster in two halves for ``split_seconds``, then heal.
@@ -538,7 +563,7 @@ def partition(
     resurrected).
     """
     wall0 = time.perf_counter()
-    config = Config.lan()
+    config = _lan(overrides)
     total = 5.0 + split_seconds + limit
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=progress,
                  label=f"partition n={nodes}", total=total)
@@ -603,7 +628,7 @@ def partition(
         "scenario": "partition",
         "params": {"nodes": nodes, "split_seconds": split_seconds, "registrations": registrations,
                    "changes": changes, "limit": limit, "loss": loss, "seed": seed, "crypto": crypto,
-                   "start": _start(warm), "profile": "lan", "sides": [len(s) for s in sides]},
+                   "start": _start(warm), **_profile(overrides), "sides": [len(s) for s in sides]},
         "spread_before_split": spread_before,
         "during_split": during,
         "views_identical": identical,
@@ -636,6 +661,7 @@ def churn(
     seed: int = 0,
     crypto: bool = True,
     warm: bool = True,
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Continuous membership churn and registration churn.
@@ -655,7 +681,7 @@ def churn(
     registrations not expired). Reported for membership, catalog, and either.
     """
     wall0 = time.perf_counter()
-    config = Config.lan()
+    config = _lan(overrides)
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=progress,
                  label=f"churn n={nodes}", total=seconds)
     sim, tracker = c.sim, c.tracker
@@ -756,7 +782,8 @@ def churn(
         "scenario": "churn",
         "params": {"nodes": nodes, "seconds": seconds, "event_every": event_every, "ttl": ttl,
                    "renew_every": renew_every, "abandon": abandon, "sample_every": sample_every,
-                   "loss": loss, "seed": seed, "crypto": crypto, "start": _start(warm), "profile": "lan"},
+                   "loss": loss, "seed": seed, "crypto": crypto, "start": _start(warm),
+                   **_profile(overrides)},
         "events": counts,
         "divergence": {
             "mean": round(sum(either) / len(either), 4) if either else None,
@@ -786,6 +813,7 @@ def bandwidth(
     warm: bool = True,
     idle_window: float | None = None,
     load_window: float | None = None,
+    overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Messages and bytes per member per second against N, idle and under registration load.
@@ -808,11 +836,13 @@ def bandwidth(
             raise ValueError("idle_window and load_window must be positive")
     wall0 = time.perf_counter()
     prog = progress or Progress()
-    rows = [_bandwidth_one(n, rate, seed, crypto, warm, prog, idle_window, load_window) for n in nodes]
+    _lan(overrides)  # a bad override fails before the first run
+    rows = [_bandwidth_one(n, rate, seed, crypto, warm, prog, idle_window, load_window, overrides)
+            for n in nodes]
     return {
         "scenario": "bandwidth",
         "params": {"nodes": list(nodes), "rate": rate, "seed": seed, "crypto": crypto, "start": _start(warm),
-                   "profile": "lan", "idle_window": idle_window, "load_window": load_window},
+                   **_profile(overrides), "idle_window": idle_window, "load_window": load_window},
         "rows": rows,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
@@ -821,9 +851,10 @@ def bandwidth(
 def _bandwidth_one(
     n: int, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress,
     idle_window: float | None = None, load_window: float | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = Config.lan()
+    config = _lan(overrides)
     period = config.push_pull_interval_for(n)
     idle_len = period if idle_window is None else idle_window
     load_len = period if load_window is None else load_window

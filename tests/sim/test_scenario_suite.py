@@ -195,6 +195,35 @@ def test_plot_merges_saved_reports(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "cannot be merged" in err
 
 
+def test_set_overrides_protocol_parameters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--set NAME=VALUE`` reaches the members' Config and the report; bad ones are clear errors."""
+    common = ["--nodes", "20", "--loss", "0", "--eager", "off", "--registrations", "1", "--no-crypto",
+              "--no-progress", "--no-plots"]  # fmt: skip
+    runs = {}
+    slower = ["--set", "gossip_interval=1.0", "--set", "gossip_nodes=1"]
+    for label, extra in (("default", []), ("slow", slower)):
+        assert main(["convergence", *common, *extra, "--out", str(tmp_path / label)]) == 0
+        runs[label] = json.loads((tmp_path / label / "convergence.json").read_text())
+    assert runs["default"]["params"]["config_overrides"] == {}
+    assert runs["slow"]["params"]["config_overrides"] == {"gossip_interval": 1.0, "gossip_nodes": 1}
+    default, slow = runs["default"]["runs"][0], runs["slow"]["runs"][0]
+    assert slow["ideal_hops"] == ideal_hops(20, 1) > default["ideal_hops"]
+    # One gossip target a second instead of three every 0.2 s: the spread is slower.
+    assert slow["max"]["p100"] > default["max"]["p100"]
+    capsys.readouterr()
+    for bad, says in (
+        (["convergence", "--set", "eager_push=false"], "sets it itself"),
+        (["false-positives", "--set", "suspicion_max_timeout_mult=2"], "sets it itself"),
+        (["detection", "--set", "gossip_nodes=1.5"], "must be an int"),
+        (["detection", "--set", "no_such_setting=1"], "not a Config field"),
+    ):
+        assert main([*bad, "--no-plots", "--no-progress", "--out", str(tmp_path / "bad")]) == 2
+        assert says in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["detection", "--set", "gossip_nodes"])
+    assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
 def test_cli_without_plots_needs_no_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
