@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--warm", action="store_true",
                    help="start from Simulation.bootstrap (every table adopts one shared snapshot of "
                    "all N alive) instead of N real joins, which cost O(N^2) messages")
+    r.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
+                   metavar="NAME=VALUE",
+                   help="override one protocol parameter of the profile (repeatable), e.g. "
+                   "--set eager_round_rate=20; any Config field, see docs/configuration.md")
     r.add_argument("--json", action="store_true",
                    help="print the report as one JSON object on one line (default: a readable summary)")
     _add_scenarios(sub)
@@ -433,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_window=args.idle_window,
         push_pull_interval=args.push_pull_interval,
         warm=args.warm,
+        overrides=dict(args.overrides),
     )
     try:
         report = run(params)

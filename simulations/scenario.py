@@ -34,7 +34,8 @@ import contextlib
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gossipreg.core.config import Config
@@ -73,17 +74,32 @@ class RunParams:
     """Override the profile's push-pull interval (seconds)."""
     warm: bool = False
     """Start from :meth:`Simulation.bootstrap` instead of N real joins."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Any other :class:`Config` fields, over the profile's values (``--set``)."""
 
     def window(self) -> float:
         """The idle window's length, seconds."""
         return min(10.0, self.seconds / 4) if self.idle_window is None else self.idle_window
 
 
-def make_config(profile: str, *, eager_push: bool = True, push_pull_interval: float | None = None) -> Config:
-    """The named profile's :class:`Config`, with the run's overrides."""
+def make_config(
+    profile: str, *, eager_push: bool = True, push_pull_interval: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """The named profile's :class:`Config`, with the run's overrides.
+
+    Raises:
+        ValueError: an unknown profile, an override of a setting that has its
+            own option (``eager_push``, ``push_pull_interval``), or an invalid
+            value (:class:`ConfigError`).
+    """
     if profile not in PROFILES:
         raise ValueError(f"profile: one of {', '.join(PROFILES)}, got {profile!r}")
-    changes: dict[str, Any] = {"eager_push": eager_push}
+    changes: dict[str, Any] = dict(overrides or {})
+    own = sorted({"eager_push", "push_pull_interval"} & set(changes))
+    if own:
+        raise ValueError(f"--set {', '.join(own)}: use --no-eager-push / --push-pull-interval")
+    changes["eager_push"] = eager_push
     if push_pull_interval is not None:
         changes["push_pull_interval"] = push_pull_interval
     factory = {"lan": Config.lan, "wan": Config.wan, "local": Config.local}[profile]
@@ -130,7 +146,8 @@ def run(p: RunParams) -> dict[str, Any]:
     if p.crash > p.nodes - 2:
         raise ValueError("crash: at most nodes - 2 (the join seed and one observer stay up)")
     wall0 = time.perf_counter()
-    config = make_config(p.profile, eager_push=p.eager_push, push_pull_interval=p.push_pull_interval)
+    config = make_config(p.profile, eager_push=p.eager_push, push_pull_interval=p.push_pull_interval,
+                         overrides=p.overrides)
     tracker = Tracker(p.nodes)
     lo, hi = p.latency_ms
     sim = Simulation(

@@ -149,6 +149,21 @@ def test_bad_options_are_rejected(bad: list[str], capsys: pytest.CaptureFixture[
     assert "error" in capsys.readouterr().err
 
 
+def test_set_reaches_the_config_and_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["run", "--nodes", "12", "--seconds", "15", "--seed", "4", "--registrations", "2",
+            "--no-eager-push", "--no-crypto", "--json"]  # fmt: skip
+    default = run_report(base, capsys)
+    slower = run_report([*base, "--set", "gossip_interval=1.0", "--set", "gossip_nodes=1"], capsys)
+    assert default["params"]["overrides"] == {}  # type: ignore[index]
+    assert slower["params"]["overrides"] == {"gossip_interval": 1.0, "gossip_nodes": 1}  # type: ignore[index]
+    # One gossip target a second instead of three every 0.2 s: registrations spread slower.
+    assert slower["registration_spread_s"]["max"] > default["registration_spread_s"]["max"]  # type: ignore[index]
+    for bad, says in ((["--set", "eager_push=false"], "--no-eager-push"),
+                      (["--set", "probe_timeout=-1"], "must be positive")):  # fmt: skip
+        assert main(["run", "--nodes", "3", "--seconds", "2", *bad]) == 2
+        assert says in capsys.readouterr().err
+
+
 def test_too_many_crashes_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--nodes", "4", "--crash", "3", "--seconds", "5"]) == 2
     assert "crash" in capsys.readouterr().err
