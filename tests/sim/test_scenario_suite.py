@@ -257,6 +257,7 @@ def test_full_size_convergence_10000_meets_the_spread_target() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # about 20 minutes of wall time on a 2-core machine
 def test_full_size_false_positives_1000() -> None:
     # Issue #5's target: zero false deaths with Lifeguard on, at the issue's full size
     # (1,000 members, 600 s, 5 % loss, 10 % slow members). Counted, not timed.
