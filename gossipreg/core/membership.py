@@ -804,15 +804,19 @@ class Membership:
         old = self._members.get(name)
         if old is None or name == self._name or (dead and from_member == name):
             return False
-        if incarnation < old.incarnation or old.state in _GONE:
+        decision = TRANSITIONS[(_S.DEAD if dead else _S.SUSPECT, old.state)][
+            _order(incarnation, old.incarnation)
+        ]
+        if decision is Decision.CONFIRM:
+            # A repeat at the same incarnation changes nothing unless it counts.
+            stale = incarnation == old.incarnation and not self._suspicions[name].would_count(
+                from_member, now
+            )
+        else:
+            stale = decision is Decision.IGNORE
+        if stale:
             self._counters.stale += 1
-            return True
-        if dead or old.state is not MemberState.SUSPECT or incarnation != old.incarnation:
-            return False
-        if self._suspicions[name].would_count(from_member, now):
-            return False
-        self._counters.stale += 1
-        return True
+        return stale
 
     def on_suspect(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
         """``from_member`` suspects ``name`` at ``incarnation``."""
