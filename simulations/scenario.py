@@ -83,27 +83,23 @@ class RunParams:
 
 
 def make_config(
-    profile: str, *, eager_push: bool = True, push_pull_interval: float | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    profile: str, overrides: Mapping[str, Any] | None = None, *, owner: str = "this run", **fixed: Any
 ) -> Config:
-    """The named profile's :class:`Config`, with the run's overrides.
+    """The named profile's :class:`Config` with ``overrides`` (``--set``) and the caller's ``fixed`` settings.
 
     Raises:
-        ValueError: an unknown profile, an override of a setting that has its
-            own option (``eager_push``, ``push_pull_interval``), or an invalid
-            value (:class:`ConfigError`).
+        ValueError: an unknown profile, an override of a setting the caller
+            fixes itself (``owner`` names the caller in the message), or an
+            invalid value (:class:`ConfigError`).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile: one of {', '.join(PROFILES)}, got {profile!r}")
-    changes: dict[str, Any] = dict(overrides or {})
-    own = sorted({"eager_push", "push_pull_interval"} & set(changes))
-    if own:
-        raise ValueError(f"--set {', '.join(own)}: use --no-eager-push / --push-pull-interval")
-    changes["eager_push"] = eager_push
-    if push_pull_interval is not None:
-        changes["push_pull_interval"] = push_pull_interval
+    given = dict(overrides or {})
+    clash = sorted(set(given) & set(fixed))
+    if clash:
+        raise ValueError(f"--set {', '.join(clash)}: {owner} sets it itself")
     factory = {"lan": Config.lan, "wan": Config.wan, "local": Config.local}[profile]
-    return factory(**changes)
+    return factory(**given, **fixed)
 
 
 def service_for(i: int, owner: str) -> Service:
@@ -146,8 +142,9 @@ def run(p: RunParams) -> dict[str, Any]:
     if p.crash > p.nodes - 2:
         raise ValueError("crash: at most nodes - 2 (the join seed and one observer stay up)")
     wall0 = time.perf_counter()
-    config = make_config(p.profile, eager_push=p.eager_push, push_pull_interval=p.push_pull_interval,
-                         overrides=p.overrides)
+    own = {} if p.push_pull_interval is None else {"push_pull_interval": p.push_pull_interval}
+    config = make_config(p.profile, p.overrides, owner="this run (see --no-eager-push, --push-pull-interval)",
+                         eager_push=p.eager_push, **own)
     tracker = Tracker(p.nodes)
     lo, hi = p.latency_ms
     sim = Simulation(

@@ -38,6 +38,7 @@ from gossipreg.core.node import NodeEvent
 from .engine import SimMember, Simulation
 from .metrics import Tracker, percentiles
 from .models import ideal_hops, serf_infected, serf_time_to, swim_first_detection
+from .scenario import make_config
 
 __all__ = [
     "SCENARIOS",
@@ -124,17 +125,9 @@ def _cluster(
 
 
 def _lan(overrides: Mapping[str, object] | None, **fixed: Any) -> Config:
-    """The lan profile with the caller's ``overrides`` (``--set``) and the scenario's own ``fixed`` settings.
-
-    Raises:
-        ValueError: an override names a setting the scenario varies itself, or
-            is not a valid :class:`Config` value (:class:`ConfigError`).
-    """
-    given = dict(overrides or {})
-    clash = sorted(set(given) & set(fixed))
-    if clash:
-        raise ValueError(f"--set {', '.join(clash)}: this scenario sets it itself")
-    return Config.lan(**given, **fixed)
+    """The lan profile with ``--set`` overrides and the scenario's own ``fixed`` settings (see
+    :func:`simulations.scenario.make_config`)."""
+    return make_config("lan", overrides, owner="this scenario", **fixed)
 
 
 def _profile(overrides: Mapping[str, object] | None) -> dict[str, Any]:
@@ -212,14 +205,15 @@ def convergence(
     """
     wall0 = time.perf_counter()
     prog = progress or Progress()
+    configs = {push: _lan(overrides, eager_push=push) for push in eager}
     runs = [
-        _convergence_one(n, push, loss, registrations, gap, limit, seed, crypto, warm, settle, latency_ms,
-                         prog, overrides)
+        _convergence_one(n, configs[push], loss, registrations, gap, limit, seed, crypto, warm, settle,
+                         latency_ms, prog)
         for n in nodes
         for push in eager
         for loss in losses
     ]
-    base = _lan(overrides, eager_push=True)
+    base = _lan(overrides)
     return {
         "scenario": "convergence",
         "params": {
@@ -234,12 +228,11 @@ def convergence(
 
 
 def _convergence_one(
-    n: int, push: bool, loss: float, registrations: int, gap: float, limit: float, seed: int,
+    n: int, config: Config, loss: float, registrations: int, gap: float, limit: float, seed: int,
     crypto: bool, warm: bool, settle: float, latency_ms: tuple[float, float], prog: Progress,
-    overrides: Mapping[str, object] | None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = _lan(overrides, eager_push=push)
+    push = config.eager_push
     total = settle + gap * registrations + limit
     label = f"convergence n={n} eager={'on' if push else 'off'} loss={loss:g}"
     c = _cluster(n, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm,
@@ -437,13 +430,16 @@ def false_positives(
     """
     wall0 = time.perf_counter()
     prog = progress or Progress()
-    base = _lan(overrides, **{k: v for changes in VARIANTS.values() for k, v in changes.items()})
-    out = []
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"variant: one of {', '.join(VARIANTS)}, got {variant!r}")
-        out.append(_false_positives_one(variant, nodes, seconds, loss, slow_fraction, pause_every, seed,
-                                        crypto, warm, prog, overrides))
+    configs = [(variant, _lan(overrides, **VARIANTS[variant])) for variant in variants]
+    base = _lan(overrides)
+    out = [
+        _false_positives_one(variant, config, nodes, seconds, loss, slow_fraction, pause_every, seed,
+                             crypto, warm, prog)
+        for variant, config in configs
+    ]
     return {
         "scenario": "false-positives",
         "params": {"nodes": nodes, "seconds": seconds, "loss": loss, "slow_fraction": slow_fraction,
@@ -455,11 +451,10 @@ def false_positives(
 
 
 def _false_positives_one(
-    variant: str, nodes: int, seconds: float, loss: float, slow_fraction: float, pause_every: float,
-    seed: int, crypto: bool, warm: bool, prog: Progress, overrides: Mapping[str, object] | None,
+    variant: str, config: Config, nodes: int, seconds: float, loss: float, slow_fraction: float,
+    pause_every: float, seed: int, crypto: bool, warm: bool, prog: Progress,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = _lan(overrides, **VARIANTS[variant])
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=prog,
                  label=f"false-positives {variant} n={nodes}", total=seconds)
     sim, tracker = c.sim, c.tracker
@@ -836,8 +831,8 @@ def bandwidth(
             raise ValueError("idle_window and load_window must be positive")
     wall0 = time.perf_counter()
     prog = progress or Progress()
-    _lan(overrides)  # a bad override fails before the first run
-    rows = [_bandwidth_one(n, rate, seed, crypto, warm, prog, idle_window, load_window, overrides)
+    config = _lan(overrides)
+    rows = [_bandwidth_one(n, config, rate, seed, crypto, warm, prog, idle_window, load_window)
             for n in nodes]
     return {
         "scenario": "bandwidth",
@@ -849,12 +844,10 @@ def bandwidth(
 
 
 def _bandwidth_one(
-    n: int, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress,
+    n: int, config: Config, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress,
     idle_window: float | None = None, load_window: float | None = None,
-    overrides: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
-    config = _lan(overrides)
     period = config.push_pull_interval_for(n)
     idle_len = period if idle_window is None else idle_window
     load_len = period if load_window is None else load_window
