@@ -35,6 +35,7 @@ from gossipreg.core.membership import EventKind, MemberEvent, MemberState
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeEvent
 
+from .audit import ViewAudit
 from .engine import SimMember, Simulation
 from .metrics import Tracker, percentiles
 from .models import ideal_hops, serf_infected, serf_time_to, swim_first_detection
@@ -563,6 +564,9 @@ def partition(
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=progress,
                  label=f"partition n={nodes}", total=total)
     sim, tracker = c.sim, c.tracker
+    audit = ViewAudit(sim)
+    audit.seed_views()
+    c.listeners.append(audit.on_event)
     rng = random.Random(f"partition/{seed}")
     names = list(sim.members)
     half = set(rng.sample(names, nodes // 2))
@@ -602,6 +606,8 @@ def partition(
         "pairs_across": len(sides[0]) * len(sides[1]),
     }
     sim.heal()
+    expect_visible = set(owned) - deregistered
+    audit.expect(expect_visible, sim.now)
     members_at: list[float] = []
 
     def done() -> bool:
@@ -612,7 +618,10 @@ def partition(
     c.run_until(heal_at + limit, stop=done, step=0.25)
     identical = _views_identical(sim, tracker)
     converged_after = sim.now - heal_at if identical else None
-    expect_visible = set(owned) - deregistered
+    # Run on a little, so an anomaly just after the views first agree is still seen.
+    c.run_until(sim.now + 5.0, step=0.25)
+    settled = {m.name: audit.settled_at(m.name) for m in sim.live_members()}
+    view_times = [None if t is None else t - heal_at for t in settled.values()]
     lost: list[tuple[str, list[str]]] = []
     resurrected: list[tuple[str, list[str]]] = []
     for m in sim.live_members():
@@ -636,6 +645,9 @@ def partition(
         "lost": lost,
         "resurrected": resurrected,
         "false_dead_at_end": tracker.false_dead,
+        "anomalies": audit.report(),
+        "views_settled_after_heal_s": {"max": _max(view_times), "median": _median(view_times),
+                                       "unsettled": sum(1 for t in view_times if t is None)},
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 

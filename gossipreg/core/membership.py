@@ -139,6 +139,7 @@ from .layered import LayeredDict, SortedOverlay
 from .suspicion import Suspicion, suspicion_for
 
 __all__ = [
+    "MAX_INCARNATION",
     "SELF_TRANSITIONS",
     "TRANSITIONS",
     "Action",
@@ -264,6 +265,9 @@ class Order(enum.Enum):
     LOWER = "lower"
     EQUAL = "equal"
     HIGHER = "higher"
+    """One above the record's: as far as an honest accuser can be ahead of this table."""
+    BEYOND = "beyond"
+    """More than one above: an accusation at an incarnation the member never announced here."""
 
 
 class Decision(enum.Enum):
@@ -282,10 +286,19 @@ class Decision(enum.Enum):
     """About this member: raise the incarnation and broadcast alive."""
     REFUTE_IF_DIFFERENT = "refute_if_different"
     """About this member at its own incarnation: refute if the meta differs."""
+    REFUTE_IN_PLACE = "refute_in_place"
+    """About this member, beyond anything it announced: refute at its own
+    incarnation + 1 rather than jumping past the message's (which no other
+    member accepted). A push-pull state may still make it jump: that is how a
+    restarted process learns its previous incarnation."""
 
 
-def _row(lower: Decision, equal: Decision, higher: Decision) -> Mapping[Order, Decision]:
-    return MappingProxyType({Order.LOWER: lower, Order.EQUAL: equal, Order.HIGHER: higher})
+def _row(
+    lower: Decision, equal: Decision, higher: Decision, beyond: Decision | None = None
+) -> Mapping[Order, Decision]:
+    return MappingProxyType(
+        {Order.LOWER: lower, Order.EQUAL: equal, Order.HIGHER: higher, Order.BEYOND: beyond or higher}
+    )
 
 
 _S, _K = MessageKind, MemberState
@@ -300,17 +313,18 @@ TRANSITIONS: Mapping[tuple[MessageKind, MemberState], Mapping[Order, Decision]] 
         (_S.ALIVE, _K.SUSPECT): _row(_I, _I, _A),
         (_S.ALIVE, _K.DEAD): _row(_I, _I, _A),
         (_S.ALIVE, _K.LEFT): _row(_I, _I, _A),
-        (_S.SUSPECT, _K.ALIVE): _row(_I, _SU, _SU),
-        (_S.SUSPECT, _K.SUSPECT): _row(_I, _C, _C),
+        # Accusations (and leaves) reach at most one past what this table holds.
+        (_S.SUSPECT, _K.ALIVE): _row(_I, _SU, _SU, _I),
+        (_S.SUSPECT, _K.SUSPECT): _row(_I, _C, _C, _I),
         (_S.SUSPECT, _K.DEAD): _row(_I, _I, _I),
         (_S.SUSPECT, _K.LEFT): _row(_I, _I, _I),
-        (_S.DEAD, _K.ALIVE): _row(_I, _D, _D),
-        (_S.DEAD, _K.SUSPECT): _row(_I, _D, _D),
+        (_S.DEAD, _K.ALIVE): _row(_I, _D, _D, _I),
+        (_S.DEAD, _K.SUSPECT): _row(_I, _D, _D, _I),
         (_S.DEAD, _K.DEAD): _row(_I, _I, _I),
         (_S.DEAD, _K.LEFT): _row(_I, _I, _I),
-        (_S.LEAVE, _K.ALIVE): _row(_I, _L, _L),
-        (_S.LEAVE, _K.SUSPECT): _row(_I, _L, _L),
-        (_S.LEAVE, _K.DEAD): _row(_I, _L, _L),
+        (_S.LEAVE, _K.ALIVE): _row(_I, _L, _L, _I),
+        (_S.LEAVE, _K.SUSPECT): _row(_I, _L, _L, _I),
+        (_S.LEAVE, _K.DEAD): _row(_I, _L, _L, _I),
         (_S.LEAVE, _K.LEFT): _row(_I, _I, _I),
     }
 )
@@ -320,9 +334,9 @@ at a different address first passes the name-conflict rule)."""
 SELF_TRANSITIONS: Mapping[MessageKind, Mapping[Order, Decision]] = MappingProxyType(
     {
         _S.ALIVE: _row(_I, Decision.REFUTE_IF_DIFFERENT, _R),
-        _S.SUSPECT: _row(_I, _R, _R),
-        _S.DEAD: _row(_I, _R, _R),
-        _S.LEAVE: _row(_I, _R, _R),
+        _S.SUSPECT: _row(_I, _R, _R, Decision.REFUTE_IN_PLACE),
+        _S.DEAD: _row(_I, _R, _R, Decision.REFUTE_IN_PLACE),
+        _S.LEAVE: _row(_I, _R, _R, Decision.REFUTE_IN_PLACE),
     }
 )
 """Messages about *this* member while it has not left (after :meth:`Membership.leave`
@@ -332,7 +346,13 @@ every message about it is ignored)."""
 def _order(incoming: int, current: int) -> Order:
     if incoming < current:
         return Order.LOWER
-    return Order.EQUAL if incoming == current else Order.HIGHER
+    if incoming == current:
+        return Order.EQUAL
+    return Order.HIGHER if incoming == current + 1 else Order.BEYOND
+
+
+#: The largest incarnation (the codec's uint64); a refutation never goes past it.
+MAX_INCARNATION = (1 << 64) - 1
 
 
 # ------------------------------------------------------------------ results
@@ -426,6 +446,11 @@ class MembershipStatistics:
     conflicts: int
     stale: int
     """Messages ignored as old or as no news."""
+    accusations_out_of_range: int
+    """Suspicions, deaths and leaves about another member ignored because their
+    incarnation is more than one past this table's (see :class:`Order`)."""
+    incarnation_overflows: int
+    """Accusations this member could not refute: its incarnation is the largest there is."""
 
 
 @dataclass(slots=True)
@@ -442,6 +467,8 @@ class _Counters:
     refutations: int = 0
     conflicts: int = 0
     stale: int = 0
+    accusations_out_of_range: int = 0
+    incarnation_overflows: int = 0
 
 
 # --------------------------------------------------------------- membership
@@ -707,6 +734,8 @@ class Membership:
             refutations=c.refutations,
             conflicts=c.conflicts,
             stale=c.stale,
+            accusations_out_of_range=c.accusations_out_of_range,
+            incarnation_overflows=c.incarnation_overflows,
         )
 
     def take_events(self) -> list[MemberEvent]:
@@ -804,9 +833,11 @@ class Membership:
         old = self._members.get(name)
         if old is None or name == self._name or (dead and from_member == name):
             return False
-        decision = TRANSITIONS[(_S.DEAD if dead else _S.SUSPECT, old.state)][
-            _order(incarnation, old.incarnation)
-        ]
+        order = _order(incarnation, old.incarnation)
+        decision = TRANSITIONS[(_S.DEAD if dead else _S.SUSPECT, old.state)][order]
+        if decision is Decision.IGNORE and order is Order.BEYOND:
+            self._counters.accusations_out_of_range += 1
+            return True
         if decision is Decision.CONFIRM:
             # A repeat at the same incarnation changes nothing unless it counts.
             stale = incarnation == old.incarnation and not self._suspicions[name].would_count(
@@ -827,7 +858,8 @@ class Membership:
         if old is None:
             return self._stale(None)
         msg = Suspect(name, incarnation, from_member)
-        decision = TRANSITIONS[(_S.SUSPECT, old.state)][_order(incarnation, old.incarnation)]
+        order = _order(incarnation, old.incarnation)
+        decision = TRANSITIONS[(_S.SUSPECT, old.state)][order]
         if decision is Decision.BECOME_SUSPECT:
             new = replace(old, incarnation=incarnation, state=MemberState.SUSPECT, state_changed_at=now)
             self._transition(old, new)
@@ -843,7 +875,7 @@ class Membership:
                 return Outcome(Action.APPLIED, new, (msg,))
             if counted:
                 return Outcome(Action.CONFIRMED, old, (msg,))
-        return self._stale(old)
+        return self._ignore(old, order)
 
     def on_dead(self, name: str, incarnation: int, from_member: str, now: float) -> Outcome:
         """``from_member`` declares ``name`` dead.
@@ -860,9 +892,10 @@ class Membership:
             return self._about_self(_S.DEAD, incarnation, now)
         if old is None:
             return self._stale(None)
-        decision = TRANSITIONS[(_S.DEAD, old.state)][_order(incarnation, old.incarnation)]
+        order = _order(incarnation, old.incarnation)
+        decision = TRANSITIONS[(_S.DEAD, old.state)][order]
         if decision is Decision.IGNORE:
-            return self._stale(old)
+            return self._ignore(old, order)
         assert decision is Decision.BECOME_DEAD
         new = replace(old, incarnation=incarnation, state=MemberState.DEAD, state_changed_at=now)
         self._transition(old, new)
@@ -876,9 +909,10 @@ class Membership:
             return self._about_self(_S.LEAVE, incarnation, now)
         if old is None:
             return self._stale(None)
-        decision = TRANSITIONS[(_S.LEAVE, old.state)][_order(incarnation, old.incarnation)]
+        order = _order(incarnation, old.incarnation)
+        decision = TRANSITIONS[(_S.LEAVE, old.state)][order]
         if decision is Decision.IGNORE:
-            return self._stale(old)
+            return self._ignore(old, order)
         assert decision is Decision.BECOME_LEFT
         new = replace(old, incarnation=incarnation, state=MemberState.LEFT, state_changed_at=now)
         self._transition(old, new)
@@ -900,7 +934,13 @@ class Membership:
                 self._bury(replace(r, state_changed_at=now), now)
                 outcomes.append(Outcome(Action.IGNORED, None))
                 continue
-            if r.state is MemberState.ALIVE:
+            if r.name == self._name and r.state is not MemberState.ALIVE:
+                # The peer's record of this member: a restarted process learns here which
+                # incarnation its previous self reached, so it may jump past it.
+                _check_incarnation(r.incarnation)
+                kind = _S.LEAVE if r.state is MemberState.LEFT else _S.SUSPECT
+                outcomes.append(self._about_self(kind, r.incarnation, now, trusted=True))
+            elif r.state is MemberState.ALIVE:
                 outcomes.append(self.on_alive(r.name, r.incarnation, r.address, r.meta, now))
             elif r.state is MemberState.LEFT:
                 outcomes.append(self.on_leave(r.name, r.incarnation, now))
@@ -1078,7 +1118,13 @@ class Membership:
     # ------------------------------------------------------------ internals
 
     def _about_self(
-        self, kind: MessageKind, incarnation: int, now: float, alive: Alive | None = None
+        self,
+        kind: MessageKind,
+        incarnation: int,
+        now: float,
+        alive: Alive | None = None,
+        *,
+        trusted: bool = False,
     ) -> Outcome:
         me = self.local
         if me.state is MemberState.LEFT:
@@ -1089,9 +1135,20 @@ class Membership:
         if decision is Decision.REFUTE_IF_DIFFERENT:
             assert alive is not None
             decision = Decision.IGNORE if alive.meta == me.meta else Decision.REFUTE
+        if decision is Decision.REFUTE_IN_PLACE and trusted:
+            decision = Decision.REFUTE
         if decision is Decision.IGNORE:
             return self._stale(me)
-        new = replace(me, incarnation=max(me.incarnation, incarnation) + 1)
+        target = me.incarnation + 1
+        if decision is Decision.REFUTE:
+            target = max(me.incarnation, incarnation) + 1
+        if target > MAX_INCARNATION:
+            # Cannot go past the message: say at least that this member is alive, if it can.
+            self._counters.incarnation_overflows += 1
+            target = me.incarnation + 1
+            if target > MAX_INCARNATION:
+                return Outcome(Action.IGNORED, me)
+        new = replace(me, incarnation=target)
         self._put(new)
         self.awareness.apply_delta(REFUTED)
         self._counters.refutations += 1
@@ -1116,6 +1173,12 @@ class Membership:
     def _stale(self, member: Member | None) -> Outcome:
         self._counters.stale += 1
         return Outcome(Action.IGNORED, member)
+
+    def _ignore(self, member: Member, order: Order) -> Outcome:
+        if order is Order.BEYOND:
+            self._counters.accusations_out_of_range += 1
+            return Outcome(Action.IGNORED, member)
+        return self._stale(member)
 
     def _reap_at(self, m: Member) -> float:
         return m.state_changed_at + self._config.gossip_to_the_dead

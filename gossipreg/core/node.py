@@ -196,7 +196,6 @@ _COUNTER_NAMES = (
     "push_pull_checks_matched",
     "eager_pushes", "eager_rounds_deferred", "gossip_datagrams", "records_rejected_drift",
     "records_too_large_for_gossip",
-    "incarnation_overflows",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
 )
@@ -361,6 +360,7 @@ class NodeCore:
             out[f"members_{f}"] = getattr(ms, f)
         for k, v in self.catalog.counters.items():
             out[f"catalog_{k}"] = v
+        out["incarnation_overflows"] = ms.incarnation_overflows
         out["catalog_rejected_drift"] = self.catalog.clock.rejected
         out["broadcast_queue"] = len(self._queue)
         out["broadcast_dropped"] = self._queue.dropped
@@ -642,8 +642,6 @@ class NodeCore:
                 if result.rejected:
                     c.inc("records_rejected_drift", result.rejected)
             case Alive() | Suspect() | Dead() | Leave():
-                if self._overflows(msg.name, msg.incarnation):
-                    return
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
                     self._queue_message(b)
@@ -694,14 +692,6 @@ class NodeCore:
                 and type(deleted) is bool
                 and self.catalog.is_stale((service, version, node_id), stamp, owner, deleted)
             )
-        return False
-
-    def _overflows(self, name: str, incarnation: int) -> bool:
-        """Whether a message about this member at ``incarnation`` could only be refuted
-        past the largest incarnation the codec encodes (it is dropped and counted)."""
-        if name == self.name and incarnation >= codec.MAX_STAMP:
-            self._counters.inc("incarnation_overflows")
-            return True
         return False
 
     def _nack_delay(self) -> float:
@@ -1129,7 +1119,6 @@ class NodeCore:
             raise DecodeError(f"unexpected stream message type {kind!r} at this point")
 
     def _merge_members(self, remote: list[Member], now: float) -> None:
-        remote = [m for m in remote if not self._overflows(m.name, m.incarnation)]
         for outcome in self.membership.merge_remote(remote, now):
             for b in outcome.broadcast:
                 self._queue_message(b)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gossipreg.core.config import Config
 from gossipreg.core.membership import (
+    MAX_INCARNATION,
     SELF_TRANSITIONS,
     TRANSITIONS,
     Action,
@@ -344,9 +345,60 @@ def test_restart_before_failure_was_noticed() -> None:
 
 def test_restart_after_graceful_leave_learns_through_memberlists_leave_convention() -> None:
     reborn = make(name="b")
-    out = reborn.on_dead("b", 2, "b", 1.0)  # "b left at 2", memberlist-style
+    out = reborn.on_dead("b", 2, "b", 1.0)  # "b left at 2", memberlist-style, by gossip
+    # Gossip beyond anything this process announced is refuted in place: no jump.
+    assert out.action is Action.REFUTED
+    assert reborn.local.incarnation == 1
+    # The join's push-pull state is what teaches a restarted process its old incarnation.
+    [out] = reborn.merge_remote([Member("b", Address(*addr(2)), 2, LEFT)], 1.1)
     assert out.action is Action.REFUTED
     assert reborn.local.incarnation == 3
+
+
+@pytest.mark.parametrize("kind", [MessageKind.SUSPECT, MessageKind.DEAD, MessageKind.LEAVE])
+@pytest.mark.parametrize("state", [ALIVE, SUSPECT])
+def test_accusation_beyond_the_announced_incarnation_is_ignored(kind: MessageKind, state: MemberState) -> None:
+    """No accusation may move a member's incarnation more than one past what it announced,
+    so a single forged ``dead`` at the largest incarnation cannot evict anyone."""
+    m = make()
+    m.on_alive("b", 3, addr(2), b"", 0.0)
+    if state is SUSPECT:
+        m.on_suspect("b", 3, "c", 0.5)
+    m.take_events()
+    before = m.get("b")
+    for inc in (5, 1 << 40, MAX_INCARNATION):
+        out = m.receive(message(kind, "b", inc), 1.0)
+        assert out.action is Action.IGNORED
+        assert out.broadcast == ()
+    assert m.get("b") == before
+    assert m.take_events() == []
+    assert m.statistics().accusations_out_of_range == 3
+    # One past is still honoured: an honest accuser may have seen one alive more.
+    assert m.receive(message(kind, "b", 4), 2.0).action is not Action.IGNORED
+
+
+@pytest.mark.parametrize("kind", [MessageKind.SUSPECT, MessageKind.DEAD, MessageKind.LEAVE])
+def test_forged_accusation_about_self_at_the_largest_incarnation_is_refuted_in_place(
+    kind: MessageKind,
+) -> None:
+    m = make(incarnation=2)
+    out = m.receive(message(kind, LOCAL, MAX_INCARNATION), 1.0)
+    assert out.action is Action.REFUTED
+    assert m.local.incarnation == 3  # not the largest: it can refute again tomorrow
+    assert out.broadcast == (m.local_alive(),)
+    assert m.statistics().incarnation_overflows == 0
+
+
+def test_push_pull_state_at_the_largest_incarnation_cannot_overflow() -> None:
+    m = make(incarnation=2)
+    [out] = m.merge_remote([Member(LOCAL, Address(*LOCAL_ADDR), MAX_INCARNATION, DEAD)], 1.0)
+    assert out.action is Action.REFUTED
+    assert m.local.incarnation == 3
+    assert m.statistics().incarnation_overflows == 1
+    top = make(incarnation=MAX_INCARNATION)
+    assert top.on_dead(LOCAL, MAX_INCARNATION, "x", 1.0).action is Action.IGNORED
+    assert top.local.incarnation == MAX_INCARNATION
+    assert top.statistics().incarnation_overflows == 1
 
 
 # ------------------------------------------------------------ leave
@@ -858,12 +910,16 @@ def test_accusation_is_stale_fast_path_agrees_with_the_full_handlers(
 
     fast, now = build()
     full, _ = build()
-    before = fast.statistics().stale
+    def ignored(m: Membership) -> int:
+        st = m.statistics()
+        return st.stale + st.accusations_out_of_range
+
+    before = ignored(fast)
     stale = fast.accusation_is_stale(name, incarnation, accuser, dead, now)
     assert fast.members() == full.members()  # nothing changed...
     s_fast, s_full = fast.suspicion(name), full.suspicion(name)
     assert (s_fast and s_fast.confirmations) == (s_full and s_full.confirmations)
-    assert fast.statistics().stale == before + stale  # ...but the count of stale messages
+    assert ignored(fast) == before + stale  # ...but the count of ignored messages
     outcome = (full.on_dead if dead else full.on_suspect)(name, incarnation, accuser, now)
     judged = fast.get(name) is not None and name != LOCAL and not (dead and accuser == name)
     if judged:
