@@ -87,12 +87,13 @@ class ViewAudit:
             return
         view = self._view(member)
         key = event.record.key
+        owner = event.record.owner
         now = sim.now
         if event.action == "delete":
             view.keys.discard(key)
             view.removed.add(key)
             if now >= self.since and self._falsely_removed(member, event):
-                self.anomalies.append(Anomaly("false_disappearance", now, member.name, key, event.record.owner))
+                self.anomalies.append(Anomaly("false_disappearance", now, member.name, key, owner))
         else:
             if (
                 event.action == "create"
@@ -100,7 +101,7 @@ class ViewAudit:
                 and now >= self.since
                 and self._superseded(event)
             ):
-                self.anomalies.append(Anomaly("stale_reappearance", now, member.name, key, event.record.owner))
+                self.anomalies.append(Anomaly("stale_reappearance", now, member.name, key, owner))
             view.keys.add(key)
         self._settle(view, now)
 

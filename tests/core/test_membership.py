@@ -357,7 +357,9 @@ def test_restart_after_graceful_leave_learns_through_memberlists_leave_conventio
 
 @pytest.mark.parametrize("kind", [MessageKind.SUSPECT, MessageKind.DEAD, MessageKind.LEAVE])
 @pytest.mark.parametrize("state", [ALIVE, SUSPECT])
-def test_accusation_beyond_the_announced_incarnation_is_ignored(kind: MessageKind, state: MemberState) -> None:
+def test_accusation_beyond_the_announced_incarnation_is_ignored(
+    kind: MessageKind, state: MemberState
+) -> None:
     """No accusation may move a member's incarnation more than one past what it announced,
     so a single forged ``dead`` at the largest incarnation cannot evict anyone."""
     m = make()
