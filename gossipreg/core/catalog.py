@@ -35,8 +35,19 @@ Owner liveness
     The node core calls :meth:`Catalog.owner_down` when membership declares a
     member dead or left and :meth:`Catalog.owner_up` when it is alive again.
     A down owner's records leave the view (with ``delete`` events) but stay
-    stored, so a member that refutes its death gets them back at once;
-    :meth:`Catalog.purge_owner` drops them for good once the member is reaped.
+    stored; :meth:`Catalog.purge_owner` drops them for good once the member
+    is reaped.
+
+Returning owners
+    An owner that comes back after being down (it refuted its death, or a
+    partition healed) may have changed its registrations meanwhile, and the
+    stored copy is what it registered *before*. Showing that copy at once
+    would bring back services it deregistered while away. So
+    :meth:`Catalog.owner_up` of an owner known down, whose records are
+    stored, puts it *in resync*: its records take part in anti-entropy again
+    but stay out of the view until :meth:`Catalog.owner_synced` (the node
+    core calls it when a push-pull it started with that owner completes,
+    which brings the owner's current records, tombstones included).
 
 Owner authority
     A member is the authority on records it owns. If it receives a record that
@@ -326,6 +337,8 @@ class Catalog:
         self._by_hash: dict[int, Key] = {}
         self._owners: dict[str, _Owner] = {}
         self._owner_up: MutableMapping[str, bool] = {}
+        # Owners back from down whose records stay hidden until a push-pull with them.
+        self._resync: set[str] = set()
         self._local: dict[Key, Record] = {}
         # View index: name -> version -> node id -> record, visible records only.
         self._view: dict[str, dict[str, dict[str, Record]]] = {}
@@ -588,7 +601,7 @@ class Catalog:
     def _owner_visible(self, owner: str) -> bool:
         if owner == self.name:
             return True
-        return self._owner_up.get(owner, self._default_up)
+        return self._owner_up.get(owner, self._default_up) and owner not in self._resync
 
     def _apply(self, rec: Record, age: float, now: float) -> None:
         """Store ``rec`` (which wins over what is stored) and update the view."""
@@ -755,6 +768,7 @@ class Catalog:
         if owner == self.name:
             return
         self._owner_up[owner] = False
+        self._resync.discard(owner)
         o = self._owners.get(owner)
         for key in sorted(o.keys) if o else ():
             e = self._records[key]
@@ -785,9 +799,42 @@ class Catalog:
             else:
                 self.owner_down(owner)
 
-    def owner_up(self, owner: str) -> None:
-        """Show ``owner``'s live records again: it is alive (it refuted, or rejoined)."""
+    def owner_up(self, owner: str) -> bool:
+        """``owner`` is alive (it joined, refuted, or rejoined): show its live records.
+
+        An owner known down whose records are stored is put in resync instead
+        (see the module docstring): its records stay hidden until
+        :meth:`owner_synced`. Returns whether it is in resync.
+        """
+        was_down = self._down(owner)
         self._owner_up[owner] = True
+        if owner == self.name:
+            return False
+        if owner in self._resync:
+            return True
+        if was_down and owner in self._owners:
+            self._resync.add(owner)
+            return True
+        self._show_owner(owner)
+        return False
+
+    def in_resync(self, owner: str) -> bool:
+        """Whether ``owner``'s records are hidden until a push-pull with it completes."""
+        return owner in self._resync
+
+    def owner_synced(self, owner: str) -> None:
+        """A push-pull with ``owner`` completed: this member holds its current records.
+
+        Ends the resync begun by :meth:`owner_up` and shows its live records;
+        nothing happens if ``owner`` is not in resync.
+        """
+        if owner in self._resync:
+            self._resync.discard(owner)
+            self._show_owner(owner)
+
+    def _show_owner(self, owner: str) -> None:
+        if not self._owner_visible(owner):
+            return
         o = self._owners.get(owner)
         for key in sorted(o.keys) if o else ():
             e = self._records[key]
@@ -804,14 +851,6 @@ class Catalog:
         o = self._owners.get(owner)
         for key in sorted(o.keys) if o else ():
             self._drop(key, self._records[key])
-
-    def forget_owner(self, owner: str) -> None:
-        """Forget whether ``owner`` is up; it reverts to the default visibility."""
-        if self._default_up:
-            self.owner_up(owner)
-        else:
-            self.owner_down(owner)
-        self._owner_up.pop(owner, None)
 
     # ------------------------------------------------------------ anti-entropy
 

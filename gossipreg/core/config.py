@@ -246,6 +246,18 @@ class Config:
     different address. 0 means never, as in memberlist: the name stays bound
     to its address until the dead member is reaped."""
 
+    death_grace: float = 1.0
+    """Seconds a member gives another that a *third* member declared dead
+    before believing it, counted from when it began suspecting the accused
+    itself (from the declaration if it did not): the accused is suspected
+    meanwhile, keeps its registrations in the view, and refutes if it is
+    reachable. A death declared on the far side of a partition that has just
+    healed then does not delete a member its own side can reach. A suspicion
+    older than this is believed dead at once, as in memberlist, so the delay
+    to detect a real failure is at most this, and only for members that had
+    not heard the suspicion. 0 believes every death at once. LAN and local
+    1 s, WAN 5 s (one probe interval)."""
+
     # -- security ------------------------------------------------------------
 
     label: str = ""
@@ -289,6 +301,7 @@ class Config:
         seconds("tombstone_ttl", positive=True)
         seconds("max_clock_drift", positive=True)
         seconds("dead_node_reclaim_time", positive=False)
+        seconds("death_grace", positive=False)
         seconds("reconnect_interval", positive=True)
         seconds("reconnect_timeout", positive=False)
         self._check_label()
@@ -474,6 +487,7 @@ _WAN: Mapping[str, Any] = MappingProxyType(
         "push_pull_interval": 60.0,
         "gossip_to_the_dead": 60.0,
         "stream_timeout": 30.0,
+        "death_grace": 5.0,
     }
 )
 

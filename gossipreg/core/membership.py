@@ -451,6 +451,9 @@ class MembershipStatistics:
     incarnation is more than one past this table's (see :class:`Order`)."""
     incarnation_overflows: int
     """Accusations this member could not refute: its incarnation is the largest there is."""
+    deaths_deferred: int
+    """Deaths declared elsewhere taken as a suspicion with a grace to refute (see
+    :meth:`Membership.on_dead`)."""
 
 
 @dataclass(slots=True)
@@ -469,6 +472,7 @@ class _Counters:
     stale: int = 0
     accusations_out_of_range: int = 0
     incarnation_overflows: int = 0
+    deaths_deferred: int = 0
 
 
 # --------------------------------------------------------------- membership
@@ -736,6 +740,7 @@ class Membership:
             stale=c.stale,
             accusations_out_of_range=c.accusations_out_of_range,
             incarnation_overflows=c.incarnation_overflows,
+            deaths_deferred=c.deaths_deferred,
         )
 
     def take_events(self) -> list[MemberEvent]:
@@ -843,6 +848,13 @@ class Membership:
             stale = incarnation == old.incarnation and not self._suspicions[name].would_count(
                 from_member, now
             )
+        elif decision is Decision.BECOME_DEAD and old.state is MemberState.SUSPECT:
+            # A death within the grace changes nothing once one has been deferred.
+            stale = (
+                incarnation == old.incarnation
+                and self._grace_end(old, now) is not None
+                and self._suspicions[name].doomed
+            )
         else:
             stale = decision is Decision.IGNORE
         if stale:
@@ -897,9 +909,52 @@ class Membership:
         if decision is Decision.IGNORE:
             return self._ignore(old, order)
         assert decision is Decision.BECOME_DEAD
+        grace_end = self._grace_end(old, now)
+        if grace_end is not None:
+            return self._defer_death(old, incarnation, from_member, grace_end, now)
         new = replace(old, incarnation=incarnation, state=MemberState.DEAD, state_changed_at=now)
         self._transition(old, new)
         return Outcome(Action.APPLIED, new, (Dead(name, incarnation, from_member),))
+
+    def _grace_end(self, old: Member, now: float) -> float | None:
+        """Until when a death declared elsewhere is not believed yet (None: believe it now).
+
+        A member this one does not suspect, or has suspected for less than
+        ``config.death_grace``, gets until ``death_grace`` after that
+        suspicion began to refute: a death declared on the far side of a
+        partition that has just healed arrives together with the suspicion
+        before it, and the accused, reachable from here, refutes both within a
+        few hops.
+        """
+        grace = self._config.death_grace
+        if grace <= 0:
+            return None
+        s = self._suspicions.get(old.name) if old.state is MemberState.SUSPECT else None
+        start = now if s is None else s.started_at
+        end = start + grace
+        return end if now < end else None
+
+    def _defer_death(
+        self, old: Member, incarnation: int, from_member: str, grace_end: float, now: float
+    ) -> Outcome:
+        """Take a death declared elsewhere as a suspicion that expires at ``grace_end``."""
+        msg = Dead(old.name, incarnation, from_member)
+        new = old
+        if old.state is MemberState.ALIVE:
+            new = replace(old, incarnation=incarnation, state=MemberState.SUSPECT, state_changed_at=now)
+            self._transition(old, new)
+            self._suspicions[old.name] = suspicion_for(self._config, self.alive_count(), from_member, now)
+        elif incarnation > old.incarnation:
+            new = replace(old, incarnation=incarnation)
+            self._transition(old, new)
+        first = self._suspicions[old.name].doom(grace_end)
+        if first:
+            self._counters.deaths_deferred += 1
+        if new is not old:
+            return Outcome(Action.APPLIED, new, (msg,))
+        if first:
+            return Outcome(Action.CONFIRMED, new, (msg,))
+        return self._stale(old)
 
     def on_leave(self, name: str, incarnation: int, now: float) -> Outcome:
         """``name`` left the cluster gracefully at ``incarnation``."""

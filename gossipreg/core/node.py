@@ -79,7 +79,7 @@ from typing import Any
 
 from . import codec
 from .broadcast import BroadcastQueue
-from .catalog import Catalog, CatalogEvent, Record
+from .catalog import Catalog, CatalogEvent, MergeResult, Record
 from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from .config import Config
 from .crypto import OVERHEAD, Keyring
@@ -178,6 +178,15 @@ class _Relay:
 
 
 @dataclass(slots=True)
+class _Resync:
+    """An owner back from down whose records stay hidden until a push-pull with it completes."""
+
+    address: Address
+    next_try: float
+    give_up_at: float
+
+
+@dataclass(slots=True)
 class _PushPull:
     address: Address
     join: bool
@@ -192,7 +201,8 @@ _COUNTER_NAMES = (
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
-    "tree_datagrams", "reconnect_attempts", "stale_skipped", "push_pull_checks",
+    "tree_datagrams", "reconnect_attempts", "reconnect_pings", "remerges_started",
+    "owner_resyncs", "owner_resyncs_abandoned", "stale_skipped", "push_pull_checks",
     "push_pull_checks_matched",
     "eager_pushes", "eager_rounds_deferred", "gossip_datagrams", "records_rejected_drift",
     "records_too_large_for_gossip",
@@ -294,7 +304,14 @@ class NodeCore:
         self._tree_pending: list[bytes] = []
         # Members declared dead, as reconnect candidates: name -> (address, since).
         self._failed: dict[str, tuple[Address, float]] = {}
+        self._failed_at: dict[Address, str] = {}  # the same members by address
         self._next_reconnect = now + rng.uniform(0.5, 1.0) * config.reconnect_interval
+        self._next_reconnect_ping = now + rng.uniform(0, config.probe_interval)
+        # Push-pulls begun because a member held dead spoke (address -> when), rate-limited.
+        self._reached: dict[Address, float] = {}
+        # Owners back from down, in resync (see Catalog.owner_up).
+        self._resync: dict[str, _Resync] = {}
+        self._resync_due = math.inf
         self._left = False
         # Start staggered so members created together do not probe in lockstep.
         self._next_probe = now + rng.uniform(0, config.probe_interval)
@@ -347,6 +364,12 @@ class NodeCore:
           ``gossip_datagrams``, ``tree_datagrams``, ``records_too_large_for_gossip``;
         * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
           ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``,
+          ``reconnect_pings`` (pings to a member held dead, to notice a healed
+          partition), ``remerges_started`` (push-pulls begun because a member
+          held dead spoke), ``owner_resyncs`` (push-pulls with a member back
+          from down, whose records stay hidden until it completes),
+          ``owner_resyncs_abandoned`` (such records shown without one, after
+          ``3 * stream_timeout`` of failed attempts),
           ``push_pull_checks`` (periodic exchanges begun with a summary check),
           ``push_pull_checks_matched`` (those that found nothing to exchange);
         * ``members_*``: every field of
@@ -390,6 +413,9 @@ class NodeCore:
         times = [self._next_probe, self._next_push_pull]
         if self._failed:
             times.append(self._next_reconnect)
+            times.append(self._next_reconnect_ping)
+        if self._resync:
+            times.append(self._resync_due)
         if self._probe is not None:
             times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
         if len(self._queue) and self.membership.has_peers():
@@ -448,7 +474,76 @@ class NodeCore:
         if now >= self._next_reconnect:
             self._next_reconnect = now + self.config.reconnect_interval
             self._reconnect(now)
+        if now >= self._next_reconnect_ping:
+            self._next_reconnect_ping = now + self.config.probe_interval
+            self._reconnect_ping(now)
         self._after(now)
+
+    def _reconnect_ping(self, now: float) -> None:
+        """Maybe ping one random member declared dead, as cheaply as a probe.
+
+        With the same probability as :meth:`_reconnect` (``failed / alive``),
+        but every ``probe_interval``: about one datagram per failed member per
+        probe interval cluster-wide, the cost of probing it. A crashed member
+        never answers; a member on the far side of a healed partition (or
+        behind a restored route) answers, and each side, hearing from a member
+        it holds dead, re-merges with it at once (:meth:`_reach_out`), instead
+        of waiting up to ``reconnect_interval`` for the stream check.
+        """
+        if not self._failed:
+            return
+        alive = max(1, self.membership.alive_count())
+        if self._rng.random() * alive >= len(self._failed):
+            return
+        name = self._rng.choice(sorted(self._failed))
+        self._counters.inc("reconnect_pings")
+        self._send(self._failed[name][0], [Ping(self._next_seq(), name, self.name, self.address)])
+
+    def _reach_out(self, address: Address, now: float) -> None:
+        """A member this member holds dead spoke from ``address``: push-pull with it now.
+
+        At most one such exchange per address per ``probe_interval``, and none
+        while a push-pull with it is under way.
+        """
+        last = self._reached.get(address)
+        if last is not None and now - last < self.config.probe_interval:
+            return
+        if any(pp.address == address for pp in self._pushpulls.values()):
+            return
+        self._reached[address] = now
+        if len(self._reached) > _MAX_RECONNECT_CANDIDATES:
+            horizon = now - self.config.probe_interval
+            self._reached = {a: t for a, t in self._reached.items() if t >= horizon}
+        self._counters.inc("remerges_started")
+        self._start_push_pull(address, now, join=False)
+
+    def _drive_resyncs(self, now: float) -> None:
+        """Start (or retry) the push-pull with each owner in resync; give up on the stale ones."""
+        if now < self._resync_due:
+            return
+        due = math.inf
+        for name, r in list(self._resync.items()):
+            if r.next_try > now:
+                due = min(due, r.next_try)
+                continue
+            if now >= r.give_up_at:
+                # Its records are better shown than lost: the member is alive.
+                del self._resync[name]
+                self._counters.inc("owner_resyncs_abandoned")
+                self.catalog.owner_synced(name)
+                continue
+            if not any(pp.address == r.address for pp in self._pushpulls.values()):
+                self._counters.inc("owner_resyncs")
+                self._start_push_pull(r.address, now, join=False)
+            r.next_try = now + self.config.probe_interval
+            due = min(due, r.next_try)
+        self._resync_due = due
+
+    def _synced_with(self, address: Address) -> None:
+        """A push-pull this member started with ``address`` completed: end resyncs it answers."""
+        for name in [n for n, r in self._resync.items() if r.address == address]:
+            del self._resync[name]
+            self.catalog.owner_synced(name)
 
     def _reconnect(self, now: float) -> None:
         """Maybe try to reach one random member declared dead (serf's reconnect).
@@ -469,7 +564,7 @@ class NodeCore:
         """
         horizon = now - self.config.reconnect_timeout
         for name in [n for n, (_, since) in self._failed.items() if since < horizon]:
-            del self._failed[name]
+            self._forget_failed(name)
         if not self._failed:
             return
         alive = max(1, self.membership.alive_count())
@@ -553,6 +648,8 @@ class NodeCore:
         plain = self._open(data, self._label)
         if plain is None:
             return
+        if self._failed_at and address in self._failed_at:
+            self._reach_out(Address(*address), now)
         try:
             raw_messages = codec.unpack_datagram(plain)
         except DecodeError:
@@ -911,6 +1008,8 @@ class NodeCore:
     def _after(self, now: float) -> None:
         """End of every entry point: apply membership changes to the catalog, eager-push."""
         self._collect_events()
+        if self._resync:
+            self._drive_resyncs(now)
         self._flush_eager(now)
 
     def _flush_eager(self, now: float) -> None:
@@ -944,25 +1043,38 @@ class NodeCore:
             name = ev.member.name
             if kind in (EventKind.FAILED, EventKind.LEFT):
                 self.catalog.owner_down(name)
+                self._resync.pop(name, None)
                 if kind is EventKind.FAILED:
                     self._remember_failed(ev.member)
                 else:
-                    self._failed.pop(name, None)
+                    self._forget_failed(name)
             elif kind is EventKind.JOINED or (
                 kind is EventKind.UPDATED and ev.previous_state is MemberState.SUSPECT
             ):
-                self.catalog.owner_up(name)
-                self._failed.pop(name, None)
+                if self.catalog.owner_up(name) and name not in self._resync:
+                    # Back from down: its records stay hidden until we hold its current ones.
+                    self._resync[name] = _Resync(
+                        ev.member.address, self._now, self._now + 3 * self.config.stream_timeout
+                    )
+                    self._resync_due = self._now
+                self._forget_failed(name)
             elif kind is EventKind.REAPED:
                 self.catalog.purge_owner(name)
+                self._resync.pop(name, None)
             self._events.append(ev)
         self._events.extend(self.catalog.take_events())
 
     def _remember_failed(self, member: Member) -> None:
-        self._failed.pop(member.name, None)
+        self._forget_failed(member.name)
         self._failed[member.name] = (member.address, self._now)
+        self._failed_at[member.address] = member.name
         if len(self._failed) > _MAX_RECONNECT_CANDIDATES:
-            del self._failed[next(iter(self._failed))]  # the longest dead
+            self._forget_failed(next(iter(self._failed)))  # the longest dead
+
+    def _forget_failed(self, name: str) -> None:
+        entry = self._failed.pop(name, None)
+        if entry is not None and self._failed_at.get(entry[0]) == name:
+            del self._failed_at[entry[0]]
 
     # ================================================================ streams
 
@@ -1101,8 +1213,12 @@ class NodeCore:
             _, push_obj, want_obj = _args(obj, 3)
             push = codec.decode_transfers(push_obj)
             want = codec.decode_hashes(want_obj)
-            self._merge_transfers(push, now, regossip=True)
+            merged = self._merge_transfers(push, now, regossip=True)
             fetched = self.catalog.fetch(want, now)
+            # Owner-authority corrections of what the initiator pushed go back at once, so the
+            # initiator ends the exchange holding this member's current registrations.
+            sent = {r.key for r, _ in fetched}
+            fetched.extend((fix, 0.0) for fix in merged.reply if fix.key not in sent)
             transfers = [codec.encode_transfer(r, a) for r, a in fetched]
             self._stream_send(sid, address, [codec.PP_FETCH, transfers])
             del self._pushpulls[sid]
@@ -1114,6 +1230,8 @@ class NodeCore:
             self._merge_transfers(fetched, now, regossip=pp.regossip)
             del self._pushpulls[sid]
             self._counters.inc("push_pulls_completed")
+            if self._resync:
+                self._synced_with(pp.address)
             self._outbox.append(CloseStream(sid))
         else:
             raise DecodeError(f"unexpected stream message type {kind!r} at this point")
@@ -1123,7 +1241,9 @@ class NodeCore:
             for b in outcome.broadcast:
                 self._queue_message(b)
 
-    def _merge_transfers(self, items: list[tuple[Record, float]], now: float, *, regossip: bool) -> None:
+    def _merge_transfers(
+        self, items: list[tuple[Record, float]], now: float, *, regossip: bool
+    ) -> MergeResult:
         """Merge records received on a stream, and gossip on what was new here.
 
         Anti-entropy repairs what gossip missed; passing the repaired records on
@@ -1137,6 +1257,7 @@ class NodeCore:
             self._queue_record(rec)
         if result.rejected:
             self._counters.inc("records_rejected_drift", result.rejected)
+        return result
 
 
 def _args(obj: list[Any], n: int) -> list[Any]:

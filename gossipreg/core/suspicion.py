@@ -43,7 +43,7 @@ class Suspicion:
         ValueError: ``k`` is negative, or not ``0 <= min_timeout <= max_timeout``.
     """
 
-    __slots__ = ("_confirmers", "_deadline", "_from", "_k", "_max", "_min", "_started_at")
+    __slots__ = ("_confirmers", "_deadline", "_doom", "_from", "_k", "_max", "_min", "_started_at")
 
     def __init__(
         self, from_member: str, k: int, min_timeout: float, max_timeout: float, started_at: float
@@ -58,6 +58,7 @@ class Suspicion:
         self._max = float(max_timeout)
         self._started_at = float(started_at)
         self._confirmers: set[str] = set()
+        self._doom: float | None = None
         # Cached: the deadline changes only when a confirmation is counted, and
         # the owner asks for it on every drive.
         self._deadline = self._started_at + self.timeout()
@@ -105,7 +106,27 @@ class Suspicion:
             return False
         self._confirmers.add(from_member)
         self._deadline = self._started_at + self.timeout()
+        if self._doom is not None:
+            self._deadline = min(self._deadline, self._doom)
         return True
+
+    @property
+    def doomed(self) -> bool:
+        """Whether a death declared elsewhere has set a deadline (see :meth:`doom`)."""
+        return self._doom is not None
+
+    def doom(self, at: float) -> bool:
+        """Another member declared the suspect dead: expire at ``at`` at the latest.
+
+        The owner gives the suspect until ``at`` (a grace to refute) rather
+        than believing the death at once. Returns whether this was the first
+        such declaration (news to pass on); later ones only keep the earliest.
+        """
+        first = self._doom is None
+        if self._doom is None or at < self._doom:
+            self._doom = at
+            self._deadline = min(self._deadline, at)
+        return first
 
     def would_count(self, from_member: str, now: float) -> bool:
         """Whether :meth:`confirm` would count ``from_member`` at ``now`` (changes nothing)."""

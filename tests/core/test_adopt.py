@@ -40,7 +40,7 @@ from gossipreg.core.model import Node, Service
 ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
 # Short reap and tombstone times and a reclaim time, so that runs of a few dozen
 # steps reach reaping, graveyard expiry and name rebinding too.
-CONFIG = Config.lan(gossip_to_the_dead=4.0, tombstone_ttl=25.0, dead_node_reclaim_time=3.0)
+CONFIG = Config.lan(gossip_to_the_dead=4.0, tombstone_ttl=25.0, dead_node_reclaim_time=3.0, death_grace=0.0)
 NOW = 100.0
 LOCAL = "n05"
 LOCAL_ADDR = ("10.0.0.1", 7946)
@@ -694,7 +694,7 @@ def test_adopt_owners_up_equals_owner_up_and_down_per_owner(default_up: bool) ->
         lambda c: c.owner_down("o1"),
         lambda c: c.owner_up("o2"),
         lambda c: c.merge([remote("o1", "alpha", "a1x", 3)], 2.0),
-        lambda c: c.forget_owner("o3"),
+        lambda c: c.owner_synced("o1"),
         lambda c: c.purge_owner("o4"),
         lambda c: c.owner_up("o1"),
         lambda c: c.owner_down("o5"),

@@ -441,11 +441,15 @@ def test_caches_follow_every_kind_of_change() -> None:
     step()
     cat.owner_down("y")
     step()
-    cat.owner_up("x")
+    cat.owner_up("x")  # back from down: hidden until synced
+    step()
+    cat.owner_synced("x")
     step()
     cat.tick(7.0)  # cache's lease ends (owner y is down: nothing visible changes)
     step()
     cat.owner_up("y")
+    step()
+    cat.owner_synced("y")
     step()
     assert visible_nodes(cat) == {"1.0": ["n1", "n3"], "2.0": ["m1"]}
     cat.merge([rec(("greeter", "1.0", "n3"), "x", stamp(20), deleted=True)], 8.0)  # remote delete
@@ -959,7 +963,7 @@ def test_deleted_registration_never_comes_back_through_anti_entropy() -> None:
 # ----------------------------------------------------------- owner liveness
 
 
-def test_owner_down_hides_and_owner_up_shows_again() -> None:
+def test_owner_down_hides_and_a_returning_owner_shows_again_once_synced() -> None:
     cat = catalog("me")
     x1 = rec(("s", "1", "b"), "x", stamp(1))
     x2 = rec(("s", "1", "a"), "x", stamp(2))
@@ -976,11 +980,42 @@ def test_owner_down_hides_and_owner_up_shows_again() -> None:
     assert len(cat) == 3  # still stored
     cat.owner_down("x")  # again: nothing more
     assert cat.take_events() == []
-    cat.owner_up("x")
+    # Back from down: what is stored is what x registered before, which it may have changed
+    # since. It stays hidden (but offered to anti-entropy) until a push-pull with x completes.
+    assert cat.owner_up("x")
+    assert cat.in_resync("x")
+    assert cat.take_events() == []
+    assert visible_nodes(cat, "s") == {"1": ["c"]}
+    assert "x" in cat.digest()
+    assert cat.owner_up("x")  # a refuted suspicion meanwhile does not end the resync
+    assert cat.take_events() == []
+    cat.owner_synced("x")
+    assert not cat.in_resync("x")
     assert actions(cat.take_events()) == [("create", x2.key), ("create", x1.key)]
     assert visible_nodes(cat, "s") == {"1": ["a", "b", "c"]}
-    cat.owner_up("x")
+    assert not cat.owner_up("x")
+    cat.owner_synced("x")  # not in resync: nothing happens
     assert cat.take_events() == []
+    check_views(cat, ["s"])
+
+
+def test_a_returning_owner_never_shows_what_it_deregistered_while_away() -> None:
+    cat = catalog("me")
+    gone = rec(("s", "1", "gone"), "x", stamp(1))
+    kept = rec(("s", "1", "kept"), "x", stamp(2))
+    cat.merge([gone, kept], 0.0)
+    cat.owner_down("x")
+    cat.take_events()
+    assert cat.owner_up("x")
+    # The push-pull with x brings its tombstone before anything is shown.
+    cat.merge([rec(("s", "1", "gone"), "x", stamp(3), deleted=True)], 1.0)
+    assert cat.take_events() == []
+    cat.owner_synced("x")
+    assert actions(cat.take_events()) == [("create", kept.key)]
+    # Records of an owner down but never stored need no resync.
+    assert not cat.owner_up("y")
+    cat.owner_down("y")
+    assert not cat.owner_up("y")
     check_views(cat, ["s"])
 
 
@@ -995,6 +1030,7 @@ def test_owner_up_skips_expired_and_deleted_records() -> None:
     cat.tick(6.0)
     cat.take_events()
     cat.owner_up("x")
+    cat.owner_synced("x")
     assert actions(cat.take_events()) == [("create", kept.key)]
     assert visible_nodes(cat, "s") == {"1": ["k"]}
     check_views(cat, ["s"])
@@ -1012,6 +1048,7 @@ def test_records_merged_while_owner_is_down_stay_hidden() -> None:
     assert cat.take_events() == []
     assert visible_nodes(cat) == {}
     cat.owner_up("x")
+    cat.owner_synced("x")
     assert [(e.action, e.record) for e in cat.take_events()] == [("create", r2)]
 
 
@@ -1041,6 +1078,8 @@ def test_purge_owner_drops_its_records() -> None:
     cat.merge([x], 0.0)
     assert not cat.is_visible(x.key)
     cat.owner_up("x")
+    assert not cat.is_visible(x.key)  # back from down: hidden until synced
+    cat.owner_synced("x")
     assert cat.is_visible(x.key)
     check_views(cat, ["s"])
 
@@ -1079,22 +1118,6 @@ def test_own_registrations_visible_when_owners_not_up_by_default() -> None:
     assert cat.is_visible(r.key)
     assert visible_nodes(cat) == {"1.0": ["n1"]}
     assert actions(cat.take_events()) == [("create", r.key)]
-
-
-@pytest.mark.parametrize("default_up", [True, False])
-def test_forget_owner_reverts_to_default_visibility(default_up: bool) -> None:
-    cat = catalog("me", owners_up_by_default=default_up)
-    r = rec(owner="x")
-    cat.merge([r], 0.0)
-    (cat.owner_down if default_up else cat.owner_up)("x")
-    cat.take_events()
-    cat.forget_owner("x")
-    assert cat.is_visible(r.key) == default_up
-    assert actions(cat.take_events()) == [("create" if default_up else "delete", r.key)]
-    r2 = rec(("greeter", "1.0", "n2"), owner="x")
-    cat.merge([r2], 0.0)
-    assert cat.is_visible(r2.key) == default_up
-    check_views(cat)
 
 
 # ---------------------------------------------------------- owner authority

@@ -43,6 +43,7 @@ PROFILE_TABLE: dict[str, tuple[Any, Any, Any]] = {
     "max_stream_frame": (16 * 1024 * 1024,) * 3,
     "label": ("", "", ""),
     "dead_node_reclaim_time": (0.0, 0.0, 0.0),
+    "death_grace": (1.0, 5.0, 1.0),
     "reconnect_interval": (30.0, 30.0, 15.0),
     "reconnect_timeout": (86400.0, 86400.0, 86400.0),
 }

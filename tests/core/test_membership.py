@@ -33,7 +33,9 @@ from gossipreg.core.membership import (
 )
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
-LAN = Config.lan()
+# The table tests exercise TRANSITIONS itself, where a death is believed at once; the grace a
+# member gives a death declared elsewhere (Config.death_grace) has tests of its own.
+LAN = Config.lan(death_grace=0.0)
 LOCAL = "me"
 LOCAL_ADDR = ("10.0.0.1", 7946)
 

@@ -278,7 +278,10 @@ def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None
     net.heal()  # well within gossip_to_the_dead: c hears of its death and refutes
     net.wait_for(lambda: all(net.state(o, m) is ALIVE for o in "abc" for m in "abc"), timeout=20)
     assert c.membership.local.incarnation >= 1
+    # Back from the dead, c's records return once a push-pull with c brought its current ones.
+    net.wait_for(lambda: has_service(a, "svc-c") and has_service(b, "svc-c"), timeout=5)
     for name, core in (("a", a), ("b", b)):
+        assert stat(core, "owner_resyncs") + stat(core, "remerges_started") >= 1
         assert member_events(net, name, EventKind.JOINED, "c")
         assert catalog_events(net, name, "create", "svc-c")
         assert has_service(core, "svc-c")
@@ -930,7 +933,7 @@ def test_decode_errors_are_counted_per_message() -> None:
 def test_repeated_accusations_are_skipped_before_decoding_and_bad_ones_still_fail() -> None:
     """A suspicion or death this member already holds is skipped (``stale_skipped``)
     without changing anything; a malformed one is still a decode error, not stale."""
-    net = Net(insecure=True)
+    net = Net(insecure=True, config=Config.lan(death_grace=0.0))  # deaths believed at once
     a, b, _c, _d = net.cluster("a", "b", "c", "d")
     a.receive_datagram(plain(Suspect("c", 0, "b")), b.address, net.now)
     assert net.state("a", "c") is SUSPECT
@@ -1148,7 +1151,7 @@ def _core_with_dead_peers(peers: int, dead: int, seed: int) -> tuple[NodeCore, s
     """A core holding ``peers`` members ALIVE, then told that the first ``dead`` of them are dead."""
     from gossipreg.core.membership import Member, TableSnapshot
 
-    core = NodeCore("me", ("10.0.0.1", 7946), config=Config.lan(), rng=random.Random(seed),
+    core = NodeCore("me", ("10.0.0.1", 7946), config=Config.lan(death_grace=0.0), rng=random.Random(seed),
                     wall_clock=lambda: WALL0, now=0.0, insecure=True)  # fmt: skip
     table = [Member(f"p{i:03d}", Address(f"10.0.1.{i}", 7946), 0, ALIVE, b"", 0.0) for i in range(peers)]
     core.adopt(TableSnapshot(table), 0.0)

@@ -326,6 +326,7 @@ class CatalogMachine(RuleBasedStateMachine):
         self.store: dict[Key, tuple[Record, float]] = {}
         self.local: dict[Key, Record] = {}
         self.up: dict[str, bool] = {}
+        self.resync: set[str] = set()
         self.seen: dict[Key, Node] = {}
 
     @initialize(default_up=st.booleans())
@@ -348,7 +349,7 @@ class CatalogMachine(RuleBasedStateMachine):
         return None
 
     def _owner_visible(self, owner: str) -> bool:
-        return owner == ME or self.up.get(owner, self.default_up)
+        return owner == ME or (self.up.get(owner, self.default_up) and owner not in self.resync)
 
     # -- rules
 
@@ -434,24 +435,31 @@ class CatalogMachine(RuleBasedStateMachine):
         self.cat.owner_down(owner)
         if owner != ME:
             self.up[owner] = False
+            self.resync.discard(owner)
 
     @rule(owner=st.sampled_from((*OWNERS, ME)))
     def owner_up(self, owner: str) -> None:
-        self.cat.owner_up(owner)
+        # An owner back from down whose records are stored is hidden until it is synced.
+        stored = any(r.owner == owner for r, _ in self.store.values())
+        returning = self.up.get(owner) is False and stored
+        assert self.cat.owner_up(owner) == (owner != ME and (owner in self.resync or returning))
         self.up[owner] = True
+        if owner != ME and returning:
+            self.resync.add(owner)
+
+    @rule(owner=st.sampled_from((*OWNERS, ME)))
+    def owner_synced(self, owner: str) -> None:
+        self.cat.owner_synced(owner)
+        self.resync.discard(owner)
 
     @rule(owner=st.sampled_from((*OWNERS, ME)))
     def purge_owner(self, owner: str) -> None:
         self.cat.purge_owner(owner)
         if owner != ME:
             self.up[owner] = False
+            self.resync.discard(owner)
             for key in [k for k, (r, _) in self.store.items() if r.owner == owner]:
                 del self.store[key]
-
-    @rule(owner=st.sampled_from(OWNERS))
-    def forget_owner(self, owner: str) -> None:
-        self.cat.forget_owner(owner)
-        self.up.pop(owner, None)
 
     @precondition(lambda self: self.store)
     @rule(data=st.data())

@@ -149,6 +149,12 @@ def test_partition_then_heal_gives_identical_views(duration: float) -> None:
     sim.heal()
     wait(sim, tracker.all_alive_everywhere, limit=3 * sim.config.reconnect_interval)
     wait(sim, lambda: records_equal(sim), limit=6 * config.push_pull_interval, step=0.5)
+
+    def all_visible() -> bool:
+        return all(visible_at(m, svc) for m in sim.live_members() for svc in svcs)
+
+    # An owner back from the dead is shown once a push-pull with it has completed.
+    wait(sim, all_visible, limit=3.0, step=0.05)
     for m in sim.live_members():
         for svc in svcs:
             assert visible_at(m, svc), (m.name, svc.name)
