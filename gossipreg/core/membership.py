@@ -454,6 +454,9 @@ class MembershipStatistics:
     deaths_deferred: int
     """Deaths declared elsewhere taken as a suspicion with a grace to refute (see
     :meth:`Membership.on_dead`)."""
+    reassertions: int
+    """This member's alive announced again, unchanged, because an accuser had missed
+    its refutation (an accusation about it at an older incarnation)."""
 
 
 @dataclass(slots=True)
@@ -473,6 +476,7 @@ class _Counters:
     accusations_out_of_range: int = 0
     incarnation_overflows: int = 0
     deaths_deferred: int = 0
+    reassertions: int = 0
 
 
 # --------------------------------------------------------------- membership
@@ -622,6 +626,7 @@ class Membership:
         # Reaped members' last records, kept ``config.tombstone_ttl`` (name -> (record,
         # forget time)): a replayed alive of a reaped member is recognised as old.
         self._graveyard: dict[str, tuple[Member, float]] = {}
+        self._reasserted: dict[str, float] = {}  # accuser -> when (see _reassert)
 
     # ------------------------------------------------------------ queries
 
@@ -741,6 +746,7 @@ class Membership:
             accusations_out_of_range=c.accusations_out_of_range,
             incarnation_overflows=c.incarnation_overflows,
             deaths_deferred=c.deaths_deferred,
+            reassertions=c.reassertions,
         )
 
     def take_events(self) -> list[MemberEvent]:
@@ -866,7 +872,7 @@ class Membership:
         _check_incarnation(incarnation)
         old = self._members.get(name)
         if name == self._name:
-            return self._about_self(_S.SUSPECT, incarnation, now)
+            return self._about_self(_S.SUSPECT, incarnation, now, accuser=from_member)
         if old is None:
             return self._stale(None)
         msg = Suspect(name, incarnation, from_member)
@@ -901,7 +907,7 @@ class Membership:
         _check_incarnation(incarnation)
         old = self._members.get(name)
         if name == self._name:
-            return self._about_self(_S.DEAD, incarnation, now)
+            return self._about_self(_S.DEAD, incarnation, now, accuser=from_member)
         if old is None:
             return self._stale(None)
         order = _order(incarnation, old.incarnation)
@@ -1180,6 +1186,7 @@ class Membership:
         alive: Alive | None = None,
         *,
         trusted: bool = False,
+        accuser: str | None = None,
     ) -> Outcome:
         me = self.local
         if me.state is MemberState.LEFT:
@@ -1193,6 +1200,8 @@ class Membership:
         if decision is Decision.REFUTE_IN_PLACE and trusted:
             decision = Decision.REFUTE
         if decision is Decision.IGNORE:
+            if accuser is not None and incarnation < me.incarnation:
+                return self._reassert(accuser, now)
             return self._stale(me)
         target = me.incarnation + 1
         if decision is Decision.REFUTE:
@@ -1208,6 +1217,27 @@ class Membership:
         self.awareness.apply_delta(REFUTED)
         self._counters.refutations += 1
         return Outcome(Action.REFUTED, new, (self.local_alive(),))
+
+    def _reassert(self, accuser: str, now: float) -> Outcome:
+        """An accusation about this member at an incarnation it has already refuted.
+
+        The accuser missed the refutation and will not hear another (the
+        accusation is old news to everyone else), so its suspicion would run
+        out and it would declare this member dead on its own. Announce the
+        current alive again, unchanged (at most once per ``probe_interval`` for
+        each accuser): the node core sends it to the accuser and gossips it.
+        """
+        self._counters.stale += 1
+        me = self.local
+        last = self._reasserted.get(accuser)
+        if last is not None and now - last < self._config.probe_interval:
+            return Outcome(Action.IGNORED, me)
+        if len(self._reasserted) >= 1024:
+            horizon = now - self._config.probe_interval
+            self._reasserted = {a: t for a, t in self._reasserted.items() if t >= horizon}
+        self._reasserted[accuser] = now
+        self._counters.reassertions += 1
+        return Outcome(Action.IGNORED, me, (self.local_alive(),))
 
     def _may_rebind(self, old: Member, incarnation: int, now: float) -> bool:
         if incarnation <= old.incarnation:

@@ -86,6 +86,7 @@ from .crypto import OVERHEAD, Keyring
 from .errors import AuthenticationError, ConfigError, DecodeError
 from .hlc import HybridClock
 from .membership import (
+    Action,
     Address,
     Alive,
     Dead,
@@ -532,7 +533,11 @@ class NodeCore:
                 self._counters.inc("owner_resyncs_abandoned")
                 self.catalog.owner_synced(name)
                 continue
-            if not any(pp.address == r.address for pp in self._pushpulls.values()):
+            if not any(
+                sid[0] == "out" and pp.step != _CHECK and pp.address == r.address
+                for sid, pp in self._pushpulls.items()
+            ):
+                # (A push-pull of ours already under way ends the resync when it completes.)
                 self._counters.inc("owner_resyncs")
                 self._start_push_pull(r.address, now, join=False)
             r.next_try = now + self.config.probe_interval
@@ -742,6 +747,17 @@ class NodeCore:
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
                     self._queue_message(b)
+                if (
+                    outcome.action is Action.IGNORED
+                    and outcome.broadcast
+                    and isinstance(msg, Suspect | Dead)
+                    and msg.from_member != self.name
+                ):
+                    # This member's alive, re-announced because the accuser missed it: tell
+                    # the accuser first, or its suspicion runs out (Membership._reassert).
+                    accuser = self.membership.get(msg.from_member)
+                    if accuser is not None and accuser.state in (MemberState.ALIVE, MemberState.SUSPECT):
+                        self._send(accuser.address, list(outcome.broadcast))
 
     @staticmethod
     def _is_update(raw: object) -> bool:
