@@ -692,6 +692,9 @@ def churn(
     c = _cluster(nodes, seed=seed, config=config, loss=loss, crypto=crypto, warm=warm, progress=progress,
                  label=f"churn n={nodes}", total=seconds)
     sim, tracker = c.sim, c.tracker
+    audit = ViewAudit(sim)
+    audit.seed_views()
+    c.listeners.append(audit.on_event)
     rng = random.Random(f"churn/{seed}")
     owner_of: dict[Key, str] = {}
     crashed: list[str] = []
@@ -804,6 +807,7 @@ def churn(
         "bytes_per_member_per_s": _rate(b1 - b0, ms),
         "live_at_end": len(tracker.live),
         "false_dead_at_end": tracker.false_dead,
+        "anomalies": audit.report(),
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 

@@ -79,7 +79,7 @@ from typing import Any
 
 from . import codec
 from .broadcast import BroadcastQueue
-from .catalog import Catalog, CatalogEvent, MergeResult, Record
+from .catalog import Catalog, CatalogEvent, MergeResult, Record, key_hash
 from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from .config import Config
 from .crypto import OVERHEAD, Keyring
@@ -185,6 +185,9 @@ class _Resync:
     address: Address
     next_try: float
     give_up_at: float
+    after_stream: int
+    """Only a push-pull opened after the resync began (a higher stream number) ends it:
+    one opened before may not have exchanged this owner's records."""
 
 
 @dataclass(slots=True)
@@ -534,7 +537,7 @@ class NodeCore:
                 self.catalog.owner_synced(name)
                 continue
             if not any(
-                sid[0] == "out" and pp.step != _CHECK and pp.address == r.address
+                sid[0] == "out" and sid[1] > r.after_stream and pp.step != _CHECK and pp.address == r.address
                 for sid, pp in self._pushpulls.items()
             ):
                 # (A push-pull of ours already under way ends the resync when it completes.)
@@ -544,9 +547,9 @@ class NodeCore:
             due = min(due, r.next_try)
         self._resync_due = due
 
-    def _synced_with(self, address: Address) -> None:
+    def _synced_with(self, address: Address, sid: StreamId) -> None:
         """A push-pull this member started with ``address`` completed: end resyncs it answers."""
-        for name in [n for n, r in self._resync.items() if r.address == address]:
+        for name in [n for n, r in self._resync.items() if r.address == address and sid[1] > r.after_stream]:
             del self._resync[name]
             self.catalog.owner_synced(name)
 
@@ -1070,7 +1073,10 @@ class NodeCore:
                 if self.catalog.owner_up(name) and name not in self._resync:
                     # Back from down: its records stay hidden until we hold its current ones.
                     self._resync[name] = _Resync(
-                        ev.member.address, self._now, self._now + 3 * self.config.stream_timeout
+                        ev.member.address,
+                        self._now,
+                        self._now + 3 * self.config.stream_timeout,
+                        self._stream_seq,
                     )
                     self._resync_due = self._now
                 self._forget_failed(name)
@@ -1229,12 +1235,19 @@ class NodeCore:
             _, push_obj, want_obj = _args(obj, 3)
             push = codec.decode_transfers(push_obj)
             want = codec.decode_hashes(want_obj)
-            merged = self._merge_transfers(push, now, regossip=True)
+            self._merge_transfers(push, now, regossip=True)
             fetched = self.catalog.fetch(want, now)
-            # Owner-authority corrections of what the initiator pushed go back at once, so the
-            # initiator ends the exchange holding this member's current registrations.
+            # Where this member now holds something newer than what the initiator pushed (an
+            # owner-authority correction of it, or a write that arrived since the offer), that
+            # goes back too: the initiator ends the exchange holding this member's current state.
             sent = {r.key for r, _ in fetched}
-            fetched.extend((fix, 0.0) for fix in merged.reply if fix.key not in sent)
+            newer = []
+            for rec, _age in push:
+                current = self.catalog.get(rec.key)
+                if current is not None and current != rec and rec.key not in sent:
+                    sent.add(rec.key)
+                    newer.append(key_hash(rec.key))
+            fetched.extend(self.catalog.fetch(newer, now))
             transfers = [codec.encode_transfer(r, a) for r, a in fetched]
             self._stream_send(sid, address, [codec.PP_FETCH, transfers])
             del self._pushpulls[sid]
@@ -1247,7 +1260,7 @@ class NodeCore:
             del self._pushpulls[sid]
             self._counters.inc("push_pulls_completed")
             if self._resync:
-                self._synced_with(pp.address)
+                self._synced_with(pp.address, sid)
             self._outbox.append(CloseStream(sid))
         else:
             raise DecodeError(f"unexpected stream message type {kind!r} at this point")
