@@ -30,7 +30,8 @@ def test_six_members_partition_heal_without_anomalies(seed: int) -> None:
                             seed=seed, crypto=False)  # fmt: skip
     assert r["anomalies"]["stale_reappearance"] == 0, r["anomalies"]
     assert r["anomalies"]["false_disappearance"] == 0, r["anomalies"]
-    assert r["lost"] == [] and r["resurrected"] == []
+    assert r["lost"] == []
+    assert r["resurrected"] == []
     assert r["views_identical"]
     assert r["converged_after_heal_s"] <= 3.0
     assert r["views_settled_after_heal_s"]["max"] <= 3.0
@@ -80,7 +81,8 @@ def test_partition_at_200_members_with_10_percent_loss_has_no_anomalies() -> Non
     assert r["anomalies"]["stale_reappearance"] == 0, r["anomalies"]
     assert r["anomalies"]["false_disappearance"] == 0, r["anomalies"]
     assert r["views_identical"]
-    assert r["lost"] == [] and r["resurrected"] == []
+    assert r["lost"] == []
+    assert r["resurrected"] == []
 
 
 @pytest.mark.slow
