@@ -21,8 +21,8 @@ Precedence (:data:`TRANSITIONS`, hashicorp/memberlist ``state.go``)
 ====================================================================
 
 For a member other than this one, an incoming message with incarnation ``m``
-against a record at incarnation ``r`` (``LOWER``/``EQUAL``/``HIGHER`` =
-``m < r``/``m == r``/``m > r``):
+against a record at incarnation ``r`` (``LOWER``/``EQUAL``/``HIGHER``/``BEYOND``
+= ``m < r``/``m == r``/``m == r + 1``/``m > r + 1``):
 
 * ``alive`` wins only with ``m > r``, whatever the state: a suspect or dead
   member comes back only by refuting with a higher incarnation.
@@ -34,27 +34,53 @@ against a record at incarnation ``r`` (``LOWER``/``EQUAL``/``HIGHER`` =
   that left is not reported as failed, even where its death was heard first.
 * anything older is ignored, so a replayed message changes nothing; messages
   about an unknown member are ignored, except ``alive`` (a join).
+* ``suspect``, ``dead`` and ``leave`` ``BEYOND`` the record are ignored (and
+  counted as ``accusations_out_of_range``): no honest accuser is more than one
+  alive ahead of this table, and an accusation at an incarnation the member
+  never announced could push it where it can no longer refute (a forged
+  ``dead`` at 2**64 - 1). ``alive`` ``BEYOND`` is accepted: the member itself
+  may have refuted many times while this table heard nothing.
+
+Death grace (``config.death_grace``): a ``dead`` declared by another member
+is not believed at once if this member has not been suspecting the accused
+for ``death_grace`` seconds: it becomes (or stays) SUSPECT with a suspicion
+that expires ``death_grace`` after it began (:meth:`Suspicion.doom
+<gossipreg.core.suspicion.Suspicion.doom>`). A death declared on the far side
+of a partition that has just healed crosses together with the suspicion
+before it; the accused, reachable from this side, refutes within a few hops,
+before its registrations leave any view here.
 
 Leave is a message of its own. memberlist's convention, a ``dead`` whose
 ``from_member`` is the member itself, is accepted too (:meth:`on_dead`
 treats it as :meth:`on_leave`).
 
 About this member (:data:`SELF_TRANSITIONS`): a ``suspect``, ``dead`` or
-``leave`` with ``m >= own`` is *refuted*: the local incarnation jumps to
-``max(own, m) + 1``, the returned :class:`Outcome` carries the :class:`Alive`
-to broadcast, and local awareness gets ``+1``. An ``alive`` about this member
-is refuted if ``m > own``, or ``m == own`` with different meta. Once this
-member has left (:meth:`Membership.leave`) nothing about it is refuted.
+``leave`` with ``own <= m <= own + 1`` is *refuted*: the local incarnation
+jumps to ``max(own, m) + 1``, the returned :class:`Outcome` carries the
+:class:`Alive` to broadcast, and local awareness gets ``+1``. One ``BEYOND``
+(``m > own + 1``) is refuted *in place*, at ``own + 1``: every other member
+ignored it, and jumping would let one forged message use up the incarnation
+range. Only a push-pull state (:meth:`Membership.merge_remote`) makes the
+incarnation jump past ``m``, which is how a restarted process learns what
+its previous self reached. No refutation goes past :data:`MAX_INCARNATION`
+(counted as ``incarnation_overflows``). An ``alive`` about this member is
+refuted if ``m > own``, or ``m == own`` with different meta. An accusation
+*older* than ``own`` comes from a member that missed the refutation and
+would otherwise let its suspicion run out: the current alive is announced
+again, unchanged, at most once per ``probe_interval`` per accuser (the node
+core sends it to the accuser). Once this member has left
+(:meth:`Membership.leave`) nothing about it is refuted.
 
 Restarts
 ========
 
 A restarted process starts at incarnation 0 while the cluster may remember
 its old self at incarnation ``k`` (alive, suspect, dead or left). Other
-members ignore its ``alive(0)``, but the first message about its old self
-that reaches it (any gossip, or the push/pull of its join, see
-:meth:`Membership.merge_remote`) has ``k >= 0`` and is refuted with ``k + 1``,
-which then beats the old record everywhere. No persistent state is needed.
+members ignore its ``alive(0)``, but the push/pull of its join (see
+:meth:`Membership.merge_remote`) shows it its old self at ``k``, which it
+refutes with ``k + 1`` (as it does an ``alive`` of its old self heard by
+gossip); that then beats the old record everywhere. No persistent state is
+needed.
 
 Name conflicts
 ==============

@@ -46,11 +46,15 @@ Dissemination
     ``log_(gossip_nodes+1) n`` hop latencies instead of hops x
     ``gossip_interval``, and random gossip repairs what the tree misses.
 
-Reconnect
+Reconnect and re-merge
     Every ``reconnect_interval`` one random member declared dead within
-    ``reconnect_timeout`` is sent a push-pull (serf's reconnect), so that two
-    sides of a long partition, each believing the other dead, merge again when
-    the network heals.
+    ``reconnect_timeout`` is sent an anti-entropy check (serf's reconnect),
+    and every ``probe_interval`` one is sent a ping, each with probability
+    ``failed / alive`` (about one per failed member per interval
+    cluster-wide). Any authenticated datagram from the address of a member
+    held dead (a ping, its ack, gossip) starts a push-pull with it at once,
+    at most once per ``probe_interval``: two sides of a partition, each
+    believing the other dead, merge within about a second of the heal.
 
 Anti-entropy (push-pull, over streams)
     Every ``push_pull_interval`` (scaled with the cluster size) and at join,
@@ -65,8 +69,13 @@ Anti-entropy (push-pull, over streams)
 
 Owner liveness
     When membership declares a member dead or left, its registrations leave
-    the view (:meth:`Catalog.owner_down`); when it is alive again they return;
-    when it is reaped they are dropped.
+    the view (:meth:`Catalog.owner_down`); when it is reaped they are dropped.
+    When it is alive again its stored registrations are what it held before,
+    which it may have changed while away: they stay hidden (in *resync*,
+    :meth:`Catalog.owner_up`) until a push-pull this member opens with it
+    afterwards completes (the responder's FETCH returns its current version
+    of every key the initiator pushed, owner-authority corrections
+    included), or, failing that, for ``3 * stream_timeout``.
 """
 
 from __future__ import annotations
