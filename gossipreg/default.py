@@ -258,6 +258,8 @@ def register(service: Service, ttl: float | None = None) -> None:
 
     Raises:
         InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+        RegistrationLimitError: this member would own more than
+            ``Config.max_records_per_owner`` registrations.
         ConfigError: the default registry cannot be created from the environment.
     """
     default_registry().register(service, ttl)

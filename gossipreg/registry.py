@@ -235,6 +235,8 @@ class AsyncRegistry:
 
         Raises:
             InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+            RegistrationLimitError: this member would own more than
+                ``Config.max_records_per_owner`` registrations.
         """
         self._check_open()
         self._core.register(service, ttl, self._driver.now())

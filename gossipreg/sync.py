@@ -262,6 +262,8 @@ class Registry:
 
         Raises:
             InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+            RegistrationLimitError: this member would own more than
+                ``Config.max_records_per_owner`` registrations.
             trio.ClosedResourceError: the registry is closed.
         """
         self._async(lambda reg: reg.register(service, ttl))

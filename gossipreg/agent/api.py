@@ -45,6 +45,7 @@ from ..core.errors import (
     ConfigError,
     InvalidServiceError,
     NotFoundError,
+    RegistrationLimitError,
     WatcherStoppedError,
     WatchOverflowError,
 )
@@ -284,6 +285,8 @@ class AgentAPI:
             await self.registry.register(service, ttl)
         except InvalidServiceError as exc:
             raise _APIError(400, f"invalid service: {exc}") from None
+        except RegistrationLimitError as exc:
+            raise _APIError(400, f"registration refused: {exc}") from None
         nodes = [n.id for n in service.nodes]
         log.info(
             "registered %s %s (%d node(s))%s",

@@ -102,7 +102,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from .errors import ClockDriftError, InvalidServiceError, NotFoundError
+from .errors import ClockDriftError, InvalidServiceError, NotFoundError, RegistrationLimitError
 from .hlc import HybridClock
 from .layered import LayeredDict
 from .model import EMPTY_METADATA, Endpoint, Node, Service
@@ -291,12 +291,13 @@ class _Entry:
 
 
 class _Owner:
-    __slots__ = ("fingerprint", "keys", "max_stamp")
+    __slots__ = ("fingerprint", "keys", "live", "max_stamp")
 
     def __init__(self) -> None:
         self.keys: set[Key] = set()
         self.max_stamp = 0
         self.fingerprint = 0
+        self.live = 0  # stored records that are not tombstones (the per-owner limit)
 
 
 class Catalog:
@@ -311,6 +312,10 @@ class Catalog:
             longest accepted lease is ``tombstone_ttl - convergence_bound``.
         owners_up_by_default: whether records of an owner never reported to
             :meth:`owner_up`/:meth:`owner_down` are visible.
+        max_records_per_owner: most records (tombstones aside) stored for one
+            owner; this member's own registrations past it raise
+            :class:`RegistrationLimitError`, a peer's are refused and counted
+            (``over_owner_limit``). None: no limit.
     """
 
     def __init__(
@@ -321,6 +326,7 @@ class Catalog:
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
         convergence_bound: float = DEFAULT_CONVERGENCE_BOUND,
         owners_up_by_default: bool = True,
+        max_records_per_owner: int | None = None,
     ) -> None:
         if not name:
             raise ValueError("catalog name must not be empty")
@@ -333,6 +339,7 @@ class Catalog:
         self.tombstone_ttl = float(tombstone_ttl)
         self.max_ttl = float(tombstone_ttl - convergence_bound)
         self._default_up = owners_up_by_default
+        self.max_records_per_owner = max_records_per_owner
         self._records: dict[Key, _Entry] = {}
         self._by_hash: dict[int, Key] = {}
         self._owners: dict[str, _Owner] = {}
@@ -351,7 +358,7 @@ class Catalog:
         self._collections: list[tuple[float, Key, int]] = []
         self._events: list[CatalogEvent] = []
         #: Counters: ``merged``, ``duplicates``, ``stale``, ``rejected_drift``,
-        #: ``expired``, ``collected``, ``corrections``, ``conflicts``.
+        #: ``expired``, ``collected``, ``corrections``, ``conflicts``, ``over_owner_limit``.
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "merged",
@@ -362,6 +369,7 @@ class Catalog:
                 "collected",
                 "corrections",
                 "conflicts",
+                "over_owner_limit",
             ),
             0,
         )
@@ -451,6 +459,14 @@ class Catalog:
             if not 0 < ms / 1000 <= self.max_ttl:
                 raise InvalidServiceError(f"ttl: {ttl} is out of range [0.001, {self.max_ttl:g}] seconds")
             ttl = ms / 1000
+        limit = self.max_records_per_owner
+        if limit is not None:
+            new = {(service.name, service.version, n.id) for n in service.nodes} - self._local.keys()
+            if len(self._local) + len(new) > limit:
+                raise RegistrationLimitError(
+                    f"registering {len(new)} more node(s) would give this member "
+                    f"{len(self._local) + len(new)} registrations; max_records_per_owner is {limit}"
+                )
         out = []
         for node in service.nodes:
             rec = Record(
@@ -547,6 +563,14 @@ class Catalog:
             if current is not None and not rec.wins_over(current.record):
                 self.counters["duplicates" if current.record == rec else "stale"] += 1
                 continue
+            if (
+                self.max_records_per_owner is not None
+                and not rec.deleted
+                and rec.owner != self.name
+                and self._adds_live(rec, current)
+            ):
+                self.counters["over_owner_limit"] += 1
+                continue
             try:
                 clock.check(rec.stamp)
             except ClockDriftError:
@@ -575,6 +599,14 @@ class Catalog:
             accepted.append(rec)
             self.counters["merged"] += 1
         return MergeResult(accepted, reply, rejected)
+
+    def _adds_live(self, rec: Record, current: _Entry | None) -> bool:
+        """Whether storing live ``rec`` would take its owner past the per-owner limit."""
+        if current is not None and current.record.owner == rec.owner and not current.record.deleted:
+            return False  # replaces one of its own live records
+        o = self._owners.get(rec.owner)
+        assert self.max_records_per_owner is not None
+        return o is not None and o.live >= self.max_records_per_owner
 
     def _reassert(self, key: Key) -> Record:
         # The clock has observed the foreign stamp, so a new stamp is newer than it.
@@ -628,6 +660,7 @@ class Catalog:
             prev = old.record
             po = self._owners[prev.owner]
             po.fingerprint ^= _fingerprint(khash, prev.stamp)
+            po.live -= not prev.deleted
             if prev.owner != rec.owner:
                 po.keys.discard(key)
                 if not po.keys:
@@ -639,6 +672,7 @@ class Catalog:
             o = self._owners[rec.owner] = _Owner()
         o.keys.add(key)
         o.fingerprint ^= _fingerprint(khash, rec.stamp)
+        o.live += not rec.deleted
         if rec.stamp > o.max_stamp:
             o.max_stamp = rec.stamp
 
@@ -751,6 +785,7 @@ class Catalog:
         o = self._owners[e.record.owner]
         o.keys.discard(key)
         o.fingerprint ^= _fingerprint(e.khash, e.record.stamp)
+        o.live -= not e.record.deleted
         if not o.keys:
             del self._owners[e.record.owner]
         elif e.record.stamp == o.max_stamp:

@@ -246,6 +246,13 @@ class Config:
     different address. 0 means never, as in memberlist: the name stays bound
     to its address until the dead member is reaped."""
 
+    max_records_per_owner: int = 10_000
+    """Most live registrations (nodes) one member may own. Registering past it
+    raises :class:`~gossipreg.core.errors.RegistrationLimitError`; a peer's
+    records past it are refused and counted (``catalog_over_owner_limit``), so
+    one member cannot make every other grow without bound (each record costs
+    a member about 2.4 kB). Tombstones do not count."""
+
     death_grace: float = 1.0
     """Seconds a member gives another that a *third* member declared dead
     before believing it, counted from when it began suspecting the accused
@@ -302,6 +309,7 @@ class Config:
         seconds("max_clock_drift", positive=True)
         seconds("dead_node_reclaim_time", positive=False)
         seconds("death_grace", positive=False)
+        count("max_records_per_owner", minimum=1)
         seconds("reconnect_interval", positive=True)
         seconds("reconnect_timeout", positive=False)
         self._check_label()

@@ -19,6 +19,7 @@ __all__ = [
     "InvalidServiceError",
     "JoinError",
     "NotFoundError",
+    "RegistrationLimitError",
     "RegistryError",
     "WatchOverflowError",
     "WatcherStoppedError",
@@ -37,6 +38,12 @@ class NotFoundError(RegistryError, LookupError):
 @final
 class InvalidServiceError(RegistryError, ValueError):
     """A service, node, endpoint or value is malformed; the message names the field."""
+
+
+@final
+class RegistrationLimitError(RegistryError, ValueError):
+    """A registration would take this member past ``Config.max_records_per_owner``
+    registrations; the message gives the limit and the count."""
 
 
 @final

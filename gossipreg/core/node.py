@@ -299,6 +299,7 @@ class NodeCore:
             # Only members membership reports alive (JOINED -> owner_up) are shown: a
             # joiner must not show the stored records of a member that died before it came.
             owners_up_by_default=False,
+            max_records_per_owner=config.max_records_per_owner,
         )
         self._queue = BroadcastQueue(config.broadcast_queue_limit)
         self._outbox: list[Outgoing] = []

@@ -44,6 +44,7 @@ PROFILE_TABLE: dict[str, tuple[Any, Any, Any]] = {
     "label": ("", "", ""),
     "dead_node_reclaim_time": (0.0, 0.0, 0.0),
     "death_grace": (1.0, 5.0, 1.0),
+    "max_records_per_owner": (10_000, 10_000, 10_000),
     "reconnect_interval": (30.0, 30.0, 15.0),
     "reconnect_timeout": (86400.0, 86400.0, 86400.0),
 }

@@ -7,11 +7,15 @@ Each test drives real :class:`NodeCore` instances on the hand-driven network of
 
 from __future__ import annotations
 
+import pytest
+
 from gossipreg.core import codec
 from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ping, RecordMsg
 from gossipreg.core.config import Config
+from gossipreg.core.errors import RegistrationLimitError
 from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState, Suspect
+from gossipreg.core.model import Node
 from gossipreg.core.node import NodeCore, SendDatagram, SendStream
 
 from .node_helpers import Net, decode_datagram, service
@@ -229,3 +233,44 @@ def test_the_responder_returns_its_newer_version_of_every_pushed_key() -> None:
     records = [r for r, _ in codec.decode_transfers(fetch[1])]
     assert [(r.key, r.deleted) for r in records] == [(stale.key, True)]
     assert records[0].stamp > stale.stamp
+
+
+# ----------------------------------------------------------------- records per owner
+
+
+def test_registering_past_the_per_owner_limit_raises_with_the_limit() -> None:
+    net = Net(insecure=True, config=Config.lan(max_records_per_owner=3))
+    a, b = net.cluster("a", "b")
+    a.register(service("s", "n1", "n2"), None, net.now)
+    a.register(service("s", "n1", "n2"), None, net.now)  # renewing what it has adds nothing
+    with pytest.raises(RegistrationLimitError, match=r"max_records_per_owner is 3") as info:
+        a.register(service("t", "t1", "t2"), None, net.now)
+    assert "4 registrations" in str(info.value)
+    assert not visible(a, "t")  # nothing of the refused service was registered
+    a.register(service("t", "t1"), None, net.now)  # up to the limit is fine
+    a.deregister(service("s", "n1"), net.now)
+    a.register(service("u", "u1"), None, net.now)  # tombstones do not count
+    net.run(1.0)
+    assert visible(b, "u")
+
+
+def test_a_peers_records_past_the_limit_are_refused_and_counted() -> None:
+    net = Net(insecure=True, config=Config.lan(max_records_per_owner=2))
+    a, b = net.cluster("a", "b")
+    records = [
+        Record("s", "1.0", f"n{i}", "b", b.catalog.clock.now(), None, False, Node(f"n{i}", "10.9.0.1:1"))
+        for i in range(4)
+    ]
+    a.receive_datagram(plain(*(RecordMsg(r) for r in records)), b.address, net.now)
+    assert [a.catalog.get(r.key) is not None for r in records] == [True, True, False, False]
+    assert stat(a, "catalog_over_owner_limit") == 2
+    # A newer version of a record it already has, and a tombstone, are still taken.
+    newer = Record("s", "1.0", "n0", "b", b.catalog.clock.now(), None, False, Node("n0", "10.9.0.2:1"))
+    tomb = Record("s", "1.0", "n1", "b", b.catalog.clock.now(), None, True)
+    a.receive_datagram(plain(RecordMsg(newer), RecordMsg(tomb)), b.address, net.now)
+    assert a.catalog.get(newer.key) == newer
+    assert a.catalog.get(tomb.key) == tomb
+    # With one live record left, one more fits.
+    a.receive_datagram(plain(RecordMsg(records[2])), b.address, net.now)
+    assert a.catalog.get(records[2].key) == records[2]
+    assert stat(a, "catalog_over_owner_limit") == 2
