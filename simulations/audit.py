@@ -5,10 +5,11 @@ events a ``watch`` delivers) and compares each one, at the moment it happens,
 with the truth held by the owner process itself:
 
 stale reappearance
-    a member shows a record again (``create``/``update`` after it had shown
-    and then removed that key) although the owner had already deregistered
-    that version: the owner's own catalog holds a tombstone, or a newer
-    record, for the key. What a client saw: a service that was gone.
+    a member shows a record again (``create`` after it had shown and then
+    removed that key) although the owner had already deregistered that
+    version (the owner's own catalog holds a newer tombstone for the key), or
+    the owner has restarted since the record was written and its new process
+    does not register the key. What a client saw: a service that was gone.
 false disappearance
     a member removes a record (``delete``) while its owner is up, still
     registers exactly that key (its lease not run out), and can reach the
@@ -78,6 +79,8 @@ class ViewAudit:
         self.anomalies: list[Anomaly] = []
         self._views: dict[str, _View] = {}
         self._reference: frozenset[Key] | None = None
+        # (key, owner) -> the owner's process generation when the key was first shown
+        self._born: dict[tuple[Key, str], int] = {}
 
     # ------------------------------------------------------------ events
 
@@ -95,6 +98,9 @@ class ViewAudit:
             if now >= self.since and self._falsely_removed(member, event):
                 self.anomalies.append(Anomaly("false_disappearance", now, member.name, key, owner))
         else:
+            owner_m = sim.members.get(owner)
+            if owner_m is not None:
+                self._born.setdefault((key, owner), owner_m.generation)
             if (
                 event.action == "create"
                 and key in view.removed
@@ -118,7 +124,10 @@ class ViewAudit:
         if owner is None or not owner.up:
             return False
         mine = owner.core.catalog.get(rec.key)
-        return mine is not None and mine.owner == rec.owner and mine.stamp > rec.stamp and mine.deleted
+        if mine is None:
+            # A process of the owner newer than the one that wrote it, which does not have it.
+            return owner.generation > self._born.get((rec.key, rec.owner), owner.generation)
+        return mine.owner == rec.owner and mine.stamp > rec.stamp and mine.deleted
 
     def _falsely_removed(self, observer: SimMember, ev: CatalogEvent) -> bool:
         rec = ev.record

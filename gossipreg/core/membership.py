@@ -653,6 +653,7 @@ class Membership:
         # forget time)): a replayed alive of a reaped member is recognised as old.
         self._graveyard: dict[str, tuple[Member, float]] = {}
         self._reasserted: dict[str, float] = {}  # accuser -> when (see _reassert)
+        self._heard: dict[str, float] = {}  # live member -> when last heard directly (heard_from)
 
     # ------------------------------------------------------------ queries
 
@@ -963,8 +964,31 @@ class Membership:
             return None
         s = self._suspicions.get(old.name) if old.state is MemberState.SUSPECT else None
         start = now if s is None else s.started_at
+        heard = self._heard.get(old.name)
+        if heard is not None and now - heard < grace:
+            # It spoke to this member just now (a partition healed under a long suspicion).
+            start = max(start, heard)
         end = start + grace
         return end if now < end else None
+
+    def hold_suspicions(self, until: float) -> None:
+        """Let no running suspicion expire before ``until`` (see :meth:`Suspicion.hold
+        <gossipreg.core.suspicion.Suspicion.hold>`): a member held dead spoke, so a
+        partition has likely healed and the suspects beyond it need a moment to refute."""
+        for s in self._suspicions.values():
+            s.hold(until)
+
+    def heard_from(self, name: str, now: float) -> None:
+        """``name`` (another member, ALIVE or SUSPECT here) was heard from directly at ``now``.
+
+        The node core calls it for its probe's ack and for a ping or ping-req
+        from ``name``. A death declared elsewhere within ``death_grace`` of
+        that is deferred like one about a member not suspected (see
+        :meth:`on_dead`), however old the suspicion here.
+        """
+        m = self._members.get(name)
+        if m is not None and name != self._name and m.state in _LIVE and self._config.death_grace > 0:
+            self._heard[name] = now
 
     def _defer_death(
         self, old: Member, incarnation: int, from_member: str, grace_end: float, now: float
@@ -1308,6 +1332,8 @@ class Membership:
                 self._live.discard(new.name)
         if new.state is not MemberState.SUSPECT:
             self._suspicions.pop(new.name, None)
+        if new.state in _GONE:
+            self._heard.pop(new.name, None)
         prev = old.state if old is not None else None
         c = self._counters
         kind: EventKind | None = None

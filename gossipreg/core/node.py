@@ -530,6 +530,9 @@ class NodeCore:
             self._reached = {a: t for a, t in self._reached.items() if t >= horizon}
         self._counters.inc("remerges_started")
         self._start_push_pull(address, now, join=False)
+        if self.config.death_grace > 0:
+            # A partition has likely healed: suspects beyond it get the grace to refute.
+            self.membership.hold_suspicions(now + self.config.death_grace)
 
     def _drive_resyncs(self, now: float) -> None:
         """Start (or retry) the push-pull with each owner in resync; give up on the stale ones."""
@@ -733,9 +736,11 @@ class NodeCore:
                 if msg.target != self.name:
                     c.inc("pings_misdirected")
                     return
+                self.membership.heard_from(msg.source, now)
                 self._send(msg.source_address, [Ack(msg.seq, self.name)])
             case PingReq():
                 c.inc("ping_reqs_received")
+                self.membership.heard_from(msg.source, now)
                 seq = self._next_seq()
                 nack_at = now + self._nack_delay() if msg.nack else None
                 deadline = now + self.config.probe_timeout
@@ -840,6 +845,8 @@ class NodeCore:
             return
         p = self._probe
         if p is not None and p.seq == ack.seq:
+            if ack.source == p.target:
+                self.membership.heard_from(p.target, self._now)
             self.membership.awareness.apply_delta(-1)
             self._counters.inc("probes_acked")
             self._probe = None

@@ -23,6 +23,8 @@ are counted.
 
 from __future__ import annotations
 
+import math
+
 from .config import Config, remaining_suspicion_time
 
 __all__ = ["Suspicion", "suspicion_for"]
@@ -43,7 +45,7 @@ class Suspicion:
         ValueError: ``k`` is negative, or not ``0 <= min_timeout <= max_timeout``.
     """
 
-    __slots__ = ("_confirmers", "_deadline", "_doom", "_from", "_k", "_max", "_min", "_started_at")
+    __slots__ = ("_confirmers", "_deadline", "_doom", "_floor", "_from", "_k", "_max", "_min", "_started_at")
 
     def __init__(
         self, from_member: str, k: int, min_timeout: float, max_timeout: float, started_at: float
@@ -59,6 +61,7 @@ class Suspicion:
         self._started_at = float(started_at)
         self._confirmers: set[str] = set()
         self._doom: float | None = None
+        self._floor = -math.inf  # see hold()
         # Cached: the deadline changes only when a confirmation is counted, and
         # the owner asks for it on every drive.
         self._deadline = self._started_at + self.timeout()
@@ -105,10 +108,25 @@ class Suspicion:
         if not self.would_count(from_member, now):
             return False
         self._confirmers.add(from_member)
-        self._deadline = self._started_at + self.timeout()
-        if self._doom is not None:
-            self._deadline = min(self._deadline, self._doom)
+        self._recompute()
         return True
+
+    def _recompute(self) -> None:
+        deadline = self._started_at + self.timeout()
+        if self._doom is not None:
+            deadline = min(deadline, self._doom)
+        self._deadline = max(deadline, self._floor)
+
+    def hold(self, until: float) -> None:
+        """Do not expire before ``until``, whatever confirmations or deaths say.
+
+        The owner holds every running suspicion for a moment when a member it
+        held dead speaks again: a partition has likely healed, and a suspect
+        on the far side needs that moment to hear of its suspicion and refute.
+        """
+        if until > self._floor:
+            self._floor = until
+            self._recompute()
 
     @property
     def doomed(self) -> bool:
@@ -125,7 +143,7 @@ class Suspicion:
         first = self._doom is None
         if self._doom is None or at < self._doom:
             self._doom = at
-            self._deadline = min(self._deadline, at)
+            self._recompute()
         return first
 
     def would_count(self, from_member: str, now: float) -> bool:

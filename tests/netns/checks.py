@@ -12,8 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from .cluster import Key, MemberProc
+from .cluster import Key, ViewSample, WatchEvent
+
+
+class Streams(Protocol):
+    """What one member process reported (a :class:`~tests.netns.cluster.MemberProc`)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def watch(self) -> list[WatchEvent]: ...
+
+    @property
+    def views(self) -> list[ViewSample]: ...
+
+    @property
+    def member_events(self) -> list[tuple[float, str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +53,29 @@ def _owner(key: Key) -> str:
     return key[1]
 
 
-def excerpt(m: MemberProc, key: Key, t: float, epoch: float, window: float = 2.0) -> str:
+def excerpt(m: Streams, key: Key, t: float, epoch: float, window: float = 2.0) -> str:
     """What ``m`` reported about ``key`` and its owner within ``window`` s of ``t``."""
     lines = [f"    --- {m.label}'s streams, {window:g} s either side (t relative to the fault) ---"]
     for ev in m.watch:
         if ev.key == key and abs(ev.t - t) <= window:
             lines.append(f"    t={ev.t - epoch:+.3f} watch {ev.action} {ev.key[0]}/{ev.key[1]}")
-    before: tuple[bool, str | None] | None = None
+    for te, kind, who in m.member_events:
+        if who == _owner(key) and abs(te - t) <= window:
+            lines.append(f"    t={te - epoch:+.3f} member event: {who} {kind}")
+    before: tuple[bool, str | None, int | None] | None = None
     for sample in m.views:
-        now = (key in sample.visible, sample.states.get(_owner(key)))
+        owner = _owner(key)
+        now = (key in sample.visible, sample.states.get(owner), sample.incarnations.get(owner))
         if now != before and abs(sample.t - t) <= window:
             lines.append(
                 f"    t={sample.t - epoch:+.3f} view: {key[0]}/{key[1]} "
-                f"{'VISIBLE' if now[0] else 'absent'}, owner {_owner(key)} {now[1]}"
+                f"{'VISIBLE' if now[0] else 'absent'}, owner {owner} {now[1]} (incarnation {now[2]})"
             )
         before = now
-    return "\n".join(lines)
+    return "\n".join(lines[:1] + sorted(lines[1:], key=lambda line: float(line.split()[0][2:])))
 
 
-def _view_presence(m: MemberProc, key: Key, until: float) -> list[tuple[float, bool]]:
+def _view_presence(m: Streams, key: Key, until: float) -> list[tuple[float, bool]]:
     """Times at which ``key``'s presence in ``m``'s polled view changed (the first sample included)."""
     out: list[tuple[float, bool]] = []
     for sample in m.views:
@@ -67,7 +88,7 @@ def _view_presence(m: MemberProc, key: Key, until: float) -> list[tuple[float, b
 
 
 def stale_reappearances(
-    members: Iterable[MemberProc], keys: Iterable[Key], until: float, epoch: float
+    members: Iterable[Streams], keys: Iterable[Key], until: float, epoch: float
 ) -> list[Anomaly]:
     """A registration that left a member's view and came back (by watch, or by poll)."""
     out: list[Anomaly] = []
@@ -92,17 +113,18 @@ def stale_reappearances(
                         )
                     )
                     break
-            seen_absent_after_present = None
+            seen_absent_after_present: float | None = None
             was_present = False
             for t, present in _view_presence(m, key, until):
-                if present and seen_absent_after_present is not None:
+                left = seen_absent_after_present
+                if present and left is not None:
                     out.append(
                         Anomaly(
                             "stale reappearance (view)",
                             m.label,
                             key,
                             t,
-                            f"visible again after it left the view at t={seen_absent_after_present - epoch:+.3f}",
+                            f"visible again after it left the view at t={left - epoch:+.3f}",
                             excerpt(m, key, t, epoch),
                         )
                     )
@@ -115,9 +137,9 @@ def stale_reappearances(
 
 
 def visible_during(
-    members: Iterable[MemberProc], keys: Iterable[Key], since: float, until: float, epoch: float
+    members: Iterable[Streams], keys: Iterable[Key], since: float, until: float, epoch: float
 ) -> list[Anomaly]:
-    """A registration that ``m`` showed at any moment of ``[since, until]``."""
+    """A registration that a member showed at any moment of ``[since, until]``."""
     out: list[Anomaly] = []
     keys = list(keys)
     for m in members:
@@ -126,41 +148,36 @@ def visible_during(
             for ev in m.watch:
                 if ev.key != key or ev.t > until:
                     continue
+                if ev.t >= since and shown:
+                    out.append(_gone("watch", m, key, since, "still visible", epoch))
+                    break
                 shown = ev.action != "delete"
                 if shown and ev.t >= since:
-                    out.append(
-                        Anomaly("shown after it was gone (watch)", m.label, key, ev.t,
-                                f"watch {ev.action}", excerpt(m, key, ev.t, epoch))
-                    )
+                    out.append(_gone("watch", m, key, ev.t, f"watch {ev.action}", epoch))
                     break
             else:
                 if shown:
-                    out.append(
-                        Anomaly("shown after it was gone (watch)", m.label, key, since,
-                                "still visible", excerpt(m, key, since, epoch))
-                    )
+                    out.append(_gone("watch", m, key, since, "still visible", epoch))
             present = False
             for t, now in _view_presence(m, key, until):
-                if t <= since:
-                    present = now
-                    continue
-                if now:
-                    out.append(
-                        Anomaly("shown after it was gone (view)", m.label, key, t, "polled view shows it",
-                                excerpt(m, key, t, epoch))
-                    )
+                if t >= since and (present or now):
+                    at, why = (since, "still visible") if present else (t, "visible again")
+                    out.append(_gone("view", m, key, at, why, epoch))
                     break
+                present = now
             else:
                 if present:
-                    out.append(
-                        Anomaly("shown after it was gone (view)", m.label, key, since,
-                                "still visible in the polled view", excerpt(m, key, since, epoch))
-                    )
+                    out.append(_gone("view", m, key, since, "still visible", epoch))
     return out
 
 
+def _gone(stream: str, m: Streams, key: Key, t: float, detail: str, epoch: float) -> Anomaly:
+    kind = f"shown after it should be gone ({stream})"
+    return Anomaly(kind, m.label, key, t, detail, excerpt(m, key, t, epoch))
+
+
 def false_disappearances(
-    members: Iterable[MemberProc],
+    members: Iterable[Streams],
     keys: Iterable[Key],
     until: float,
     epoch: float,
@@ -195,7 +212,7 @@ def false_disappearances(
 
 
 def settle_times(
-    m: MemberProc, expected: frozenset[Key], since: float, until: float
+    m: Streams, expected: frozenset[Key], since: float, until: float
 ) -> tuple[float | None, float | None]:
     """Seconds from ``since`` until ``m``'s set of visible registrations last changed to
     ``expected`` and stayed so through ``until``: ``(by watch, by poll)``; ``None`` if it does
@@ -218,14 +235,14 @@ def settle_times(
     for sample in m.views:
         if sample.t > until:
             break
-        if last_sample is not None and sample.visible != last_sample.visible and sample.t > since:
+        if (last_sample is None or sample.visible != last_sample.visible) and sample.t > since:
             last_change = sample.t
         last_sample = sample
     by_poll = last_change - since if last_sample is not None and last_sample.visible == expected else None
     return by_watch, by_poll
 
 
-def alive_settle_time(m: MemberProc, names: Sequence[str], since: float, until: float) -> float | None:
+def alive_settle_time(m: Streams, names: Sequence[str], since: float, until: float) -> float | None:
     """Seconds from ``since`` until ``m`` last changed to seeing exactly ``names`` alive (and stayed)."""
     want = set(names)
     last_alive: set[str] | None = None
@@ -234,7 +251,7 @@ def alive_settle_time(m: MemberProc, names: Sequence[str], since: float, until: 
         if sample.t > until:
             break
         alive = {n for n, s in sample.states.items() if s == "alive"}
-        if last_alive is not None and alive != last_alive and sample.t > since:
+        if alive != last_alive and sample.t > since:
             last_change = sample.t
         last_alive = alive
     return last_change - since if last_alive == want else None

@@ -44,6 +44,7 @@ class ViewSample:
 
     t: float
     states: Mapping[str, str]
+    incarnations: Mapping[str, int]
     visible: frozenset[Key]
 
 
@@ -65,6 +66,7 @@ class MemberProc:
     label: str
     proc: trio.Process
     stderr: Path
+    log: Path
     started: float
     ready: trio.Event = field(default_factory=trio.Event)
     ready_at: float | None = None
@@ -74,6 +76,8 @@ class MemberProc:
     watch_visible: set[Key] = field(default_factory=set)
     acks: list[tuple[float, str, str]] = field(default_factory=list)
     stats: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    #: ``(t, kind, member)`` membership events (diagnosis only).
+    member_events: list[tuple[float, str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     killed_at: float | None = None
     _acked: trio.Event = field(default_factory=trio.Event)
@@ -93,6 +97,9 @@ class MemberProc:
             async for chunk in self.proc.stdout:
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
+                if lines:
+                    with self.log.open("ab") as f:
+                        f.write(b"".join(line + b"\n" for line in lines))
                 for line in lines:
                     if line.strip():
                         self._on(json.loads(line))
@@ -105,7 +112,8 @@ class MemberProc:
             self.ready.set()
         elif event == "view":
             visible = frozenset((str(s), str(n)) for s, n in msg["visible"])
-            self.views.append(ViewSample(t, dict(msg["states"]), visible))
+            incarnations = {str(k): int(v) for k, v in msg.get("incarnations", {}).items()}
+            self.views.append(ViewSample(t, dict(msg["states"]), incarnations, visible))
         elif event == "watch":
             for node in msg["nodes"]:
                 key = (str(msg["service"]), str(node))
@@ -114,6 +122,8 @@ class MemberProc:
                     self.watch_visible.discard(key)
                 else:
                     self.watch_visible.add(key)
+        elif event == "member":
+            self.member_events.append((t, str(msg["kind"]), str(msg["member"])))
         elif event == "done":
             self.acks.append((t, str(msg["cmd"]), str(msg["service"])))
             self._acked.set()
@@ -149,9 +159,13 @@ class MemberProc:
             self.killed_at = time.monotonic()
 
     async def reap(self) -> None:
+        """Kill, wait for the process and close its pipes (the reader closes stdout)."""
         self.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await self.proc.aclose()
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(10):
+                await self.proc.wait()
+            if self.proc.stdin is not None:
+                await self.proc.stdin.aclose()
 
     def stderr_tail(self, chars: int = 1500) -> str:
         try:
@@ -197,13 +211,14 @@ class Cluster:
             args += ["--seed", self.lab.address(s)]
         for svc in services:
             args += ["--service", svc]
-        stderr = self.tmp / f"{label.replace(chr(39), '_')}-{generation}.stderr"
+        stem = f"{name}-{generation}"
+        stderr = self.tmp / f"{stem}.stderr"
         started = time.monotonic()
         with stderr.open("wb") as err:
             proc = await trio.lowlevel.open_process(
                 args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
             )
-        member = MemberProc(i, name, label, proc, stderr, started)
+        member = MemberProc(i, name, label, proc, stderr, self.tmp / f"{stem}.jsonl", started)
         self.history.append(member)
         if i < len(self.members):
             self.members[i] = member
@@ -225,13 +240,34 @@ class Cluster:
             AssertionError: it did not hold within ``limit`` seconds (with every member's view).
         """
         with trio.move_on_after(limit):
-            while not predicate():  # noqa: ASYNC110 - the state is reported by other processes
+            while not predicate():
                 for m in self.history:
                     if m.problems:
                         raise AssertionError("\n".join(m.problems))
                 await trio.sleep(0.02)
             return time.monotonic()
         raise AssertionError(f"timed out after {limit:g} s waiting for {what}:\n{self.describe()}")
+
+    async def reach(self, predicate: Callable[[], bool], limit: float) -> float | None:
+        """Like :meth:`wait_until`, but ``None`` instead of an error if it did not hold in time."""
+        try:
+            return await self.wait_until(predicate, "", limit)
+        except AssertionError:
+            if any(m.problems for m in self.history):
+                raise
+            return None
+
+    def differences(self, expected: frozenset[Key], members: Iterable[int] | None = None) -> str:
+        """Per member: what its latest view (watch and poll) shows beyond or lacks from ``expected``."""
+        lines = []
+        for i in range(len(self.members)) if members is None else members:
+            m = self.members[i]
+            polled = m.latest.visible if m.latest else frozenset()
+            for how, shown in (("watch", frozenset(m.watch_visible)), ("poll", polled)):
+                extra, missing = sorted(shown - expected), sorted(expected - shown)
+                if extra or missing:
+                    lines.append(f"  {m.label} ({how}): shows extra {extra}, lacks {missing}")
+        return "\n".join(lines)
 
     def agree(
         self,
@@ -293,22 +329,25 @@ async def open_cluster(
     lab = await NetLab.create(size)
     cluster: Cluster | None = None
     try:
-        async with _unwrapped(), trio.open_nursery() as nursery:
-            cluster = Cluster(lab, nursery, tmp)
-            for i in range(size):
-                await cluster.spawn(i, services.get(i, ()), [] if i == 0 else [0])
-            expected = expected_keys(services)
-            await cluster.wait_until(
-                lambda: all(m.ready.is_set() for m in cluster.members) and cluster.agree(expected),
-                f"{size} members to start, see each other alive and show {sorted(expected)}",
-                limit,
-            )
-            yield cluster
-            nursery.cancel_scope.cancel()
+        with _unwrapped():
+            async with trio.open_nursery() as nursery:
+                cluster = Cluster(lab, nursery, tmp)
+                for i in range(size):
+                    await cluster.spawn(i, services.get(i, ()), [] if i == 0 else [0])
+                expected = expected_keys(services)
+                await cluster.wait_until(
+                    lambda: all(m.ready.is_set() for m in cluster.members) and cluster.agree(expected),
+                    f"{size} members to start, see each other alive and show {sorted(expected)}",
+                    limit,
+                )
+                yield cluster
+                nursery.cancel_scope.cancel()
     finally:
-        if cluster is not None:
-            for m in cluster.history:
-                m.kill()
-            for m in cluster.history:
-                await m.reap()
-        lab.destroy()
+        try:
+            if cluster is not None:
+                for m in cluster.history:
+                    m.kill()
+                for m in cluster.history:
+                    await m.reap()
+        finally:
+            lab.destroy()

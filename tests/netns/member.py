@@ -16,12 +16,16 @@ of the test are comparable):
 * ``{"event": "watch", "action": ..., "service": ..., "version": ..., "nodes": [ids]}``
   for every result of a watch on every service, opened (with a snapshot) before
   the first registration, so the stream is this member's exact view history;
-* ``{"event": "view", "states": {member: state}, "visible": [[service, node id], ...]}``
+* ``{"event": "view", "states": {member: state}, "incarnations": {member: n},
+  "visible": [[service, node id], ...]}``
   at start and whenever the polled view (``members()``, ``get_service``) changes,
   checked every 20 ms;
 * ``{"event": "done", "cmd": ..., "service": ...}`` after each stdin command;
 * ``{"event": "stats", "stats": {...}}`` for the ``stats`` command;
-* ``{"event": "overflow"}`` if the watch buffer overflowed (the test then fails).
+* ``{"event": "overflow"}`` if the watch buffer overflowed (the test then fails);
+* ``{"event": "member", "kind": ..., "member": ...}`` for each membership event (joined,
+  updated, suspected, failed, left, ...), taken from the registry's debug log line
+  ``gossipreg: KIND NAME``; for diagnosis only (the checks do not rely on it).
 
 Commands are JSON lines on stdin: ``{"cmd": "register", "service": SVC}``,
 ``{"cmd": "deregister", "service": SVC}`` and ``{"cmd": "stats"}``. It leaves
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -69,6 +74,23 @@ def _emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
+class _MemberEvents(logging.Handler):
+    """Re-emits the registry's per-event debug line (``gossipreg: KIND NAME``) as a report."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "gossipreg: %s %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+            _emit("member", kind=str(record.args[0]), member=str(record.args[1]))
+
+
+def _log_member_events() -> None:
+    logger = logging.getLogger("gossipreg")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(_MemberEvents(logging.DEBUG))
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    logger.addHandler(warnings)
+
+
 def _service(name: str, member: str, host: str) -> Service:
     return Service(name, "1", nodes=(Node(member, f"{host}:9"),))
 
@@ -85,11 +107,13 @@ def _visible(reg: AsyncRegistry) -> list[list[str]]:
 
 
 async def _report_views(reg: AsyncRegistry) -> None:
-    last: tuple[dict[str, str], list[list[str]]] | None = None
+    last: tuple[dict[str, str], dict[str, int], list[list[str]]] | None = None
     while True:
-        view = ({m.name: m.state for m in reg.members()}, _visible(reg))
+        members = reg.members()
+        states: dict[str, str] = {m.name: m.state for m in members}
+        view = (states, {m.name: m.incarnation for m in members}, _visible(reg))
         if view != last:
-            _emit("view", states=view[0], visible=view[1])
+            _emit("view", states=view[0], incarnations=view[1], visible=view[2])
             last = view
         await trio.sleep(POLL_INTERVAL)
 
@@ -150,6 +174,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--service", action="append", default=[])
     parser.add_argument("--join-timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
+    _log_member_events()
     host = args.bind.rsplit(":", 1)[0]
     async with (
         open_registry(
