@@ -346,6 +346,9 @@ class Catalog:
         self._owner_up: MutableMapping[str, bool] = {}
         # Owners back from down whose records stay hidden until a push-pull with them.
         self._resync: set[str] = set()
+        # Owner -> the stamp its current process began at: older records are a previous
+        # process's (see owner_epoch).
+        self._epochs: dict[str, int] = {}
         self._local: dict[Key, Record] = {}
         # View index: name -> version -> node id -> record, visible records only.
         self._view: dict[str, dict[str, dict[str, Record]]] = {}
@@ -358,7 +361,8 @@ class Catalog:
         self._collections: list[tuple[float, Key, int]] = []
         self._events: list[CatalogEvent] = []
         #: Counters: ``merged``, ``duplicates``, ``stale``, ``rejected_drift``,
-        #: ``expired``, ``collected``, ``corrections``, ``conflicts``, ``over_owner_limit``.
+        #: ``expired``, ``collected``, ``corrections``, ``conflicts``, ``over_owner_limit``,
+        #: ``previous_process``.
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "merged",
@@ -370,6 +374,7 @@ class Catalog:
                 "corrections",
                 "conflicts",
                 "over_owner_limit",
+                "previous_process",
             ),
             0,
         )
@@ -563,6 +568,10 @@ class Catalog:
             if current is not None and not rec.wins_over(current.record):
                 self.counters["duplicates" if current.record == rec else "stale"] += 1
                 continue
+            if not rec.deleted and rec.stamp < self._epochs.get(rec.owner, 0) and rec.owner != self.name:
+                # Written by a process of that owner before its current one: never shown.
+                self.counters["previous_process"] += 1
+                continue
             if (
                 self.max_records_per_owner is not None
                 and not rec.deleted
@@ -630,6 +639,31 @@ class Catalog:
 
     # ------------------------------------------------------- state machinery
 
+    def _current(self, rec: Record) -> bool:
+        """Whether ``rec`` was written by its owner's current process (as far as known)."""
+        return rec.stamp >= self._epochs.get(rec.owner, 0) or rec.owner == self.name
+
+    def owner_epoch(self, owner: str, epoch: int) -> None:
+        """``owner``'s current process began at hybrid-logical-clock stamp ``epoch``.
+
+        Its live records stamped earlier were written by a previous process
+        under that name (a restart), whose registrations the new process does
+        not hold: they leave the view at once, and copies still travelling
+        between other members are refused (counted as ``previous_process``)
+        instead of being shown until the owner's corrections arrive. An older
+        epoch than the one known changes nothing.
+        """
+        if owner == self.name or epoch <= self._epochs.get(owner, 0):
+            return
+        self._epochs[owner] = epoch
+        o = self._owners.get(owner)
+        for key in sorted(o.keys) if o else ():
+            e = self._records[key]
+            if e.visible and e.record.stamp < epoch:
+                e.visible = False
+                self._hide(e.record)
+                self._events.append(_event("delete", e.record))
+
     def _owner_visible(self, owner: str) -> bool:
         if owner == self.name:
             return True
@@ -681,7 +715,7 @@ class Catalog:
         if dead_at != _INF:
             heapq.heappush(self._collections, (dead_at + self.tombstone_ttl, key, rec.stamp))
 
-        visible = dead_at == _INF and self._owner_visible(rec.owner)
+        visible = dead_at == _INF and self._owner_visible(rec.owner) and self._current(rec)
         self._set_visible(entry, old, visible)
 
     def _set_visible(self, entry: _Entry, old: _Entry | None, visible: bool) -> None:
@@ -873,7 +907,7 @@ class Catalog:
         o = self._owners.get(owner)
         for key in sorted(o.keys) if o else ():
             e = self._records[key]
-            if not e.visible and e.dead_at == _INF:
+            if not e.visible and e.dead_at == _INF and self._current(e.record):
                 e.visible = True
                 self._show(e.record)
                 self._events.append(_event("create", e.record))
@@ -883,6 +917,7 @@ class Catalog:
         if owner == self.name:
             return
         self.owner_down(owner)
+        self._epochs.pop(owner, None)  # its next alive says it again
         o = self._owners.get(owner)
         for key in sorted(o.keys) if o else ():
             self._drop(key, self._records[key])

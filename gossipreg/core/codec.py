@@ -486,8 +486,8 @@ def encode_message(msg: Message) -> bytes:
             obj = [ACK, seq, source]
         case Nack(seq, source):
             obj = [NACK, seq, source]
-        case Alive(name, inc, (h, p), meta):
-            obj = [ALIVE, name, inc, h, p, meta]
+        case Alive(name, inc, (h, p), meta, epoch):
+            obj = [ALIVE, name, inc, h, p, meta, epoch]
         case Suspect(name, inc, frm):
             obj = [SUSPECT, name, inc, frm]
         case Dead(name, inc, frm):
@@ -540,11 +540,11 @@ def decode_message(obj: object) -> Message:
             seq, source = _fixed(args, 2, "nack")
             return Nack(_uint(seq, "nack.seq", MAX_STAMP), _name(source, "nack.source"))
         if kind == ALIVE and type(kind) is int:
-            name, inc, h, p, meta = _fixed(args, 5, "alive")
+            name, inc, h, p, meta, epoch = _fixed(args, 6, "alive")
             if type(meta) is not bytes or len(meta) > MAX_META:
                 raise DecodeError(f"alive.meta: expected bin of at most {MAX_META} bytes")
             return Alive(_name(name, "alive.name"), _uint(inc, "alive.incarnation", MAX_STAMP),
-                         _addr(h, p, "alive.address"), meta)
+                         _addr(h, p, "alive.address"), meta, _uint(epoch, "alive.epoch", MAX_STAMP))
         if kind == SUSPECT and type(kind) is int:
             name, inc, frm = _fixed(args, 3, "suspect")
             return Suspect(_name(name, "suspect.name"), _uint(inc, "suspect.incarnation", MAX_STAMP),
@@ -615,8 +615,8 @@ def unpack_datagram(data: bytes) -> list[Any]:
 
 
 def encode_member(m: Member) -> list[Any]:
-    """A member's state for push-pull: ``[name, incarnation, host, port, meta, state]``."""
-    return [m.name, m.incarnation, m.address.host, m.address.port, m.meta, m.state.value]
+    """A member's state for push-pull: ``[name, incarnation, host, port, meta, state, epoch]``."""
+    return [m.name, m.incarnation, m.address.host, m.address.port, m.meta, m.state.value, m.epoch]
 
 
 _STATES = {s.value: s for s in MemberState}
@@ -624,14 +624,15 @@ _STATES = {s.value: s for s in MemberState}
 
 def decode_member(obj: object) -> Member:
     """Decode a push-pull member state."""
-    name, inc, h, p, meta, state = _list(obj, "member", 6)
+    name, inc, h, p, meta, state, epoch = _list(obj, "member", 7)
     if type(meta) is not bytes or len(meta) > MAX_META:
         raise DecodeError(f"member.meta: expected bin of at most {MAX_META} bytes")
     st = _STATES.get(state) if type(state) is str else None
     if st is None:
         raise DecodeError(f"member.state: unknown {state!r}")
     return Member(_name(name, "member.name"), _addr(h, p, "member.address"),
-                  _uint(inc, "member.incarnation", MAX_STAMP), st, meta)
+                  _uint(inc, "member.incarnation", MAX_STAMP), st, meta,
+                  epoch=_uint(epoch, "member.epoch", MAX_STAMP))
 
 
 def pack_stream(obj: list[Any]) -> bytes:

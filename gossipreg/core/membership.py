@@ -64,7 +64,7 @@ range. Only a push-pull state (:meth:`Membership.merge_remote`) makes the
 incarnation jump past ``m``, which is how a restarted process learns what
 its previous self reached. No refutation goes past :data:`MAX_INCARNATION`
 (counted as ``incarnation_overflows``). An ``alive`` about this member is
-refuted if ``m > own``, or ``m == own`` with different meta. An accusation
+refuted if ``m > own``, or ``m == own`` with different meta or epoch. An accusation
 *older* than ``own`` comes from a member that missed the refutation and
 would otherwise let its suspicion run out: the current alive is announced
 again, unchanged, at most once per ``probe_interval`` per accuser (the node
@@ -228,6 +228,9 @@ class Member:
     """Opaque application metadata (memberlist's node meta), bounded by the codec."""
     state_changed_at: float = 0.0
     """``now`` when :attr:`state` last changed in this table (monotonic seconds)."""
+    epoch: int = 0
+    """The hybrid-logical-clock stamp at which its process began (0: unknown). Records
+    it owns stamped earlier were written by a previous process under its name."""
 
 
 # ---------------------------------------------------------------- messages
@@ -241,6 +244,9 @@ class Alive:
     incarnation: int
     address: Address
     meta: bytes = b""
+    epoch: int = 0
+    """The hybrid-logical-clock stamp at which the member's process began (see
+    :attr:`Member.epoch`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +623,8 @@ class Membership:
         now: monotonic seconds at creation.
         incarnation: this member's starting incarnation (0 for a new process).
         meta: this member's metadata.
+        epoch: the hybrid-logical-clock stamp at which this process began,
+            announced in its alive (see :attr:`Member.epoch`).
     """
 
     def __init__(
@@ -629,6 +637,7 @@ class Membership:
         *,
         incarnation: int = 0,
         meta: bytes = b"",
+        epoch: int = 0,
     ) -> None:
         _check_incarnation(incarnation)
         self._name = local_name
@@ -636,7 +645,9 @@ class Membership:
         self._rng = rng
         self.awareness = Awareness(config.awareness_max_multiplier)
         """Local health (Lifeguard); refutations add +1, the node core applies probe deltas."""
-        me = Member(local_name, Address(*local_address), incarnation, MemberState.ALIVE, bytes(meta), now)
+        me = Member(
+            local_name, Address(*local_address), incarnation, MemberState.ALIVE, bytes(meta), now, epoch
+        )
         self._members: MutableMapping[str, Member] = {local_name: me}
         self._fp = _member_hash(me)  # fingerprint(), kept up to date by _put/_pop
         self._counts = dict.fromkeys(MemberState, 0)
@@ -745,7 +756,7 @@ class Membership:
     def local_alive(self) -> Alive:
         """This member's current :class:`Alive` (for joins and push/pull)."""
         me = self.local
-        return Alive(me.name, me.incarnation, me.address, me.meta)
+        return Alive(me.name, me.incarnation, me.address, me.meta, me.epoch)
 
     def statistics(self) -> MembershipStatistics:
         """A frozen snapshot of the counters."""
@@ -786,8 +797,8 @@ class Membership:
     def receive(self, message: Message, now: float) -> Outcome:
         """Dispatch a decoded membership message to its handler."""
         match message:
-            case Alive(name, incarnation, address, meta):
-                return self.on_alive(name, incarnation, address, meta, now)
+            case Alive(name, incarnation, address, meta, epoch):
+                return self.on_alive(name, incarnation, address, meta, now, epoch=epoch)
             case Suspect(name, incarnation, from_member):
                 return self.on_suspect(name, incarnation, from_member, now)
             case Dead(name, incarnation, from_member):
@@ -797,11 +808,18 @@ class Membership:
         raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
 
     def on_alive(
-        self, name: str, incarnation: int, address: tuple[str, int], meta: bytes, now: float
+        self,
+        name: str,
+        incarnation: int,
+        address: tuple[str, int],
+        meta: bytes,
+        now: float,
+        *,
+        epoch: int = 0,
     ) -> Outcome:
         """``name`` is alive at ``address`` (a join, a refutation or an update)."""
         _check_incarnation(incarnation)
-        msg = Alive(name, incarnation, Address(*address), bytes(meta))
+        msg = Alive(name, incarnation, Address(*address), bytes(meta), epoch)
         old = self._members.get(name)
         if name == self._name:
             assert old is not None
@@ -812,7 +830,7 @@ class Membership:
                 if incarnation <= grave[0].incarnation:
                     return self._stale(None)  # a replay, or a restart that must refute first
                 del self._graveyard[name]
-            new = Member(name, msg.address, incarnation, MemberState.ALIVE, msg.meta, now)
+            new = Member(name, msg.address, incarnation, MemberState.ALIVE, msg.meta, now, epoch)
             self._transition(None, new)
             return Outcome(Action.APPLIED, new, (msg,))
         if msg.address != old.address and not self._may_rebind(old, incarnation, now):
@@ -826,6 +844,7 @@ class Membership:
             incarnation=incarnation,
             address=msg.address,
             meta=msg.meta,
+            epoch=epoch,
             state=MemberState.ALIVE,
             state_changed_at=old.state_changed_at if old.state is MemberState.ALIVE else now,
         )
@@ -1052,7 +1071,7 @@ class Membership:
                 kind = _S.LEAVE if r.state is MemberState.LEFT else _S.SUSPECT
                 outcomes.append(self._about_self(kind, r.incarnation, now, trusted=True))
             elif r.state is MemberState.ALIVE:
-                outcomes.append(self.on_alive(r.name, r.incarnation, r.address, r.meta, now))
+                outcomes.append(self.on_alive(r.name, r.incarnation, r.address, r.meta, now, epoch=r.epoch))
             elif r.state is MemberState.LEFT:
                 outcomes.append(self.on_leave(r.name, r.incarnation, now))
             else:
@@ -1246,7 +1265,10 @@ class Membership:
         decision = SELF_TRANSITIONS[kind][_order(incarnation, me.incarnation)]
         if decision is Decision.REFUTE_IF_DIFFERENT:
             assert alive is not None
-            decision = Decision.IGNORE if alive.meta == me.meta else Decision.REFUTE
+            # The same incarnation with other meta, or another process's epoch (a previous
+            # process under this name), is not this member's current alive: refute it.
+            same = alive.meta == me.meta and alive.epoch == me.epoch
+            decision = Decision.IGNORE if same else Decision.REFUTE
         if decision is Decision.REFUTE_IN_PLACE and trusted:
             decision = Decision.REFUTE
         if decision is Decision.IGNORE:
@@ -1347,7 +1369,7 @@ class Membership:
             elif prev is MemberState.SUSPECT:
                 kind = EventKind.UPDATED
                 c.suspicions_refuted += 1
-            elif old.address != new.address or old.meta != new.meta:
+            elif old.address != new.address or old.meta != new.meta or old.epoch != new.epoch:
                 kind = EventKind.UPDATED
         elif new.state is MemberState.SUSPECT:
             if prev is not MemberState.SUSPECT:

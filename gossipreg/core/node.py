@@ -290,10 +290,15 @@ class NodeCore:
         self._rng = rng
         self._label = config.label_bytes
         self._stream_label = self._label + _STREAM_LABEL_SUFFIX
-        self.membership = Membership(name, self.address, config, rng, now, incarnation=incarnation, meta=meta)
+        clock = HybridClock(wall_clock, config.max_clock_drift)
+        # This process's epoch: records under this name stamped before it are a previous
+        # process's, which other members then stop showing at once (Catalog.owner_epoch).
+        self.membership = Membership(
+            name, self.address, config, rng, now, incarnation=incarnation, meta=meta, epoch=clock.now()
+        )
         self.catalog = Catalog(
             name,
-            HybridClock(wall_clock, config.max_clock_drift),
+            clock,
             tombstone_ttl=config.tombstone_ttl,
             convergence_bound=min(300.0, config.tombstone_ttl / 2),
             # Only members membership reports alive (JOINED -> owner_up) are shown: a
@@ -792,7 +797,7 @@ class NodeCore:
         if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
             return False
         kind = raw[0]
-        if kind == codec.ALIVE and len(raw) == 6:
+        if kind == codec.ALIVE and len(raw) == 7:
             name, inc = raw[1], raw[2]
             return (
                 type(name) is str
@@ -1084,10 +1089,11 @@ class NodeCore:
                     self._remember_failed(ev.member)
                 else:
                     self._forget_failed(name)
-            elif kind is EventKind.JOINED or (
-                kind is EventKind.UPDATED and ev.previous_state is MemberState.SUSPECT
-            ):
-                if self.catalog.owner_up(name) and name not in self._resync:
+            elif kind is EventKind.JOINED or kind is EventKind.UPDATED:
+                self.catalog.owner_epoch(name, ev.member.epoch)
+                if kind is EventKind.UPDATED and ev.previous_state is not MemberState.SUSPECT:
+                    pass  # an address or meta change: liveness unchanged
+                elif self.catalog.owner_up(name) and name not in self._resync:
                     # Back from down: its records stay hidden until we hold its current ones.
                     self._resync[name] = _Resync(
                         ev.member.address,

@@ -309,12 +309,30 @@ def test_datagram_version_and_shape_are_checked() -> None:
 
 
 def test_member_state_round_trip_and_validation() -> None:
-    m = Member("a", Address("10.0.0.1", 7946), 3, MemberState.SUSPECT, b"m")
+    m = Member("a", Address("10.0.0.1", 7946), 3, MemberState.SUSPECT, b"m", epoch=(1 << 64) - 1)
     assert decode_member(unpack(pack(encode_member(m)))) == m
     bad = encode_member(m)
     bad[5] = "zombie"
     with pytest.raises(DecodeError, match="state"):
         decode_member(bad)
+    for epoch in (-1, 1 << 64, "1", None):
+        bad = encode_member(m)
+        bad[6] = epoch
+        with pytest.raises(DecodeError, match="epoch"):
+            decode_member(bad)
+    with pytest.raises(DecodeError):
+        decode_member(encode_member(m)[:6])  # the layout without the epoch
+
+
+def test_alive_carries_the_process_epoch() -> None:
+    msg = Alive("a", 2, Address("10.0.0.1", 7946), b"m", 123456789)
+    raw = unpack(encode_message(msg))
+    assert raw == [4, "a", 2, "10.0.0.1", 7946, b"m", 123456789]
+    assert decode_message(raw) == msg
+    with pytest.raises(DecodeError):
+        decode_message(raw[:6])
+    with pytest.raises(DecodeError, match="epoch"):
+        decode_message([*raw[:6], -5])
 
 
 def test_stream_messages_need_version_and_type() -> None:

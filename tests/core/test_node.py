@@ -924,7 +924,7 @@ def test_decode_errors_are_counted_per_message() -> None:
     net = Net(insecure=True)
     a, b = net.cluster("a", "b")
     good = codec.encode_message(Alive("x", 1, Address("10.6.6.6", 7946)))
-    bad = codec.pack([codec.ALIVE, "y", -1, "h", 1, b""])
+    bad = codec.pack([codec.ALIVE, "y", -1, "h", 1, b"", 0])
     a.receive_datagram(codec.pack_datagram([bad, good, codec.pack([99])]), b.address, net.now)
     assert stat(a, "decode_errors") == 2
     assert net.state("a", "x") is ALIVE
@@ -965,7 +965,7 @@ def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
     for msg in (Suspect("a", top, "b"), Dead("a", top, "b"), Alive("a", top, a.address, b"m")):
         a.receive_datagram(plain(msg), b.address, net.now)
     member = [codec.encode_member(m) for m in b.members()]
-    member.append(["a", top, "10.0.0.1", 7946, b"", "dead"])
+    member.append(["a", top, "10.0.0.1", 7946, b"", "dead", 0])
     init = codec.pack_stream([codec.PP_INIT, False, member, {}])
     a.receive_stream(("in", 5), b.address, init, net.now)
     assert [type(o) for o in a.take_outbox() if not isinstance(o, SendDatagram)] == [SendStream]

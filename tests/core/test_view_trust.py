@@ -18,7 +18,7 @@ from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState,
 from gossipreg.core.model import Node
 from gossipreg.core.node import NodeCore, SendDatagram, SendStream
 
-from .node_helpers import Net, decode_datagram, service
+from .node_helpers import WALL0, Net, decode_datagram, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 
@@ -274,3 +274,62 @@ def test_a_peers_records_past_the_limit_are_refused_and_counted() -> None:
     a.receive_datagram(plain(RecordMsg(records[2])), b.address, net.now)
     assert a.catalog.get(records[2].key) == records[2]
     assert stat(a, "catalog_over_owner_limit") == 2
+
+
+# ----------------------------------------------------------------- restarts
+
+
+def test_a_restarted_owners_old_records_leave_every_view_and_stay_out() -> None:
+    """A process restarted under the same name announces a newer epoch: every member
+    drops what the previous process registered at once, and refuses the copies still
+    travelling, instead of showing them until the owner's corrections arrive."""
+    net = Net(insecure=True)
+    a, b, c = net.cluster("a", "b", "c")
+    c.register(service("old"), None, net.now)
+    net.run(0.5)
+    assert visible(a, "old")
+    stale = a.catalog.get(("old", "1.0", "old-1"))
+    assert stale is not None
+    # c restarts at once (before anyone notices it died): a new process, same name and address.
+    reborn = net.restart("c")
+    assert reborn.membership.local.epoch > stale.stamp
+    mark = len(net.events["a"])
+    reborn.join([a.address], net.now)
+    net.wait_for(lambda: not visible(a, "old") and not visible(b, "old"), timeout=3)
+    # A lagging copy of the old record (age 0, as gossip carries it) changes nothing, and one
+    # of the previous process's records this member never had is refused.
+    a.receive_datagram(plain(RecordMsg(stale)), b.address, net.now)
+    assert not visible(a, "old")
+    unseen = Record("older", "1.0", "x-1", "c", stale.stamp, None, False, Node("x-1", "10.9.0.1:1"))
+    refused = stat(a, "catalog_previous_process")
+    a.receive_datagram(plain(RecordMsg(unseen)), b.address, net.now)
+    assert stat(a, "catalog_previous_process") == refused + 1
+    assert a.catalog.get(unseen.key) is None
+    net.run(2.0)
+    assert creates_after(net, "a", "old", mark) == []
+    assert net.member("a", "c").epoch == reborn.membership.local.epoch
+
+
+def test_owner_epoch_hides_older_records_and_refuses_their_copies() -> None:
+    from gossipreg.core.catalog import Catalog
+    from gossipreg.core.hlc import HybridClock
+
+    clock = HybridClock(lambda: WALL0, 60.0)
+    cat = Catalog("me", clock)
+    old = Record("s", "1", "n1", "x", clock.now(), None, False, Node("n1", "10.0.0.1:1"))
+    cat.merge([old], 0.0)
+    epoch = clock.now()
+    new = Record("s", "1", "n2", "x", clock.now(), None, False, Node("n2", "10.0.0.1:1"))
+    cat.merge([new], 0.0)
+    cat.take_events()
+    cat.owner_epoch("x", epoch)
+    assert [(e.action, e.record.node_id) for e in cat.take_events()] == [("delete", "n1")]
+    assert cat.is_visible(new.key)
+    assert not cat.is_visible(old.key)
+    cat.owner_epoch("x", epoch - 1)  # an older epoch changes nothing
+    assert cat.take_events() == []
+    replay = Record("s", "1", "n3", "x", epoch - 1, None, False, Node("n3", "10.0.0.1:1"))
+    assert cat.merge([replay], 0.0).accepted == []
+    assert cat.counters["previous_process"] == 1
+    tomb = Record("s", "1", "n1", "x", epoch - 1, None, True)  # tombstones are still taken
+    assert cat.merge([tomb], 0.0).accepted == [tomb]

@@ -188,6 +188,9 @@ class MemberProc:
 class Cluster:
     """The members of one lab; ``members[i]`` is member ``i``'s current process."""
 
+    #: The module each member process runs (``python -m``); a diagnosis may substitute its own.
+    member_module = "tests.netns.member"
+
     def __init__(self, lab: NetLab, nursery: trio.Nursery, tmp: Path) -> None:
         self.lab = lab
         self.nursery = nursery
@@ -205,7 +208,7 @@ class Cluster:
         generation = sum(1 for m in self.history if m.index == i)
         label = name + "'" * generation
         args = self.lab.exec_args(
-            i, sys.executable, "-m", "tests.netns.member", "--name", name, "--bind", self.lab.address(i)
+            i, sys.executable, "-m", self.member_module, "--name", name, "--bind", self.lab.address(i)
         )
         for s in seeds:
             args += ["--seed", self.lab.address(s)]

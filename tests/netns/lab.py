@@ -87,7 +87,7 @@ def netns_unavailable() -> str | None:
         if added.returncode != 0:
             if "File exists" in added.stderr:
                 continue
-            return f"`ip netns add {name}` failed: {added.stderr.strip()}"
+            return f"`ip netns add {name}` failed (exit {added.returncode}): {added.stderr.strip()}"
         try:
             for args in (
                 ["link", "add", "chka", "type", "veth", "peer", "name", "chkb"],
@@ -95,7 +95,10 @@ def netns_unavailable() -> str | None:
             ):
                 made = _ip_sync(["-n", name, *args])
                 if made.returncode != 0:
-                    return f"`ip {' '.join(args)}` failed in a namespace: {made.stderr.strip()}"
+                    return (
+                        f"`ip {' '.join(args)}` failed in a namespace (exit {made.returncode}): "
+                        f"{made.stderr.strip()}"
+                    )
         finally:
             _ip_sync(["netns", "del", name])
         return None

@@ -127,9 +127,12 @@ def note_flaps(
 ) -> None:
     """Print (not fail) what the member that was cut off dropped after its link came back.
 
-    The brief tolerates member 0 losing others' services: cut off, it may still
-    declare a member dead just after the link returns (a suspicion that began
-    during the fault running out), and show the services again once it hears from it.
+    Member 0 losing others' services is tolerated: it was cut off and suspected
+    them. Seen in practice: just after the link returns, its own suspicions from
+    during the fault spread, the others start suspecting too, their suspicions
+    count as confirmations of member 0's long-running ones, which then expire at
+    once; member 0 declares a reachable member dead for some tens of milliseconds.
+    The membership counters printed by :func:`print_deltas` show it.
     """
     for a in false_disappearances([m], sorted(expected), until, epoch, since=since):
         figure(f"{what}: note (tolerated, the cut-off member's own view): {a.render(epoch)}")
