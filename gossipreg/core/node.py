@@ -477,7 +477,8 @@ class NodeCore:
             self._fail_push_pull(sid, "timed out")
         for dead in self.membership.tick(now):
             self._queue_message(dead)
-        self.catalog.tick(now)
+        for rec in self.catalog.tick(now):
+            self._queue_record(rec)  # a lease of ours ran out: the tombstone goes to everyone
         if now >= self._next_probe:
             self._start_probe(now)
         if now >= self._gossip_due() - _EPSILON:

@@ -284,21 +284,39 @@ def test_owner_does_not_correct_its_own_echoes() -> None:
     assert a.get(r.key) == r
 
 
-def test_reregister_renews_the_lease_and_emits_update() -> None:
+def test_renewing_an_unchanged_registration_is_silent_and_restarts_the_lease() -> None:
     cat = catalog()
     (r1,) = cat.register(service(), 10, now=0.0)
     cat.take_events()
-    (r2,) = cat.register(service(), 10, now=8.0)
-    assert r2.stamp > r1.stamp
-    assert cat.get(r1.key) == r2
-    assert actions(cat.take_events()) == [("update", r1.key)]
-    cat.tick(10.0)  # the first lease would have ended here
+    assert cat.register(service(), 10, now=8.0) == []  # nothing to disseminate
+    assert cat.take_events() == []  # no watch result
+    assert cat.get(r1.key) == r1  # the same version
+    assert cat.counters["renewals"] == 1
+    assert cat.tick(10.0) == []  # the first lease would have ended here
     assert cat.is_visible(r1.key)
-    assert cat.take_events() == []
     assert cat.next_deadline() == 18.0
-    cat.tick(18.0)
+    # Unrenewed, the lease runs out at its owner, which deregisters it.
+    (tomb,) = cat.tick(18.0)
+    assert tomb.deleted
+    assert tomb.key == r1.key
+    assert tomb.stamp > r1.stamp
     assert not cat.is_visible(r1.key)
     assert actions(cat.take_events()) == [("delete", r1.key)]
+    assert cat.local_records() == []
+    assert cat.counters["expired"] == 1
+
+
+def test_a_changed_registration_is_a_new_version() -> None:
+    cat = catalog()
+    (r1,) = cat.register(service(), 10, now=0.0)
+    cat.take_events()
+    (r2,) = cat.register(service(), 20, now=1.0)  # another ttl
+    assert r2.stamp > r1.stamp
+    (r3,) = cat.register(service(metadata={"v": "2"}), 20, now=2.0)  # other service fields
+    assert r3.stamp > r2.stamp
+    assert actions(cat.take_events()) == [("update", r1.key), ("update", r1.key)]
+    assert cat.register(service(metadata={"v": "2"}), None, now=3.0) != []  # ttl dropped
+    assert cat.counters["renewals"] == 0
 
 
 def test_reregister_with_changed_node_updates_the_view() -> None:
@@ -660,29 +678,21 @@ def test_drifted_tombstone_does_not_delete() -> None:
 # ------------------------------------------------------------------ leases
 
 
-def test_lease_expires_ttl_after_local_receipt() -> None:
+@pytest.mark.parametrize("age", [0.0, 4.0, 10.0, 1e6])
+def test_a_peers_leased_record_lives_until_its_owner_deregisters_it(age: float) -> None:
+    """Leases are counted by their owner: a receiver neither expires a peer's record nor
+    needs its renewals; the owner's tombstone (or its death) removes it."""
     cat = catalog("me")
     r = rec(ttl=10.0)
-    cat.merge([r], now=50.0)
-    cat.take_events()
-    assert cat.next_deadline() == 60.0
-    cat.tick(59.999)
+    cat.merge_aged([(r, age)], now=50.0)
     assert cat.is_visible(r.key)
-    assert cat.take_events() == []
-    cat.tick(60.0)
-    assert not cat.is_visible(r.key)
-    assert cat.get(r.key) == r  # expired records are kept until collected
-    assert actions(cat.take_events()) == [("delete", r.key)]
-    assert cat.counters["expired"] == 1
-    assert visible_nodes(cat) == {}
-    assert cat.next_deadline() == 60.0 + TOMB
-    cat.tick(60.0 + TOMB - 0.001)
-    assert cat.get(r.key) == r
-    cat.tick(60.0 + TOMB)
-    assert cat.get(r.key) is None
-    assert cat.counters["collected"] == 1
     assert cat.next_deadline() is None
-    assert cat.take_events() == []
+    assert cat.tick(1e6) == []
+    assert cat.is_visible(r.key)
+    cat.take_events()
+    cat.merge([rec(st=stamp(1), deleted=True)], now=1e6)
+    assert not cat.is_visible(r.key)
+    assert actions(cat.take_events()) == [("delete", r.key)]
 
 
 def test_local_registration_lease() -> None:
@@ -690,73 +700,10 @@ def test_local_registration_lease() -> None:
     (r,) = cat.register(service(), 30, now=100.0)
     assert cat.next_deadline() == 130.0
     cat.take_events()
-    cat.tick(130.0)
+    (tomb,) = cat.tick(130.0)
+    assert tomb.key == r.key
     assert actions(cat.take_events()) == [("delete", r.key)]
-
-
-def test_merge_aged_shortens_the_lease() -> None:
-    cat = catalog("me")
-    r = rec(ttl=10.0)
-    cat.merge_aged([(r, 4.0)], now=50.0)
-    assert cat.next_deadline() == 56.0
-    cat.tick(55.9)
-    assert cat.is_visible(r.key)
-    cat.tick(56.0)
-    assert not cat.is_visible(r.key)
-
-
-@pytest.mark.parametrize("age", [10.0, 11.0, 1e6])
-def test_record_older_than_its_lease_is_stored_but_never_visible(age: float) -> None:
-    cat = catalog("me")
-    r = rec(ttl=10.0)
-    res = cat.merge_aged([(r, age)], now=50.0)
-    assert res.accepted == [r]
-    assert cat.get(r.key) == r
-    assert not cat.is_visible(r.key)
-    assert cat.take_events() == []
-    assert visible_nodes(cat) == {}
-    assert cat.list_services() == []
-    # It is collected tombstone_ttl after it expired.
-    expired_at = 50.0 - age + 10.0
-    cat.tick(max(50.0, expired_at + TOMB - 1))
-    assert cat.get(r.key) == (r if expired_at + TOMB - 1 >= 50.0 else None)
-    cat.tick(max(50.0, expired_at + TOMB))
-    assert cat.get(r.key) is None
-    assert cat.take_events() == []
-
-
-def test_negative_age_counts_as_zero() -> None:
-    cat = catalog("me")
-    cat.merge_aged([(rec(ttl=10.0), -100.0)], now=50.0)
-    assert cat.next_deadline() == 60.0
-
-
-def test_duplicates_and_replays_do_not_renew_the_lease() -> None:
-    cat = catalog("me")
-    r = rec(ttl=10.0)
-    cat.merge([r], now=0.0)
-    cat.merge([r], now=8.0)
-    cat.merge_aged([(r, 0.0)], now=9.0)
-    cat.merge([dataclasses.replace(r)], now=9.5)
-    assert cat.counters["duplicates"] == 3
-    assert cat.next_deadline() == 10.0
-    cat.take_events()
-    cat.tick(10.0)
-    assert actions(cat.take_events()) == [("delete", r.key)]
-    # A replay after expiry (before collection) does not bring it back.
-    cat.merge([r], now=11.0)
-    assert not cat.is_visible(r.key)
-    assert cat.take_events() == []
-
-
-def test_newer_version_renews_the_lease() -> None:
-    cat = catalog("me")
-    cat.merge([rec(st=stamp(1), ttl=10.0)], now=0.0)
-    cat.merge([rec(st=stamp(2), ttl=10.0)], now=8.0)
-    cat.tick(10.0)
-    assert cat.is_visible(("greeter", "1.0", "n1"))
-    cat.tick(18.0)
-    assert not cat.is_visible(("greeter", "1.0", "n1"))
+    assert cat.next_deadline() == 130.0 + TOMB  # the tombstone is collected in due time
 
 
 @pytest.mark.parametrize(
@@ -764,31 +711,17 @@ def test_newer_version_renews_the_lease() -> None:
     [(WALL, WALL), (WALL + 30, WALL), (WALL - 30, WALL), (WALL, WALL + 45), (WALL + 20, WALL - 20)],
 )
 def test_clock_skew_does_not_change_expiry_times(sender_wall: float, receiver_wall: float) -> None:
+    """The owner counts the lease on its monotonic clock; the receivers' wall clocks play no
+    part: the record leaves their views when the owner's tombstone arrives."""
     sender = catalog("s", FakeWall(sender_wall))
     receiver = catalog("r", FakeWall(receiver_wall))
-    relay = catalog("relay", FakeWall(receiver_wall))
-    (fresh,) = sender.register(service(nodes=("n1",)), 10, now=5.0)  # sender's monotonic clock
-    (aged,) = sender.register(service(nodes=("n2",)), 10, now=5.0)
-    # n1 arrives at once (age 0) at the receiver's now=100; n2 reaches the relay at once and the
-    # receiver 3 seconds later through anti-entropy, carrying its age.
-    assert receiver.merge([fresh], now=100.0).rejected == 0
-    relay.merge([aged], now=200.0)
-    # The four-step push-pull, each side on its own monotonic clock.
-    offer = relay.offer(receiver.digest(), now=203.0)
-    push, want = receiver.reconcile(offer, now=100.0)
-    assert push == [(fresh, 0.0)]  # the relay lacks n1
-    relay.merge_aged(push, now=203.0)
-    ((got, age),) = relay.fetch(want, now=203.0)
-    assert got == aged
-    assert age == 3.0
-    receiver.merge_aged([(got, age)], now=100.0)
-    assert receiver.next_deadline() == 107.0
-    receiver.tick(106.9)
-    assert visible_nodes(receiver) == {"1.0": ["n1", "n2"]}
-    receiver.tick(107.0)
+    (r,) = sender.register(service(nodes=("n1",)), 10, now=5.0)  # sender's monotonic clock
+    assert receiver.merge([r], now=100.0).rejected == 0
+    assert sender.tick(14.9) == []
+    (tomb,) = sender.tick(15.0)
+    receiver.tick(500.0)
     assert visible_nodes(receiver) == {"1.0": ["n1"]}
-    assert receiver.next_deadline() == 110.0
-    receiver.tick(110.0)
+    assert receiver.merge([tomb], now=500.0).rejected == 0
     assert visible_nodes(receiver) == {}
 
 
@@ -799,12 +732,12 @@ def test_export_carries_ages() -> None:
     tomb = rec(("s", "1", "tomb"), st=stamp(3), deleted=True)
     cat.merge_aged([(live, 5.0), (forever, 7.0), (tomb, 2.0)], now=10.0)
     exported = {r.node_id: age for r, age in cat.export(now=30.0)}
-    assert exported == {"forever": 0.0, "live": 25.0, "tomb": 22.0}
+    assert exported == {"forever": 0.0, "live": 0.0, "tomb": 22.0}  # a peer's lease is its own
     assert [r.key for r, _ in cat.export(30.0)] == sorted(r.key for r in (live, forever, tomb))
     # A member joining through export keeps the original deadlines.
     joiner = catalog("j")
     joiner.merge_aged(cat.export(now=30.0), now=1000.0)
-    assert joiner.next_deadline() == 1000.0 - 25.0 + 100.0
+    assert joiner.next_deadline() == 1000.0 - 22.0 + TOMB
     joiner.tick(1000.0 - 22.0 + TOMB)
     assert joiner.get(tomb.key) is None
     assert joiner.get(live.key) == live
@@ -1019,20 +952,20 @@ def test_a_returning_owner_never_shows_what_it_deregistered_while_away() -> None
     check_views(cat, ["s"])
 
 
-def test_owner_up_skips_expired_and_deleted_records() -> None:
+def test_owner_up_skips_deleted_records_and_keeps_leased_ones() -> None:
     cat = catalog("me")
-    expiring = rec(("s", "1", "e"), "x", stamp(1), ttl=5.0)
+    leased = rec(("s", "1", "e"), "x", stamp(1), ttl=5.0)
     deleted = rec(("s", "1", "d"), "x", stamp(2))
     kept = rec(("s", "1", "k"), "x", stamp(3))
-    cat.merge([expiring, deleted, kept], 0.0)
+    cat.merge([leased, deleted, kept], 0.0)
     cat.owner_down("x")
     cat.merge([rec(("s", "1", "d"), "x", stamp(4), deleted=True)], 1.0)
-    cat.tick(6.0)
+    cat.tick(6.0)  # x's lease is x's to count: nothing expires here
     cat.take_events()
     cat.owner_up("x")
     cat.owner_synced("x")
-    assert actions(cat.take_events()) == [("create", kept.key)]
-    assert visible_nodes(cat, "s") == {"1": ["k"]}
+    assert actions(cat.take_events()) == [("create", leased.key), ("create", kept.key)]
+    assert visible_nodes(cat, "s") == {"1": ["e", "k"]}
     check_views(cat, ["s"])
 
 
@@ -1288,12 +1221,12 @@ def test_sync_pair_makes_records_identical() -> None:
 
 def test_sync_pair_carries_ages() -> None:
     a, b = catalog("a"), catalog("b")
-    a.merge_aged([(rec(ttl=100.0), 10.0)], now=50.0)  # expires at 140 on a
-    sync_pair(b, a, now=60.0)  # b learns it 20 s into its lease
-    assert b.next_deadline() == 140.0
+    a.merge_aged([(rec(deleted=True), 10.0)], now=50.0)  # a tombstone received at 40 on a
+    sync_pair(b, a, now=60.0)  # b learns it 20 s after it died
+    assert b.next_deadline() == 40.0 + TOMB
     c = catalog("c")
     sync_pair(a, c, now=70.0)  # a initiates, c lacks it: pushed with its age
-    assert c.next_deadline() == 140.0
+    assert c.next_deadline() == 40.0 + TOMB
 
 
 def test_offer_sends_whole_records_only_for_owners_the_initiator_does_not_know() -> None:

@@ -558,7 +558,9 @@ def test_deregister_spreads_a_tombstone() -> None:
         assert rec.deleted
 
 
-def test_ttl_expiry_sends_nothing_but_expires_everywhere() -> None:
+def test_renewals_send_nothing_and_an_unrenewed_lease_ends_everywhere() -> None:
+    """A renewal restarts the lease at its owner only: no datagram, no watch result
+    anywhere. When the owner stops renewing, it deregisters, and the tombstone spreads."""
     net = Net()
     a, b, c = net.cluster("a", "b", "c")
     a.register(service("svc"), 5.0, net.now)
@@ -566,12 +568,21 @@ def test_ttl_expiry_sends_nothing_but_expires_everywhere() -> None:
     assert all(has_service(x, "svc") for x in (a, b, c))
     assert all(len(x._queue) == 0 for x in (a, b, c))
     t1 = net.now
-    net.run(3)
+    marks = {name: len(net.events[name]) for name in "abc"}
+    for _ in range(4):  # renewed every 2.5 s for 10 s: it outlives its 5 s lease
+        assert a.register(service("svc"), 5.0, net.now) == []
+        net.run(2.5)
+    assert all(has_service(x, "svc") for x in (a, b, c))
+    assert not net.datagrams_with(is_(RecordMsg), since=t1)
+    for name in "abc":
+        assert [e for e in net.events[name][marks[name]:] if isinstance(e, CatalogEvent)] == []
+    assert stat(a, "catalog_renewals") == 4
+    net.run(5)  # not renewed: a's lease runs out, a deregisters
     for name, core in (("a", a), ("b", b), ("c", c)):
         assert not has_service(core, "svc")
-        assert stat(core, "catalog_expired") == 1
         assert catalog_events(net, name, "delete", "svc")
-    assert not net.datagrams_with(is_(RecordMsg), since=t1)
+    assert stat(a, "catalog_expired") == 1
+    assert net.datagrams_with(is_(RecordMsg), since=t1, src=["a"])
 
 
 # ====================================================================== leave

@@ -344,7 +344,9 @@ class CatalogMachine(RuleBasedStateMachine):
     def _dead_at(self, rec: Record, received: float) -> float | None:
         if rec.deleted:
             return received
-        if rec.ttl is not None and received + rec.ttl <= self.now:
+        # Leases are counted by their owner (this member for its own records; a peer's
+        # record lives until the peer deregisters it or dies).
+        if rec.owner == ME and rec.ttl is not None and received + rec.ttl <= self.now:
             return received + rec.ttl
         return None
 
@@ -365,8 +367,24 @@ class CatalogMachine(RuleBasedStateMachine):
         self, name: str, version: str, nids: list[str], ttl: float | None, md: dict[str, str], port: int
     ) -> None:
         svc = Service(name, version, md, (), tuple(Node(n, f"me:{port}") for n in nids))
+        renewed = []
+        for n in nids:
+            key = (name, version, n)
+            local = self.local.get(key)
+            stored = self.store.get(key)
+            if (
+                local is not None
+                and stored is not None
+                and stored[0] == local
+                and self._dead_at(*stored) is None
+                and (local.ttl, local.node, dict(local.metadata), local.endpoints)
+                == (ttl, Node(n, f"me:{port}"), md, ())
+            ):
+                renewed.append(key)  # unchanged: only the lease restarts
         out = self.cat.register(svc, ttl, self.now)
-        assert [r.key for r in out] == [(name, version, n) for n in nids]
+        assert [r.key for r in out] == [(name, version, n) for n in nids if (name, version, n) not in renewed]
+        for key in renewed:
+            self._put(self.store[key][0], self.now)
         for r in out:
             assert r.owner == ME
             assert r.ttl == ttl
@@ -421,12 +439,27 @@ class CatalogMachine(RuleBasedStateMachine):
     @rule(dt=st.sampled_from([0.0, 1.0, 4.0, 10.0, 29.0, 60.0, 100.0, 250.0]))
     def tick(self, dt: float) -> None:
         self.now += dt
-        self.cat.tick(self.now)
+        due = sorted(
+            key
+            for key, (rec, received) in self.store.items()
+            if rec.owner == ME
+            and not rec.deleted
+            and rec.ttl is not None
+            and received + rec.ttl <= self.now
+            and key in self.local
+            and self.local[key].stamp == rec.stamp
+        )
+        expired = self.cat.tick(self.now)
+        # Our own leases that ran out are deregistered: tombstones to disseminate.
+        assert sorted(t.key for t in expired) == due
+        for t in expired:
+            assert t.deleted
+            assert t.owner == ME
+            assert t.wins_over(self.store[t.key][0])
+            del self.local[t.key]
+            self._put(t, self.now)
         for key, (rec, received) in list(self.store.items()):
             dead = self._dead_at(rec, received)
-            local = self.local.get(key)
-            if dead is not None and not rec.deleted and local is not None and local.stamp == rec.stamp:
-                del self.local[key]  # our own lease ran out: no longer asserted
             if dead is not None and dead + TOMB_TTL <= self.now:
                 del self.store[key]
 
@@ -510,7 +543,7 @@ class CatalogMachine(RuleBasedStateMachine):
             dead = self._dead_at(rec, received)
             if dead is not None:
                 pending.append(dead + TOMB_TTL)
-            elif rec.ttl is not None:
+            elif rec.ttl is not None and rec.owner == ME:
                 pending.append(received + rec.ttl)
         deadline = self.cat.next_deadline()
         if pending:
