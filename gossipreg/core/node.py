@@ -336,6 +336,7 @@ class NodeCore:
         self._next_probe = now + rng.uniform(0, config.probe_interval)
         self._next_gossip = now + rng.uniform(0, config.gossip_interval)
         self._next_push_pull = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
+        self._last_check = -math.inf  # when the last periodic (or early) check began
         self._now = now
         # Announce ourselves: our alive rides on the first datagrams we send.
         self._queue_message(self.membership.local_alive())
@@ -490,6 +491,7 @@ class NodeCore:
             self._next_push_pull = now + self.config.push_pull_interval_for(max(n, 1))
             peers = self.membership.random_members(1)
             if peers:
+                self._last_check = now
                 self._start_check(peers[0].address, now)
         if now >= self._next_reconnect:
             self._next_reconnect = now + self.config.reconnect_interval
@@ -1088,6 +1090,7 @@ class NodeCore:
                 self._resync.pop(name, None)
                 if kind is EventKind.FAILED:
                     self._remember_failed(ev.member)
+                    self._check_soon()
                 else:
                     self._forget_failed(name)
             elif kind is EventKind.JOINED or kind is EventKind.UPDATED:
@@ -1109,6 +1112,20 @@ class NodeCore:
                 self._resync.pop(name, None)
             self._events.append(ev)
         self._events.extend(self.catalog.take_events())
+
+    def _check_soon(self) -> None:
+        """A member failed: bring the next anti-entropy check forward to within a probe interval.
+
+        Updates sent to a member that was already unreachable (the far side of a
+        partition not yet detected, a crashed process) were lost, and with them
+        part of their transmit budget: in a small cluster cut in half, a
+        deregistration can miss a member of its own side. The early check repairs
+        that within about a second of the failure instead of a ``push_pull_interval``.
+        At most one early check per probe interval.
+        """
+        interval = self.config.probe_interval
+        soon = max(self._now + self._rng.uniform(0.5, 1.0) * interval, self._last_check + interval)
+        self._next_push_pull = min(self._next_push_pull, soon)
 
     def _remember_failed(self, member: Member) -> None:
         self._forget_failed(member.name)
