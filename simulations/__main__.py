@@ -290,6 +290,10 @@ def _add_scenarios(sub: Any) -> None:
                    "starts exactly one push/pull in it)")
     b.add_argument("--load-window", type=_seconds, default=None, metavar="S",
                    help="load window length (default: P)")
+    b.add_argument("--renew-every", type=_seconds, default=None, metavar="S",
+                   help="make the load renewals instead of new registrations: R x S services are "
+                   "registered (with a lease) before the idle window and each is renewed every S "
+                   "seconds in the load window, R renewals a second in all")
     _common(b)
 
 
@@ -354,7 +358,7 @@ def _scenario_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 "ttl": args.ttl, "renew_every": args.renew_every, "abandon": args.abandon, "loss": args.loss}
     assert cmd == "bandwidth"
     return {**common, "nodes": args.nodes, "rate": args.rate, "idle_window": args.idle_window,
-            "load_window": args.load_window}
+            "load_window": args.load_window, "renew_every": args.renew_every}
 
 
 def run_scenario(args: argparse.Namespace) -> int:

@@ -824,6 +824,7 @@ def bandwidth(
     warm: bool = True,
     idle_window: float | None = None,
     load_window: float | None = None,
+    renew_every: float | None = None,
     overrides: Mapping[str, object] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -841,19 +842,27 @@ def bandwidth(
     registration costs each member a few datagrams: an idle window shorter
     than ``P`` holds the push/pulls of only some of the members (each row
     reports its windows and ``stream_messages``).
+
+    With ``renew_every`` the load is renewals instead: ``rate * renew_every``
+    services (random owners, a lease) are registered before the idle window,
+    and in the load window each owner renews its service every
+    ``renew_every`` seconds, ``rate`` renewals a second cluster-wide.
     """
+    if renew_every is not None and renew_every <= 0:
+        raise ValueError("renew_every must be positive")
     for w in (idle_window, load_window):
         if w is not None and w <= 0:
             raise ValueError("idle_window and load_window must be positive")
     wall0 = time.perf_counter()
     prog = progress or Progress()
     config = _lan(overrides)
-    rows = [_bandwidth_one(n, config, rate, seed, crypto, warm, prog, idle_window, load_window)
+    rows = [_bandwidth_one(n, config, rate, seed, crypto, warm, prog, idle_window, load_window, renew_every)
             for n in nodes]
     return {
         "scenario": "bandwidth",
         "params": {"nodes": list(nodes), "rate": rate, "seed": seed, "crypto": crypto, "start": _start(warm),
-                   **_profile(overrides), "idle_window": idle_window, "load_window": load_window},
+                   **_profile(overrides), "idle_window": idle_window, "load_window": load_window,
+                   "renew_every": renew_every},
         "rows": rows,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
@@ -861,7 +870,7 @@ def bandwidth(
 
 def _bandwidth_one(
     n: int, config: Config, rate: float, seed: int, crypto: bool, warm: bool, prog: Progress,
-    idle_window: float | None = None, load_window: float | None = None,
+    idle_window: float | None = None, load_window: float | None = None, renew_every: float | None = None,
 ) -> dict[str, Any]:
     wall0 = time.perf_counter()
     period = config.push_pull_interval_for(n)
@@ -874,6 +883,17 @@ def _bandwidth_one(
                  label=f"bandwidth n={n}", total=load_end)
     sim, tracker = c.sim, c.tracker
     rng = random.Random(f"bandwidth/{seed}/{n}")
+    leased: list[tuple[str, Service]] = []
+    if renew_every is not None:
+        # Leased services, registered well before the idle window (their spread is over by then).
+        names = list(sim.members)
+        count = max(1, round(rate * renew_every))
+        lease = min(config.tombstone_ttl / 2, 10 * (idle_len + load_len))
+        for j in range(count):
+            owner = rng.choice(names)
+            svc = _svc(f"bw-lease-{j}", f"{owner}-bw-lease-{j}")
+            leased.append((owner, svc))
+            sim.schedule(1.0 + 10.0 * j / count, functools.partial(sim.register, owner, svc, lease))
     c.run_until(start, step=1.0)
 
     def window(end: float) -> dict[str, Any]:
@@ -896,9 +916,13 @@ def _bandwidth_one(
     t = sim.now
     i = 0
     while t < load_end:
-        owner = rng.choice(names)
-        svc = _svc(f"bw-{i}", f"{owner}-bw-{i}")
-        sim.schedule(t, functools.partial(sim.register, owner, svc))
+        if leased:
+            owner, svc = leased[i % len(leased)]  # a renewal: the same registration again
+            sim.schedule(t, functools.partial(sim.register, owner, svc, lease))
+        else:
+            owner = rng.choice(names)
+            svc = _svc(f"bw-{i}", f"{owner}-bw-{i}")
+            sim.schedule(t, functools.partial(sim.register, owner, svc))
         i += 1
         t += 1.0 / rate
     load = window(load_end)
@@ -907,7 +931,8 @@ def _bandwidth_one(
         "push_pull_interval_s": period,
         "idle_window_s": [start, idle_end],
         "load_window_s": [idle_end, load_end],
-        "registrations": i,
+        "registrations": 0 if leased else i,
+        "renewals": i if leased else 0,
         "idle": idle,
         "load": load,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
