@@ -47,7 +47,7 @@ from .core.errors import (
 from .core.membership import Address, MemberEvent
 from .core.membership import Member as _CoreMember
 from .core.model import Service
-from .core.node import JoinResult, NodeCore, NodeEvent
+from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict
 from .runtime.driver import DriverLimits, MemberDriver, TLSContexts
 from .runtime.transport import NetTransport, Transport, parse_address
 from .tls import TLSFiles, load_tls
@@ -340,6 +340,14 @@ class AsyncRegistry:
                     ch.send_nowait(ev)
         elif isinstance(ev, MemberEvent):
             log.debug("gossipreg: %s %s", ev.kind.value, ev.member.name)
+        elif isinstance(ev, RegistrationConflict):
+            service, version, node_id = ev.key
+            log.warning(
+                "gossipreg: node %r of %s %s is registered by both %s and %s; %s's registration "
+                "is shown, the other's returns if it is deregistered or its member goes away",
+                node_id, service, version or "-", self._core.name, ev.other,
+                self._core.name if ev.ours_shown else ev.other,
+            )
 
     async def _resolve(self) -> list[Address]:
         out: list[Address] = []

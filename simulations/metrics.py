@@ -438,7 +438,7 @@ class Tracker:
             self._member_event(member.name, ob, event)
         elif isinstance(event, CatalogEvent):
             self._catalog_event(member.name, ob, event)
-        else:
+        elif isinstance(event, JoinResult):
             self.join_results.append((member.name, event))
 
     def _member_event(self, observer: str, ob: _Observer, ev: MemberEvent) -> None:

@@ -361,7 +361,14 @@ class Catalog:
         self._service_cache: dict[str, list[Service]] = {}
         self._list_cache: list[Service] | None = None
         # Lazy heaps of (time, key, stamp); stale entries are skipped.
-        self._expiries: list[tuple[float, Key, int]] = []
+        # This member's own leases: key -> when it ends on the local clock, and a lazy heap.
+        self._leases: dict[Key, float] = {}
+        self._expiries: list[tuple[float, Key]] = []
+        # Registrations this member re-asserted on its own (a registration it shared with
+        # another owner, whose record went away), to disseminate: see take_outgoing.
+        self._outgoing: list[Record] = []
+        # (key, other owner, this member's record shown) per conflict, for the driver's log.
+        self._conflict_log: list[tuple[Key, str, bool]] = []
         self._collections: list[tuple[float, Key, int]] = []
         self._events: list[CatalogEvent] = []
         #: Counters: ``merged``, ``duplicates``, ``stale``, ``rejected_drift``,
@@ -494,9 +501,42 @@ class Catalog:
                 service.metadata,
                 service.endpoints,
             )
+            current = self._records.get(key)
+            if current is not None and not current.record.deleted and current.record.owner != self.name:
+                # Another member registers this node id too: ours is newer, so it is shown.
+                self._conflict(key, current.record.owner, ours_shown=True)
             self._local[rec.key] = rec
+            self._lease(key, ttl, now)
             self._apply(rec, 0.0, now)
             out.append(rec)
+        return out
+
+    def _lease(self, key: Key, ttl: float | None, now: float) -> None:
+        if ttl is None:
+            self._leases.pop(key, None)
+            return
+        self._leases[key] = end = now + ttl
+        heapq.heappush(self._expiries, (end, key))
+
+    def _conflict(self, key: Key, other: str, *, ours_shown: bool) -> None:
+        self.counters["conflicts"] += 1
+        self._conflict_log.append((key, other, ours_shown))
+
+    def take_conflicts(self) -> list[tuple[Key, str, bool]]:
+        """Return and clear the registration conflicts seen since the last call.
+
+        Each is ``(key, other owner, whether this member's record is the one
+        shown)``: two members register the same (service, version, node id).
+        The newer registration is shown everywhere; the other owner keeps its
+        own and re-asserts it when the shown one is deregistered, or its owner
+        dies or leaves.
+        """
+        out, self._conflict_log = self._conflict_log, []
+        return out
+
+    def take_outgoing(self) -> list[Record]:
+        """Return and clear the records this member re-asserted on its own, to disseminate."""
+        out, self._outgoing = self._outgoing, []
         return out
 
     def _renew(self, key: Key, ttl: float | None, node: Node, service: Service, now: float) -> bool:
@@ -515,11 +555,10 @@ class Catalog:
         ):
             return False
         e = self._records.get(key)
-        if e is None or e.record != local or e.dead_at != _INF:
+        shadowed = e is not None and not e.record.deleted and e.record.owner != self.name
+        if e is None or not (e.record == local or shadowed):
             return False
-        if ttl is not None:
-            e.expires_at = now + ttl
-            heapq.heappush(self._expiries, (e.expires_at, key, local.stamp))
+        self._lease(key, ttl, now)
         self.counters["renewals"] += 1
         return True
 
@@ -540,14 +579,10 @@ class Catalog:
         out = []
         for key in keys:
             current = self._records.get(key)
-            mine = key in self._local or (
-                current is not None
-                and current.record.owner == self.name
-                and not current.record.deleted
-            )
-            if not mine:
-                continue
             self._local.pop(key, None)
+            self._leases.pop(key, None)
+            if current is None or current.record.owner != self.name or current.record.deleted:
+                continue  # not ours, or another owner's registration of it is shown: keep that
             tomb = self._tombstone(key)
             self._apply(tomb, 0.0, now)
             out.append(tomb)
@@ -629,13 +664,16 @@ class Catalog:
                     reply.append(fix)
                     self.counters["corrections"] += 1
                     continue
-            if (
-                rec.key in self._local
-                and rec.owner != self.name
-                and rec.wins_over(self._local[rec.key])
-            ):
-                self.counters["conflicts"] += 1
-                del self._local[rec.key]
+            if rec.key in self._local and rec.owner != self.name:
+                if rec.deleted:
+                    # The other owner withdrew its registration of a node id this member
+                    # registers too: this member's is the registration again.
+                    fix = self._reassert(rec.key)
+                    self._apply(fix, 0.0, now)
+                    reply.append(fix)
+                    continue
+                if current is None or current.record.owner != rec.owner:
+                    self._conflict(rec.key, rec.owner, ours_shown=False)
             self._apply(rec, age, now)
             accepted.append(rec)
             self.counters["merged"] += 1
@@ -706,14 +744,8 @@ class Catalog:
         key = rec.key
         old = self._records.get(key)
         received = now - max(0.0, age)
-        if rec.deleted:
-            expires_at, dead_at = _INF, received
-        elif rec.ttl is not None and rec.owner == self.name:
-            # Leases are counted by their owner, which deregisters what it does not renew.
-            expires_at = received + rec.ttl
-            dead_at = expires_at if expires_at <= now else _INF
-        else:
-            expires_at, dead_at = _INF, _INF
+        # Leases are counted apart (_leases), by their owner only.
+        expires_at, dead_at = (_INF, received) if rec.deleted else (_INF, _INF)
         if old is not None:
             khash = old.khash
         else:
@@ -743,8 +775,6 @@ class Catalog:
         if rec.stamp > o.max_stamp:
             o.max_stamp = rec.stamp
 
-        if expires_at != _INF and dead_at == _INF:
-            heapq.heappush(self._expiries, (expires_at, key, rec.stamp))
         if dead_at != _INF:
             heapq.heappush(self._collections, (dead_at + self.tombstone_ttl, key, rec.stamp))
 
@@ -806,7 +836,7 @@ class Catalog:
         """The earliest time at which :meth:`tick` has work (an expiry or collection)."""
         times = []
         if self._expiries:
-            times.append(self._expiries[0][0])
+            times.append(self._expiries[0][0])  # (may be stale: tick then finds nothing)
         if self._collections:
             times.append(self._collections[0][0])
         return min(times) if times else None
@@ -820,26 +850,21 @@ class Catalog:
         out: list[Record] = []
         exp = self._expiries
         while exp and exp[0][0] <= now:
-            at, key, stamp = heapq.heappop(exp)
-            e = self._records.get(key)
-            if e is None or e.record.stamp != stamp or e.dead_at != _INF or e.expires_at != at:
+            at, key = heapq.heappop(exp)
+            if self._leases.get(key) != at:
+                continue  # renewed, deregistered or registered again since
+            del self._leases[key]
+            local = self._local.pop(key, None)
+            if local is None:
                 continue
-            local = self._local.get(key)
-            if local is not None and local.stamp == stamp:
-                # Our own lease ran out: the registration is over until registered again.
-                del self._local[key]
-                self.counters["expired"] += 1
+            # Our own lease ran out: the registration is over until registered again.
+            self.counters["expired"] += 1
+            e = self._records.get(key)
+            if e is not None and e.record == local:
                 tomb = self._tombstone(key)
                 self._apply(tomb, 0.0, now)
                 out.append(tomb)
-                continue
-            e.dead_at = at
-            heapq.heappush(self._collections, (at + self.tombstone_ttl, key, stamp))
-            self.counters["expired"] += 1
-            if e.visible:
-                e.visible = False
-                self._hide(e.record)
-                self._events.append(_event("delete", e.record))
+            # (Shown as another owner's registration: nothing of ours to withdraw.)
         col = self._collections
         while col and col[0][0] <= now:
             at, key, stamp = heapq.heappop(col)
@@ -882,12 +907,20 @@ class Catalog:
         self._owner_up[owner] = False
         self._resync.discard(owner)
         o = self._owners.get(owner)
+        shadowing = []
         for key in sorted(o.keys) if o else ():
             e = self._records[key]
             if e.visible:
                 e.visible = False
                 self._hide(e.record)
                 self._events.append(_event("delete", e.record))
+            if key in self._local and not e.record.deleted:
+                shadowing.append(key)
+        for key in shadowing:
+            # Its registration of a node id this member registers too is gone with it.
+            fix = self._reassert(key)
+            self._apply(fix, 0.0, 0.0)  # (a live record: the time of receipt plays no part)
+            self._outgoing.append(fix)
 
     def adopt_owners_up(self, shared: Mapping[str, bool]) -> None:
         """Take owner liveness from ``shared`` (owner -> up), shared rather than copied.

@@ -115,6 +115,7 @@ __all__ = [
     "JoinResult",
     "NodeCore",
     "NodeEvent",
+    "RegistrationConflict",
     "SendDatagram",
     "SendStream",
     "StreamId",
@@ -161,7 +162,24 @@ class JoinResult:
     reason: str = ""
 
 
-NodeEvent = MemberEvent | CatalogEvent | JoinResult
+@dataclass(frozen=True, slots=True)
+class RegistrationConflict:
+    """Two members register the same (service, version, node id).
+
+    The newer registration is shown everywhere; the other owner keeps its own
+    and re-asserts it when the shown one is deregistered, or its owner dies or
+    leaves. Drivers log it as a warning.
+    """
+
+    key: tuple[str, str, str]
+    """``(service, version, node id)``."""
+    other: str
+    """The other owner."""
+    ours_shown: bool
+    """Whether this member's registration is the one shown."""
+
+
+NodeEvent = MemberEvent | CatalogEvent | JoinResult | RegistrationConflict
 """Everything :meth:`NodeCore.take_events` yields."""
 
 
@@ -1111,6 +1129,10 @@ class NodeCore:
                 self.catalog.purge_owner(name)
                 self._resync.pop(name, None)
             self._events.append(ev)
+        for rec in self.catalog.take_outgoing():
+            self._queue_record(rec)
+        for key, other, ours in self.catalog.take_conflicts():
+            self._events.append(RegistrationConflict(key, other, ours))
         self._events.extend(self.catalog.take_events())
 
     def _check_soon(self) -> None:

@@ -1155,7 +1155,7 @@ def test_own_record_equal_to_the_local_registration_is_not_corrected() -> None:
 # --------------------------------------------------------------- conflicts
 
 
-def test_other_owner_with_newer_stamp_wins_and_counts_a_conflict() -> None:
+def test_other_owner_with_newer_stamp_is_shown_and_both_keep_their_registration() -> None:
     a = catalog("a")
     (mine,) = a.register(service(), None, 0.0)
     theirs = rec(mine.key, "b", mine.stamp + 10, port=4444)
@@ -1163,15 +1163,17 @@ def test_other_owner_with_newer_stamp_wins_and_counts_a_conflict() -> None:
     assert res.accepted == [theirs]
     assert res.reply == []
     assert a.counters["conflicts"] == 1
+    assert a.take_conflicts() == [(mine.key, "b", False)]
     assert a.get(mine.key) == theirs
     assert a.get_service("greeter")[0].nodes == (theirs.node,)
-    assert a.local_records() == []
-    # The key is no longer ours: deregistering must not tombstone the winner.
+    assert a.local_records() == [mine]  # still registered here, shown as b's
+    # Deregistering ours must not tombstone b's registration.
     assert a.deregister(service(), 1.0) == []
     assert a.get(mine.key) == theirs
+    assert a.local_records() == []
 
 
-def test_other_owner_with_equal_stamp_and_greater_name_wins_and_counts_a_conflict() -> None:
+def test_other_owner_with_equal_stamp_and_greater_name_is_shown() -> None:
     a = catalog("a")
     (mine,) = a.register(service(), None, 0.0)
     theirs = rec(mine.key, "b", mine.stamp, port=4444)  # the same HLC stamp: "b" > "a" wins
@@ -1179,9 +1181,65 @@ def test_other_owner_with_equal_stamp_and_greater_name_wins_and_counts_a_conflic
     a.merge([theirs], 0.0)
     assert a.get(mine.key) == theirs
     assert a.counters["conflicts"] == 1
-    assert a.local_records() == []
-    assert a.deregister(service(), 1.0) == []
+    assert a.local_records() == [mine]
+
+
+def test_a_shared_node_id_comes_back_when_the_shown_owner_deregisters() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), None, 0.0)
+    theirs = rec(mine.key, "b", mine.stamp + 10, port=4444)
+    a.merge([theirs], 0.0)
+    a.take_events()
+    res = a.merge([rec(mine.key, "b", mine.stamp + 20, deleted=True)], 1.0)
+    [back] = res.reply  # ours again, newer than b's tombstone: disseminate it
+    assert res.accepted == []
+    assert back.owner == "a"
+    assert back.node == mine.node
+    assert back.stamp > mine.stamp + 20
+    assert a.get(mine.key) == back
+    assert a.get_service("greeter")[0].nodes == (mine.node,)
+    assert actions(a.take_events()) == [("update", mine.key)]  # b's node -> ours, no gap
+
+
+def test_a_shared_node_id_comes_back_when_the_shown_owner_dies() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), None, 0.0)
+    a.merge([rec(mine.key, "b", mine.stamp + 10, port=4444)], 0.0)
+    a.take_events()
+    a.owner_down("b")
+    [back] = a.take_outgoing()
+    assert back.owner == "a"
+    assert back.node == mine.node
+    assert a.get(mine.key) == back
+    assert a.is_visible(mine.key)
+    assert actions(a.take_events()) == [("delete", mine.key), ("create", mine.key)]
+    assert a.take_outgoing() == []
+
+
+def test_a_shadowed_registration_renews_silently_and_expires_silently() -> None:
+    a = catalog("a")
+    (mine,) = a.register(service(), 10, 0.0)
+    theirs = rec(mine.key, "b", mine.stamp + 10, port=4444)
+    a.merge([theirs], 0.0)
+    assert a.register(service(), 10, 5.0) == []  # a renewal: b's stays shown
     assert a.get(mine.key) == theirs
+    assert a.tick(14.0) == []
+    assert a.local_records() == [mine]
+    assert a.tick(15.0) == []  # our lease ended: nothing of ours was shown, nothing to send
+    assert a.local_records() == []
+    assert a.get(mine.key) == theirs
+    a.owner_down("b")
+    assert a.take_outgoing() == []  # nothing to re-assert any more
+
+
+def test_registering_over_another_owners_node_counts_a_conflict() -> None:
+    a = catalog("a")
+    theirs = rec(("greeter", "1.0", "n1"), "b", stamp(1), port=4444)
+    a.merge([theirs], 0.0)
+    (mine,) = a.register(service(), None, 0.0)
+    assert mine.wins_over(theirs)
+    assert a.take_conflicts() == [(mine.key, "b", True)]
+    assert a.counters["conflicts"] == 1
 
 
 def test_other_owner_with_older_stamp_loses() -> None:

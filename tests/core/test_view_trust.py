@@ -13,10 +13,10 @@ from gossipreg.core import codec
 from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ping, RecordMsg
 from gossipreg.core.config import Config
-from gossipreg.core.errors import RegistrationLimitError
+from gossipreg.core.errors import NotFoundError, RegistrationLimitError
 from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState, Suspect
-from gossipreg.core.model import Node
-from gossipreg.core.node import NodeCore, SendDatagram, SendStream
+from gossipreg.core.model import Node, Service
+from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream
 
 from .node_helpers import WALL0, Net, decode_datagram, service
 
@@ -333,3 +333,53 @@ def test_owner_epoch_hides_older_records_and_refuses_their_copies() -> None:
     assert cat.counters["previous_process"] == 1
     tomb = Record("s", "1", "n1", "x", epoch - 1, None, True)  # tombstones are still taken
     assert cat.merge([tomb], 0.0).accepted == [tomb]
+
+
+# ----------------------------------------------------------------- shared node ids
+
+
+def test_a_node_id_registered_by_two_members_is_lost_by_neither() -> None:
+    """A copy-pasted config: two live members register the same (service, version, node
+    id). One deterministic winner is shown everywhere, both keep their registrations, the
+    conflict is reported on both, and when the winner leaves the other's comes back."""
+    net = Net(insecure=True)
+    a, b, c, d = net.cluster("a", "b", "c", "d")
+    first = Service("svc", "1.0", nodes=(Node("dup", "10.9.0.1:1"),))
+    second = Service("svc", "1.0", nodes=(Node("dup", "10.9.0.2:2"),))
+    a.register(first, None, net.now)
+    net.run(0.5)
+    b.register(second, None, net.now)
+    net.run(1.0)
+
+    def shown(core: NodeCore) -> str | None:
+        try:
+            return core.get_service("svc")[0].nodes[0].address
+        except NotFoundError:
+            return None
+
+    assert {shown(x) for x in (a, b, c, d)} == {"10.9.0.2:2"}  # the newer one, everywhere
+    for name, ours in (("a", False), ("b", True)):
+        conflicts = [e for e in net.events[name] if isinstance(e, RegistrationConflict)]
+        assert [(e.key, e.ours_shown) for e in conflicts] == [(("svc", "1.0", "dup"), ours)]
+        assert stat(net.cores[name], "catalog_conflicts") == 1
+    assert [r.key for r in a.catalog.local_records()] == [("svc", "1.0", "dup")]  # a keeps it
+    mark = len(net.events["c"])
+    b.leave(net.now)
+    net.run(3.0)
+    assert {shown(x) for x in (a, c, d)} == {"10.9.0.1:1"}  # a's is back everywhere
+    # c's watch results follow its view: b's node went away, a's came (back).
+    kinds = [(e.action, e.node.address) for e in net.events["c"][mark:] if isinstance(e, CatalogEvent)]
+    assert kinds[-1] in (("create", "10.9.0.1:1"), ("update", "10.9.0.1:1"))
+
+
+def test_a_shared_node_id_returns_when_the_shown_owner_deregisters_it() -> None:
+    net = Net(insecure=True)
+    a, b, c = net.cluster("a", "b", "c")
+    a.register(Service("svc", "1.0", nodes=(Node("dup", "10.9.0.1:1"),)), None, net.now)
+    net.run(0.5)
+    b.register(Service("svc", "1.0", nodes=(Node("dup", "10.9.0.2:2"),)), None, net.now)
+    net.run(0.5)
+    b.deregister(Service("svc", "1.0", nodes=(Node("dup"),)), net.now)
+    net.run(1.0)
+    for core in (a, b, c):
+        assert core.get_service("svc")[0].nodes[0].address == "10.9.0.1:1"

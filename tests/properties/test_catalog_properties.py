@@ -325,6 +325,7 @@ class CatalogMachine(RuleBasedStateMachine):
         # The model: key -> (record, when it was received on the local clock).
         self.store: dict[Key, tuple[Record, float]] = {}
         self.local: dict[Key, Record] = {}
+        self.leases: dict[Key, float] = {}  # our own leases: when each ends
         self.up: dict[str, bool] = {}
         self.resync: set[str] = set()
         self.seen: dict[Key, Node] = {}
@@ -342,13 +343,9 @@ class CatalogMachine(RuleBasedStateMachine):
         self.store[rec.key] = (rec, received)
 
     def _dead_at(self, rec: Record, received: float) -> float | None:
-        if rec.deleted:
-            return received
-        # Leases are counted by their owner (this member for its own records; a peer's
-        # record lives until the peer deregisters it or dies).
-        if rec.owner == ME and rec.ttl is not None and received + rec.ttl <= self.now:
-            return received + rec.ttl
-        return None
+        # Leases are counted by their owner, which deregisters what it does not renew: a
+        # live record stays until a tombstone replaces it.
+        return received if rec.deleted else None
 
     def _owner_visible(self, owner: str) -> bool:
         return owner == ME or (self.up.get(owner, self.default_up) and owner not in self.resync)
@@ -375,16 +372,18 @@ class CatalogMachine(RuleBasedStateMachine):
             if (
                 local is not None
                 and stored is not None
-                and stored[0] == local
-                and self._dead_at(*stored) is None
+                and (stored[0] == local or (not stored[0].deleted and stored[0].owner != ME))
                 and (local.ttl, local.node, dict(local.metadata), local.endpoints)
                 == (ttl, Node(n, f"me:{port}"), md, ())
             ):
-                renewed.append(key)  # unchanged: only the lease restarts
+                renewed.append(key)  # unchanged (ours, or shown as another's): the lease restarts
         out = self.cat.register(svc, ttl, self.now)
         assert [r.key for r in out] == [(name, version, n) for n in nids if (name, version, n) not in renewed]
-        for key in renewed:
-            self._put(self.store[key][0], self.now)
+        for key in [(name, version, n) for n in nids]:
+            if ttl is None:
+                self.leases.pop(key, None)
+            else:
+                self.leases[key] = self.now + ttl
         for r in out:
             assert r.owner == ME
             assert r.ttl == ttl
@@ -406,16 +405,17 @@ class CatalogMachine(RuleBasedStateMachine):
         expected = [
             k
             for k in candidates
-            if k in self.local
-            or (k in self.store and self.store[k][0].owner == ME and not self.store[k][0].deleted)
+            if k in self.store and self.store[k][0].owner == ME and not self.store[k][0].deleted
         ]
         svc = Service(name, version, nodes=tuple(Node(n) for n in nids))
         out = self.cat.deregister(svc, self.now)
         assert sorted(t.key for t in out) == sorted(expected)
+        for k in candidates:
+            self.local.pop(k, None)
+            self.leases.pop(k, None)
         for t in out:
             assert t.deleted
             assert t.owner == ME
-            self.local.pop(t.key, None)
             self._put(t, self.now)
 
     @rule(
@@ -425,47 +425,66 @@ class CatalogMachine(RuleBasedStateMachine):
     def merge_remote(self, rec: Record, age: float) -> None:
         current = self.store.get(rec.key)
         res = self.cat.merge_aged([(rec, age)], self.now)
-        assert res.reply == []
         assert res.rejected == 0
         if current is not None and not rec.wins_over(current[0]):
-            assert res.accepted == []
+            assert res.accepted == res.reply == []
             return
-        assert res.accepted == [rec]
         local = self.local.get(rec.key)
-        if local is not None and rec.wins_over(local):
-            self.local.pop(rec.key)
-        self._put(rec, self.now - age)
+        if local is not None and rec.owner != ME and rec.deleted:
+            # Another owner withdrew a node id we register too: ours is re-asserted.
+            assert res.accepted == []
+            [fix] = res.reply
+            assert fix.owner == ME
+            assert fix.wins_over(rec)
+            assert (fix.key, fix.ttl, fix.node, fix.metadata, fix.endpoints) == (
+                local.key, local.ttl, local.node, local.metadata, local.endpoints
+            )
+            self.local[rec.key] = fix
+            self._put(fix, self.now)
+            return
+        assert res.reply == []
+        assert res.accepted == [rec]
+        self._put(rec, self.now - age)  # (a live one of another owner: ours stays registered)
 
     @rule(dt=st.sampled_from([0.0, 1.0, 4.0, 10.0, 29.0, 60.0, 100.0, 250.0]))
     def tick(self, dt: float) -> None:
         self.now += dt
-        due = sorted(
-            key
-            for key, (rec, received) in self.store.items()
-            if rec.owner == ME
-            and not rec.deleted
-            and rec.ttl is not None
-            and received + rec.ttl <= self.now
-            and key in self.local
-            and self.local[key].stamp == rec.stamp
-        )
+        due = sorted(k for k, end in self.leases.items() if end <= self.now)
+        shown = [k for k in due if k in self.local and k in self.store and self.store[k][0] == self.local[k]]
         expired = self.cat.tick(self.now)
-        # Our own leases that ran out are deregistered: tombstones to disseminate.
-        assert sorted(t.key for t in expired) == due
+        # Our own leases that ran out are deregistered: tombstones for those shown as ours.
+        assert sorted(t.key for t in expired) == shown
         for t in expired:
             assert t.deleted
             assert t.owner == ME
             assert t.wins_over(self.store[t.key][0])
-            del self.local[t.key]
             self._put(t, self.now)
+        for k in due:
+            del self.leases[k]
+            self.local.pop(k, None)
         for key, (rec, received) in list(self.store.items()):
             dead = self._dead_at(rec, received)
             if dead is not None and dead + TOMB_TTL <= self.now:
                 del self.store[key]
 
+    def _reasserted(self, owner: str, before: dict[Key, tuple[Record, float]]) -> None:
+        """Check what the catalog re-asserted because ``owner`` went down, and take it."""
+        expected = sorted(
+            k for k in self.local if k in before and before[k][0].owner == owner and not before[k][0].deleted
+        ) if owner != ME else []
+        out = self.cat.take_outgoing()
+        assert sorted(r.key for r in out) == expected
+        for fix in out:
+            assert fix.owner == ME
+            assert fix.wins_over(before[fix.key][0])
+            self.local[fix.key] = fix
+            self._put(fix, self.now)
+
     @rule(owner=st.sampled_from((*OWNERS, ME)))
     def owner_down(self, owner: str) -> None:
+        before = dict(self.store)
         self.cat.owner_down(owner)
+        self._reasserted(owner, before)
         if owner != ME:
             self.up[owner] = False
             self.resync.discard(owner)
@@ -487,7 +506,9 @@ class CatalogMachine(RuleBasedStateMachine):
 
     @rule(owner=st.sampled_from((*OWNERS, ME)))
     def purge_owner(self, owner: str) -> None:
+        before = dict(self.store)
         self.cat.purge_owner(owner)
+        self._reasserted(owner, before)
         if owner != ME:
             self.up[owner] = False
             self.resync.discard(owner)
@@ -543,8 +564,7 @@ class CatalogMachine(RuleBasedStateMachine):
             dead = self._dead_at(rec, received)
             if dead is not None:
                 pending.append(dead + TOMB_TTL)
-            elif rec.ttl is not None and rec.owner == ME:
-                pending.append(received + rec.ttl)
+        pending.extend(self.leases.values())
         deadline = self.cat.next_deadline()
         if pending:
             assert deadline is not None
