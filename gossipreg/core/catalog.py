@@ -60,6 +60,16 @@ Owner authority
     newer version: its current registration, or a tombstone. Restarted members
     therefore clear their old registrations as soon as they see them.
 
+Shared node ids
+    Two live members may register the same key (a copied configuration). The
+    newer registration wins the merge and is shown everywhere; the other owner
+    keeps its own registration (in its local set, renewed and expired there
+    silently), counts and reports the conflict (:meth:`Catalog.take_conflicts`),
+    and re-asserts it with a fresh stamp as soon as the shown one is withdrawn
+    (a tombstone of that owner) or its owner goes down
+    (:meth:`Catalog.owner_down`, :meth:`Catalog.take_outgoing`). Deregistering
+    a registration shown as another owner's sends nothing.
+
 Tombstones
     Deletions are tombstones kept ``tombstone_ttl`` seconds (default 3600)
     after this member received them, then collected. ``tombstone_ttl`` must be
