@@ -238,3 +238,37 @@ async def test_stop_ends_iteration_after_the_buffered_results(autojump_clock: tr
             blocked.stop()
             with trio.fail_after(WAIT):
                 await ended.wait()
+
+
+async def test_a_shared_node_id_is_logged_on_both_and_returns_when_its_shown_owner_goes(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 3) as (m0, m1, m2):
+        await m0.register(one("svc", "dup", "10.9.0.1:80"))
+        await wait_until(lambda: _address(m2) == "10.9.0.1:80", "m0's registration at m2")
+        async with m2.watch("svc") as watcher:
+            await m1.register(one("svc", "dup", "10.9.0.2:80"))  # the same node id: a copied config
+            await wait_until(
+                lambda: all(_address(r) == "10.9.0.2:80" for r in (m0, m1, m2)), "m1's shown everywhere"
+            )
+            warnings = [r.getMessage() for r in caplog.records if "registered by both" in r.getMessage()]
+            assert len(warnings) == 2  # one on each owner, naming both
+            assert all("m0" in w and "m1" in w for w in warnings)
+            await m1.deregister(one("svc", "dup"))
+            await wait_until(lambda: _address(m2) == "10.9.0.1:80", "m0's registration back at m2")
+            # m2's watch results follow its view: m1's node replaced m0's; then m1's tombstone
+            # and m0's re-assertion arrive (in that order at a third member: a brief gap).
+            seen = [(await watcher.next()) for _ in range(3)]
+            assert [(r.action, r.service.nodes[0].address) for r in seen] == [
+                ("update", "10.9.0.2:80"),
+                ("delete", "10.9.0.2:80"),
+                ("create", "10.9.0.1:80"),
+            ]
+
+
+def _address(reg: AsyncRegistry) -> str | None:
+    try:
+        return reg.get_service("svc")[0].nodes[0].address
+    except NotFoundError:
+        return None
