@@ -997,6 +997,12 @@ class Membership:
         for s in self._suspicions.values():
             s.hold(until)
 
+    def hold_suspicion(self, name: str, until: float) -> None:
+        """Let the suspicion of ``name`` (if any) not expire before ``until``: it spoke."""
+        s = self._suspicions.get(name)
+        if s is not None:
+            s.hold(until)
+
     def heard_from(self, name: str, now: float) -> None:
         """``name`` (another member, ALIVE or SUSPECT here) was heard from directly at ``now``.
 

@@ -342,6 +342,8 @@ class NodeCore:
         # Members declared dead, as reconnect candidates: name -> (address, since).
         self._failed: dict[str, tuple[Address, float]] = {}
         self._failed_at: dict[Address, str] = {}  # the same members by address
+        self._suspect_at: dict[Address, str] = {}  # members held SUSPECT, by address
+        self._last_heard = now  # when an authenticated datagram last arrived
         self._next_reconnect = now + rng.uniform(0.5, 1.0) * config.reconnect_interval
         self._next_reconnect_ping = now + rng.uniform(0, config.probe_interval)
         # Push-pulls begun because a member held dead spoke (address -> when), rate-limited.
@@ -539,6 +541,27 @@ class NodeCore:
         self._counters.inc("reconnect_pings")
         self._send(self._failed[name][0], [Ping(self._next_seq(), name, self.name, self.address)])
 
+    def _heard(self, address: tuple[str, int], now: float) -> None:
+        """An authenticated datagram arrived from ``address``: evidence of life.
+
+        From a member held dead: re-merge with it at once (:meth:`_reach_out`).
+        From a member held suspect: its suspicion does not expire within
+        ``death_grace``. After ``2 * probe_interval`` of hearing nothing at all
+        (this member's own link was down): every running suspicion, formed
+        while it was deaf, gets the grace, so the suspects can refute before
+        its timers declare them dead.
+        """
+        grace = self.config.death_grace
+        if grace > 0:
+            if now - self._last_heard > 2 * self.config.probe_interval:
+                self.membership.hold_suspicions(now + grace)
+            suspect = self._suspect_at.get(Address(*address)) if self._suspect_at else None
+            if suspect is not None:
+                self.membership.hold_suspicion(suspect, now + grace)
+        self._last_heard = now
+        if self._failed_at and address in self._failed_at:
+            self._reach_out(Address(*address), now)
+
     def _reach_out(self, address: Address, now: float) -> None:
         """A member this member holds dead spoke from ``address``: push-pull with it now.
 
@@ -695,8 +718,7 @@ class NodeCore:
         plain = self._open(data, self._label)
         if plain is None:
             return
-        if self._failed_at and address in self._failed_at:
-            self._reach_out(Address(*address), now)
+        self._heard(address, now)
         try:
             raw_messages = codec.unpack_datagram(plain)
         except DecodeError:
@@ -1103,6 +1125,10 @@ class NodeCore:
         for ev in self.membership.take_events():
             kind = ev.kind
             name = ev.member.name
+            if kind is EventKind.SUSPECTED:
+                self._suspect_at[ev.member.address] = name
+            elif self._suspect_at and self._suspect_at.get(ev.member.address) == name:
+                del self._suspect_at[ev.member.address]
             if kind in (EventKind.FAILED, EventKind.LEFT):
                 self.catalog.owner_down(name)
                 self._resync.pop(name, None)
