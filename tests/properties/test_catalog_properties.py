@@ -418,6 +418,18 @@ class CatalogMachine(RuleBasedStateMachine):
             assert t.owner == ME
             self._put(t, self.now)
 
+    @precondition(lambda self: self.local)
+    @rule(data=st.data(), owner=st.sampled_from(OWNERS), withdraw=st.booleans())
+    def another_owner_registers_ours(self, data: st.DataObject, owner: str, withdraw: bool) -> None:
+        """Another member registers a node id this member registers (a copied config), and
+        maybe withdraws it again: the paths the random records rarely reach."""
+        key = data.draw(st.sampled_from(sorted(self.local)))
+        top = max(self.local[key].stamp, self.store[key][0].stamp if key in self.store else 0)
+        theirs = Record(*key, owner, top + 1, None, False, Node(key[2], "h:9"))
+        self.merge_remote(theirs, 0.0)
+        if withdraw:
+            self.merge_remote(Record(*key, owner, top + 2, None, True), 0.0)
+
     @rule(
         rec=records(key_space=M_KEYS, stamp_space=M_STAMPS),
         age=st.sampled_from([0.0, 0.0, 3.0, 40.0, 200.0]),
