@@ -647,7 +647,9 @@ def partition(
         "false_dead_at_end": tracker.false_dead,
         "anomalies": audit.report(),
         "views_settled_after_heal_s": {"max": _max(view_times), "median": _median(view_times),
-                                       "unsettled": sum(1 for t in view_times if t is None)},
+                                       "unsettled": sum(1 for t in view_times if t is None),
+                                       "per_member": {name: _r(None if t is None else t - heal_at)
+                                                      for name, t in sorted(settled.items())}},
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 

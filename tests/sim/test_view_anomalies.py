@@ -35,6 +35,9 @@ def test_six_members_partition_heal_without_anomalies(seed: int) -> None:
     assert r["views_identical"]
     assert r["converged_after_heal_s"] <= 3.0
     assert r["views_settled_after_heal_s"]["max"] <= 3.0
+    per_member = r["views_settled_after_heal_s"]["per_member"]
+    assert sorted(per_member) == [f"m{i:04d}" for i in range(6)]
+    assert max(per_member.values()) == pytest.approx(r["views_settled_after_heal_s"]["max"], abs=1e-6)
 
 
 def test_churn_without_anomalies() -> None:
