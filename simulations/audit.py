@@ -36,7 +36,17 @@ from gossipreg.core.node import NodeEvent
 
 from .engine import SimMember, Simulation
 
-__all__ = ["Anomaly", "ViewAudit"]
+__all__ = ["Anomaly", "ViewAudit", "visible_keys"]
+
+
+def visible_keys(m: SimMember) -> set[Key]:
+    """Every ``(service, version, node id)`` in ``m``'s view now."""
+    return {
+        (s.name, s.version, nd.id)
+        for name in {listed.name for listed in m.core.list_services()}
+        for s in m.core.get_service(name)
+        for nd in s.nodes
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +183,7 @@ class ViewAudit:
         for m in self.sim.members.values():
             if not m.up or m.core.left:
                 continue
-            v = self._view(m)
-            v.keys = {
-                (s.name, s.version, nd.id)
-                for listed in m.core.list_services()
-                for s in m.core.get_service(listed.name)
-                for nd in s.nodes
-            }
+            self._view(m).keys = visible_keys(m)
 
     # ------------------------------------------------------------ summary
 

@@ -35,7 +35,7 @@ from gossipreg.core.membership import EventKind, MemberEvent, MemberState
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeEvent
 
-from .audit import ViewAudit
+from .audit import ViewAudit, visible_keys
 from .engine import SimMember, Simulation
 from .metrics import Tracker, percentiles
 from .models import ideal_hops, serf_infected, serf_time_to, swim_first_detection
@@ -525,14 +525,6 @@ def _views_identical(sim: Simulation, tracker: Tracker) -> bool:
     return all(m.core.catalog.records() == first for m in live[1:])
 
 
-def _visible_keys(m: SimMember) -> set[Key]:
-    out: set[Key] = set()
-    for s in m.core.list_services():
-        for v in m.core.get_service(s.name):
-            out.update((v.name, v.version, nd.id) for nd in v.nodes)
-    return out
-
-
 def partition(
     *,
     nodes: int = 40,
@@ -625,7 +617,7 @@ def partition(
     lost: list[tuple[str, list[str]]] = []
     resurrected: list[tuple[str, list[str]]] = []
     for m in sim.live_members():
-        vis = _visible_keys(m)
+        vis = visible_keys(m)
         lost.extend((m.name, list(k)) for k in sorted(expect_visible - vis))
         resurrected.extend((m.name, list(k)) for k in sorted(vis & deregistered))
     return {

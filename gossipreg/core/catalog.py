@@ -32,8 +32,9 @@ Leases
     expiries; and its renewals were full re-registrations, a broadcast each:
     at 5,000 services renewing a 30 s ttl every 10 s, 500 broadcasts a
     second.) Changing anything (the node, the service fields, the ttl)
-    issues a newer version, as before. Transfers still carry a record's
-    *age* on the sender's clock.
+    issues a newer version, as before. Transfers carry a tombstone's *age*
+    on the sender's clock, so every member collects it at about the same time
+    (0 for live records).
 
 Owner liveness
     The node core calls :meth:`Catalog.owner_down` when membership declares a
@@ -294,12 +295,11 @@ class Offer(NamedTuple):
 
 
 class _Entry:
-    __slots__ = ("dead_at", "expires_at", "khash", "record", "visible")
+    __slots__ = ("dead_at", "khash", "record", "visible")
 
-    def __init__(self, record: Record, khash: int, expires_at: float, dead_at: float) -> None:
+    def __init__(self, record: Record, khash: int, dead_at: float) -> None:
         self.record = record
         self.khash = khash  # 64-bit hash of the key, for anti-entropy
-        self.expires_at = expires_at  # lease end on the local clock, inf if none
         self.dead_at = dead_at  # when it became a tombstone or expired, inf if live
         self.visible = False
 
@@ -755,13 +755,13 @@ class Catalog:
         old = self._records.get(key)
         received = now - max(0.0, age)
         # Leases are counted apart (_leases), by their owner only.
-        expires_at, dead_at = (_INF, received) if rec.deleted else (_INF, _INF)
+        dead_at = received if rec.deleted else _INF
         if old is not None:
             khash = old.khash
         else:
             khash = key_hash(key)
             self._by_hash[khash] = key
-        entry = _Entry(rec, khash, expires_at, dead_at)
+        entry = _Entry(rec, khash, dead_at)
         self._records[key] = entry
 
         # Owner index and fingerprints.
@@ -1123,12 +1123,8 @@ class Catalog:
 
     @staticmethod
     def _age(e: _Entry, now: float) -> float:
-        r = e.record
-        if r.deleted:
-            return max(0.0, now - e.dead_at)
-        if r.ttl is not None:
-            return max(0.0, now - (e.expires_at - r.ttl))
-        return 0.0
+        # Only a tombstone's age matters (its collection); leases are their owner's to count.
+        return max(0.0, now - e.dead_at) if e.record.deleted else 0.0
 
 
 def sync_pair(initiator: Catalog, responder: Catalog, now: float) -> int:

@@ -234,8 +234,11 @@ class Config:
     cluster makes about ``failed`` attempts per interval in all. A
     partition that outlasts ``gossip_to_the_dead`` leaves each side thinking
     the other is dead and no longer talking to it; these attempts are what
-    merges the two sides again once the network heals. LAN and WAN 30 s,
-    local 15 s."""
+    merges the two sides again once the network heals. Besides these, a
+    member pings one member held dead every ``probe_interval`` with the same
+    probability, and re-merges at once with any member held dead that it
+    hears from, so a healed partition is usually merged within about a
+    second; this check is the fallback. LAN and WAN 30 s, local 15 s."""
 
     reconnect_timeout: float = 86400.0
     """Seconds a member declared dead stays a reconnect candidate (serf's

@@ -532,14 +532,19 @@ class NodeCore:
         it holds dead, re-merges with it at once (:meth:`_reach_out`), instead
         of waiting up to ``reconnect_interval`` for the stream check.
         """
+        name = self._draw_failed()
+        if name is not None:
+            self._counters.inc("reconnect_pings")
+            self._send(self._failed[name][0], [Ping(self._next_seq(), name, self.name, self.address)])
+
+    def _draw_failed(self) -> str | None:
+        """One random member held dead, with probability ``failed / alive`` (serf's rule), or None."""
         if not self._failed:
-            return
+            return None
         alive = max(1, self.membership.alive_count())
         if self._rng.random() * alive >= len(self._failed):
-            return
-        name = self._rng.choice(sorted(self._failed))
-        self._counters.inc("reconnect_pings")
-        self._send(self._failed[name][0], [Ping(self._next_seq(), name, self.name, self.address)])
+            return None
+        return self._rng.choice(sorted(self._failed))
 
     def _heard(self, address: tuple[str, int], now: float) -> None:
         """An authenticated datagram arrived from ``address``: evidence of life.
@@ -635,14 +640,10 @@ class NodeCore:
         horizon = now - self.config.reconnect_timeout
         for name in [n for n, (_, since) in self._failed.items() if since < horizon]:
             self._forget_failed(name)
-        if not self._failed:
-            return
-        alive = max(1, self.membership.alive_count())
-        if self._rng.random() * alive >= len(self._failed):
-            return
-        name = self._rng.choice(sorted(self._failed))
-        self._counters.inc("reconnect_attempts")
-        self._start_check(self._failed[name][0], now)
+        target = self._draw_failed()
+        if target is not None:
+            self._counters.inc("reconnect_attempts")
+            self._start_check(self._failed[target][0], now)
 
     # ================================================================ local calls
 

@@ -44,25 +44,13 @@ from typing import Any
 
 import trio
 
-from gossipreg.core.config import Config
 from gossipreg.core.errors import NotFoundError, WatchOverflowError
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, open_registry
 
-#: The cluster key (the integration tests' key).
-KEY = bytes(range(32))
-
-#: The integration tests' FAST profile: LAN multipliers with short periods, so a
-#: failure is detected in a few seconds but a busy host causes no false deaths;
-#: push-pull only every 15 s, so a heal is not repaired by the periodic exchange.
-FAST = Config.lan(
-    probe_interval=0.5,
-    probe_timeout=0.2,
-    gossip_interval=0.1,
-    push_pull_interval=15.0,
-    stream_timeout=2.0,
-    gossip_to_the_dead=60.0,
-)
+# The integration tests' key and FAST profile (push-pull only every 15 s, so a heal is
+# not repaired by the periodic exchange).
+from tests.integration.helpers import FAST, KEY
 
 #: Seconds between two polls of the view.
 POLL_INTERVAL = 0.02

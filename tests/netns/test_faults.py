@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -283,15 +284,30 @@ async def test_isolated_member_returns(tmp_path: Path) -> None:
             figure(f"isolation: m0 dead at every other member {detected - epoch:.3f} s after the cut")
             await sleep_until(epoch + FAULT)
 
-            counters = await snapshot(cluster)
-            restored = time.monotonic()
-            await cluster.lab.set_link(0, up=True)
-            figure(f"isolation: link restored {restored - epoch:.3f} s after the cut")
-            await cluster.reach(lambda: cluster.agree(expected), RECOVERY_LIMIT)
-            end = await tail(cluster)
-            what = "isolation restore"
-            await print_deltas(cluster, counters, what)
-            await returned_checks(cluster, services, expected, epoch, restored, end, what)
+            await restore_and_check(
+                cluster, lambda: cluster.lab.set_link(0, up=True), "isolation restore",
+                "link restored", services, expected, epoch,
+            )  # fmt: skip
+
+
+async def restore_and_check(
+    cluster: Cluster,
+    restore: Callable[[], Awaitable[object]],
+    what: str,
+    done: str,
+    services: dict[int, list[str]],
+    expected: frozenset[Key],
+    epoch: float,
+) -> None:
+    """End m0's fault with ``restore``, wait for the views to agree, and check the recording."""
+    counters = await snapshot(cluster)
+    restored = time.monotonic()
+    await restore()
+    figure(f"{what}: {done} {restored - epoch:.3f} s after the fault began")
+    await cluster.reach(lambda: cluster.agree(expected), RECOVERY_LIMIT)
+    end = await tail(cluster)
+    await print_deltas(cluster, counters, what)
+    await returned_checks(cluster, services, expected, epoch, restored, end, what)
 
 
 async def returned_checks(
@@ -375,15 +391,10 @@ async def test_receive_only_member_returns(tmp_path: Path) -> None:
             assert received > 0, "m0 must keep receiving while it cannot send"
             assert failed > 0, "m0's sends must fail"
 
-            counters = await snapshot(cluster)
-            restored = time.monotonic()
-            await cluster.lab.set_blackhole(0, on=False)
-            figure(f"asymmetric: routes restored {restored - epoch:.3f} s after the blackhole")
-            await cluster.reach(lambda: cluster.agree(expected), RECOVERY_LIMIT)
-            end = await tail(cluster)
-            what = "asymmetric restore"
-            await print_deltas(cluster, counters, what)
-            await returned_checks(cluster, services, expected, epoch, restored, end, what)
+            await restore_and_check(
+                cluster, lambda: cluster.lab.set_blackhole(0, on=False), "asymmetric restore",
+                "routes restored", services, expected, epoch,
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------- 4. kill -9 and restart
