@@ -15,6 +15,7 @@ __all__ = [
     "addresses",
     "endpoints",
     "metadata",
+    "name_texts",
     "names",
     "nodes",
     "ports",
@@ -25,25 +26,34 @@ __all__ = [
 
 # Valid Unicode only: hypothesis' "utf-8" codec excludes lone surrogates.
 _CHARS = st.characters(codec="utf-8")
+# Names (and metadata keys, addresses) also exclude the control characters the model
+# refuses in them: category Cc is U+0000-U+001F and U+007F-U+009F; Zl and Zp are
+# U+2028 and U+2029 (gossipreg.core.model.CONTROL_CHARACTERS).
+_NAME_CHARS = st.characters(codec="utf-8", exclude_categories=["Cc", "Zl", "Zp"])
 
 
 def texts(*, min_size: int = 0, max_size: int = 12) -> st.SearchStrategy[str]:
-    """Arbitrary (non-surrogate) text, short."""
+    """Arbitrary (non-surrogate) text, short: control characters included (metadata values)."""
     return st.text(_CHARS, min_size=min_size, max_size=max_size)
 
 
+def name_texts(*, min_size: int = 0, max_size: int = 12) -> st.SearchStrategy[str]:
+    """Arbitrary (non-surrogate) text without control characters, short."""
+    return st.text(_NAME_CHARS, min_size=min_size, max_size=max_size)
+
+
 def names(*, allow_empty: bool = False) -> st.SearchStrategy[str]:
-    """A name: mostly identifier-like, sometimes arbitrary Unicode."""
+    """A name: mostly identifier-like, sometimes arbitrary Unicode (no control characters)."""
     min_size = 0 if allow_empty else 1
     return st.one_of(
         st.from_regex(r"[a-z][a-z0-9._-]{0,15}", fullmatch=True),
-        texts(min_size=min_size, max_size=12),
+        name_texts(min_size=min_size, max_size=12),
     )
 
 
 def metadata() -> st.SearchStrategy[dict[str, str]]:
-    """A small str-to-str map (far below ``MAX_METADATA_BYTES``)."""
-    return st.dictionaries(texts(max_size=8), texts(max_size=16), max_size=4)
+    """A small str-to-str map (far below ``MAX_METADATA_BYTES``); values may hold control characters."""
+    return st.dictionaries(name_texts(max_size=8), texts(max_size=16), max_size=4)
 
 
 def ports() -> st.SearchStrategy[int]:
@@ -65,7 +75,7 @@ def addresses() -> st.SearchStrategy[str]:
         st.ip_addresses(v=6).map(str),
         st.just(""),
         # arbitrary text without a colon can never look like host:port
-        texts(max_size=16).filter(lambda s: ":" not in s),
+        name_texts(max_size=16).filter(lambda s: ":" not in s),
     )
 
 

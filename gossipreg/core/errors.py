@@ -37,7 +37,11 @@ class NotFoundError(RegistryError, LookupError):
 
 @final
 class InvalidServiceError(RegistryError, ValueError):
-    """A service, node, endpoint or value is malformed; the message names the field."""
+    """A service, node, endpoint, value, service name or ``ttl`` is malformed.
+
+    The message names the field, shows the offending value (a ``repr``, cut
+    short if long) and states the rule it breaks.
+    """
 
 
 @final
@@ -48,7 +52,15 @@ class RegistrationLimitError(RegistryError, ValueError):
 
 @final
 class ConfigError(RegistryError, ValueError):
-    """A configuration value is invalid; the message names the field."""
+    """A configuration value or an option of a call is invalid.
+
+    Raised for the options of :func:`~gossipreg.open_registry` and
+    :class:`~gossipreg.Registry` (``bind``, ``seeds``, ``advertise``, ``name``,
+    ``keyring``, ``timeout``, ``metadata``, ...), for ``GOSSIPREG_*`` variables
+    and for a watch's ``buffer`` and ``snapshot``. The message names the
+    option (or variable), shows the offending value (a ``repr``, cut short if
+    long; never key material) and states the rule it breaks.
+    """
 
 
 @final

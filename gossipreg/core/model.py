@@ -12,13 +12,28 @@ the offending field, e.g. ``service.nodes[2].port: 70000 is out of range 1..6553
 Strings must be valid Unicode (no lone surrogates), so that every valid
 service also encodes as UTF-8.
 
+Names carry no control characters: the service name, version, node id, node
+address, endpoint names, ``Value`` names and types, and metadata *keys*
+reject every character of :data:`CONTROL_CHARACTERS` (C0 U+0000-U+001F,
+DEL and C1 U+007F-U+009F, and the line and paragraph separators U+2028 and
+U+2029), so no name can break a log line or a terminal. Metadata *values* may
+hold any valid Unicode (a PEM certificate, a JSON document): gossipreg never
+logs them, and tools that print them must escape them.
+
+A registration's ``ttl`` (:func:`check_ttl`) is ``None`` or a real number of
+seconds from :data:`MIN_TTL` (1 ms) to :data:`MAX_TTL` (4,294,967 s, about
+49.7 days: the most whole seconds the wire's unsigned 32-bit millisecond
+``ttl`` carries); a member's configuration may lower the maximum further
+(``tombstone_ttl - convergence_bound``, 3300 s by default).
+
 Limits (all inclusive, chosen so that one node's record fits comfortably in
 a gossip datagram and a hostile peer cannot make a member allocate without
 bound):
 
 =============================  ==========================================
 ``MAX_NAME_LENGTH``            256 characters: service name, version, node
-                               id, endpoint name, value name and type
+                               id, endpoint name, value name and type (and
+                               a member's name, on the wire)
 ``MAX_ADDRESS_LENGTH``         512 characters: node address
 ``MAX_METADATA_BYTES``         4096 bytes: UTF-8 keys plus values, per map
 ``MAX_NODES``                  1024 nodes per service
@@ -31,7 +46,9 @@ bound):
 from __future__ import annotations
 
 import json
+import numbers
 import re
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from itertools import islice
@@ -41,18 +58,25 @@ from typing import Any, NoReturn, final
 from .errors import InvalidServiceError
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "EMPTY_METADATA",
     "MAX_ADDRESS_LENGTH",
     "MAX_ENDPOINTS",
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
     "MAX_NODES",
+    "MAX_TTL",
     "MAX_VALUE_DEPTH",
     "MAX_VALUE_FIELDS",
+    "MIN_TTL",
     "Endpoint",
     "Node",
     "Service",
     "Value",
+    "check_ttl",
+    "control_character",
+    "name_problem",
+    "shown",
 ]
 
 MAX_NAME_LENGTH = 256
@@ -62,6 +86,17 @@ MAX_NODES = 1024
 MAX_ENDPOINTS = 256
 MAX_VALUE_DEPTH = 8
 MAX_VALUE_FIELDS = 256
+#: Longest lease in seconds: 4,294,967 s (49 days 17 h), the most whole seconds the
+#: wire's unsigned 32-bit millisecond ``ttl`` carries (``codec.MAX_TTL_MS``).
+MAX_TTL = 4_294_967
+#: Shortest lease in seconds: leases are counted in whole milliseconds.
+MIN_TTL = 0.001
+#: The characters no name may contain, as a regular-expression character class:
+#: C0 controls (NUL, tab, newline, ESC, ...), DEL and the C1 controls (NEL, ...),
+#: and the Unicode line and paragraph separators.
+CONTROL_CHARACTERS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+_CONTROL_RULE = "names may not contain control characters (U+0000-U+001F, U+007F-U+009F, U+2028, U+2029)"
 
 
 @final
@@ -129,6 +164,94 @@ def _fail(where: str, problem: str) -> InvalidServiceError:
     return InvalidServiceError(f"{where}: {problem}")
 
 
+class _ShortRepr(reprlib.Repr):
+    """``repr`` cut short: strings and containers are truncated, huge ints summarised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = 60
+        self.maxother = 60
+        self.maxlong = 40
+        self.maxlevel = 2
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # repr() of a huge int is slow, or refused (int_max_str_digits)
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown(value: object) -> str:
+    """The ``repr`` of ``value`` for an error message: control characters escaped, cut short if long."""
+    try:
+        return _SHORT_REPR.repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return f"<{type(value).__name__}>"
+
+
+def control_character(text: str) -> int:
+    """The index of the first character of ``text`` that no name may contain, or -1.
+
+    The characters are those of :data:`CONTROL_CHARACTERS`.
+    """
+    m = _CONTROL.search(text)
+    return -1 if m is None else m.start()
+
+
+def name_problem(value: object, *, limit: int = MAX_NAME_LENGTH, empty_ok: bool = False) -> str | None:
+    """What makes ``value`` invalid as a name, or ``None`` if it is a valid one.
+
+    A name is a ``str`` of at most ``limit`` characters (non-empty unless
+    ``empty_ok``), valid Unicode (no lone surrogate), without any character of
+    :data:`CONTROL_CHARACTERS`. The answer shows the value and states the rule,
+    e.g. ``"'a\\nb' contains the control character U+000A at index 1; names may
+    not contain control characters (...)"``.
+    """
+    if not isinstance(value, str):
+        return f"must be a str, not {type(value).__name__} {shown(value)}"
+    if not value:
+        return None if empty_ok else "must not be empty"
+    if len(value) > limit:
+        return f"{shown(value)} is {len(value)} characters, over the limit of {limit}"
+    if _SURROGATE.search(value) is not None:
+        return f"{shown(value)} is not valid Unicode (lone surrogate)"
+    at = control_character(value)
+    if at >= 0:
+        return (
+            f"{shown(value)} contains the control character U+{ord(value[at]):04X} at index {at}; "
+            + _CONTROL_RULE
+        )
+    return None
+
+
+def check_ttl(ttl: object, *, where: str = "ttl") -> float | None:
+    """Validate a lease: ``None`` (no expiry) or seconds from :data:`MIN_TTL` to :data:`MAX_TTL`.
+
+    Any real number is accepted (``int``, ``float``, ``Fraction``, ...) and
+    returned as a ``float``; ``bool``, ``str``, NaN, infinities, zero,
+    negative numbers and numbers beyond :data:`MAX_TTL` are refused, so every
+    lease computed from it (``now + ttl``, ``ttl * 1000``, ``ttl / 3``) is finite.
+
+    Raises:
+        InvalidServiceError: ``ttl`` is not ``None`` nor a number in range; the
+            message shows it and states the range.
+    """
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
+        raise _fail(where, f"must be a number of seconds or None, not {type(ttl).__name__} {shown(ttl)}")
+    number: Any = ttl  # numbers.Real is not typed as comparable
+    # Compared before any conversion: exact for huge ints (float() would overflow), False for NaN.
+    if not MIN_TTL <= number <= MAX_TTL:
+        raise _fail(
+            where,
+            f"{shown(ttl)} is out of range: a ttl is from {MIN_TTL:g} to {MAX_TTL} seconds (about 49.7 days)",
+        )
+    return float(number)
+
+
 def _show_int(n: int) -> str:
     """``str(n)``, or a stand-in for an int too large to be worth (or able to be) formatted."""
     return str(n) if -(10**12) < n < 10**12 else "a huge integer"
@@ -141,19 +264,13 @@ def _show_key(key: str) -> str:
     return repr(key[:_SHOWN_CHARS]) + "..."
 
 
-def _check_unicode(where: str, value: str) -> None:
-    if _SURROGATE.search(value) is not None:
-        raise _fail(where, "is not valid Unicode (lone surrogate)")
-
-
-def _check_name(where: str, value: object, *, empty_ok: bool = False) -> str:
-    if not isinstance(value, str):
-        raise _fail(where, f"must be a str, not {type(value).__name__}")
-    if not value and not empty_ok:
-        raise _fail(where, "must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise _fail(where, f"is {len(value)} characters, over the limit of {MAX_NAME_LENGTH}")
-    _check_unicode(where, value)
+def _check_name(
+    where: str, value: object, *, empty_ok: bool = False, limit: int = MAX_NAME_LENGTH
+) -> str:
+    problem = name_problem(value, limit=limit, empty_ok=empty_ok)
+    if problem is not None:
+        raise _fail(where, problem)
+    assert isinstance(value, str)
     return value
 
 
@@ -188,6 +305,13 @@ def _freeze_metadata(where: str, value: object) -> Mapping[str, str]:
         total += _utf8_len(at, k) + _utf8_len(at, v)
         if total > MAX_METADATA_BYTES:
             raise _fail(where, f"is over the limit of {MAX_METADATA_BYTES} bytes")
+        c = control_character(k)
+        if c >= 0:  # values may hold any valid Unicode; keys are names
+            raise _fail(
+                at,
+                f"the key contains the control character U+{ord(k[c]):04X} at index {c}; "
+                f"metadata keys are names, and {_CONTROL_RULE}",
+            )
         copy[k] = v
     return _FrozenMetadata(copy)
 
@@ -364,14 +488,7 @@ class Node:
 
     def __post_init__(self) -> None:
         _check_name("node.id", self.id)
-        if not isinstance(self.address, str):
-            raise _fail("node.address", f"must be a str, not {type(self.address).__name__}")
-        if len(self.address) > MAX_ADDRESS_LENGTH:
-            raise _fail(
-                "node.address",
-                f"is {len(self.address)} characters, over the limit of {MAX_ADDRESS_LENGTH}",
-            )
-        _check_unicode("node.address", self.address)
+        _check_name("node.address", self.address, empty_ok=True, limit=MAX_ADDRESS_LENGTH)
         if self.port is not None:
             if isinstance(self.port, bool) or not isinstance(self.port, int):
                 raise _fail("node.port", f"must be an int or None, not {type(self.port).__name__}")

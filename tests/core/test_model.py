@@ -382,7 +382,7 @@ class TestImmutability:
         ("10.0.0.5", 8080, ("10.0.0.5", 8080)),
         ("::1", 53, ("::1", 53)),
         # an address that merely looks like host:port is not parsed
-        ("h:80\n", None, ("h:80\n", None)),
+        ("h:80 ", None, ("h:80 ", None)),
         ("h:8a", None, ("h:8a", None)),
         ("h:٨٠", None, ("h:٨٠", None)),  # non-ASCII digits are not a port
         ("a:b:1", None, ("a:b:1", None)),
