@@ -29,7 +29,16 @@ import msgpack
 from .catalog import Digest, Offer, Record
 from .errors import DecodeError, InvalidServiceError
 from .membership import Address, Alive, Dead, Leave, Member, MemberState, Suspect
-from .model import EMPTY_METADATA, MAX_ENDPOINTS, MAX_NAME_LENGTH, Endpoint, Node, Service, Value
+from .model import (
+    EMPTY_METADATA,
+    MAX_ENDPOINTS,
+    MAX_NAME_LENGTH,
+    Endpoint,
+    Node,
+    Service,
+    Value,
+    control_character,
+)
 from .model import _check_name as check_name
 
 __all__ = [
@@ -274,6 +283,7 @@ def decode_record(obj: object) -> Record:
         owner_s = _str(owner, "record.owner")
         if not s or not n_id or not owner_s:
             raise DecodeError("record: empty service name, node id or owner")
+        _no_control(owner_s, "record.owner")
         _check_names(s, v, n_id)
         ttl = None if ttl_ms is None else _uint(ttl_ms, "record.ttl", MAX_TTL_MS) / 1000
         if ttl is not None and ttl <= 0:
@@ -472,7 +482,7 @@ Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordM
 
 
 def _addr(host: object, port: object, what: str) -> Address:
-    return Address(_str(host, what, _MAX_HOST), _uint(port, what, 65535))
+    return Address(_no_control(_str(host, what, _MAX_HOST), what), _uint(port, what, 65535))
 
 
 def encode_message(msg: Message) -> bytes:
@@ -507,6 +517,15 @@ def _name(obj: object, what: str) -> str:
     s = _str(obj, what, _MAX_NAME)
     if not s:
         raise DecodeError(f"{what}: empty")
+    return _no_control(s, what)
+
+
+def _no_control(s: str, what: str) -> str:
+    """``s``, unless it holds a character no name may hold (``model.CONTROL_CHARACTERS``):
+    member names and hosts follow the rule of the local API's names."""
+    at = control_character(s)
+    if at >= 0:
+        raise DecodeError(f"{what}: contains the control character U+{ord(s[at]):04X}")
     return s
 
 

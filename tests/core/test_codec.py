@@ -350,3 +350,88 @@ def test_arbitrary_message_structures_only_raise_decode_error(obj: object) -> No
         decode_message(obj)
     with contextlib.suppress(DecodeError):
         decode_member(obj)
+
+
+# ------------------------------------------------ names from peers follow the local rule
+#
+# A key holder must not get a name into a member's view (or logs) that the local API
+# would refuse: every name rule of gossipreg.core.model applies to decoded records, and
+# member names and hosts refuse the same control characters.
+
+_CONTROLS = ["\x00", "\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029"]
+
+
+def _raw_record(**changes: Any) -> list[Any]:
+    """A valid record array (``live()``), with some raw fields replaced."""
+    enc = encode_record(live())
+    fields = ["service", "version", "node_id", "owner", "stamp", "ttl", "deleted", "node", "fields"]
+    for name, value in changes.items():
+        enc[fields.index(name)] = value
+    return enc
+
+
+@pytest.mark.parametrize("char", _CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda c: _raw_record(service=f"svc{c}x"), "record.service"),
+        (lambda c: _raw_record(version=f"1{c}"), "record.version"),
+        (lambda c: _raw_record(node_id=f"{c}n1"), "record.node_id"),
+        (lambda c: _raw_record(owner=f"m1{c}"), "record.owner"),
+        (lambda c: _raw_record(node=[f"10.0.0.1{c}:80", None, {}]), "node.address"),
+        (lambda c: _raw_record(node=["10.0.0.1:80", None, {f"k{c}": "v"}]), "node.metadata"),
+        (lambda c: _raw_record(fields=pack([{f"k{c}": "v"}, []])), "service.metadata"),
+        (lambda c: _raw_record(fields=pack([{}, [[f"E{c}", None, None, {}]]])), "endpoint.name"),
+        (
+            lambda c: _raw_record(fields=pack([{}, [["E", ["R", f"T{c}", []], None, {}]]])),
+            "value.type",
+        ),
+    ],
+    ids=["service", "version", "node_id", "owner", "address", "node_meta_key", "service_meta_key",
+         "endpoint", "value_type"],
+)
+def test_a_record_with_a_control_character_in_a_name_is_a_decode_error(
+    make: Any, field: str, char: str
+) -> None:
+    with pytest.raises(DecodeError, match=f"{field}.*U\\+{ord(char):04X}"):
+        decode_record(unpack(pack(make(char))))
+
+
+def test_metadata_values_may_hold_control_characters_on_the_wire() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    rec = live(node=Node("n1", "10.0.0.1:8080", None, {"cert": pem}), metadata={"doc": "a\tb\x00"})
+    assert roundtrip(rec) == rec
+
+
+@pytest.mark.parametrize("char", _CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: [4, f"m{c}", 1, "10.0.0.1", 7946, b"", 1],  # alive.name
+        lambda c: [4, "m", 1, f"10.0.0.1{c}", 7946, b"", 1],  # alive.address host
+        lambda c: [0, 1, "t", f"s{c}", "10.0.0.1", 7946],  # ping.source
+        lambda c: [5, "m", 1, f"accuser{c}"],  # suspect.from
+        lambda c: [7, f"{c}", 1],  # leave.name
+        lambda c: [9, f"root{c}", 0],  # tree.root
+    ],
+    ids=["alive_name", "alive_host", "ping_source", "suspect_from", "leave_name", "tree_root"],
+)
+def test_a_member_name_or_host_with_a_control_character_is_a_decode_error(make: Any, char: str) -> None:
+    with pytest.raises(DecodeError, match="control character"):
+        decode_message(make(char))
+
+
+def test_a_member_state_with_a_control_character_in_its_name_is_a_decode_error() -> None:
+    good = encode_member(Member("m1", Address("10.0.0.1", 7946), 1, MemberState.ALIVE))
+    assert decode_member(good).name == "m1"
+    with pytest.raises(DecodeError, match=r"member\.name: contains the control character U\+000A"):
+        decode_member(["m1\nINFO forged", *good[1:]])
+
+
+def test_the_longest_ttl_fits_the_wire() -> None:
+    from gossipreg.core.codec import MAX_TTL_MS
+    from gossipreg.core.model import MAX_TTL
+
+    assert MAX_TTL * 1000 <= MAX_TTL_MS < (MAX_TTL + 1) * 1000
+    rec = live(ttl=float(MAX_TTL))
+    assert roundtrip(rec).ttl == MAX_TTL
