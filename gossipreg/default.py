@@ -8,7 +8,8 @@ created on first use (once, thread-safely) from these variables:
 ``GOSSIPREG_BIND``          ``host:port`` to bind (default ``127.0.0.1:7946``)
 ``GOSSIPREG_ADVERTISE``     ``host[:port]`` other members reach this one at
 ``GOSSIPREG_SEEDS``         comma-separated ``host[:port]`` of members to join
-``GOSSIPREG_NAME``          this member's unique name
+``GOSSIPREG_NAME``          this member's unique name (at most 256 characters,
+                            no control characters)
 ``GOSSIPREG_KEYRING``       comma-separated base64 keys, the first primary
 ``GOSSIPREG_KEYRING_FILE``  a file of base64 keys, one a line, the first primary
 ``GOSSIPREG_TLS_CA``        cluster CA certificate (PEM); with the next two
@@ -19,7 +20,10 @@ created on first use (once, thread-safely) from these variables:
 
 Set one of ``GOSSIPREG_KEYRING`` and ``GOSSIPREG_KEYRING_FILE``, or
 ``GOSSIPREG_INSECURE=1``. The TLS variables go together: all three or none.
-An invalid value raises :class:`~gossipreg.ConfigError` naming the variable.
+An invalid value raises :class:`~gossipreg.ConfigError` naming the variable,
+showing the value and stating the rule, before any thread starts or socket is
+bound. The module functions check their own arguments (a ``ttl``, a watch's
+``buffer``) before they create the default registry.
 The default registry leaves the cluster at interpreter exit; a child process
 made by ``os.fork`` starts its own on first use.
 """
@@ -35,10 +39,9 @@ from pathlib import Path
 
 from .core.crypto import Keyring
 from .core.errors import ConfigError
-from .core.model import Service
-from .registry import WATCH_BUFFER
+from .core.model import Service, check_ttl, name_problem
+from .registry import WATCH_BUFFER, _check_address, _check_watch
 from .runtime.driver import TLSContexts
-from .runtime.transport import parse_address
 from .sync import Registry, SyncWatcher
 from .tls import TLSFiles, load_tls
 
@@ -118,24 +121,21 @@ def _options(env: Mapping[str, str]) -> _Options:
         return value or None
 
     bind = get("GOSSIPREG_BIND") or DEFAULT_BIND
-    try:
-        parse_address(bind)
-    except ValueError as exc:
-        raise ConfigError(f"GOSSIPREG_BIND: {exc}") from None
+    _check_address("GOSSIPREG_BIND", bind, default_port=None, min_port=0)
 
     advertise = get("GOSSIPREG_ADVERTISE")
     if advertise is not None:
-        try:
-            parse_address(advertise, default_port=0)
-        except ValueError as exc:
-            raise ConfigError(f"GOSSIPREG_ADVERTISE: {exc}") from None
+        _check_address("GOSSIPREG_ADVERTISE", advertise, default_port=0, min_port=0)
 
     seeds = [s.strip() for s in (get("GOSSIPREG_SEEDS") or "").split(",") if s.strip()]
     for s in seeds:
-        try:
-            parse_address(s, default_port=DEFAULT_PORT)
-        except ValueError as exc:
-            raise ConfigError(f"GOSSIPREG_SEEDS: {exc}") from None
+        _check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
+
+    name = get("GOSSIPREG_NAME")
+    if name is not None:
+        problem = name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"GOSSIPREG_NAME: {problem} (a member's name travels in every message)")
 
     insecure_text = (get("GOSSIPREG_INSECURE") or "").lower()
     if insecure_text not in _TRUE | _FALSE:
@@ -175,7 +175,7 @@ def _options(env: Mapping[str, str]) -> _Options:
         except ConfigError as exc:
             raise ConfigError(f"GOSSIPREG_TLS_CA/CERT/KEY: {exc}") from None
 
-    return _Options(bind, advertise, seeds, get("GOSSIPREG_NAME"), keyring, tls, insecure)
+    return _Options(bind, advertise, seeds, name, keyring, tls, insecure)
 
 
 def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 10.0) -> Registry:
@@ -257,12 +257,15 @@ def register(service: Service, ttl: float | None = None) -> None:
         ttl: seconds the registration lives without renewal; ``None`` for no expiry.
 
     Raises:
-        InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+        InvalidServiceError: the service has no nodes, or ``ttl`` is not ``None``
+            nor a number of seconds from ``MIN_TTL`` to ``MAX_TTL`` (checked before
+            the default registry is created) and within the configuration's maximum.
         RegistrationLimitError: this member would own more than
             ``Config.max_records_per_owner`` registrations.
         ConfigError: the default registry cannot be created from the environment.
     """
-    default_registry().register(service, ttl)
+    checked = check_ttl(ttl)
+    default_registry().register(service, checked)
 
 
 def deregister(service: Service) -> None:
@@ -305,9 +308,13 @@ def watch(service: str | None = None, *, snapshot: bool = False, buffer: int = W
     Args:
         service: a service name; ``None`` watches every service.
         snapshot: first yield the current matching services as ``create`` results.
-        buffer: results held before the watcher overflows.
+        buffer: results held before the watcher overflows; an int of at least 1.
 
     Raises:
-        ConfigError: the default registry cannot be created from the environment.
+        InvalidServiceError: ``service`` is not a str or ``None`` (checked first).
+        ConfigError: ``snapshot`` is not a bool or ``buffer`` not an int of at
+            least 1 (checked first), or the default registry cannot be created
+            from the environment.
     """
+    _check_watch(service, snapshot, buffer)
     return default_registry().watch(service, snapshot=snapshot, buffer=buffer)

@@ -34,6 +34,7 @@ import msgpack
 import trio
 
 from .core.catalog import CatalogEvent
+from .core.codec import MAX_META
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -46,7 +47,7 @@ from .core.errors import (
 )
 from .core.membership import Address, MemberEvent
 from .core.membership import Member as _CoreMember
-from .core.model import Service
+from .core.model import MAX_NAME_LENGTH, Service, check_ttl, name_problem, shown
 from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict
 from .runtime.driver import DriverLimits, MemberDriver, TLSContexts
 from .runtime.transport import NetTransport, Transport, parse_address
@@ -63,6 +64,10 @@ REJOIN_INTERVAL = 10.0
 LEAVE_TIMEOUT = 1.0
 #: Default bound of a watcher's buffer, in results.
 WATCH_BUFFER = 1024
+#: Port of a seed given without one.
+DEFAULT_PORT = 7946
+#: Longest host of a member's address, in characters (the wire's limit, ``codec``).
+MAX_HOST_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,11 +239,15 @@ class AsyncRegistry:
         see :meth:`keep_alive`. Without, it lives as long as this member.
 
         Raises:
-            InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+            InvalidServiceError: ``service`` is not a :class:`Service` or has no
+                nodes, or ``ttl`` is not ``None`` nor a number of seconds from
+                ``MIN_TTL`` (0.001) to ``MAX_TTL`` (4,294,967) and at most the
+                configuration's ``tombstone_ttl - convergence_bound`` (3300 s by default).
             RegistrationLimitError: this member would own more than
                 ``Config.max_records_per_owner`` registrations.
         """
         self._check_open()
+        ttl = check_ttl(ttl)
         self._core.register(service, ttl, self._driver.now())
         self._driver.flush()
         await trio.lowlevel.checkpoint()
@@ -273,9 +282,14 @@ class AsyncRegistry:
                 registered yet is fine.
             snapshot: first yield the current matching services as ``create``
                 results, so nothing is lost between a list and a watch.
-            buffer: results held before the watcher overflows.
+            buffer: results held before the watcher overflows; an int of at least 1.
+
+        Raises:
+            InvalidServiceError: ``service`` is not a str or ``None``.
+            ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
         """
         self._check_open()
+        _check_watch(service, snapshot, buffer)
         return Watcher(self, service, snapshot, buffer)
 
     # ------------------------------------------------------------ beyond go-micro
@@ -286,9 +300,15 @@ class AsyncRegistry:
         Run it in a nursery; cancel it (or close the registry) to stop. The
         registration then expires ``ttl`` after the last renewal unless
         deregistered.
+
+        Raises:
+            InvalidServiceError: as :meth:`register`; ``ttl`` must not be ``None``.
+            RegistrationLimitError: as :meth:`register`.
         """
-        if not ttl > 0:
-            raise InvalidServiceError(f"ttl: must be positive, not {ttl!r}")
+        checked = check_ttl(ttl)
+        if checked is None:
+            raise InvalidServiceError("ttl: keep_alive renews a lease and needs a ttl in seconds, not None")
+        ttl = checked
         while True:
             await self.register(service, ttl)
             await trio.sleep(ttl / 3)
@@ -449,9 +469,11 @@ def _single(exc: BaseException) -> BaseException:
     return exc
 
 
-def _pick_advertise(bind_host: str, port: int, advertise: str | tuple[str, int] | None) -> Address:
+def _pick_advertise(bind_host: str, port: int, advertise: tuple[str, int] | None) -> Address:
+    """The advertised address: ``advertise`` (checked by :func:`_check_address`; port 0 is
+    the bound one), else the bind address, else the address of the default route."""
     if advertise is not None:
-        host, aport = parse_address(advertise, default_port=port) if isinstance(advertise, str) else advertise
+        host, aport = advertise
         return Address(host, aport or port)
     if bind_host not in ("0.0.0.0", "::", ""):
         return Address(bind_host, port)
@@ -472,30 +494,248 @@ def _pick_advertise(bind_host: str, port: int, advertise: str | tuple[str, int] 
     return Address(host, port)
 
 
-def _make_keyring(keyring: Keyring | bytes | str | Iterable[str] | None) -> Keyring | None:
+def _make_keyring(keyring: object) -> Keyring | None:
+    """The keyring option as a :class:`Keyring` (``None`` stays ``None``).
+
+    Raises:
+        ConfigError: not a Keyring, key bytes, a str of comma-separated base64
+            keys or a list of base64 str, or a key is invalid. The message names
+            the type, never the key material.
+    """
     if keyring is None or isinstance(keyring, Keyring):
         return keyring
-    if isinstance(keyring, bytes):
-        return Keyring(keyring)
-    if isinstance(keyring, str):
-        return Keyring.from_base64([k for k in keyring.split(",") if k.strip()])
-    return Keyring.from_base64(list(keyring))
+    try:
+        if isinstance(keyring, bytes | bytearray | memoryview):
+            return Keyring(bytes(keyring))
+        if isinstance(keyring, str):
+            return Keyring.from_base64([k for k in keyring.split(",") if k.strip()])
+        if isinstance(keyring, Iterable) and not isinstance(keyring, Mapping):
+            return Keyring.from_base64(list(keyring))
+    except ConfigError as exc:
+        raise ConfigError(f"keyring: {exc}") from None
+    raise ConfigError(
+        "keyring: must be a Keyring, raw key bytes, or base64 keys (a comma-separated str "
+        f"or a list of str), not {type(keyring).__name__}"
+    )
 
 
-def _parse_seeds(seeds: str | Iterable[str | tuple[str, int]] | None) -> list[tuple[str, int]]:
+def _described(value: object) -> str:
+    """``"TYPE REPR"`` for an error message, the repr cut short if long."""
+    return f"{type(value).__name__} {shown(value)}"
+
+
+def _check_address(what: str, value: object, *, default_port: int | None, min_port: int) -> tuple[str, int]:
+    """``(host, port)`` from ``'host:port'``, ``'[v6]:port'`` (``'host'`` with a
+    ``default_port``) or a ``(host, port)`` pair.
+
+    The host follows the rule of names (non-empty, at most ``MAX_HOST_LENGTH``
+    characters, no control character), the port is an int from ``min_port``
+    to 65535.
+
+    Raises:
+        ConfigError: the message starts with ``what``, shows the value and states the rule.
+    """
+    form = "'host:port'" if default_port is None else "'host[:port]'"
+    if isinstance(value, str):
+        if len(value) > MAX_HOST_LENGTH + 8:  # '[' host ']:' port
+            raise ConfigError(f"{what}: {shown(value)} is {len(value)} characters, too long for an address")
+        try:
+            host, port = parse_address(value, default_port=default_port)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+    elif isinstance(value, tuple | list) and len(value) == 2:
+        host, port = value
+    else:
+        raise ConfigError(f"{what}: must be {form} or a (host, port) pair, not {_described(value)}")
+    problem = name_problem(host, limit=MAX_HOST_LENGTH)
+    if problem is not None:
+        raise ConfigError(f"{what}: {shown(value)}: the host {problem}")
+    if isinstance(port, bool) or not isinstance(port, int) or not min_port <= port <= 65535:
+        raise ConfigError(
+            f"{what}: {shown(value)}: the port must be an int from {min_port} to 65535, not {_described(port)}"
+        )
+    return host, port
+
+
+def _parse_seeds(seeds: object) -> list[tuple[str, int]]:
+    """The seeds option as ``(host, port)`` pairs (port 7946 when a str gives none).
+
+    Raises:
+        ConfigError: not a str or a list, or a seed is not ``'host[:port]'`` nor a
+            ``(host, port)`` pair with a port from 1 to 65535; the message shows it.
+    """
+    if seeds is None:
+        return []
     if isinstance(seeds, str):  # "h1:p1,h2:p2", as in GOSSIPREG_SEEDS
         seeds = [part for part in seeds.split(",") if part.strip()]
-    out = []
-    for s in seeds or ():
-        if isinstance(s, str):
-            try:
-                out.append(parse_address(s, default_port=7946))
-            except ValueError as exc:
-                raise ConfigError(f"seeds: {exc}") from None
-        else:
-            host, port = s
-            out.append((str(host), int(port)))
-    return out
+    elif isinstance(seeds, bytes | bytearray | memoryview | Mapping) or not isinstance(seeds, Iterable):
+        raise ConfigError(
+            "seeds: must be a list of 'host[:port]' or (host, port), or one comma-separated str; "
+            f"not {type(seeds).__name__} {shown(seeds)}"
+        )
+    return [
+        _check_address(f"seeds[{i}]", s, default_port=DEFAULT_PORT, min_port=1) for i, s in enumerate(seeds)
+    ]
+
+
+def _check_member_name(name: object) -> str | None:
+    """The name option: ``None`` (a generated name) or a name the wire carries.
+
+    Raises:
+        ConfigError: empty, over ``MAX_NAME_LENGTH`` characters, not valid Unicode,
+            or holding a control character; the message shows it.
+    """
+    if name is None:
+        return None
+    problem = name_problem(name, limit=MAX_NAME_LENGTH)
+    if problem is not None:
+        raise ConfigError(f"name: {problem}")
+    assert isinstance(name, str)
+    return name
+
+
+def _default_name() -> str:
+    """``hostname-xxxxxxxx``, within the limit of a member's name."""
+    host = "".join(c for c in socket.gethostname() if name_problem(c) is None) or "member"
+    return f"{host[: MAX_NAME_LENGTH - 9]}-{uuid.uuid4().hex[:8]}"
+
+
+def _check_timeout(timeout: object) -> float:
+    if not isinstance(timeout, bool) and isinstance(timeout, int | float):
+        try:
+            seconds = float(timeout)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    raise ConfigError(
+        f"timeout: must be a finite, non-negative number of seconds, not {_described(timeout)}"
+    )
+
+
+def _pack_metadata(metadata: object) -> bytes:
+    """This member's metadata, packed as it travels (at most ``codec.MAX_META`` bytes).
+
+    Raises:
+        ConfigError: not a mapping of str to str, a key that is not a valid name
+            (control characters), a value that is not valid Unicode, or too big.
+    """
+    if metadata is None:
+        return b""
+    if not isinstance(metadata, Mapping):
+        raise ConfigError(
+            f"metadata: must be a mapping of str to str, not {type(metadata).__name__} {shown(metadata)}"
+        )
+    chars = 0
+    for key, value in metadata.items():
+        problem = name_problem(key, limit=MAX_META, empty_ok=True)
+        if problem is not None:
+            raise ConfigError(f"metadata: a key {problem}")
+        if not isinstance(value, str):
+            raise ConfigError(f"metadata[{shown(key)}]: must be a str, not {_described(value)}")
+        chars += len(key) + len(value)
+        if chars > MAX_META:  # a str of n characters packs to at least n bytes
+            break
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"metadata[{shown(key)}]: {shown(value)} is not valid Unicode") from None
+    packed = msgpack.packb(dict(metadata), use_bin_type=True) if chars <= MAX_META and metadata else b""
+    if chars > MAX_META or len(packed) > MAX_META:
+        raise ConfigError(
+            f"metadata: {shown(metadata)} is over the limit of {MAX_META} bytes (packed), "
+            "the most a member's record carries"
+        )
+    return packed
+
+
+def _check_bool(what: str, value: object, *, none_ok: bool = False) -> None:
+    if not (isinstance(value, bool) or (none_ok and value is None)):
+        raise ConfigError(f"{what}: must be True or False, not {type(value).__name__} {shown(value)}")
+
+
+def _check_watch(service: object, snapshot: object, buffer: object) -> None:
+    """Check the arguments of a watch.
+
+    Raises:
+        InvalidServiceError: ``service`` is not a str or ``None``.
+        ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
+    """
+    if service is not None and not isinstance(service, str):
+        raise InvalidServiceError(
+            f"service: must be a service name (str) or None, not {type(service).__name__} {shown(service)}"
+        )
+    _check_bool("snapshot", snapshot)
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise ConfigError(
+            f"buffer: must be an int of at least 1 (the results a watcher holds), "
+            f"not {type(buffer).__name__} {shown(buffer)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """The options of :func:`open_registry`, checked; nothing is bound or started."""
+
+    config: Config
+    keyring: Keyring | None
+    seeds: list[tuple[str, int]]
+    bind: tuple[str, int]
+    advertise: tuple[str, int] | None
+    name: str | None
+    timeout: float
+    meta: bytes
+
+
+def _check_options(
+    bind: object,
+    seeds: object,
+    *,
+    name: object,
+    keyring: object,
+    tls: object,
+    insecure: object,
+    secure: object,
+    advertise: object,
+    config: object,
+    timeout: object,
+    metadata: object,
+) -> _Options:
+    """Check every option of :func:`open_registry` that needs no IO (all but reading TLS files).
+
+    Raises:
+        ConfigError: an option is invalid or options contradict each other; the
+            message names the option, shows the value (never key material) and
+            states the rule.
+    """
+    if config is None:
+        config = Config.lan()
+    elif not isinstance(config, Config):
+        raise ConfigError(f"config: must be a Config, not {type(config).__name__}")
+    _check_bool("insecure", insecure)
+    _check_bool("secure", secure, none_ok=True)
+    ring = _make_keyring(keyring)
+    if secure and ring is None and tls is None:
+        raise ConfigError("secure: set a keyring or tls (secure=True with neither)")
+    if ring is None and not insecure:
+        raise ConfigError(
+            "keyring: a cluster keyring is required (gossipreg keygen makes a key); "
+            "pass insecure=True to run without encryption"
+        )
+    if not isinstance(bind, str):
+        raise ConfigError(f"bind: must be a 'host:port' str, not {type(bind).__name__} {shown(bind)}")
+    return _Options(
+        config=config,
+        keyring=ring,
+        seeds=_parse_seeds(seeds),
+        bind=_check_address("bind", bind, default_port=None, min_port=0),
+        advertise=None
+        if advertise is None
+        else _check_address("advertise", advertise, default_port=0, min_port=0),
+        name=_check_member_name(name),
+        timeout=_check_timeout(timeout),
+        meta=_pack_metadata(metadata),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -544,37 +784,40 @@ async def open_registry(
         seed: seed of the member's random generator (default: random).
 
     Raises:
-        ConfigError: invalid or contradictory options.
+        ConfigError: invalid or contradictory options (raised before anything
+            is bound or started): the message names the option, shows the
+            value and states the rule. Among them: ``name`` empty, over 256
+            characters or holding a control character; ``seeds``, ``bind`` or
+            ``advertise`` not ``'host:port'`` nor a ``(host, port)`` pair;
+            ``keyring`` of a wrong type; ``metadata`` over 512 bytes packed.
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
     """
-    config = config or Config.lan()
-    ring = _make_keyring(keyring)
+    opts = _check_options(
+        bind,
+        seeds,
+        name=name,
+        keyring=keyring,
+        tls=tls,
+        insecure=insecure,
+        secure=secure,
+        advertise=advertise,
+        config=config,
+        timeout=timeout,
+        metadata=metadata,
+    )
+    config, ring, seed_list, meta, timeout = opts.config, opts.keyring, opts.seeds, opts.meta, opts.timeout
     tls_contexts = load_tls(tls)
-    if secure and ring is None and tls_contexts is None:
-        raise ConfigError("secure: set a keyring or tls (secure=True with neither)")
-    if ring is None and not insecure:
-        raise ConfigError(
-            "keyring: a cluster keyring is required (gossipreg keygen makes a key); "
-            "pass insecure=True to run without encryption"
-        )
-    if not math.isfinite(timeout) or timeout < 0:
-        raise ConfigError(f"timeout: must be a non-negative number of seconds, not {timeout!r}")
-    seed_list = _parse_seeds(seeds)
-    meta = msgpack.packb(dict(metadata), use_bin_type=True) if metadata else b""
     if transport is None:
-        try:
-            host, port = parse_address(bind)
-        except ValueError as exc:
-            raise ConfigError(f"bind: {exc}") from None
+        host, port = opts.bind
         transport = await NetTransport.bind(host, port)
         bound_host = host
     else:
         bound_host = transport.local_address.host
     try:
         local = transport.local_address
-        adv = _pick_advertise(bound_host, local.port, advertise)
-        member_name = name or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        adv = _pick_advertise(bound_host, local.port, opts.advertise)
+        member_name = opts.name or _default_name()
         rng = random.Random(seed)
         core = NodeCore(
             member_name,

@@ -13,7 +13,9 @@ member, and may be called from any number of threads at once::
             result = watcher.next(timeout=5.0)     # TimeoutError after 5 s
 
 Errors are the trio API's, re-raised in the calling thread with their
-original type. After :meth:`Registry.close` every call raises
+original type. Invalid arguments (options, a ``ttl``, a watch's ``buffer``)
+are refused in the calling thread, before the member's thread is started or
+called. After :meth:`Registry.close` every call raises
 ``trio.ClosedResourceError``, as :class:`~gossipreg.AsyncRegistry` does once
 closed. Inside a trio program use :func:`gossipreg.open_registry` instead:
 the blocking methods here refuse to run in a trio thread (``RuntimeError``).
@@ -36,9 +38,19 @@ import trio
 
 from .core.config import Config
 from .core.crypto import Keyring
-from .core.errors import InvalidServiceError, WatcherStoppedError
-from .core.model import Service
-from .registry import LEAVE_TIMEOUT, WATCH_BUFFER, AsyncRegistry, Member, Result, Watcher, open_registry
+from .core.errors import ConfigError, InvalidServiceError, WatcherStoppedError
+from .core.model import Service, check_ttl, shown
+from .registry import (
+    LEAVE_TIMEOUT,
+    WATCH_BUFFER,
+    AsyncRegistry,
+    Member,
+    Result,
+    Watcher,
+    _check_options,
+    _check_watch,
+    open_registry,
+)
 from .runtime.driver import TLSContexts
 from .tls import TLSFiles
 
@@ -84,7 +96,10 @@ class Registry:
         seed: seed of the member's random generator (default: random).
 
     Raises:
-        ConfigError: invalid or contradictory options.
+        ConfigError: invalid or contradictory options, refused in the calling
+            thread before any thread starts or socket is bound; the message
+            names the option, shows the value and states the rule (see
+            :func:`gossipreg.open_registry`).
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
         RuntimeError: called from inside a trio run (use :func:`gossipreg.open_registry`).
@@ -107,7 +122,20 @@ class Registry:
         seed: int | None = None,
     ) -> None:
         _refuse_trio_thread()
-        seed_list = list(seeds) if seeds is not None else None
+        # Checked here, in the caller's thread, before any thread or socket exists.
+        opts = _check_options(
+            bind,
+            seeds,
+            name=name,
+            keyring=keyring,
+            tls=tls,
+            insecure=insecure,
+            secure=secure,
+            advertise=advertise,
+            config=config,
+            timeout=timeout,
+            metadata=metadata,
+        )
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
@@ -125,9 +153,9 @@ class Registry:
         async def start() -> None:
             async with open_registry(
                 bind,
-                seed_list,
+                opts.seeds,
                 name=name,
-                keyring=keyring,
+                keyring=opts.keyring,
                 tls=tls,
                 insecure=insecure,
                 secure=secure,
@@ -261,12 +289,16 @@ class Registry:
             ttl: seconds the registration lives without renewal; ``None`` for no expiry.
 
         Raises:
-            InvalidServiceError: the service has no nodes, or ``ttl`` is invalid.
+            InvalidServiceError: the service has no nodes, or ``ttl`` is not
+                ``None`` nor a number of seconds from ``MIN_TTL`` (0.001) to
+                ``MAX_TTL`` (4,294,967) and at most the configuration's
+                ``tombstone_ttl - convergence_bound`` (3300 s by default).
             RegistrationLimitError: this member would own more than
                 ``Config.max_records_per_owner`` registrations.
             trio.ClosedResourceError: the registry is closed.
         """
-        self._async(lambda reg: reg.register(service, ttl))
+        checked = check_ttl(ttl)
+        self._async(lambda reg: reg.register(service, checked))
 
     def deregister(self, service: Service) -> None:
         """Remove this member's registrations of ``service``.
@@ -308,12 +340,14 @@ class Registry:
         Args:
             service: a service name; ``None`` watches every service.
             snapshot: first yield the current matching services as ``create`` results.
-            buffer: results held before the watcher overflows.
+            buffer: results held before the watcher overflows; an int of at least 1.
 
         Raises:
-            ValueError: ``buffer`` is less than 1.
+            InvalidServiceError: ``service`` is not a str or ``None``.
+            ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
             trio.ClosedResourceError: the registry is closed.
         """
+        _check_watch(service, snapshot, buffer)
         watcher = self._sync(lambda reg: reg.watch(service, snapshot=snapshot, buffer=buffer))
         return SyncWatcher(self, watcher)
 
@@ -326,17 +360,21 @@ class Registry:
 
         Args:
             service: the service and the nodes to keep registered.
-            ttl: seconds each registration lives; must be positive.
+            ttl: seconds each registration lives, from ``MIN_TTL`` to ``MAX_TTL``.
 
         Returns:
             A handle whose :meth:`KeepAlive.stop` ends the renewals; also a context manager.
 
         Raises:
-            InvalidServiceError: the service is invalid, or ``ttl`` is not positive.
+            InvalidServiceError: the service is invalid, or ``ttl`` is ``None`` or
+                invalid (as for :meth:`register`).
+            RegistrationLimitError: as for :meth:`register`.
             trio.ClosedResourceError: the registry is closed.
         """
-        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
-            raise InvalidServiceError(f"ttl: must be a positive number of seconds, not {ttl!r}")
+        checked = check_ttl(ttl)
+        if checked is None:
+            raise InvalidServiceError("ttl: keep_alive renews a lease and needs a ttl in seconds, not None")
+        ttl = checked
         scope = trio.CancelScope()
 
         async def renew(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -456,10 +494,18 @@ class SyncWatcher:
                 stays usable.
             WatchOverflowError: results were lost to overflow; re-list and watch again.
             WatcherStoppedError: the watcher was stopped or the registry closed.
-            ValueError: ``timeout`` is negative or not a number.
+            ConfigError: ``timeout`` is not ``None`` nor a non-negative number
+                (NaN included); a ``ValueError``.
         """
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout: must be a non-negative number of seconds or None, not {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+        ):
+            raise ConfigError(
+                "timeout: must be a non-negative number of seconds or None, "
+                f"not {type(timeout).__name__} {shown(timeout)}"
+            )
+        if timeout is not None:
+            timeout = float(timeout) if timeout < 1e18 else math.inf  # float() of a huge int overflows
         watcher = self._watcher
 
         async def wait() -> Result:
