@@ -552,7 +552,8 @@ def _check_address(what: str, value: object, *, default_port: int | None, min_po
         raise ConfigError(f"{what}: {shown(value)}: the host {problem}")
     if isinstance(port, bool) or not isinstance(port, int) or not min_port <= port <= 65535:
         raise ConfigError(
-            f"{what}: {shown(value)}: the port must be an int from {min_port} to 65535, not {_described(port)}"
+            f"{what}: {shown(value)}: the port must be an int from {min_port} to 65535, "
+            f"not {_described(port)}"
         )
     return host, port
 
