@@ -5,26 +5,37 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import pickle
 import re
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossipreg.core.errors import InvalidServiceError, RegistryError
 from gossipreg.core.model import (
+    CONTROL_CHARACTERS,
     MAX_ADDRESS_LENGTH,
     MAX_ENDPOINTS,
     MAX_METADATA_BYTES,
     MAX_NAME_LENGTH,
     MAX_NODES,
+    MAX_TTL,
     MAX_VALUE_DEPTH,
     MAX_VALUE_FIELDS,
+    MIN_TTL,
     Endpoint,
     Node,
     Service,
     Value,
+    check_ttl,
+    control_character,
+    shown,
 )
 
 # What go-micro (v4/v5, Go's encoding/json) emits today: Go field order, null for
@@ -701,3 +712,227 @@ class TestLimits:
             d = {"values": [d]}
         with raises_field("service.endpoints[0].request" + ".values[0]" * (MAX_VALUE_DEPTH)):
             Service.from_dict({"name": "s", "endpoints": [{"name": "e", "request": d}]})
+
+
+
+# --------------------------------------------------------------------------- control characters
+
+#: Every character a name refuses (CONTROL_CHARACTERS), and some it accepts.
+CONTROLS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)]
+NOT_CONTROLS = [" ", "~", "\xa0", "é", "\u200b", "\u202e", "\ufeff", "\U0001f600", "\u2027", "\u202a"]
+
+
+def _name_makers() -> list[tuple[str, Callable[[str], object], str]]:
+    """Every name field: (label, construct with ``s`` in that field, field in the message)."""
+    return [
+        ("service name", lambda s: Service(f"svc{s}"), "service.name"),
+        ("version", lambda s: Service("svc", f"1{s}"), "service.version"),
+        ("node id", lambda s: Node(f"{s}n"), "node.id"),
+        ("node address", lambda s: Node("n", f"10.0.0.1:80{s}"), "node.address"),
+        ("endpoint name", lambda s: Endpoint(f"E{s}"), "endpoint.name"),
+        ("value name", lambda s: Value(f"v{s}"), "value.name"),
+        ("value type", lambda s: Value("v", s), "value.type"),
+        ("service metadata key", lambda s: Service("svc", metadata={f"k{s}": "v"}), "service.metadata["),
+        ("node metadata key", lambda s: Node("n", metadata={s: "v"}), "node.metadata["),
+        ("endpoint metadata key", lambda s: Endpoint("E", metadata={f"{s}k": "v"}), "endpoint.metadata["),
+    ]
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(("make", "field"), [pytest.param(m, f, id=label) for label, m, f in _name_makers()])
+def test_a_control_character_in_a_name_is_an_invalid_service_error(
+    make: Callable[[str], object], field: str, char: str
+) -> None:
+    with pytest.raises(InvalidServiceError) as info:
+        make(char)
+    message = str(info.value)
+    assert message.startswith(field), message
+    assert f"control character U+{ord(char):04X}" in message
+    assert "U+0000-U+001F, U+007F-U+009F, U+2028, U+2029" in message  # the rule
+    assert char not in message, "the message shows the value escaped: it cannot break a log line"
+
+
+@pytest.mark.parametrize("char", NOT_CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("make", [pytest.param(m, id=label) for label, m, _ in _name_makers()])
+def test_other_characters_are_allowed_in_names(make: Callable[[str], object], char: str) -> None:
+    make(char)
+
+
+def test_control_characters_match_the_documented_set() -> None:
+    refused = {c for c in map(chr, range(0x3000)) if control_character(c) == 0}
+    assert refused == set(CONTROLS)
+    assert re.fullmatch(f"[{CONTROL_CHARACTERS}]+", "".join(CONTROLS))
+    assert control_character("abc") == -1
+    assert control_character("ab\ncd\n") == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("name",), "service.name"),
+        (("version",), "service.version"),
+        (("endpoints", 0, "name"), "service.endpoints[0].name"),
+        (("endpoints", 0, "request", "values", 0, "type"), "service.endpoints[0].request.values[0].type"),
+        (("nodes", 0, "id"), "service.nodes[0].id"),
+        (("nodes", 1, "address"), "service.nodes[1].address"),
+    ],
+)
+def test_go_micro_json_with_a_control_character_in_a_name_is_refused(
+    path: tuple[str | int, ...], field: str
+) -> None:
+    # What a hostile client of the HTTP API would send: "\n" escaped in JSON.
+    text = json.dumps(_set(path, "forged\nINFO registered admin"))
+    with raises_field(field):
+        Service.from_json(text)
+
+
+def test_metadata_values_may_hold_control_characters() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
+    meta = {"cert": pem, "tabs": "a\tb", "nul": "\x00", "nel": "\x85\u2028"}
+    svc = Service(
+        "svc", metadata=meta, nodes=(Node("n", metadata=meta),), endpoints=(Endpoint("E", metadata=meta),)
+    )
+    again = Service.from_json(svc.to_json())
+    assert again == svc
+    assert dict(again.nodes[0].metadata) == meta
+
+
+def _valid_name(text: str, *, empty_ok: bool = False) -> bool:
+    return (
+        (empty_ok or len(text) > 0)
+        and len(text) <= MAX_NAME_LENGTH
+        and control_character(text) < 0
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    )
+
+
+@given(st.text(max_size=MAX_NAME_LENGTH + 2))
+def test_any_text_is_a_valid_name_or_an_invalid_service_error(text: str) -> None:
+    # (construct with text in a name field, whether the rules say it is valid there)
+    cases: list[tuple[Callable[[str], object], bool | None]] = [
+        (lambda s: Service(s), _valid_name(text)),
+        (lambda s: Service("svc", s), _valid_name(text, empty_ok=True)),
+        (lambda s: Node(s), _valid_name(text)),
+        (lambda s: Endpoint(s), _valid_name(text)),
+        (lambda s: Value(s, s), _valid_name(text, empty_ok=True)),
+        (lambda s: Service("svc", metadata={s: "v"}), _valid_name(text, empty_ok=True)),
+        (lambda s: Node("n", s), None),  # an address also has a port rule: valid or not, no other error
+    ]
+    for make, valid in cases:
+        try:
+            make(text)
+        except InvalidServiceError:
+            assert valid is not True, text
+        else:
+            assert valid is not False, text
+    # Any other exception type escapes and fails the test.
+
+
+@given(st.text(max_size=40))
+def test_any_text_for_a_json_service_name_is_a_service_or_an_invalid_service_error(text: str) -> None:
+    doc = json.dumps({"name": text, "nodes": [{"id": text, "address": text}], "metadata": {text: text}})
+    try:
+        svc = Service.from_json(doc)
+    except InvalidServiceError:
+        return
+    assert svc.name == text
+    assert control_character(text) < 0
+
+
+# --------------------------------------------------------------------------- ttl
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [
+        (None, None),
+        (MIN_TTL, 0.001),
+        (30, 30.0),
+        (30.5, 30.5),
+        (Fraction(1, 2), 0.5),
+        (MAX_TTL, float(MAX_TTL)),
+    ],
+    ids=repr,
+)
+def test_a_valid_ttl_is_returned_as_a_float(ttl: object, expected: float | None) -> None:
+    got = check_ttl(ttl)
+    assert got == expected
+    assert got is None or type(got) is float
+
+
+@pytest.mark.parametrize(
+    ("ttl", "fragment"),
+    [
+        (True, "not bool True"),
+        (False, "not bool False"),
+        ("30", "not str '30'"),
+        (b"30", "not bytes"),
+        (Decimal("30"), "not Decimal"),
+        ([30], "not list [30]"),
+        (math.nan, "nan is out of range"),
+        (math.inf, "inf is out of range"),
+        (-math.inf, "-inf is out of range"),
+        (-1, "-1 is out of range"),
+        (0, "0 is out of range"),
+        (0.0, "0.0 is out of range"),
+        (0.0009, "0.0009 is out of range"),
+    ],
+    ids=repr,
+)
+def test_a_ttl_that_is_not_a_positive_finite_number_is_an_invalid_service_error(
+    ttl: object, fragment: str
+) -> None:
+    with pytest.raises(InvalidServiceError, match=r"^ttl: ") as info:
+        check_ttl(ttl)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "ttl", [MAX_TTL + 0.001, MAX_TTL + 1, 1e10, 1e308, 10**400, Fraction(10**400, 3)], ids=short_id
+)
+def test_ttl_beyond_the_maximum_is_an_invalid_service_error(ttl: object) -> None:
+    with pytest.raises(InvalidServiceError, match=r"^ttl: ") as info:
+        check_ttl(ttl)
+    message = str(info.value)
+    assert f"from {MIN_TTL:g} to {MAX_TTL} seconds" in message  # the rule
+    assert len(message) < 200
+
+
+def test_the_ttl_maximum_keeps_every_lease_computation_finite() -> None:
+    ttl = check_ttl(MAX_TTL)
+    assert ttl is not None
+    assert math.isfinite(1e9 + ttl)
+    assert round(ttl * 1000) == MAX_TTL * 1000 <= 2**32 - 1  # the wire's uint32 milliseconds
+    assert check_ttl(5, where="service_ttl") == 5.0
+    with pytest.raises(InvalidServiceError, match=r"^service_ttl: "):
+        check_ttl(0, where="service_ttl")
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_shown_values_are_escaped_and_cut_short() -> None:
+    assert shown("a\nb") == "'a\\nb'"
+    assert shown("\u2028") == "'\\u2028'"
+    long = shown("x" * 10_000)
+    assert len(long) < 80
+    assert "..." in long
+    assert shown(10**5000) == "<int of 16610 bits>"
+    assert len(shown(list(range(10_000)))) < 80
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert shown(Broken()).startswith("<Broken")
+
+
+def test_messages_about_names_show_the_value_and_stay_short() -> None:
+    with pytest.raises(InvalidServiceError) as info:
+        Service("x" * 100_000)
+    message = str(info.value)
+    assert message.startswith("service.name: 'xxx")
+    assert "100000 characters" in message
+    assert len(message) < 200
+    with pytest.raises(InvalidServiceError, match=r"^node\.id: must be a str, not int 42$"):
+        Node(42)  # type: ignore[arg-type]
