@@ -71,9 +71,10 @@ Threat model
 
     Not covered: a member whose private key is stolen is fully impersonated
     until its certificate expires (there is no revocation; issue short-lived
-    certificates or replace the CA). A certified member may still register
-    keys another member also registers, as any member may today (the shared
-    node id rule: the other owner re-asserts its own). A signature proves who
+    certificates or replace the CA). A certified member may still write
+    records and tombstones, in its own name, for node ids another member
+    registers, as any member may today; that owner re-asserts its own
+    registration at once (the shared node id rule). A signature proves who
     said something, not when: replays of genuinely signed old statements are
     ordered away by stamps, incarnations and epochs, as without identities
     (``docs/security.md``, "Replay"). And the CA is the trust anchor: anyone
