@@ -139,6 +139,13 @@ def test_two_registries_join_and_watch_each_other(make_registry: RegistryFactory
     wait_until(lambda: {m.name: m.state for m in a.members()}["b"] == "left")
 
 
+def test_seeds_may_be_one_comma_separated_str(make_registry: RegistryFactory) -> None:
+    # As open_registry takes them (and GOSSIPREG_SEEDS); Registry used to split the str into characters.
+    a = make_registry(name="a")
+    b = make_registry(name="b", seeds=f"{a.address[0]}:{a.address[1]}, ", timeout=WAIT)
+    assert {m.name for m in b.members()} == {"a", "b"}
+
+
 def test_close_is_idempotent_and_later_calls_raise(make_registry: RegistryFactory) -> None:
     reg = make_registry()
     address = reg.address
