@@ -714,7 +714,6 @@ class TestLimits:
             Service.from_dict({"name": "s", "endpoints": [{"name": "e", "request": d}]})
 
 
-
 # --------------------------------------------------------------------------- control characters
 
 #: Every character a name refuses (CONTROL_CHARACTERS), and some it accepts.
