@@ -8,7 +8,8 @@ SIGTERM; then it leaves the cluster gracefully.
 
 In a trio program (tests, embedding)::
 
-    agent = Agent(prepare(AgentSettings(bind="127.0.0.1:0", http="127.0.0.1:0", insecure=True)))
+    agent = Agent(prepare(AgentSettings(bind="127.0.0.1:0", http="127.0.0.1:0", insecure=True,
+                                        http_token="a-token")))
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
         print(agent.http_url)
@@ -142,13 +143,21 @@ class Agent:
         s = p.settings
         # The live keyring the member seals and opens with: changes take effect at once.
         manager = KeyringManager(reg.keyring, s.keyring_file)
+        loopback = is_loopback_host(p.http_host)
         api = AgentAPI(
-            reg,
-            manager,
-            token=s.http_token,
-            check_host=s.http_token is None and is_loopback_host(p.http_host),
-            limits=self._limits,
+            reg, manager, token=p.http_token, open_reads=loopback, check_host=loopback, limits=self._limits
         )
+        if p.http_token_file is not None:
+            log.info(
+                "HTTP API token %s %s (needed for every request that is not a plain read)",
+                "created in" if p.http_token_created else "read from",
+                p.http_token_file,
+                extra={
+                    "event": "agent.token_file",
+                    "token_file": str(p.http_token_file),
+                    "token_created": p.http_token_created,
+                },
+            )
         self._api = api
         for svc in p.services:
             await reg.register(svc, s.service_ttl)
@@ -175,17 +184,24 @@ class Agent:
                 nursery.start_soon(self._renew, reg, svc, s.service_ttl)
             host, port = reg.address
             gossip = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if p.http_token_file is not None:
+                where = f"token in {p.http_token_file}"
+            else:
+                where = "token as configured"
+            access = "writes need the token" if loopback else "every route but /v1/health needs the token"
             log.info(
-                "agent %s ready: gossip on %s, HTTP API on %s%s",
+                "agent %s ready: gossip on %s, HTTP API on %s (%s; %s)",
                 reg.name,
                 gossip,
                 self.http_url,
-                "" if s.http_token is None else " (token required)",
+                access,
+                where,
                 extra={
                     "event": "agent.ready",
                     "member": reg.name,
                     "gossip": gossip,
                     "http": self.http_url,
+                    "token_file": None if p.http_token_file is None else str(p.http_token_file),
                     "members": len(reg.members()),
                 },
             )

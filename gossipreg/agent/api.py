@@ -9,23 +9,31 @@ Every route is documented in ``docs/http-api.md``. In short:
 ``DELETE``  ``/v1/services``            deregister it (the nodes listed, or all of that version)
 ``GET``     ``/v1/members``             the member table as this agent sees it
 ``GET``     ``/v1/watch``               a JSON-lines stream of changes (``?service=&snapshot=1``)
-``GET``     ``/v1/health``              liveness (no token needed)
+``GET``     ``/v1/health``              liveness (never needs a token)
 ``GET``     ``/v1/metrics``             Prometheus text format
-``GET``     ``/v1/keyring``             key fingerprints and the primary
+``GET``     ``/v1/keyring``             key fingerprints and the primary (token required)
 ``POST``    ``/v1/keyring/{op}``        ``install`` / ``use`` / ``remove`` ``{"key": base64}``
 ==========  ==========================  =============================================
 
 Errors are ``{"error": "..."}`` with a 4xx status naming the problem (5xx
-only for the agent's own failures).
+only for the agent's own failures); bad input never gets a 500.
 
-Two protections keep other local software and web pages out:
+Who may do what:
 
-* with a token (``--http-token``), every route but ``/v1/health`` needs
-  ``Authorization: Bearer TOKEN`` (compared in constant time);
-* without one (loopback only), the ``Host`` header must name a loopback
-  host, which defeats DNS rebinding; and request bodies must be
-  ``Content-Type: application/json``, which a cross-site form cannot send
-  without a CORS preflight this API never approves.
+* Every request that is not a plain read (registering, deregistering, every
+  keyring route, ``GET /v1/keyring`` included, any method but ``GET``)
+  needs ``Authorization: Bearer TOKEN``, on every address, loopback
+  included; the token is compared in constant time. The agent always has a
+  token: the one configured, or one it generated in a private token file
+  (:mod:`gossipreg.agent.settings`).
+* Plain reads (``GET`` of services, members, watch, metrics) are open
+  without a token on a loopback address (``open_reads``); elsewhere they
+  need the token too. ``/v1/health`` never needs one.
+* A request without a valid token must carry a loopback ``Host`` header on
+  a loopback address (``check_host``), which defeats DNS rebinding; and
+  request bodies must be ``Content-Type: application/json``, which a
+  cross-site form cannot send without a CORS preflight this API never
+  approves.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -46,16 +55,29 @@ from ..core.errors import (
     InvalidServiceError,
     NotFoundError,
     RegistrationLimitError,
+    RegistryError,
     WatcherStoppedError,
     WatchOverflowError,
 )
 from ..core.model import Service
 from ..registry import AsyncRegistry, Member, Result, Watcher
 from . import metrics
-from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer
+from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer, json_line
 from .keyring import KeyringManager, KeyringOp, decode_key
 
-__all__ = ["AgentAPI", "is_loopback_host", "member_to_dict", "result_to_dict"]
+__all__ = ["MAX_TTL", "AgentAPI", "is_loopback_host", "member_to_dict", "result_to_dict"]
+
+#: Longest ``?ttl=`` the API accepts, in seconds (10 years). The member may
+#: accept less: its catalog caps leases at ``tombstone_ttl`` minus the
+#: convergence bound (3,300 s by default), and a ttl over that is refused
+#: with 400 too.
+MAX_TTL = 10 * 365 * 24 * 3600
+
+#: A plain decimal number: digits, an optional fraction and exponent (no sign,
+#: no ``inf``/``nan``, no ``_`` separators, ASCII digits only).
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: Control characters (C0, DEL, C1): refused in names, ids and addresses.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 log = logging.getLogger("gossipreg.agent")
 
@@ -68,6 +90,10 @@ class _APIError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+
+#: The challenge sent with every 401.
+_CHALLENGE = (("WWW-Authenticate", 'Bearer realm="gossipreg"'),)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -116,19 +142,20 @@ def result_to_dict(result: Result) -> dict[str, Any]:
     return {"action": result.action, "service": result.service.to_dict()}
 
 
-def _json_line(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-
-
 class AgentAPI:
     """The ``/v1`` API of one member; :attr:`server` serves it (see :func:`~gossipreg.agent.http.serve_http`).
 
     Args:
         registry: the running member.
         keyring: runtime keyring management of that member.
-        token: the bearer token clients must present, or ``None`` for none.
-        check_host: refuse requests whose ``Host`` header is not a loopback
-            host (set for a token-less API on loopback, against DNS rebinding).
+        token: the bearer token of this API. Every request that is not a
+            plain read needs it; ``None`` refuses every such request (401).
+        open_reads: answer plain reads (``GET`` of services, members, watch,
+            metrics) without a token; set on a loopback address only.
+            ``/v1/health`` never needs a token.
+        check_host: refuse (403) a request without a valid token whose
+            ``Host`` header is not a loopback host (set on a loopback
+            address, against DNS rebinding).
         limits: limits of the HTTP server.
     """
 
@@ -138,12 +165,14 @@ class AgentAPI:
         keyring: KeyringManager,
         *,
         token: str | None = None,
+        open_reads: bool = True,
         check_host: bool = True,
         limits: HTTPLimits | None = None,
     ) -> None:
         self.registry = registry
         self.keyring = keyring
         self._token = token.encode("utf-8") if token else None
+        self._open_reads = open_reads
         self._check_host = check_host
         self._closing = False
         self._watchers: set[Watcher] = set()
@@ -159,6 +188,8 @@ class AgentAPI:
             "/v1/keyring/use": {"POST": self._keyring_use},
             "/v1/keyring/remove": {"POST": self._keyring_remove},
         }
+        # The plain reads: open without a token on loopback (with open_reads).
+        self._reads: set[_Route] = {self._list, self._get, self._members, self._watch, self._metrics}
 
     async def close(self, grace: float = 1.0) -> None:
         """Start refusing requests (503) and end every watch stream cleanly, waiting up to ``grace`` s."""
@@ -170,41 +201,36 @@ class AgentAPI:
                 await trio.sleep(0.01)
 
     async def handle(self, request: Request) -> Response | StreamResponse:
-        """Answer one request (the :data:`~gossipreg.agent.http.Handler` of :attr:`server`)."""
+        """Answer one request (the :data:`~gossipreg.agent.http.Handler` of :attr:`server`).
+
+        Authorisation comes first, then routing; every error is a JSON
+        ``{"error": ...}`` answer: a :class:`~gossipreg.RegistryError`
+        raised by the member for the request's input is a 400
+        (:class:`~gossipreg.NotFoundError` a 404), never a 500.
+        """
         if self._closing:
             return Response.error(503, "the agent is shutting down", (("Connection", "close"),))
         try:
-            self._authorize(request)
-            return await self._route(request)
+            route, problem = self._resolve(request)
+            self._authorize(request, route)
+            if route is None:
+                raise problem or _APIError(404, f"no such endpoint: {request.path}")
+            return await route(request)
         except _APIError as exc:
             return Response.error(exc.status, exc.message, exc.headers)
-        except trio.ClosedResourceError:
+        except NotFoundError as exc:
+            return Response.error(404, str(exc))
+        except (trio.ClosedResourceError, WatcherStoppedError):
             return Response.error(503, "the agent is shutting down")
+        except RegistryError as exc:
+            # The member refused the request's input (InvalidServiceError, ConfigError,
+            # RegistrationLimitError, ...): the client's problem, named by the message.
+            return Response.error(400, f"invalid request: {exc}")
 
     # ------------------------------------------------------------ plumbing
 
-    def _authorize(self, request: Request) -> None:
-        if self._check_host:
-            host = request.headers.get("host")
-            if host is not None and not is_loopback_host(_host_of(host)):
-                raise _APIError(
-                    403,
-                    f"Host {host!r} is not a loopback name; this API answers local clients only "
-                    "(give the agent --http-token to serve others)",
-                )
-        if self._token is None or request.path == "/v1/health":
-            return
-        challenge = (("WWW-Authenticate", 'Bearer realm="gossipreg"'),)
-        auth = request.headers.get("authorization")
-        if auth is None:
-            raise _APIError(401, "missing token: send 'Authorization: Bearer TOKEN'", challenge)
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise _APIError(401, "malformed Authorization header: expected 'Bearer TOKEN'", challenge)
-        if not hmac.compare_digest(given.strip().encode("utf-8"), self._token):
-            raise _APIError(401, "invalid token", challenge)
-
-    async def _route(self, request: Request) -> Response | StreamResponse:
+    def _resolve(self, request: Request) -> tuple[_Route | None, _APIError | None]:
+        """The route of ``request``, or ``None`` and the 404 or 405 to answer."""
         path = request.path
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
@@ -212,14 +238,48 @@ class AgentAPI:
         if methods is None and path.startswith("/v1/services/"):
             methods = {"GET": self._get}
         if methods is None:
-            raise _APIError(404, f"no such endpoint: {request.path}")
+            return None, _APIError(404, f"no such endpoint: {request.path}")
         route = methods.get(request.method)
         if route is None:
             allow = ", ".join(sorted(methods))
-            raise _APIError(
+            return None, _APIError(
                 405, f"method {request.method} not allowed on {path}; use {allow}", (("Allow", allow),)
             )
-        return await route(request)
+        return route, None
+
+    def _authorize(self, request: Request, route: _Route | None) -> None:
+        health = route == self._health
+        auth = request.headers.get("authorization")
+        if auth is not None and not health:
+            self._verify(auth)
+            return  # a valid token: the token is the protection, whatever the Host
+        if self._check_host:
+            host = request.headers.get("host")
+            if host is not None and not is_loopback_host(_host_of(host)):
+                raise _APIError(
+                    403,
+                    f"Host {host!r} is not a loopback name; without a token this API answers "
+                    "local clients only",
+                )
+        if health:
+            return
+        plain_read = request.method == "GET" and (route is None or route in self._reads)
+        if self._open_reads and plain_read:
+            return
+        what = "this route" if plain_read else "a request that is not a plain read"
+        raise _APIError(
+            401,
+            f"missing token: {what} needs 'Authorization: Bearer TOKEN' "
+            "(the agent's token, from its configuration or its token file)",
+            _CHALLENGE,
+        )
+
+    def _verify(self, auth: str) -> None:
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _APIError(401, "malformed Authorization header: expected 'Bearer TOKEN'", _CHALLENGE)
+        if self._token is None or not hmac.compare_digest(given.strip().encode("utf-8"), self._token):
+            raise _APIError(401, "invalid token", _CHALLENGE)
 
     @staticmethod
     def _json_body(request: Request) -> Any:
@@ -268,23 +328,48 @@ class AgentAPI:
             raise _APIError(404, f"service {name!r} not found") from None
         return Response.json({"services": [s.to_dict() for s in versions]})
 
-    async def _register(self, request: Request) -> Response:
-        ttl: float | None = None
+    @staticmethod
+    def _ttl(request: Request) -> float | None:
+        """The ``?ttl=`` parameter: a decimal number of seconds in (0, :data:`MAX_TTL`], or ``None``."""
         text = request.param("ttl")
-        if text is not None:
-            try:
-                ttl = float(text)
-            except ValueError:
-                ttl = math.nan
-            if not (math.isfinite(ttl) and ttl > 0):
-                raise _APIError(400, f"ttl: must be a positive number of seconds, not {text!r}")
+        if text is None:
+            return None
+        value = float(text) if _DECIMAL.fullmatch(text) else math.nan
+        if not (math.isfinite(value) and 0 < value <= MAX_TTL):
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise _APIError(
+                400,
+                f"ttl: must be a decimal number of seconds greater than 0 and at most {MAX_TTL} "
+                f"(10 years), not {shown!r}",
+            )
+        return value
+
+    @staticmethod
+    def _check_names(service: Service) -> None:
+        """Refuse control characters in the names, ids and addresses of ``service``."""
+        fields = [("service.name", service.name), ("service.version", service.version)]
+        for i, node in enumerate(service.nodes):
+            fields += [(f"service.nodes[{i}].id", node.id), (f"service.nodes[{i}].address", node.address)]
+        fields += [(f"service.endpoints[{i}].name", e.name) for i, e in enumerate(service.endpoints)]
+        for where, text in fields:
+            found = _CONTROL.search(text)
+            if found is not None:
+                raise _APIError(
+                    400,
+                    f"invalid service: {where}: must not contain control characters "
+                    f"(found U+{ord(found.group()):04X})",
+                )
+
+    async def _register(self, request: Request) -> Response:
+        ttl = self._ttl(request)
         service = self._service_body(request)
         if not service.nodes:
             raise _APIError(400, "invalid service: service.nodes: a registration needs at least one node")
+        self._check_names(service)
         try:
             await self.registry.register(service, ttl)
         except InvalidServiceError as exc:
-            raise _APIError(400, f"invalid service: {exc}") from None
+            raise _APIError(400, f"invalid registration: {exc}") from None
         except RegistrationLimitError as exc:
             raise _APIError(400, f"registration refused: {exc}") from None
         nodes = [n.id for n in service.nodes]
@@ -355,11 +440,11 @@ class AgentAPI:
                     try:
                         result = await watcher.next()
                     except WatchOverflowError as exc:
-                        await write(_json_line({"error": str(exc)}))
+                        await write(json_line({"error": str(exc)}))
                         return
                     except WatcherStoppedError:
                         return
-                    await write(_json_line(result_to_dict(result)))
+                    await write(json_line(result_to_dict(result)))
             finally:
                 stop()
 
@@ -423,6 +508,41 @@ class AgentAPI:
                 [({"code": str(code)}, float(n)) for code, n in answered],
             )
         )
+        server = self.server
+        for name, kind, text, value in (
+            (
+                "gossipreg_http_connections",
+                "gauge",
+                "Connections the agent API serves now.",
+                server.connections,
+            ),
+            ("gossipreg_http_streams", "gauge", "Streamed answers (watches) in progress.", server.streams),
+            (
+                "gossipreg_http_evictions_total",
+                "counter",
+                "Connections waiting for a request closed to make room for a new one (connection limit).",
+                server.evictions,
+            ),
+            (
+                "gossipreg_http_refused_total",
+                "counter",
+                "Connections answered 503 because every slot was running a handler.",
+                server.refused,
+            ),
+            (
+                "gossipreg_http_streams_refused_total",
+                "counter",
+                "Streamed answers (watches) refused with 503 over the stream limit.",
+                server.streams_refused,
+            ),
+            (
+                "gossipreg_http_timeouts_total",
+                "counter",
+                "Requests that did not arrive in time (408).",
+                server.timeouts,
+            ),
+        ):
+            items.append((name, kind, text, [({}, float(value))]))
         body = metrics.render(items).encode("utf-8")
         return Response(200, body, metrics.CONTENT_TYPE)
 

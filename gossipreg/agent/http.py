@@ -5,12 +5,25 @@ streaming answer (the watch), keep-alive. This module supplies exactly that
 and the limits an exposed server needs; it knows nothing of the registry.
 
 * One trio task per connection, at most :attr:`HTTPLimits.max_connections`
-  at once (the next ones get ``503`` and are closed).
+  at once. A connection that arrives when every slot is taken *evicts* the
+  connection that has waited longest for (the rest of) a request: an idle
+  keep-alive connection, or one whose request head or body is still
+  arriving. Connections whose handler runs (or whose answer is being
+  written) are never evicted; only when every slot is such a connection is
+  the newcomer answered ``503``. So idle or trickling clients (slowloris)
+  cannot starve the server: each new connection pushes the oldest waiting
+  one out. Evictions are counted (:attr:`HTTPServer.evictions`) and logged
+  at most every few seconds.
+* Streamed answers (watches) are capped at :attr:`HTTPLimits.max_streams`
+  (half the connections by default), so they cannot hold every slot; a
+  stream over the cap is answered ``503`` instead.
 * Request heads are bounded in bytes (h11's ``max_incomplete_event_size``)
   and in header count; bodies are bounded in bytes and read only after the
   head passed the checks (``413`` otherwise, before a byte of the body is
   read, answering ``Expect: 100-continue`` only then).
-* Timeouts: a request must arrive whole within ``request_timeout``; an idle
+* Timeouts: a request head must arrive whole within ``head_timeout`` of the
+  connection opening (or, on a kept-alive connection, of the next request's
+  first byte), and the whole request within ``request_timeout``; an idle
   keep-alive connection is closed after ``idle_timeout``; every write must
   finish within ``write_timeout``.
 * Protocol errors get the status h11 suggests (``400``, ``431``, ...) with a
@@ -23,6 +36,7 @@ and the limits an exposed server needs; it knows nothing of the registry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -44,6 +58,7 @@ __all__ = [
     "Response",
     "StreamResponse",
     "Writer",
+    "json_line",
     "serve_http",
 ]
 
@@ -54,6 +69,8 @@ _RECEIVE_SIZE = 64 * 1024
 #: Most seconds and bytes spent draining a connection before closing it.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+#: Least seconds between two warnings about the connection limit.
+_WARN_EVERY = 10.0
 #: ``Server`` header of every answer.
 _SERVER = b"gossipreg-agent"
 
@@ -69,7 +86,14 @@ class HTTPLimits:
     max_body_bytes: int = 1024 * 1024
     """Largest request body, in bytes: ``413`` above."""
     max_connections: int = 128
-    """Most connections served at once; the next ones get ``503``."""
+    """Most connections served at once. A connection beyond evicts the one waiting
+    longest for a request; if every slot runs a handler, it gets ``503``."""
+    max_streams: int | None = None
+    """Most streamed answers (watches) at once; ``None``: half of ``max_connections``
+    (at least 1). A stream beyond gets ``503``."""
+    head_timeout: float = 5.0
+    """Seconds for a request head to arrive whole, from the connection's opening or,
+    on a kept-alive connection, from the first byte of its next request: ``408`` after."""
     request_timeout: float = 10.0
     """Seconds for a whole request (head and body) to arrive once it started: ``408`` after."""
     idle_timeout: float = 30.0
@@ -82,12 +106,29 @@ class HTTPLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive int, got {value!r}")
-        for name in ("request_timeout", "idle_timeout", "write_timeout"):
+        streams = self.max_streams
+        if streams is not None and (
+            isinstance(streams, bool)
+            or not isinstance(streams, int)
+            or not 1 <= streams <= self.max_connections
+        ):
+            raise ValueError(
+                f"max_streams: must be None or an int from 1 to max_connections ({self.max_connections}), "
+                f"got {streams!r}"
+            )
+        for name in ("head_timeout", "request_timeout", "idle_timeout", "write_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
             if not math.isfinite(value):
                 raise ValueError(f"{name}: must be finite, got {value!r}")
+
+    @property
+    def stream_limit(self) -> int:
+        """The effective cap on streamed answers: ``max_streams``, or half of ``max_connections``."""
+        if self.max_streams is not None:
+            return self.max_streams
+        return max(1, self.max_connections // 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +166,26 @@ class Response:
     @classmethod
     def json(cls, obj: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Response:
         """A JSON answer (UTF-8, one line, newline-terminated)."""
-        body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-        return cls(status, body, "application/json", headers)
+        return cls(status, json_line(obj), "application/json", headers)
 
     @classmethod
     def error(cls, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
         """A ``{"error": message}`` answer."""
         return cls.json({"error": message}, status, headers)
+
+
+def json_line(obj: Any) -> bytes:
+    """``obj`` as one line of compact JSON in UTF-8, newline-terminated.
+
+    Text that cannot be UTF-8 (a lone surrogate from a JSON ``\\ud800``
+    escape, echoed in an error message) is written as a JSON escape instead
+    of failing.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
 
 
 #: Writes one piece of a streamed body; raises if the client is gone.
@@ -171,21 +225,70 @@ class _Gone(Exception):
     """The client closed the connection or timed out between requests: close quietly."""
 
 
+class _Slot:
+    """One served connection, as the eviction bookkeeping sees it."""
+
+    __slots__ = ("evicted", "peer", "scope")
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.scope = trio.CancelScope()
+        self.evicted = False
+
+
 class HTTPServer:
     """Serves ``handler`` over HTTP/1.1 on trio listeners (see the module docstring).
 
-    Use :func:`serve_http` to bind and run one; ``requests`` counts answers by
-    status code (for metrics).
+    Use :func:`serve_http` to bind and run one. The counters are for metrics:
+    ``requests`` (answers by status code), ``evictions`` (connections closed
+    to make room for a new one), ``refused`` (connections answered ``503``
+    because every slot ran a handler), ``streams_refused`` (streams answered
+    ``503`` over :attr:`HTTPLimits.stream_limit`) and ``timeouts`` (requests
+    answered ``408``).
     """
 
     def __init__(self, handler: Handler, limits: HTTPLimits | None = None) -> None:
         self.handler = handler
         self.limits = limits or HTTPLimits()
-        self.connections = 0
         #: Streamed answers in progress.
         self.streams = 0
         #: Answers sent, by status code.
         self.requests: dict[int, int] = {}
+        #: Connections closed to make room for a newer one.
+        self.evictions = 0
+        #: Connections answered 503 because every slot was running a handler.
+        self.refused = 0
+        #: Streamed answers refused (503) over the stream limit.
+        self.streams_refused = 0
+        #: Requests that did not arrive in time (408).
+        self.timeouts = 0
+        # Every served connection, and those of them waiting for a request (evictable),
+        # the one waiting longest first (dicts keep insertion order).
+        self._slots: dict[_Slot, None] = {}
+        self._waiting: dict[_Slot, None] = {}
+        # Connections being closed (lingering after a last answer, or refused): bounded too.
+        self._closing = 0
+        self._unlogged_evictions = 0
+        self._unlogged_refusals = 0
+        self._next_warning = -math.inf
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (never more than ``max_connections``)."""
+        return len(self._slots)
+
+    @property
+    def idle_connections(self) -> int:
+        """Of :attr:`connections`, those waiting for a request (evictable)."""
+        return len(self._waiting)
+
+    @property
+    def closing_connections(self) -> int:
+        """Connections being closed: lingering after their last answer, or refused.
+
+        Bounded by ``max_connections``; beyond, connections are closed at once.
+        """
+        return self._closing
 
     async def serve_stream(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection until it closes (the per-connection task)."""
@@ -193,39 +296,113 @@ class HTTPServer:
             peer = _peer_name(stream)
         except OSError:
             peer = "?"
+        if len(self._slots) >= self.limits.max_connections and not self._evict_oldest():
+            await self._refuse(stream)
+            return
+        slot = _Slot(peer)
+        self._slots[slot] = None
+        self._waiting[slot] = None
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
-        self.connections += 1
         try:
-            if self.connections > self.limits.max_connections:
-                await self._send_simple(conn, stream, Response.error(503, "too many connections"), close=True)
-                return
-            await self._serve(conn, stream, peer)
+            with slot.scope:
+                await self._serve(conn, stream, slot)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, _Gone):
             pass
         except Exception:
             # A bug (ours, or a streaming producer's): drop this connection, keep serving.
             log.exception("http: %s: connection failed", peer)
         finally:
-            try:
-                await _linger_close(stream)
-            finally:
-                self.connections -= 1
+            self._slots.pop(slot, None)
+            self._waiting.pop(slot, None)
+            if slot.evicted or self._closing >= self.limits.max_connections:
+                # Nothing to protect (no answer in flight), or too many closing already.
+                await trio.aclose_forcefully(stream)
+            else:
+                self._closing += 1
+                try:
+                    await _linger_close(stream)
+                finally:
+                    self._closing -= 1
 
-    async def _serve(self, conn: h11.Connection, stream: trio.SocketStream, peer: str) -> None:
+    def _evict_oldest(self) -> bool:
+        """Close the connection waiting longest for a request; ``False`` if none waits."""
+        victim = next(iter(self._waiting), None)
+        if victim is None:
+            return False
+        del self._waiting[victim]
+        del self._slots[victim]
+        victim.evicted = True
+        victim.scope.cancel()
+        self.evictions += 1
+        self._unlogged_evictions += 1
+        self._warn_pressure()
+        return True
+
+    async def _refuse(self, stream: trio.SocketStream) -> None:
+        """Answer ``503`` to a connection over the limit (every slot runs a handler), then close."""
+        self.refused += 1
+        self._unlogged_refusals += 1
+        self._warn_pressure()
+        if self._closing >= self.limits.max_connections:
+            await trio.aclose_forcefully(stream)
+            return
+        self._closing += 1
+        try:
+            conn = h11.Connection(h11.SERVER)
+            answer = Response.error(503, "too many connections", (("Retry-After", "1"),))
+            self.requests[503] = self.requests.get(503, 0) + 1
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                await self._send_simple(conn, stream, answer, close=True)
+            await _linger_close(stream)
+        finally:
+            self._closing -= 1
+
+    def _warn_pressure(self) -> None:
+        """Log evictions and refusals at most once every ``_WARN_EVERY`` seconds."""
+        now = trio.current_time()
+        if now < self._next_warning:
+            return
+        self._next_warning = now + _WARN_EVERY
+        log.warning(
+            "http: the connection limit (%d) is reached: %d waiting connection(s) evicted, "
+            "%d refused with 503 (since the last such message)",
+            self.limits.max_connections,
+            self._unlogged_evictions,
+            self._unlogged_refusals,
+            extra={
+                "event": "http.connection_limit",
+                "evicted": self._unlogged_evictions,
+                "refused": self._unlogged_refusals,
+                "evicted_total": self.evictions,
+                "refused_total": self.refused,
+            },
+        )
+        self._unlogged_evictions = 0
+        self._unlogged_refusals = 0
+
+    async def _serve(self, conn: h11.Connection, stream: trio.SocketStream, slot: _Slot) -> None:
         first = True
         while True:
             try:
-                request = await self._read_request(conn, stream, peer, first)
+                request = await self._read_request(conn, stream, slot.peer, first)
             except _Reject as rej:
+                if rej.status == 408:
+                    self.timeouts += 1
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    self.requests[rej.status] = self.requests.get(rej.status, 0) + 1
                     await self._send_simple(conn, stream, Response.error(rej.status, rej.message), close=True)
                 return
+            if slot.evicted:
+                # Evicted while its last bytes were arriving: handle nothing.
+                return
+            # From here until the answer is out, the connection is busy: not evictable.
+            self._waiting.pop(slot, None)
             first = False
             started = time.perf_counter()
             status = await self._answer(conn, stream, request)
             log.debug(
                 "http: %s %s %s -> %d (%.1f ms)",
-                peer,
+                slot.peer,
                 request.method,
                 request.path,
                 status,
@@ -233,44 +410,54 @@ class HTTPServer:
             )
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                 conn.start_next_cycle()
+                self._waiting[slot] = None  # waiting again, the newest of all
             else:
                 # MUST_CLOSE on either side (Connection: close, HTTP/1.0, an unread body).
                 return
 
-    async def _receive(self, conn: h11.Connection, stream: trio.SocketStream, deadline: float) -> None:
+    async def _receive(
+        self, conn: h11.Connection, stream: trio.SocketStream, deadline: float, message: str
+    ) -> None:
         with trio.move_on_at(deadline):
             data = await stream.receive_some(_RECEIVE_SIZE)
             conn.receive_data(data)
             return
-        raise _Reject(408, "request timed out")
+        raise _Reject(408, message)
 
     async def _read_request(
         self, conn: h11.Connection, stream: trio.SocketStream, peer: str, first: bool
     ) -> Request:
         limits = self.limits
-        # A new connection must deliver its request within request_timeout; a kept-alive
-        # one may first sit idle for idle_timeout, then gets request_timeout from its
-        # first byte.
-        deadline = trio.current_time() + (limits.request_timeout if first else limits.idle_timeout)
-        waiting = not first
+        # A new connection must deliver its request head within head_timeout and the
+        # whole request within request_timeout; a kept-alive one may first sit idle for
+        # idle_timeout, then gets the same times from its next request's first byte.
+        now = trio.current_time()
+        idle_deadline = now + limits.idle_timeout
+        waiting = not first and not conn.trailing_data[0]
+        head_deadline = now + min(limits.head_timeout, limits.request_timeout)
+        deadline = now + limits.request_timeout
         while True:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _Reject(exc.error_status_hint, f"bad request: {exc}") from None
             if event is h11.NEED_DATA:
-                if waiting and conn.trailing_data[0]:
-                    waiting = False
-                    deadline = trio.current_time() + limits.request_timeout
-                try:
-                    await self._receive(conn, stream, deadline)
-                except _Reject:
-                    if waiting:
-                        raise _Gone() from None  # idle keep-alive connection: just close it
-                    raise
                 if waiting:
+                    try:
+                        await self._receive(conn, stream, idle_deadline, "idle")
+                    except _Reject:
+                        raise _Gone() from None  # idle keep-alive connection: just close it
                     waiting = False
-                    deadline = trio.current_time() + limits.request_timeout
+                    now = trio.current_time()
+                    head_deadline = now + min(limits.head_timeout, limits.request_timeout)
+                    deadline = now + limits.request_timeout
+                    continue
+                await self._receive(
+                    conn,
+                    stream,
+                    head_deadline,
+                    f"request timed out: the request head did not arrive within {limits.head_timeout:g}s",
+                )
                 continue
             if isinstance(event, h11.ConnectionClosed):
                 raise _Gone()
@@ -319,7 +506,12 @@ class HTTPServer:
             except h11.RemoteProtocolError as exc:
                 raise _Reject(exc.error_status_hint, f"bad request: {exc}") from None
             if event is h11.NEED_DATA:
-                await self._receive(conn, stream, deadline)
+                await self._receive(
+                    conn,
+                    stream,
+                    deadline,
+                    f"request timed out: the request did not arrive whole within {limits.request_timeout:g}s",
+                )
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > limits.max_body_bytes:
@@ -343,6 +535,15 @@ class HTTPServer:
         except Exception:
             log.exception("http: %s %s failed", request.method, request.path)
             response = Response.error(500, "internal error; see the agent's log")
+        if isinstance(response, StreamResponse) and self.streams >= self.limits.stream_limit:
+            if response.on_close is not None:
+                response.on_close()
+            self.streams_refused += 1
+            response = Response.error(
+                503,
+                f"too many streamed answers (watches) at once; the limit is {self.limits.stream_limit}",
+                (("Retry-After", "1"),),
+            )
         self.requests[response.status] = self.requests.get(response.status, 0) + 1
         if isinstance(response, Response):
             await self._send_simple(conn, stream, response)

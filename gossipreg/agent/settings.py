@@ -21,7 +21,8 @@ Configuration file (every key optional; the flags win over it)::
     profile = "lan"                   # lan | wan | local
     insecure = false
     http = "127.0.0.1:8946"
-    http_token = "..."
+    http_token = "..."                # or:
+    http_token_file = "http-token"    # made (0600) if missing; the default file if neither
     service = ["web.json"]            # go-micro JSON, registered and kept alive
     service_ttl = 30
     join_timeout = 10
@@ -33,6 +34,16 @@ Configuration file (every key optional; the flags win over it)::
     label = "prod"
 
 Keys may be written with ``-`` or ``_``.
+
+The HTTP API always has a token: every request that is not a plain read
+needs it. Without ``http_token``, :func:`prepare` reads it from
+``http_token_file`` (default :func:`~gossipreg.agent.client.default_token_file`:
+``$GOSSIPREG_STATE_DIR/http-token``, ``/var/lib/gossipreg/http-token`` for
+root, else ``$XDG_STATE_HOME/gossipreg/http-token`` or
+``~/.local/state/gossipreg/http-token``), creating the file with a random
+token (``secrets.token_urlsafe(32)``, mode ``0600``, new directories
+``0700``) if it does not exist. A token file others can read or write is
+refused.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import secrets
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +68,7 @@ from ..runtime.driver import TLSContexts
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_tls
 from .api import is_loopback_host
+from .client import check_token, default_token_file, read_token_file
 
 __all__ = [
     "DEFAULT_HTTP",
@@ -62,6 +76,7 @@ __all__ = [
     "PROFILES",
     "AgentSettings",
     "PreparedAgent",
+    "ensure_token_file",
     "load_config_file",
     "prepare",
 ]
@@ -76,7 +91,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
-    """The options of ``gossipreg agent`` (see ``gossipreg agent --help``), unvalidated."""
+    """The options of ``gossipreg agent`` (see ``gossipreg agent --help``), unvalidated.
+
+    ``http_token`` is the API's bearer token; without it the token is read
+    from (or created in) ``http_token_file``, by default
+    :func:`~gossipreg.agent.client.default_token_file`.
+    """
 
     bind: str = DEFAULT_BIND
     advertise: str | None = None
@@ -91,6 +111,7 @@ class AgentSettings:
     insecure: bool = False
     http: str = DEFAULT_HTTP
     http_token: str | None = None
+    http_token_file: Path | None = None
     services: tuple[Path, ...] = ()
     service_ttl: float = 30.0
     join_timeout: float = 10.0
@@ -113,6 +134,12 @@ class PreparedAgent:
     services: tuple[Service, ...]
     http_host: str
     http_port: int
+    http_token: str
+    """The API's bearer token: ``settings.http_token``, or the token file's."""
+    http_token_file: Path | None = None
+    """The token file the token came from (``None`` when it was given directly)."""
+    http_token_created: bool = False
+    """Whether :func:`prepare` created that file (a first start)."""
 
 
 # ---------------------------------------------------------------- the file
@@ -174,7 +201,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             key = raw_key.replace("-", "_")
             if key in ("bind", "advertise", "name", "profile", "http", "http_token", "log_level"):
                 out[key] = _text(raw_key, value)
-            elif key in ("keyring_file", "tls_ca", "tls_cert", "tls_key"):
+            elif key in ("keyring_file", "tls_ca", "tls_cert", "tls_key", "http_token_file"):
                 out[key] = to_path(raw_key, value)
             elif key in ("insecure", "log_json"):
                 out[key] = _flag(raw_key, value)
@@ -219,15 +246,92 @@ def _read_service(path: Path) -> Service:
     return service
 
 
-def _check_token(token: str) -> None:
-    if not token or any(not (0x21 <= ord(c) <= 0x7E) for c in token):
-        raise ConfigError("--http-token: must be non-empty printable ASCII without spaces")
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parent, each new one with mode ``0700``."""
+    missing: list[Path] = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)  # exactly 0700, whatever the umask
+
+
+def ensure_token_file(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The token in the file at ``path``, created first with a random token if absent.
+
+    A new file gets ``secrets.token_urlsafe(32)`` and a newline, is created
+    with ``O_CREAT | O_EXCL`` and mode ``0600`` (so an existing file is never
+    overwritten, even by a concurrent start), and its missing directories are
+    created with mode ``0700``. An existing file is read with the checks of
+    :func:`~gossipreg.agent.client.read_token_file`.
+
+    Returns:
+        ``(token, created)``.
+
+    Raises:
+        ConfigError: the file (or its directory) cannot be read or created, or
+            it is not private, or holds no valid token; the message names the
+            file and the fix.
+    """
+    where = f"token file {os.fspath(path)!r}"
+    found = read_token_file(path)
+    if found is not None:
+        return found, False
+    target = Path(path)
+    token = secrets.token_urlsafe(32)
+    try:
+        _make_private_dirs(target.parent)
+        flags = (
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        )
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError:
+        # Another agent made it meanwhile: use its token (it may still be writing it).
+        for _ in range(50):
+            try:
+                found = read_token_file(target)
+            except ConfigError:
+                found = None
+            if found is not None:
+                return found, False
+            time.sleep(0.02)
+        found = read_token_file(target)
+        if found is None:
+            raise ConfigError(f"{where}: exists but cannot be read (a dangling symbolic link?)") from None
+        return found, False
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: cannot be created: {exc.strerror or exc}; give another with --http-token-file"
+        ) from None
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)
+        data = (token + "\n").encode("ascii")
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(target)
+        raise ConfigError(f"{where}: cannot be written: {exc.strerror or exc}") from None
+    os.close(fd)
+    return token, True
 
 
 def prepare(settings: AgentSettings) -> PreparedAgent:
-    """Validate ``settings`` and load what they name (keyring, certificates, service files).
+    """Validate ``settings`` and load what they name (keyring, certificates, service files, token).
 
-    Nothing is bound or contacted.
+    Nothing is bound or contacted. The one side effect: without
+    ``http_token``, the token file (``http_token_file`` or the default one)
+    is created with a random token if it does not exist, after every other
+    option has been checked (:func:`ensure_token_file`).
 
     Raises:
         ConfigError: an option is invalid or options contradict each other;
@@ -278,11 +382,13 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
 
     http_host, http_port = _address("--http", s.http)
     if s.http_token is not None:
-        _check_token(s.http_token)
-    elif not is_loopback_host(http_host):
+        check_token(s.http_token)
+        if s.http_token_file is not None:
+            raise ConfigError("--http-token, --http-token-file: give one or the other, not both")
+    elif s.http_token_file is None and not is_loopback_host(http_host):
         raise ConfigError(
-            f"--http-token: required when --http binds a non-loopback address ({http_host}); "
-            "clients then send 'Authorization: Bearer TOKEN'"
+            f"--http-token: required when --http binds a non-loopback address ({http_host}), "
+            "or --http-token-file naming a token file; clients then send 'Authorization: Bearer TOKEN'"
         )
 
     if not (math.isfinite(s.service_ttl) and s.service_ttl > 0):
@@ -293,4 +399,16 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         raise ConfigError(f"--log-level: must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
 
     services = tuple(_read_service(p) for p in s.services)
-    return PreparedAgent(s, config, keyring, tls, services, http_host, http_port)
+
+    # Last, once everything else is known to be valid: the token file may be created.
+    token_file: Path | None = None
+    created = False
+    if s.http_token is not None:
+        token = s.http_token
+    else:
+        try:
+            token_file = s.http_token_file if s.http_token_file is not None else default_token_file()
+            token, created = ensure_token_file(token_file)
+        except ConfigError as exc:
+            raise ConfigError(f"--http-token-file: {exc}") from None
+    return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created)

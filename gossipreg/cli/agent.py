@@ -40,6 +40,7 @@ _FIELDS = {
     "insecure": "insecure",
     "http": "http",
     "http_token": "http_token",
+    "http_token_file": "http_token_file",
     "service": "services",
     "service_ttl": "service_ttl",
     "join_timeout": "join_timeout",
@@ -121,8 +122,18 @@ def build_settings(ctx: click.Context, params: dict[str, Any]) -> AgentSettings:
     "--http-token",
     envvar="GOSSIPREG_HTTP_TOKEN",
     metavar="TOKEN",
-    help="Bearer token the API requires (env GOSSIPREG_HTTP_TOKEN); "
-    "required when --http binds a non-loopback address.",
+    help="Bearer token the API requires for every request that is not a plain read "
+    "(env GOSSIPREG_HTTP_TOKEN). Without it, the token of --http-token-file is used.",
+)
+@click.option(
+    "--http-token-file",
+    envvar="GOSSIPREG_HTTP_TOKEN_FILE",
+    type=_PATH,
+    help="File holding the API token, created (mode 0600) with a random token if missing "
+    "(env GOSSIPREG_HTTP_TOKEN_FILE). Default: $GOSSIPREG_STATE_DIR/http-token, else "
+    "/var/lib/gossipreg/http-token for root, else $XDG_STATE_HOME/gossipreg/http-token, else "
+    "~/.local/state/gossipreg/http-token. "
+    "A non-loopback --http needs --http-token or this.",
 )
 @click.option(
     "--service",

@@ -2,9 +2,16 @@
 
 ``members``, ``services``, ``get``, ``watch``, ``register``, ``deregister``
 and the ``keyring`` group. Each takes ``--agent URL`` (env
-``GOSSIPREG_AGENT``, default ``http://127.0.0.1:8946``) and ``--token``
-(env ``GOSSIPREG_HTTP_TOKEN``); the read commands print tables, or JSON with
-``--json``.
+``GOSSIPREG_AGENT``, default ``http://127.0.0.1:8946``); the read commands
+print tables, or JSON with ``--json``.
+
+Writes and every keyring command need the agent's token. The commands find
+it themselves (:func:`~gossipreg.agent.client.find_token`): ``--token``,
+then env ``GOSSIPREG_HTTP_TOKEN``, then ``--token-file`` / env
+``GOSSIPREG_HTTP_TOKEN_FILE``, then, for an agent on a loopback address
+only, the default token file an agent makes when it has no configured token
+(:func:`~gossipreg.agent.client.default_token_file`). A 401 answer is
+reported with where to look.
 
 ``gossipreg keyring install|use|remove KEY`` accept ``--agent`` several times
 (or a comma-separated list) and apply the change to each agent in turn: the
@@ -19,13 +26,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from ..agent.client import DEFAULT_AGENT, AgentClient, AgentError
+from ..agent.client import DEFAULT_AGENT, AgentClient, AgentError, default_token_file, find_token
 from ..agent.keyring import decode_key, fingerprint
 from ..core.errors import ConfigError, InvalidServiceError
 from ..core.model import Service
@@ -61,11 +69,19 @@ def _agents_option(f: F) -> F:
 
 
 def _token_option(f: F) -> F:
+    f = click.option(
+        "--token-file",
+        envvar="GOSSIPREG_HTTP_TOKEN_FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="FILE",
+        help="File holding the API's token (env GOSSIPREG_HTTP_TOKEN_FILE), used without --token. "
+        "Without either, a loopback agent's token is read from the default token file if it exists.",
+    )(f)
     return click.option(
         "--token",
         envvar="GOSSIPREG_HTTP_TOKEN",
         metavar="TOKEN",
-        help="Bearer token of the API (env GOSSIPREG_HTTP_TOKEN).",
+        help="Bearer token of the API (env GOSSIPREG_HTTP_TOKEN); writes and keyring commands need it.",
     )(f)
 
 
@@ -75,18 +91,37 @@ def _json_option(f: F) -> F:
     )(f)
 
 
-def _client(url: str, token: str | None) -> AgentClient:
+def _client(url: str, token: str | None, token_file: Path | None) -> AgentClient:
+    """A client of the agent at ``url`` with the token :func:`find_token` finds for it."""
     try:
-        return AgentClient(url, token)
+        found = find_token(url, token, token_file)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        return AgentClient(url, found)
     except AgentError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _explain(exc: AgentError) -> str:
+    """The message of ``exc``, with where to find the token when the agent answered 401."""
+    if exc.status != 401:
+        return str(exc)
+    try:
+        default = f"; a local agent's default token file is {default_token_file()}"
+    except ConfigError:
+        default = ""
+    return (
+        f"{exc} (give the agent's token with --token or --token-file, env GOSSIPREG_HTTP_TOKEN or "
+        f"GOSSIPREG_HTTP_TOKEN_FILE; the agent logs where its token file is{default})"
+    )
 
 
 def _call(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except AgentError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(_explain(exc)) from None
 
 
 def _console() -> Console:
@@ -133,9 +168,9 @@ def _read_service(path: str) -> Service:
 @_agent_option
 @_token_option
 @_json_option
-def members(agent_url: str, token: str | None, as_json: bool) -> None:
+def members(agent_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
     """List the cluster's members as the agent sees them."""
-    answer = _call(_client(agent_url, token).members)
+    answer = _call(_client(agent_url, token, token_file).members)
     if as_json:
         _print_json(answer)
         return
@@ -151,9 +186,9 @@ def members(agent_url: str, token: str | None, as_json: bool) -> None:
 @_agent_option
 @_token_option
 @_json_option
-def services(agent_url: str, token: str | None, as_json: bool) -> None:
+def services(agent_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
     """List every registered service and version."""
-    answer = _call(_client(agent_url, token).services)
+    answer = _call(_client(agent_url, token, token_file).services)
     if as_json:
         _print_json({"services": answer})
         return
@@ -171,9 +206,9 @@ def services(agent_url: str, token: str | None, as_json: bool) -> None:
 @_agent_option
 @_token_option
 @_json_option
-def get(name: str, agent_url: str, token: str | None, as_json: bool) -> None:
+def get(name: str, agent_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
     """Show the nodes of service NAME, per version."""
-    client = _client(agent_url, token)
+    client = _client(agent_url, token, token_file)
     answer = _call(lambda: client.service(name))
     if as_json:
         _print_json({"services": answer})
@@ -198,14 +233,20 @@ def get(name: str, agent_url: str, token: str | None, as_json: bool) -> None:
 @_token_option
 @_json_option
 def watch(
-    service: str | None, snapshot: bool, count: int | None, agent_url: str, token: str | None, as_json: bool
+    service: str | None,
+    snapshot: bool,
+    count: int | None,
+    agent_url: str,
+    token: str | None,
+    token_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Print registry changes as they happen, until interrupted.
 
     One line per change: the action (create, update, delete), the service,
     its version and the nodes concerned; with --json, one JSON object per line.
     """
-    client = _client(agent_url, token)
+    client = _client(agent_url, token, token_file)
     seen = 0
     try:
         for item in client.watch(service, snapshot=snapshot):
@@ -222,7 +263,7 @@ def watch(
             if count is not None and seen >= count:
                 return
     except AgentError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(_explain(exc)) from None
     except KeyboardInterrupt:
         return
 
@@ -240,12 +281,14 @@ def watch(
 @_agent_option
 @_token_option
 @_json_option
-def register(file: str, ttl: float | None, agent_url: str, token: str | None, as_json: bool) -> None:
+def register(
+    file: str, ttl: float | None, agent_url: str, token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     """Register the go-micro JSON service in FILE ('-' for stdin) with the agent."""
     service = _read_service(file)
     if not service.nodes:
         raise CommandError(f"{file}: service.nodes: lists no node to register")
-    client = _client(agent_url, token)
+    client = _client(agent_url, token, token_file)
     query = {"ttl": f"{ttl:g}"} if ttl is not None else None
     answer = _call(lambda: client.request("PUT", "/v1/services", body=service.to_dict(), query=query))
     if as_json:
@@ -263,10 +306,10 @@ def register(file: str, ttl: float | None, agent_url: str, token: str | None, as
 @_agent_option
 @_token_option
 @_json_option
-def deregister(file: str, agent_url: str, token: str | None, as_json: bool) -> None:
+def deregister(file: str, agent_url: str, token: str | None, token_file: Path | None, as_json: bool) -> None:
     """Deregister the service in FILE ('-' for stdin): its listed nodes, or all of that version."""
     service = _read_service(file)
-    client = _client(agent_url, token)
+    client = _client(agent_url, token, token_file)
     answer = _call(lambda: client.request("DELETE", "/v1/services", body=service.to_dict()))
     if as_json:
         _print_json(answer)
@@ -288,8 +331,8 @@ def _agent_urls(values: Iterable[str]) -> list[str]:
     return urls or [DEFAULT_AGENT]
 
 
-def _clients(values: Iterable[str], token: str | None) -> list[AgentClient]:
-    return [_client(url, token) for url in _agent_urls(values)]
+def _clients(values: Iterable[str], token: str | None, token_file: Path | None) -> list[AgentClient]:
+    return [_client(url, token, token_file) for url in _agent_urls(values)]
 
 
 def _read_key(key: str) -> tuple[str, str]:
@@ -320,16 +363,18 @@ def keyring() -> None:
 @_agents_option
 @_token_option
 @_json_option
-def keyring_list(agent_urls: tuple[str, ...], token: str | None, as_json: bool) -> None:
+def keyring_list(
+    agent_urls: tuple[str, ...], token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     """Show the fingerprints of each agent's keys and which is primary (never the keys)."""
-    clients = _clients(agent_urls, token)
+    clients = _clients(agent_urls, token, token_file)
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     for client in clients:
         try:
             rows.append({"agent": client.url, **client.keyring()})
         except AgentError as exc:
-            failures.append(str(exc))
+            failures.append(_explain(exc))
             rows.append({"agent": client.url, "error": str(exc)})
     if as_json:
         _print_json({"agents": rows})
@@ -362,7 +407,7 @@ def _precheck(clients: list[AgentClient], check: Callable[[dict[str, Any]], str 
         try:
             ring = client.keyring()
         except AgentError as exc:
-            raise CommandError(f"not {what}, nothing changed: {exc}") from None
+            raise CommandError(f"not {what}, nothing changed: {_explain(exc)}") from None
         if ring.get("insecure"):
             raise CommandError(
                 f"not {what}, nothing changed: {ring['member']} ({client.url}) runs without "
@@ -374,9 +419,11 @@ def _precheck(clients: list[AgentClient], check: Callable[[dict[str, Any]], str 
             raise CommandError(f"not {what}, nothing changed: {problem.format(where)}")
 
 
-def _apply(op: str, key: str, agent_urls: tuple[str, ...], token: str | None, as_json: bool) -> None:
+def _apply(
+    op: str, key: str, agent_urls: tuple[str, ...], token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     b64, fp = _read_key(key)
-    clients = _clients(agent_urls, token)
+    clients = _clients(agent_urls, token, token_file)
     if op == "use":
 
         def installed(ring: dict[str, Any]) -> str | None:
@@ -402,7 +449,7 @@ def _apply(op: str, key: str, agent_urls: tuple[str, ...], token: str | None, as
         try:
             answer = client.keyring_op(op, b64)
         except AgentError as exc:
-            failures.append(str(exc))
+            failures.append(_explain(exc))
             results.append({"agent": client.url, "ok": False, "error": str(exc)})
             if not as_json:
                 click.echo(f"{client.url}: failed: {exc}", err=True)
@@ -422,9 +469,11 @@ def _apply(op: str, key: str, agent_urls: tuple[str, ...], token: str | None, as
 @_agents_option
 @_token_option
 @_json_option
-def keyring_install(key: str, agent_urls: tuple[str, ...], token: str | None, as_json: bool) -> None:
+def keyring_install(
+    key: str, agent_urls: tuple[str, ...], token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     """Install KEY (base64; '-' reads it from stdin) as a secondary key on each agent."""
-    _apply("install", key, agent_urls, token, as_json)
+    _apply("install", key, agent_urls, token, token_file, as_json)
 
 
 @keyring.command("use")
@@ -432,9 +481,11 @@ def keyring_install(key: str, agent_urls: tuple[str, ...], token: str | None, as
 @_agents_option
 @_token_option
 @_json_option
-def keyring_use(key: str, agent_urls: tuple[str, ...], token: str | None, as_json: bool) -> None:
+def keyring_use(
+    key: str, agent_urls: tuple[str, ...], token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     """Make the installed KEY the primary (sealing) key on each agent."""
-    _apply("use", key, agent_urls, token, as_json)
+    _apply("use", key, agent_urls, token, token_file, as_json)
 
 
 @keyring.command("remove")
@@ -442,6 +493,8 @@ def keyring_use(key: str, agent_urls: tuple[str, ...], token: str | None, as_jso
 @_agents_option
 @_token_option
 @_json_option
-def keyring_remove(key: str, agent_urls: tuple[str, ...], token: str | None, as_json: bool) -> None:
+def keyring_remove(
+    key: str, agent_urls: tuple[str, ...], token: str | None, token_file: Path | None, as_json: bool
+) -> None:
     """Remove KEY from each agent (it must not be the primary key of any)."""
-    _apply("remove", key, agent_urls, token, as_json)
+    _apply("remove", key, agent_urls, token, token_file, as_json)

@@ -41,7 +41,9 @@ async def test_register_list_get_deregister() -> None:
             port = agent.http_port
             assert port is not None
 
-            reply = await request(port, "PUT", "/v1/services", json_body=GREETER)
+            reply = await request(
+                port, "PUT", "/v1/services", json_body=GREETER, token=agent.prepared.http_token
+            )
             assert reply.status == 200, reply.body
             assert reply.json()["registered"] == {
                 "name": "greeter",
@@ -58,7 +60,9 @@ async def test_register_list_get_deregister() -> None:
                 {"id": "greeter-1", "address": "10.0.0.1:8080", "metadata": {"zone": "a"}}
             ]
 
-            reply = await request(port, "DELETE", "/v1/services", json_body=GREETER)
+            reply = await request(
+                port, "DELETE", "/v1/services", json_body=GREETER, token=agent.prepared.http_token
+            )
             assert reply.status == 200
             missing = await request(port, "GET", "/v1/services/greeter")
             assert missing.status == 404
@@ -72,7 +76,9 @@ async def test_a_ttl_registration_expires_unless_renewed() -> None:
             agent = await start_agent(nursery)
             port = agent.http_port
             assert port is not None
-            reply = await request(port, "PUT", "/v1/services?ttl=0.3", json_body=GREETER)
+            reply = await request(
+                port, "PUT", "/v1/services?ttl=0.3", json_body=GREETER, token=agent.prepared.http_token
+            )
             assert reply.json()["ttl"] == 0.3
             svc = service("greeter", "greeter-1")
             assert visible(agent.registry, svc)
@@ -154,7 +160,13 @@ async def test_bad_requests_get_4xx_json_naming_the_problem(
         async with trio.open_nursery() as nursery:
             agent = await start_agent(nursery)
             assert agent.http_port is not None
-            reply = await request(agent.http_port, method, path, **kwargs)  # type: ignore[arg-type]
+            reply = await request(
+                agent.http_port,
+                method,
+                path,
+                token=agent.prepared.http_token,
+                **kwargs,  # type: ignore[arg-type]
+            )
             assert reply.status == status, reply.body
             assert reply.headers["content-type"] == "application/json"
             assert needle in reply.json()["error"]
@@ -163,31 +175,61 @@ async def test_bad_requests_get_4xx_json_naming_the_problem(
             agent.stop()
 
 
-async def test_a_token_is_required_everywhere_but_health() -> None:
+async def test_on_loopback_reads_are_open_and_everything_else_needs_the_token() -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             agent = await start_agent(nursery, http_token="s3cret-token")
             port = agent.http_port
             assert port is not None
-            missing = await request(port, "GET", "/v1/services")
+            for path in ("/v1/services", "/v1/members", "/v1/metrics", "/v1/health"):
+                assert (await request(port, "GET", path)).status == 200, path
+            missing = await request(port, "PUT", "/v1/services", json_body=GREETER)
             assert missing.status == 401
             assert missing.headers["www-authenticate"].startswith("Bearer")
             assert "missing token" in missing.json()["error"]
-            wrong = await request(port, "GET", "/v1/services", token="wrong")
+            assert agent.registry.list_services() == []
+            assert (await request(port, "GET", "/v1/keyring")).status == 401
+            # Any method but GET needs the token, even where it would be a 405.
+            assert (await request(port, "POST", "/v1/services", json_body=GREETER)).status == 401
+            wrong = await request(port, "PUT", "/v1/services", json_body=GREETER, token="wrong")
             assert wrong.status == 401
             assert wrong.json() == {"error": "invalid token"}
+            # A token sent with a read is checked too.
+            assert (await request(port, "GET", "/v1/services", token="wrong")).status == 401
             basic = await request(port, "GET", "/v1/members", headers=[("Authorization", "Basic abc")])
             assert basic.status == 401
-            assert (await request(port, "GET", "/v1/services", token="s3cret-token")).status == 200
-            assert (await request(port, "PUT", "/v1/services", json_body=GREETER)).status == 401
-            assert (await request(port, "GET", "/v1/health")).status == 200
-            # With a token the Host check is off: the token is the protection.
+            assert "malformed" in basic.json()["error"]
+            done = await request(port, "PUT", "/v1/services", json_body=GREETER, token="s3cret-token")
+            assert done.status == 200
+            # With a valid token the Host check is off: the token is the protection.
             assert (
-                await request(port, "GET", "/v1/members", host="gossip.example", token="s3cret-token")
+                await request(port, "GET", "/v1/keyring", host="gossip.example", token="s3cret-token")
             ).status == 200
+            watch = await LineStream.open(port, "/v1/watch?snapshot=1")
+            assert watch.status == 200
+            assert (await watch.line())["service"]["name"] == "greeter"
+            await watch.aclose()
+            agent.stop()
+
+
+async def test_off_loopback_every_route_but_health_needs_the_token() -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            agent = await start_agent(nursery, http="0.0.0.0:0", http_token="s3cret-token")
+            port = agent.http_port
+            assert port is not None
+            for path in ("/v1/services", "/v1/members", "/v1/metrics", "/v1/keyring", "/v1/nothing"):
+                reply = await request(port, "GET", path, host=f"10.1.2.3:{port}")
+                assert reply.status == 401, path
+                assert "missing token" in reply.json()["error"]
             watch = await LineStream.open(port, "/v1/watch")
             assert watch.status == 401
             await watch.aclose()
+            # No Host check without a loopback address: a load balancer may ask for health.
+            assert (await request(port, "GET", "/v1/health", host="10.1.2.3")).status == 200
+            assert (
+                await request(port, "GET", "/v1/services", host="10.1.2.3", token="s3cret-token")
+            ).status == 200
             agent.stop()
 
 
@@ -245,7 +287,9 @@ async def test_watch_of_everything_without_a_snapshot_sees_only_new_changes() ->
             assert port is not None
             await agent.registry.register(service("before", "b1"))
             watch = await LineStream.open(port, "/v1/watch")
-            reply = await request(port, "PUT", "/v1/services", json_body=GREETER)
+            reply = await request(
+                port, "PUT", "/v1/services", json_body=GREETER, token=agent.prepared.http_token
+            )
             assert reply.status == 200
             line = await watch.line()
             assert (line["action"], line["service"]["name"]) == ("create", "greeter")
@@ -275,7 +319,7 @@ async def test_metrics_are_prometheus_text() -> None:
             agent = await start_agent(nursery, name="m0")
             port = agent.http_port
             assert port is not None
-            await request(port, "PUT", "/v1/services", json_body=GREETER)
+            await request(port, "PUT", "/v1/services", json_body=GREETER, token=agent.prepared.http_token)
             await request(port, "GET", "/v1/nothing")
             reply = await request(port, "GET", "/v1/metrics")
             assert reply.status == 200
@@ -315,30 +359,70 @@ async def test_keyring_rotation_through_the_api_persists_to_the_keyring_file(tmp
             agent = await start_agent(nursery, keyring_file=ring_file)
             port = agent.http_port
             assert port is not None
-            listing = (await request(port, "GET", "/v1/keyring")).json()
+            listing = (await request(port, "GET", "/v1/keyring", token=agent.prepared.http_token)).json()
             assert listing["keys"] == [{"fingerprint": fp1, "primary": True}]
             assert KEY1_B64 not in str(listing)
 
-            early = await request(port, "POST", "/v1/keyring/use", json_body={"key": KEY2_B64})
+            early = await request(
+                port, "POST", "/v1/keyring/use", json_body={"key": KEY2_B64}, token=agent.prepared.http_token
+            )
             assert early.status == 409
             assert "not installed" in early.json()["error"]
 
-            done = (await request(port, "POST", "/v1/keyring/install", json_body={"key": KEY2_B64})).json()
+            done = (
+                await request(
+                    port,
+                    "POST",
+                    "/v1/keyring/install",
+                    json_body={"key": KEY2_B64},
+                    token=agent.prepared.http_token,
+                )
+            ).json()
             assert (done["op"], done["fingerprint"], done["changed"]) == ("install", fp2, True)
             assert done["primary"] == fp1
             assert load_keyring_file(ring_file).keys == (KEY1, KEY2)
-            again = (await request(port, "POST", "/v1/keyring/install", json_body={"key": KEY2_B64})).json()
+            again = (
+                await request(
+                    port,
+                    "POST",
+                    "/v1/keyring/install",
+                    json_body={"key": KEY2_B64},
+                    token=agent.prepared.http_token,
+                )
+            ).json()
             assert again["changed"] is False
 
-            (await request(port, "POST", "/v1/keyring/use", json_body={"key": KEY2_B64})).json()
+            (
+                await request(
+                    port,
+                    "POST",
+                    "/v1/keyring/use",
+                    json_body={"key": KEY2_B64},
+                    token=agent.prepared.http_token,
+                )
+            ).json()
             assert agent.registry._core.keyring is not None
             assert agent.registry._core.keyring.primary == KEY2
             assert load_keyring_file(ring_file).keys == (KEY2, KEY1)
 
-            primary = await request(port, "POST", "/v1/keyring/remove", json_body={"key": KEY2_B64})
+            primary = await request(
+                port,
+                "POST",
+                "/v1/keyring/remove",
+                json_body={"key": KEY2_B64},
+                token=agent.prepared.http_token,
+            )
             assert primary.status == 409
             assert "primary" in primary.json()["error"]
-            removed = (await request(port, "POST", "/v1/keyring/remove", json_body={"key": KEY1_B64})).json()
+            removed = (
+                await request(
+                    port,
+                    "POST",
+                    "/v1/keyring/remove",
+                    json_body={"key": KEY1_B64},
+                    token=agent.prepared.http_token,
+                )
+            ).json()
             assert removed["keys"] == [{"fingerprint": fp2, "primary": True}]
             assert load_keyring_file(ring_file).keys == (KEY2,)
             assert oct(ring_file.stat().st_mode & 0o777) == oct((tmp_path / "keyring").stat().st_mode & 0o777)
@@ -361,7 +445,13 @@ async def test_bad_keys_are_refused_with_400(tmp_path: Path, body: object, needl
         async with trio.open_nursery() as nursery:
             agent = await start_agent(nursery, keyring_file=ring_file)
             assert agent.http_port is not None
-            reply = await request(agent.http_port, "POST", "/v1/keyring/install", json_body=body)
+            reply = await request(
+                agent.http_port,
+                "POST",
+                "/v1/keyring/install",
+                json_body=body,
+                token=agent.prepared.http_token,
+            )
             assert reply.status == 400
             assert needle in reply.json()["error"]
             assert agent.registry._core.keyring is not None
@@ -379,7 +469,13 @@ async def test_an_unwritable_keyring_file_changes_nothing(tmp_path: Path) -> Non
             ring_file.unlink()
             ring_file.mkdir()
             (ring_file / "occupied").write_text("")
-            reply = await request(agent.http_port, "POST", "/v1/keyring/install", json_body={"key": KEY2_B64})
+            reply = await request(
+                agent.http_port,
+                "POST",
+                "/v1/keyring/install",
+                json_body={"key": KEY2_B64},
+                token=agent.prepared.http_token,
+            )
             assert reply.status == 500
             assert "nothing changed" in reply.json()["error"]
             assert agent.registry._core.keyring is not None

@@ -8,6 +8,7 @@ import queue
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gossipreg.agent.client import AgentClient
+from gossipreg.agent.client import AgentClient, AgentError, find_token
 from gossipreg.agent.keyring import fingerprint
 from gossipreg.cli.main import cli
 
@@ -104,7 +105,7 @@ def processes() -> Iterator[list[AgentProcess]]:
 
 
 def test_agent_from_a_config_file_serves_its_service_then_leaves_on_sigterm(
-    tmp_path: Path, processes: list[AgentProcess]
+    tmp_path: Path, processes: list[AgentProcess], state_dir: Path
 ) -> None:
     write_keyring(tmp_path / "keyring", KEY1)
     (tmp_path / "web.json").write_text(json.dumps(WEB))
@@ -126,7 +127,17 @@ def test_agent_from_a_config_file_serves_its_service_then_leaves_on_sigterm(
     processes.append(agent)
     url = agent.wait_for(r"agent cfg-agent ready: gossip on \S+, HTTP API on (http://\S+)").group(1)
 
-    client = AgentClient(url)
+    # No token configured: the agent made one in the default token file, and said where.
+    token_file = state_dir / "http-token"
+    assert f"HTTP API token created in {token_file}" in "\n".join(agent.lines)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    token = token_file.read_text().strip()
+    assert token not in "\n".join(agent.lines)
+    assert AgentClient(url).members()["member"] == "cfg-agent"  # a read: no token needed
+    with pytest.raises(AgentError, match="answered 401"):
+        AgentClient(url).keyring()
+    client = AgentClient(url, find_token(url))  # what the gossipreg commands do
     assert client.members()["member"] == "cfg-agent"
     web = client.service("web")
     assert [n["id"] for n in web[0]["nodes"]] == ["web-1"]
@@ -139,6 +150,7 @@ def test_agent_from_a_config_file_serves_its_service_then_leaves_on_sigterm(
     assert "agent cfg-agent leaving the cluster" in text
     assert "agent left the cluster" in text
     assert "Traceback" not in text
+    assert token not in text
 
 
 def test_agent_logs_json_lines_and_leaves_on_sigint(tmp_path: Path, processes: list[AgentProcess]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gossipreg.agent.client import AgentClient
+from gossipreg.agent.client import AgentClient, find_token
 from gossipreg.agent.keyring import fingerprint
 from gossipreg.cli.main import cli
 
@@ -133,7 +133,7 @@ def test_watch_prints_the_snapshot_then_changes(
     args = ("watch", "--service", "greeter", "--no-snapshot", "--count", "2", "--agent", first.url)
     thread = threading.Thread(target=lambda: box.update(result=run(*args)))
     thread.start()
-    client = AgentClient(first.url)
+    client = AgentClient(first.url, find_token(first.url))
     for i in range(2, 1000):  # a hang guard only
         if not thread.is_alive():
             break
@@ -185,20 +185,61 @@ def test_register_reads_stdin(pair: tuple[ThreadAgent, ThreadAgent]) -> None:
     assert "registered greeter" in done.output
 
 
-def test_the_token_comes_from_the_option_or_the_environment() -> None:
+def test_the_token_comes_from_the_option_the_environment_or_a_token_file(
+    tmp_path: Path, greeter_file: Path, state_dir: Path
+) -> None:
     agent = ThreadAgent({"http_token": "tok-123"}).start()
     try:
-        refused = run("services", "--agent", agent.url)
+        reads = run("services", "--agent", agent.url)
+        assert reads.exit_code == 0, reads.output  # reads are open on loopback
+        refused = run("register", str(greeter_file), "--agent", agent.url)
         assert refused.exit_code == 1
-        assert refused.output == (
-            f"Error: the agent at {agent.url} answered 401: "
-            "missing token: send 'Authorization: Bearer TOKEN'\n"
+        assert refused.output.startswith(
+            f"Error: the agent at {agent.url} answered 401: missing token: a request that is not a plain read"
         )
-        wrong = run("services", "--agent", agent.url, "--token", "nope")
-        assert wrong.output == f"Error: the agent at {agent.url} answered 401: invalid token\n"
-        assert run("services", "--agent", agent.url, "--token", "tok-123").exit_code == 0
+        assert "--token or --token-file" in refused.output
+        assert f"default token file is {state_dir / 'http-token'}" in refused.output
+        wrong = run("register", str(greeter_file), "--agent", agent.url, "--token", "nope")
+        assert wrong.output.startswith(f"Error: the agent at {agent.url} answered 401: invalid token (")
+        done = run("register", str(greeter_file), "--agent", agent.url, "--token", "tok-123")
+        assert done.exit_code == 0, done.output
         env = {"GOSSIPREG_AGENT": agent.url, "GOSSIPREG_HTTP_TOKEN": "tok-123"}
-        assert run("members", "--json", env=env).exit_code == 0
+        assert run("keyring", "list", "--json", env=env).exit_code == 0
+        token_file = tmp_path / "tok"
+        token_file.write_text("tok-123\n")
+        token_file.chmod(0o600)
+        by_file = run("keyring", "list", "--agent", agent.url, "--token-file", str(token_file))
+        assert by_file.exit_code == 0, by_file.output
+        by_env = run(
+            "keyring",
+            "list",
+            env={"GOSSIPREG_AGENT": agent.url, "GOSSIPREG_HTTP_TOKEN_FILE": str(token_file)},
+        )
+        assert by_env.exit_code == 0, by_env.output
+        token_file.chmod(0o640)
+        shared = run("keyring", "list", "--agent", agent.url, "--token-file", str(token_file))
+        assert shared.exit_code == 1
+        assert shared.output == (
+            f"Error: token file {str(token_file)!r}: is accessible to other users (mode 0640); "
+            f"make it private with: chmod 600 {str(token_file)!r}\n"
+        )
+        missing = run("keyring", "list", "--agent", agent.url, "--token-file", str(tmp_path / "nope"))
+        assert missing.output == f"Error: token file {str(tmp_path / 'nope')!r}: does not exist\n"
+    finally:
+        agent.stop()
+
+
+def test_the_commands_find_a_local_agents_own_token_file(greeter_file: Path, state_dir: Path) -> None:
+    """No token anywhere: the agent made one in the default token file, and the commands read it."""
+    agent = ThreadAgent().start()
+    try:
+        assert (state_dir / "http-token").exists()
+        done = run("register", str(greeter_file), "--agent", agent.url)
+        assert done.exit_code == 0, done.output
+        assert run("keyring", "list", "--agent", agent.url).exit_code == 0
+        # The default file holds a local agent's token: it is never sent to another host.
+        assert find_token("http://10.0.0.5:8946") is None
+        assert find_token(agent.url) == (state_dir / "http-token").read_text().strip()
     finally:
         agent.stop()
 

@@ -160,23 +160,6 @@ async def test_an_idle_keep_alive_connection_is_closed_quietly() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_connections_over_the_limit_get_503() -> None:
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            server, port = await serve(nursery, HTTPLimits(max_connections=1))
-            first = await trio.open_tcp_stream("127.0.0.1", port)
-            async with first:
-                while server.connections < 1:  # noqa: ASYNC110 - waiting for the accept
-                    await trio.sleep(0.01)
-                raw = await raw_exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert status_of(raw) == 503
-            # The slot is free again once the first connection is gone.
-            while server.connections:  # noqa: ASYNC110
-                await trio.sleep(0.01)
-            assert (await request(port, "GET", "/")).status == 200
-            nursery.cancel_scope.cancel()
-
-
 async def test_a_failing_handler_gets_500_and_the_server_keeps_serving(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

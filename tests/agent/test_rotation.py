@@ -71,7 +71,13 @@ async def test_rotation_across_a_running_cluster_loses_nothing(tmp_path: Path) -
             services = [service(f"svc-{i}", f"node-{i}") for i in range(N)]
             for agent, svc in zip(agents, services, strict=True):
                 assert agent.http_port is not None
-                reply = await request(agent.http_port, "PUT", "/v1/services", json_body=svc.to_dict())
+                reply = await request(
+                    agent.http_port,
+                    "PUT",
+                    "/v1/services",
+                    json_body=svc.to_dict(),
+                    token=agent.prepared.http_token,
+                )
                 assert reply.status == 200
             await wait_until(
                 lambda: all(visible(a.registry, s) for a in agents for s in services),
