@@ -52,7 +52,6 @@ import dataclasses
 import math
 import os
 import secrets
-import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -263,14 +262,33 @@ def _make_private_dirs(directory: Path) -> None:
         os.chmod(d, 0o700)  # exactly 0700, whatever the umask
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (``O_CREAT | O_EXCL``, mode ``0600``) holding ``data``; never overwrites."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+
+
 def ensure_token_file(path: str | os.PathLike[str]) -> tuple[str, bool]:
     """The token in the file at ``path``, created first with a random token if absent.
 
-    A new file gets ``secrets.token_urlsafe(32)`` and a newline, is created
-    with ``O_CREAT | O_EXCL`` and mode ``0600`` (so an existing file is never
-    overwritten, even by a concurrent start), and its missing directories are
-    created with mode ``0700``. An existing file is read with the checks of
-    :func:`~gossipreg.agent.client.read_token_file`.
+    A new file gets ``secrets.token_urlsafe(32)`` and a newline, mode
+    ``0600``, and its missing directories mode ``0700``. It is written to a
+    temporary file in the same directory (``O_CREAT | O_EXCL``) and then
+    hard-linked to ``path``, which fails if ``path`` exists: an existing file
+    is never overwritten, and concurrent first starts never see a half-written
+    one (they all use the token of the one that won). An existing file is
+    read with the checks of :func:`~gossipreg.agent.client.read_token_file`.
 
     Returns:
         ``(token, created)``.
@@ -286,43 +304,35 @@ def ensure_token_file(path: str | os.PathLike[str]) -> tuple[str, bool]:
         return found, False
     target = Path(path)
     token = secrets.token_urlsafe(32)
+    data = (token + "\n").encode("ascii")
     try:
         _make_private_dirs(target.parent)
-        flags = (
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        )
-        fd = os.open(target, flags, 0o600)
-    except FileExistsError:
-        # Another agent made it meanwhile: use its token (it may still be writing it).
-        for _ in range(50):
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        _write_private(temporary, data)
+        try:
+            os.link(temporary, target)
+            created = True
+        except FileExistsError:
+            created = False  # another start made it meanwhile: use its token
+        except OSError:
+            # No hard links on this file system: create the file itself.
             try:
-                found = read_token_file(target)
-            except ConfigError:
-                found = None
-            if found is not None:
-                return found, False
-            time.sleep(0.02)
-        found = read_token_file(target)
-        if found is None:
-            raise ConfigError(f"{where}: exists but cannot be read (a dangling symbolic link?)") from None
-        return found, False
+                _write_private(target, data)
+                created = True
+            except FileExistsError:
+                created = False
+        finally:
+            os.unlink(temporary)
     except OSError as exc:
         raise ConfigError(
             f"{where}: cannot be created: {exc.strerror or exc}; give another with --http-token-file"
         ) from None
-    try:
-        if os.name == "posix":
-            os.fchmod(fd, 0o600)
-        data = (token + "\n").encode("ascii")
-        while data:
-            data = data[os.write(fd, data) :]
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        os.unlink(target)
-        raise ConfigError(f"{where}: cannot be written: {exc.strerror or exc}") from None
-    os.close(fd)
-    return token, True
+    if created:
+        return token, True
+    found = read_token_file(target)
+    if found is None:
+        raise ConfigError(f"{where}: exists but cannot be read (a dangling symbolic link?)")
+    return found, False
 
 
 def prepare(settings: AgentSettings) -> PreparedAgent:
