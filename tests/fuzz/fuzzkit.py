@@ -379,17 +379,26 @@ def _bad_for(rng: random.Random, value: object) -> object:
     if type(value) is list and r < 0.5 and value:
         return rng.choice((value[:-1], [*value, value[-1]], [], deep(rng.randint(2, 60), value)))
     if type(value) is dict and r < 0.5:
+        if value and r < 0.25:  # one key made bad, the rest kept
+            bad = dict(value)
+            key = rng.choice(list(bad))
+            bad[rng.choice(("", "k" * 300, "\x00", 7, b"k"))] = bad.pop(key)
+            return bad
         return rng.choice(({1: "x"}, {"k": 1}, {"k": ["v"]}, {"": ""}, {"k" * 300: "v"}, {"\x00": "v"}))
     return rng.choice((None, True, 3.5, -7, "x", b"x", [], {}, [None], {"k": "v"}, deep(rng.randint(2, 40)),
                        msgpack.ExtType(1, b"x")))
 
 
-def _paths(obj: object, prefix: tuple[int, ...] = (), top: bool = True) -> list[tuple[int, ...]]:
-    """Every position inside nested arrays (not the message type itself)."""
-    if type(obj) is not list:
+def _paths(obj: object, prefix: tuple[Any, ...] = (), top: bool = True) -> list[tuple[Any, ...]]:
+    """Every position inside nested arrays and map values (not the message type itself)."""
+    if type(obj) is list:
+        items: Iterable[tuple[Any, object]] = enumerate(obj)
+    elif type(obj) is dict:
+        items = obj.items()
+    else:
         return []
     out = []
-    for i, item in enumerate(obj):
+    for i, item in items:
         if top and i == 0:
             continue
         out.append((*prefix, i))
@@ -438,6 +447,24 @@ def mutate_array(rng: random.Random, message: list[Any], types_ok: bool = True) 
                 continue
         parent[path[-1]] = _bad_for(rng, value)
     return msg
+
+
+def splice_deep(rng: random.Random, obj: list[Any], depth: int) -> bytes:
+    """msgpack of ``obj`` with one position inside it (not the type) replaced by arrays
+    nested ``depth`` deep, deeper than ``msgpack.packb`` builds (it stops at 512)."""
+    msg = copy.deepcopy(obj)
+    paths = _paths(msg)
+    if not paths:
+        return pack(msg)
+    path = rng.choice(paths)
+    parent: Any = msg
+    for i in path[:-1]:
+        parent = parent[i]
+    marker = b"\x00splice\x00" + rng.randbytes(8)
+    parent[path[-1]] = marker
+    packed, encoded = pack(msg), pack(marker)
+    assert packed.count(encoded) == 1
+    return packed.replace(encoded, deep_bytes(depth))
 
 
 def _mutate_blob(rng: random.Random, blob: list[Any]) -> object:

@@ -80,6 +80,7 @@ from .fuzzkit import (
     random_obj,
     refusal_events,
     show,
+    splice_deep,
     split,
     state_of,
     stats_delta,
@@ -422,6 +423,9 @@ def test_authenticated_garbage(total: int) -> None:
         return PROTOCOL + pack([random_message_like(rng, types) for _ in range(rng.randint(1, 4))])
 
     def mutated_messages() -> bytes:
+        if rng.random() < 0.03:
+            # One field nested up to past msgpack's limit of 1024 levels.
+            return PROTOCOL + b"\x91" + splice_deep(rng, rng.choice(corpus.messages), rng.randint(2, 1100))
         msgs = [mutate_array(rng, rng.choice(corpus.messages)) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
         return PROTOCOL + pack(msgs)
 
