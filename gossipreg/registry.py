@@ -832,7 +832,7 @@ async def open_registry(
             meta=meta,
         )
         limits = DriverLimits(
-            max_frame=config.max_stream_frame, stream_timeout=config.stream_timeout
+            stream_timeout=config.stream_timeout, auth_timeout=min(2.0, config.stream_timeout)
         )
         registry: AsyncRegistry
         driver = MemberDriver(core, transport, limits=limits, tls=tls_contexts,

@@ -86,7 +86,7 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any
 
-from . import codec
+from . import chunks, codec
 from .broadcast import BroadcastQueue
 from .catalog import Catalog, CatalogEvent, MergeResult, Record, key_hash
 from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
@@ -179,7 +179,26 @@ class RegistrationConflict:
     """Whether this member's registration is the one shown."""
 
 
-NodeEvent = MemberEvent | CatalogEvent | JoinResult | RegistrationConflict
+@dataclass(frozen=True, slots=True)
+class TrafficRefused:
+    """Traffic of one kind was refused: the first after a quiet period.
+
+    Emitted at once for the first occurrence, then at most once per
+    :data:`NOTICE_INTERVAL` seconds per cause, so a flood cannot flood the
+    log; the counter of the same name counts every occurrence. Drivers log it
+    as a warning.
+    """
+
+    cause: str
+    """The counter that moved: ``auth_failures``, ``plaintext_rejected``,
+    ``sealed_received_while_insecure``, ``decode_errors`` or ``records_rejected_drift``."""
+    count: int
+    """Occurrences since the previous event of this cause (this one included)."""
+    address: Address
+    """Where the latest one came from."""
+
+
+NodeEvent = MemberEvent | CatalogEvent | JoinResult | RegistrationConflict | TrafficRefused
 """Everything :meth:`NodeCore.take_events` yields."""
 
 
@@ -239,6 +258,7 @@ _COUNTER_NAMES = (
     "records_too_large_for_gossip",
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
+    "stream_messages_too_large",
 )
 
 
@@ -251,6 +271,8 @@ class _Counters:
 
 
 _STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
+#: Seconds between two :class:`TrafficRefused` events of the same cause.
+NOTICE_INTERVAL = 60.0
 #: Message types that are updates (gossiped, and forwarded down broadcast trees).
 _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, codec.RECORD})
 #: ``_PushPull.step`` of a check waiting for its reply.
@@ -328,6 +350,12 @@ class NodeCore:
         self._outbox: list[Outgoing] = []
         self._events: list[NodeEvent] = []
         self._counters = _Counters()
+        # Per cause: when the last TrafficRefused went out, and how many since.
+        self._notices: dict[str, tuple[float, int]] = {}
+        self._from = self.address  # the sender of the datagram or stream message being handled
+        # Per open stream: chunks sent, and (chunks received, the partial message).
+        self._chunks_out: dict[StreamId, int] = {}
+        self._chunks_in: dict[StreamId, tuple[int, bytearray]] = {}
         self._seq = 0
         self._stream_seq = 0
         self._probe: _Probe | None = None
@@ -394,6 +422,8 @@ class NodeCore:
           datagram, message or stream message), ``stale_skipped`` (updates
           judged already known before decoding), ``pings_misdirected`` (a ping
           for another member's name), ``records_rejected_drift``,
+          ``stream_messages_too_large`` (a stream message over
+          ``Config.max_stream_frame``, reassembled from authenticated chunks),
           ``incarnation_overflows`` (an accusation this member could not refute
           because its incarnation would pass the largest encodable one);
         * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
@@ -711,6 +741,7 @@ class NodeCore:
     def receive_datagram(self, data: bytes, address: tuple[str, int], now: float) -> None:
         """Handle one datagram from ``address``. Never raises for bad input."""
         self._now = now
+        self._from = Address(*address)
         c = self._counters
         c.inc("datagrams_received")
         c.inc("bytes_received", len(data))
@@ -723,7 +754,7 @@ class NodeCore:
         try:
             raw_messages = codec.unpack_datagram(plain)
         except DecodeError:
-            c.inc("decode_errors")
+            self._refused("decode_errors")
             return
         tree: Tree | None = None
         forward: list[bytes] = []
@@ -739,7 +770,7 @@ class NodeCore:
             try:
                 msg = codec.decode_message(raw)
             except DecodeError:
-                c.inc("decode_errors")
+                self._refused("decode_errors")
                 continue
             if isinstance(msg, Tree):
                 if i == 0:
@@ -755,24 +786,34 @@ class NodeCore:
         self._after(now)
 
     def _open(self, data: bytes, label: bytes) -> bytes | None:
-        c = self._counters
         if self.keyring is None:
             if data[:1] == bytes([codec.PROTOCOL_VERSION]):
                 return data
             if data[:1] == b"\x01":
                 # A sealed packet reached a plaintext member: say why it cannot work.
-                c.inc("sealed_received_while_insecure")
+                self._refused("sealed_received_while_insecure")
             else:
-                c.inc("decode_errors")
+                self._refused("decode_errors")
             return None
         try:
             return self.keyring.open(data, label)
         except AuthenticationError:
             if data[:1] == bytes([codec.PROTOCOL_VERSION]):
-                c.inc("plaintext_rejected")
+                self._refused("plaintext_rejected")
             else:
-                c.inc("auth_failures")
+                self._refused("auth_failures")
             return None
+
+    def _refused(self, cause: str, n: int = 1) -> None:
+        """Count ``n`` refused items of ``cause`` from ``self._from``; the first after a
+        quiet period becomes a :class:`TrafficRefused` event at once."""
+        self._counters.inc(cause, n)
+        last, pending = self._notices.get(cause, (-math.inf, 0))
+        if self._now - last >= NOTICE_INTERVAL:
+            self._events.append(TrafficRefused(cause, pending + n, self._from))
+            self._notices[cause] = (self._now, 0)
+        else:
+            self._notices[cause] = (last, pending + n)
 
     def _seal(self, plain: bytes, label: bytes) -> bytes:
         return plain if self.keyring is None else self.keyring.seal(plain, label)
@@ -809,7 +850,7 @@ class NodeCore:
                 for rec in result.reply:
                     self._queue_record(rec)
                 if result.rejected:
-                    c.inc("records_rejected_drift", result.rejected)
+                    self._refused("records_rejected_drift", result.rejected)
             case Alive() | Suspect() | Dead() | Leave():
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
@@ -1219,10 +1260,25 @@ class NodeCore:
         return [codec.encode_member(m) for m in members]
 
     def _stream_send(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
-        data = self._seal(codec.pack_stream(obj), self._stream_label)
+        """Queue ``obj`` on ``sid`` as sealed chunks (:mod:`~gossipreg.core.chunks`)."""
+        seq = self._chunks_out.get(sid, 0)
+        frames = chunks.seal_chunks(
+            self.keyring, self._stream_label, codec.pack_stream(obj), initiator=sid[0] == "out", seq=seq
+        )
+        self._chunks_out[sid] = seq + len(frames)
         self._counters.inc("stream_messages_sent")
-        self._counters.inc("stream_bytes_sent", len(data))
-        self._outbox.append(SendStream(sid, address, data))
+        for data in frames:
+            self._counters.inc("stream_bytes_sent", len(data))
+            self._outbox.append(SendStream(sid, address, data))
+
+    def _close_stream(self, sid: StreamId) -> None:
+        """Close ``sid`` and forget its chunk state."""
+        self._outbox.append(CloseStream(sid))
+        self._forget_stream(sid)
+
+    def _forget_stream(self, sid: StreamId) -> None:
+        self._chunks_out.pop(sid, None)
+        self._chunks_in.pop(sid, None)
 
     def _fail_push_pull(self, sid: StreamId, reason: str) -> bool:
         """Abandon the push-pull on ``sid`` and close it; False if there was none."""
@@ -1232,38 +1288,77 @@ class NodeCore:
         self._counters.inc("push_pulls_failed")
         if pp.join and sid[0] == "out":
             self._events.append(JoinResult(pp.address, False, reason))
-        self._outbox.append(CloseStream(sid))
+        self._close_stream(sid)
         return True
 
     def _abort_stream(self, sid: StreamId, reason: str) -> None:
         """Close ``sid`` after bad input, failing its push-pull if any (one CloseStream)."""
         if not self._fail_push_pull(sid, reason):
-            self._outbox.append(CloseStream(sid))
+            self._close_stream(sid)
 
     def stream_failed(self, stream: StreamId, now: float, reason: str = "stream failed") -> None:
-        """The driver could not open, or lost, ``stream``."""
+        """The driver could not open, or lost, ``stream`` (or it ended: drivers call this
+        for every stream they close, so its state goes)."""
         self._now = now
         self._fail_push_pull(stream, reason)
+        self._forget_stream(stream)
 
-    def receive_stream(self, stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> None:
-        """Handle one message received on ``stream`` from ``address``. Never raises for bad input."""
+    def receive_stream(self, stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> bool:
+        """Handle one frame (a sealed chunk) received on ``stream`` from ``address``.
+
+        A message is handled when its last chunk arrives. Never raises for bad
+        input: a frame that does not authenticate, or a message that does not
+        decode or exceeds ``Config.max_stream_frame``, closes the stream.
+
+        Returns:
+            whether the frame authenticated (always, without a keyring). A
+            driver holds an inbound stream to a tighter budget until the first
+            frame does.
+        """
         self._now = now
+        self._from = Address(*address)
         c = self._counters
-        c.inc("stream_messages_received")
         c.inc("stream_bytes_received", len(data))
         if self._left:
-            return
-        plain = self._open(data, self._stream_label)
-        if plain is None:
-            self._abort_stream(stream, "authentication failed")
-            return
+            return False
+        # The peer sent this as the initiator if this member's end is the inbound one.
+        seq, partial = self._chunks_in.get(stream, (0, None))
         try:
-            obj = codec.unpack_stream(plain)
+            flag, piece = chunks.open_chunk(
+                self.keyring, self._stream_label, data, initiator=stream[0] != "out", seq=seq
+            )
+        except AuthenticationError:
+            plaintext = len(data) > 1 and data[1] == codec.PROTOCOL_VERSION
+            self._refused("plaintext_rejected" if plaintext else "auth_failures")
+            self._abort_stream(stream, "authentication failed")
+            return False
+        except DecodeError:
+            if self.keyring is None and data[:1] == b"\x01" and len(data) > 1:
+                self._refused("sealed_received_while_insecure")
+            else:
+                self._refused("decode_errors")
+            self._abort_stream(stream, "malformed stream chunk")
+            return self.keyring is not None
+        if partial is None:
+            partial = bytearray()
+        if len(partial) + len(piece) > self.config.max_stream_frame:
+            c.inc("stream_messages_too_large")
+            self._abort_stream(stream, "stream message too large")
+            return True
+        partial += piece
+        if flag == chunks.MORE:
+            self._chunks_in[stream] = (seq + 1, partial)
+            return True
+        self._chunks_in[stream] = (seq + 1, bytearray())
+        c.inc("stream_messages_received")
+        try:
+            obj = codec.unpack_stream(bytes(partial))
             self._on_stream(stream, Address(*address), obj, now)
         except DecodeError:
-            c.inc("decode_errors")
+            self._refused("decode_errors")
             self._abort_stream(stream, "malformed stream message")
         self._after(now)
+        return True
 
     def _on_stream(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
         kind = obj[0]
@@ -1277,13 +1372,13 @@ class NodeCore:
                 and catalog_root == self.catalog.root()
             )
             self._stream_send(sid, address, [codec.PP_CHECK_REPLY, same])
-            self._outbox.append(CloseStream(sid))
+            self._close_stream(sid)
         elif kind == codec.PP_CHECK_REPLY and pp is not None and sid[0] == "out" and pp.step == _CHECK:
             _, same = _args(obj, 2)
             if type(same) is not bool:
                 raise DecodeError("push-pull check reply: expected a bool")
             del self._pushpulls[sid]
-            self._outbox.append(CloseStream(sid))
+            self._close_stream(sid)
             if same:
                 self._counters.inc("push_pull_checks_matched")
             else:
@@ -1342,7 +1437,7 @@ class NodeCore:
             self._stream_send(sid, address, [codec.PP_FETCH, transfers])
             del self._pushpulls[sid]
             self._counters.inc("push_pulls_completed")
-            self._outbox.append(CloseStream(sid))
+            self._close_stream(sid)
         elif kind == codec.PP_FETCH and pp is not None and sid[0] == "out" and pp.step == 2:
             _, fetched_obj = _args(obj, 2)
             fetched = codec.decode_transfers(fetched_obj)
@@ -1351,7 +1446,7 @@ class NodeCore:
             self._counters.inc("push_pulls_completed")
             if self._resync:
                 self._synced_with(pp.address, sid)
-            self._outbox.append(CloseStream(sid))
+            self._close_stream(sid)
         else:
             raise DecodeError(f"unexpected stream message type {kind!r} at this point")
 
@@ -1375,7 +1470,7 @@ class NodeCore:
         for rec in (*(result.accepted if regossip else ()), *result.reply):
             self._queue_record(rec)
         if result.rejected:
-            self._counters.inc("records_rejected_drift", result.rejected)
+            self._refused("records_rejected_drift", result.rejected)
         return result
 
 

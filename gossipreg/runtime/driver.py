@@ -10,9 +10,20 @@ The driver owns no protocol logic. It runs four kinds of task in one nursery:
 * a **sender** draining a bounded queue of outgoing datagrams (a full queue
   drops, like a full socket buffer, and counts);
 * **stream tasks**, one per open stream: outbound ones connect (with TLS if
-  configured) and inbound ones are accepted by the transport, bounded to
-  ``max_inbound_streams`` at once. Each stream carries length-prefixed
-  frames (:mod:`gossipreg.runtime.framing`) with a size limit and timeouts.
+  configured) and inbound ones are accepted by the transport. Each stream
+  carries length-prefixed frames (:mod:`gossipreg.runtime.framing`), each
+  one sealed chunk of a message (:mod:`gossipreg.core.chunks`), so no frame
+  is larger than :data:`~gossipreg.core.chunks.MAX_FRAME`.
+
+Inbound streams are held to a tighter budget until they prove a key: an
+*unauthenticated* stream (accepted, its TLS handshake and first frame not
+yet through) gets ``auth_timeout`` seconds in all, at most
+``max_pending_per_source`` of them come from one source (an IPv4 address or
+an IPv6 /64), and when ``max_inbound_streams`` are open the newcomer evicts
+the oldest unauthenticated stream of the source holding the most, instead of
+being refused. Idle or slow connections, however many, therefore cannot keep
+a member from accepting its peers, and before authentication a connection
+costs at most one frame of memory.
 
 Every call into the core is followed by :meth:`MemberDriver.flush`, which
 moves the core's outbox to the sockets and its events to subscribers. An
@@ -22,7 +33,10 @@ the member carries on.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
+import ipaddress
 import logging
 import math
 import ssl
@@ -31,6 +45,8 @@ from dataclasses import dataclass
 
 import trio
 
+from ..core import chunks
+from ..core.errors import ConfigError
 from ..core.membership import Address
 from ..core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
 from .framing import FramedStream, FrameError
@@ -61,17 +77,61 @@ class DriverLimits:
     """Resource limits of the driver, each bounding what a peer can cost.
 
     Args:
-        max_frame: largest stream frame accepted, in bytes (``Config.max_stream_frame``).
+        max_frame: largest stream frame accepted, in bytes: one sealed chunk
+            (:data:`gossipreg.core.chunks.MAX_FRAME`). Whole messages are bounded
+            by the core (``Config.max_stream_frame``), from authenticated chunks only.
         stream_timeout: seconds to connect (and handshake), to receive one
             frame once it starts, and to wait for the next frame (``Config.stream_timeout``).
-        max_inbound_streams: streams accepted at once; more are closed at once and counted.
+        max_inbound_streams: inbound streams open at once. When full, a new one
+            evicts the oldest unauthenticated stream of the source holding the
+            most; if every open stream is authenticated it is closed at once.
+        auth_timeout: seconds an inbound stream has, from its acceptance, to
+            complete the TLS handshake (if any) and deliver its first
+            authenticated frame.
+        max_pending_per_source: unauthenticated inbound streams from one source
+            (an IPv4 address, or an IPv6 /64) at once; a newer one evicts the
+            source's oldest.
         send_queue: outgoing datagrams queued at most; more are dropped and counted.
     """
 
-    max_frame: int = 16 * 1024 * 1024
+    max_frame: int = chunks.MAX_FRAME
     stream_timeout: float = 10.0
     max_inbound_streams: int = 128
+    auth_timeout: float = 2.0
+    max_pending_per_source: int = 16
     send_queue: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame", "max_inbound_streams", "max_pending_per_source", "send_queue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: must be a positive int, got {value!r}")
+        for name in ("stream_timeout", "auth_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ConfigError(f"{name}: must be a positive finite number of seconds, got {value!r}")
+
+
+@dataclass(eq=False, slots=True)
+class _Inbound:
+    """An accepted inbound stream: its slot, and its budget until it authenticates."""
+
+    source: str
+    scope: trio.CancelScope
+    holds_slot: bool = True
+    authenticated: bool = False
+    evicted: bool = False
+
+
+def _source_of(host: str) -> str:
+    """The unit per-source limits count by: the address, or its /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class MemberDriver:
@@ -109,6 +169,10 @@ class MemberDriver:
         self._idle.set()
         self._inbound = 0
         self._in_seq = 0
+        # Unauthenticated inbound streams, by source, oldest first; and the admitted ones
+        # whose task has not started yet, by peer address.
+        self._unauth: dict[str, list[_Inbound]] = {}
+        self._admitted: dict[Address, collections.deque[_Inbound]] = {}
         #: Driver counters; every key is present from the start.
         self._warned: dict[str, tuple[float, int]] = {}
         self.counters: dict[str, int] = dict.fromkeys(
@@ -120,6 +184,9 @@ class MemberDriver:
                 "handler_errors",
                 "stream_connect_failures",
                 "streams_refused_limit",
+                "streams_evicted",
+                "streams_refused_source",
+                "streams_auth_timeouts",
                 "stream_handshake_failures",
                 "stream_errors",
             ),
@@ -132,7 +199,7 @@ class MemberDriver:
         """Run until cancelled. ``task_status.started()`` once the sockets serve."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(self.transport.serve, self._accept)
+            await nursery.start(functools.partial(self.transport.serve, self._accept, admit=self._admit))
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._timer_loop)
             nursery.start_soon(self._sender)
@@ -309,33 +376,122 @@ class MemberDriver:
         await self._converse(sid, address, FramedStream(stream, limits.max_frame, limits.stream_timeout),
                              messages)
 
+    def _admit(self, peer: Address) -> bool:
+        """Take in a connection from ``peer``, or refuse it (False), before any task starts.
+
+        A source at its quota of unauthenticated streams is refused; when every
+        slot is taken, the oldest unauthenticated stream of the busiest source
+        is evicted, or the newcomer refused if all are authenticated.
+        """
+        limits = self.limits
+        source = _source_of(peer.host)
+        queue = self._unauth.get(source)
+        if queue is not None and len(queue) >= limits.max_pending_per_source:
+            self._count("streams_refused_source")
+            self._warn("streams_refused_source", "refusing streams from %s: %d unauthenticated already",
+                       source, len(queue))
+            return False
+        if self._inbound >= limits.max_inbound_streams:
+            victim = self._eviction_victim()
+            if victim is None:
+                self._count("streams_refused_limit")
+                self._warn("streams_refused_limit", "refusing streams: %d open and authenticated "
+                           "(latest from %s)", self._inbound, peer)
+                return False
+            self._evict(victim, peer)
+        entry = _Inbound(source, trio.CancelScope(deadline=trio.current_time() + limits.auth_timeout))
+        self._unauth.setdefault(source, []).append(entry)
+        self._inbound += 1
+        self._admitted.setdefault(peer, collections.deque()).append(entry)
+        return True
+
     async def _accept(self, stream: trio.abc.Stream, peer: Address) -> None:
         limits = self.limits
-        if self._inbound >= limits.max_inbound_streams:
-            self._count("streams_refused_limit")
-            self._warn(
-                "streams_refused_limit", "refusing streams: %d open (latest from %s)", self._inbound, peer
-            )
+        if peer not in self._admitted and not self._admit(peer):  # a transport without admit
             await trio.aclose_forcefully(stream)
             return
-        self._inbound += 1
+        waiting = self._admitted[peer]
+        entry = waiting.popleft()
+        if not waiting:
+            del self._admitted[peer]
         try:
-            try:
-                with trio.fail_after(limits.stream_timeout):
+            framed: FramedStream | None = None
+            first: bytes | None = None
+            with entry.scope:
+                try:
                     stream = await self._wrap(stream, server=True)
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError) as exc:
-                self._count("stream_handshake_failures")
-                self._warn("stream_handshake_failures", "TLS handshake with %s failed: %r", peer, exc)
-                await trio.aclose_forcefully(stream)
+                except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+                    self._count("stream_handshake_failures")
+                    self._warn("stream_handshake_failures", "TLS handshake with %s failed: %r", peer, exc)
+                    return
+                # Until its first frame authenticates, a stream is only this task reading
+                # one frame: no conversation (tasks, queues) exists for it yet.
+                framed = FramedStream(stream, limits.max_frame, limits.stream_timeout)
+                try:
+                    first = await framed.receive()
+                except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._count("stream_errors")
+                    log.debug("gossipreg: stream from %s: %r", peer, exc)
+                    return
+                if first is None:
+                    return
+            if entry.scope.cancelled_caught and not entry.evicted:
+                self._count("streams_auth_timeouts")
+                self._warn("streams_auth_timeouts",
+                           "closed a stream from %s: no authenticated frame within %.1f s", peer,
+                           limits.auth_timeout)
+            if framed is None or first is None:
                 return
             self._in_seq += 1
             sid: StreamId = ("in", self._in_seq)
             send, recv = trio.open_memory_channel[bytes | None](64)
             self._streams[sid] = send
-            await self._converse(sid, peer, FramedStream(stream, limits.max_frame, limits.stream_timeout),
-                                 recv)
+            try:
+                authentic = self.core.receive_stream(sid, peer, first, self.now())
+            except Exception:
+                self._count("handler_errors")
+                log.exception("gossipreg: error handling a stream message from %s", peer)
+                authentic = False
+            self.flush()
+            if not authentic or sid not in self._streams:
+                self._streams.pop(sid, None)
+                send.close()
+                self._stream_failed(sid, "stream closed")
+                return
+            entry.authenticated = True
+            self._forget_unauthenticated(entry)
+            await self._converse(sid, peer, framed, recv)
         finally:
+            await trio.aclose_forcefully(stream)
+            self._release(entry)
+
+    def _eviction_victim(self) -> _Inbound | None:
+        """The oldest unauthenticated stream of the source holding the most, if any."""
+        busiest = max(self._unauth.values(), key=len, default=None)
+        return busiest[0] if busiest else None
+
+    def _evict(self, entry: _Inbound, newcomer: Address) -> None:
+        """Close ``entry`` (unauthenticated) to make room for a stream from ``newcomer``."""
+        entry.evicted = True
+        entry.scope.cancel()
+        self._release(entry)
+        self._count("streams_evicted")
+        self._warn("streams_evicted", "evicting unauthenticated streams to accept new ones (latest from %s)",
+                   newcomer)
+
+    def _release(self, entry: _Inbound) -> None:
+        """Give back ``entry``'s slot (idempotent)."""
+        self._forget_unauthenticated(entry)
+        if entry.holds_slot:
+            entry.holds_slot = False
             self._inbound -= 1
+
+    def _forget_unauthenticated(self, entry: _Inbound) -> None:
+        queue = self._unauth.get(entry.source)
+        if queue is not None and entry in queue:
+            queue.remove(entry)
+            if not queue:
+                del self._unauth[entry.source]
 
     async def _converse(
         self,
@@ -363,8 +519,8 @@ class MemberDriver:
             try:
                 while True:
                     data = await framed.receive(idle_timeout=self.limits.stream_timeout)
-                    if data is None:
-                        break
+                    if data is None or sid not in self._streams:
+                        break  # the peer or the core is done with this stream
                     try:
                         self.core.receive_stream(sid, peer, data, self.now())
                     except Exception:

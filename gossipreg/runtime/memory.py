@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from ..core.membership import Address
-from .transport import StreamHandler, Transport
+from .transport import Admit, StreamHandler, Transport
 
 __all__ = ["MemoryNetwork", "MemoryTransport"]
 
@@ -64,6 +64,7 @@ class MemoryTransport(Transport):
         self._address = address
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, Address]](buffer)
         self._handler: StreamHandler | None = None
+        self._admit: Admit | None = None
         self._nursery: trio.Nursery | None = None
         self._closed = False
 
@@ -93,14 +94,22 @@ class MemoryTransport(Transport):
         ours, theirs = trio.testing.memory_stream_pair()
         handler = peer._handler
         assert handler is not None
+        if peer._admit is not None and not peer._admit(self._address):
+            await theirs.aclose()  # accepted and closed at once, like a refused TCP connection
+            return ours
         peer._nursery.start_soon(_serve_one, handler, theirs, self._address)
         return ours
 
     async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        handler: StreamHandler,
+        *,
+        admit: Admit | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         async with trio.open_nursery() as nursery:
             self._handler = handler
+            self._admit = admit
             self._nursery = nursery
             task_status.started()
             await trio.sleep_forever()

@@ -25,7 +25,15 @@ import trio
 
 from ..core.membership import Address
 
-__all__ = ["MAX_DATAGRAM", "KillableTransport", "NetTransport", "StreamHandler", "Transport", "parse_address"]
+__all__ = [
+    "MAX_DATAGRAM",
+    "Admit",
+    "KillableTransport",
+    "NetTransport",
+    "StreamHandler",
+    "Transport",
+    "parse_address",
+]
 
 #: Largest datagram read from the socket. Larger ones are truncated by the OS
 #: and fail authentication.
@@ -33,6 +41,17 @@ MAX_DATAGRAM = 65535
 
 StreamHandler = Callable[[trio.abc.Stream, Address], Awaitable[None]]
 """Called for each accepted stream with the peer's address; the stream is closed after it returns."""
+
+Admit = Callable[[Address], bool]
+"""Called for each accepted connection, before any task starts for it: False closes it at once.
+Lets a member refuse a flood at the cost of an ``accept`` and a ``close``."""
+
+#: accept() errors that mean "out of resources for now": wait, do not crash the listener.
+_ACCEPT_PAUSE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS") if hasattr(errno, name)
+)
+#: Seconds the accept loop pauses after such an error.
+_ACCEPT_PAUSE = 0.1
 
 
 def parse_address(text: str, *, default_port: int | None = None) -> tuple[str, int]:
@@ -96,9 +115,17 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        handler: StreamHandler,
+        *,
+        admit: Admit | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Accept streams forever, calling ``handler`` for each in a new task."""
+        """Accept streams forever, calling ``handler`` for each in a new task.
+
+        ``admit``, if given, is asked first for each connection; one it refuses
+        is closed without starting a task.
+        """
 
     @abc.abstractmethod
     async def aclose(self) -> None:
@@ -159,18 +186,41 @@ class NetTransport(Transport):
         return await trio.open_tcp_stream(address.host, address.port)
 
     async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        handler: StreamHandler,
+        *,
+        admit: Admit | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async def accept(stream: trio.SocketStream) -> None:
+        async def run(stream: trio.SocketStream, peer: Address) -> None:
             try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                await stream.aclose()
-                return
-            await handler(stream, Address(peer[0], peer[1]))
+                await handler(stream, peer)
+            finally:
+                await trio.aclose_forcefully(stream)
+
+        async def accept_loop(listener: trio.SocketListener) -> None:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_PAUSE_ERRNOS:
+                        raise
+                    await trio.sleep(_ACCEPT_PAUSE)  # out of descriptors or memory: let some go
+                    continue
+                try:
+                    host, port = stream.socket.getpeername()[:2]
+                except OSError:
+                    stream.socket.close()
+                    continue
+                peer = Address(host, port)
+                if admit is not None and not admit(peer):
+                    stream.socket.close()  # refused: no task, no buffer
+                    continue
+                nursery.start_soon(run, stream, peer)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, accept, self._listeners)
+            for listener in self._listeners:
+                nursery.start_soon(accept_loop, listener)
             task_status.started()
 
     async def aclose(self) -> None:
@@ -220,15 +270,16 @@ class KillableTransport(Transport):
         return await self._inner.connect(address)
 
     async def serve(
-        self, handler: StreamHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        handler: StreamHandler,
+        *,
+        admit: Admit | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        async def guarded(stream: trio.abc.Stream, peer: Address) -> None:
-            if self.killed:
-                await trio.aclose_forcefully(stream)
-                return
-            await handler(stream, peer)
+        def admit_unless_killed(peer: Address) -> bool:
+            return not self.killed and (admit is None or admit(peer))
 
-        await self._inner.serve(guarded, task_status=task_status)
+        await self._inner.serve(handler, admit=admit_unless_killed, task_status=task_status)
 
     async def aclose(self) -> None:
         if not self._closed:

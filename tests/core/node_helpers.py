@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gossipreg.core import codec
+import msgpack
+
+from gossipreg.core import chunks, codec
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import AuthenticationError, DecodeError
@@ -40,6 +42,8 @@ from gossipreg.core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, 
 #: Fake wall clock at ``now == 0`` (2026-01-01), for HLC stamps.
 WALL0 = 1_767_225_600.0
 KEY = bytes(range(32))
+#: The stream label of the default config (the cluster label is empty).
+STREAM_LABEL = b"\x00gossipreg-stream"
 OTHER_KEY = bytes(range(1, 33))
 
 
@@ -108,6 +112,8 @@ class Net:
         #: Members whose streams cannot be opened (connect fails).
         self.unreachable_streams: set[Address] = set()
         self.stream_messages: list[tuple[str, StreamId, int]] = []  # (sender, its id, PP type)
+        # Per (sender, stream): chunks sent, and whether the next one starts a message.
+        self._sent_chunks: dict[tuple[str, StreamId], tuple[int, bool]] = {}
         self._heap: list[tuple[float, int, int, tuple[Any, ...]]] = []
         self._seq = 0
         self._streams: dict[tuple[str, StreamId], _Stream] = {}
@@ -242,18 +248,34 @@ class Net:
             self._streams[(src, out.stream)] = s
             self._streams[(dst, s.ids[dst])] = s
         peer = s.acceptor if src == s.opener else s.opener
-        self.stream_messages.append((src, out.stream, self._pp_type(src, out.data)))
+        pp_type = self._pp_type(src, out.stream, out.data)
+        if pp_type is not None:
+            self.stream_messages.append((src, out.stream, pp_type))
         self._push(self.now + self.latency, 0, ("stream", peer, s, src, out.data))
 
-    def _pp_type(self, src: str, data: bytes) -> int:
+    def _pp_type(self, src: str, stream: StreamId, data: bytes) -> int | None:
+        """The push-pull type of the message ``data`` (a chunk) starts; None for a later
+        chunk of a message, -1 for a chunk that does not open."""
         ring = self.cores[src].keyring
         label = self.cores[src].config.label_bytes + b"\x00gossipreg-stream"
+        seq, starts = self._sent_chunks.get((src, stream), (0, True))
         try:
-            plain = ring.open(data, label) if ring else data
-            obj = codec.unpack_stream(plain)
+            flag, piece = chunks.open_chunk(ring, label, data, initiator=stream[0] == "out", seq=seq)
         except (AuthenticationError, DecodeError):
+            self._sent_chunks[(src, stream)] = (seq + 1, True)
             return -1
-        return int(obj[0])
+        self._sent_chunks[(src, stream)] = (seq + 1, flag == chunks.LAST)
+        if not starts:
+            return None
+        if piece[:1] != bytes([codec.PROTOCOL_VERSION]):
+            return -1
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(piece[1:])
+        try:
+            unpacker.read_array_header()
+            return int(unpacker.unpack())
+        except (msgpack.OutOfData, ValueError, TypeError):
+            return -1
 
     def _deliver(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -343,3 +365,33 @@ class Net:
             d for d in self.log
             if d.at >= since and (names is None or d.src in names) and any(map(predicate, self.messages(d)))
         ]
+
+
+def stream_frame(
+    obj: list[Any], *, ring: Keyring | None = None, initiator: bool = True, seq: int = 0,
+    label: bytes = STREAM_LABEL,
+) -> bytes:
+    """``obj`` as the one sealed chunk a peer would send on a stream (``ring`` default: KEY's)."""
+    [frame] = chunks.seal_chunks(ring or Keyring(KEY), label, codec.pack_stream(obj),
+                                 initiator=initiator, seq=seq)
+    return frame
+
+
+def plain_stream_frame(obj: list[Any]) -> bytes:
+    """``obj`` as the one plaintext chunk a peer of an insecure cluster would send."""
+    [frame] = chunks.seal_chunks(None, b"", codec.pack_stream(obj), initiator=True, seq=0)
+    return frame
+
+
+def read_stream(frames: Iterable[bytes], *, ring: Keyring | None = None, initiator: bool = True,
+                label: bytes = STREAM_LABEL) -> list[list[Any]]:
+    """Decode the messages of consecutive chunks ``frames`` (from sequence number 0)."""
+    messages: list[list[Any]] = []
+    partial = b""
+    for seq, frame in enumerate(frames):
+        flag, piece = chunks.open_chunk(ring, label, frame, initiator=initiator, seq=seq)
+        partial += piece
+        if flag == chunks.LAST:
+            messages.append(codec.unpack_stream(partial))
+            partial = b""
+    return messages

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossipreg.core import codec
+from gossipreg.core import chunks, codec
 from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from gossipreg.core.config import Config
@@ -33,10 +33,20 @@ from gossipreg.core.membership import (
 from gossipreg.core.model import Endpoint, Node, Service, Value
 from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
 
-from .node_helpers import KEY, OTHER_KEY, WALL0, Net, decode_datagram, service
+from .node_helpers import (
+    KEY,
+    OTHER_KEY,
+    STREAM_LABEL,
+    WALL0,
+    Net,
+    decode_datagram,
+    plain_stream_frame,
+    read_stream,
+    service,
+    stream_frame,
+)
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
-STREAM_LABEL = b"\x00gossipreg-stream"
 
 
 def stat(core: NodeCore, name: str) -> int:
@@ -414,7 +424,7 @@ def test_a_bad_reply_fails_the_join_and_closes_the_stream_once() -> None:
     ]
     (sid2,) = d.join([a.address], net.now)
     d.take_outbox()
-    garbage = Keyring(KEY).seal(codec.pack_stream([codec.PP_FETCH, []]), STREAM_LABEL)
+    garbage = stream_frame([codec.PP_FETCH, []], initiator=False)
     d.receive_stream(sid2, a.address, garbage, net.now)
     assert d.take_outbox() == [CloseStream(sid2)]
     assert stat(d, "decode_errors") == 1
@@ -692,7 +702,7 @@ def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
     # a's answer to the bad message was to close its end.
     direct = NodeCore("a2", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
                       now=0.0, keyring=Keyring(KEY))
-    bogus = Keyring(OTHER_KEY).seal(codec.pack_stream([codec.PP_INIT, False, [], {}]), STREAM_LABEL)
+    bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
     direct.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
     assert direct.take_outbox() == [CloseStream(("in", 1))]
     assert stat(direct, "auth_failures") == 1
@@ -870,6 +880,15 @@ def _authentic(data: bytes, label: bytes) -> bool:
     return True
 
 
+def _authentic_chunk(data: bytes) -> bool:
+    """Whether ``data`` opens as one of the first chunks of either direction of a stream."""
+    for initiator in (True, False):
+        for seq in range(8):
+            if _authentic(data, chunks.chunk_label(STREAM_LABEL, initiator=initiator, seq=seq)):
+                return True
+    return False
+
+
 def _hostile_datagram(insecure: bool, data: bytes) -> None:
     net, _, _ = samples(insecure)
     core = _fresh_core(net, insecure)
@@ -889,7 +908,7 @@ def _hostile_stream(insecure: bool, messages: list[bytes]) -> None:
         core.receive_stream(("in", i % 2), ("10.0.0.77", 7946), data, net.now)
     core.receive_stream(("out", 1), ("10.0.0.77", 7946), messages[0], net.now)
     core.tick(net.now + 100)
-    if not insecure and not any(_authentic(m, STREAM_LABEL) for m in messages):
+    if not insecure and not any(_authentic_chunk(m) for m in messages):
         assert snapshot(core) == before
     assert _ping_is_acked(core, net.now + 100)
 
@@ -977,7 +996,7 @@ def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
         a.receive_datagram(plain(msg), b.address, net.now)
     member = [codec.encode_member(m) for m in b.members()]
     member.append(["a", top, "10.0.0.1", 7946, b"", "dead", 0])
-    init = codec.pack_stream([codec.PP_INIT, False, member, {}])
+    init = plain_stream_frame([codec.PP_INIT, False, member, {}])
     a.receive_stream(("in", 5), b.address, init, net.now)
     assert [type(o) for o in a.take_outbox() if not isinstance(o, SendDatagram)] == [SendStream]
     # The two gossiped accusations are refuted in place; the alive and the push-pull state
@@ -1194,7 +1213,7 @@ def test_reconnect_is_tried_with_probability_failed_over_alive() -> None:
     for out in sent:
         assert out.address in dead
         # An attempt starts with the cheap anti-entropy check, not the whole member list.
-        assert codec.unpack_stream(out.data)[0] == codec.PP_CHECK
+        assert read_stream([out.data])[0][0] == codec.PP_CHECK
 
 
 def test_reconnect_tries_every_interval_when_as_many_are_failed_as_alive() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gossipreg.core import codec
+from gossipreg.core import chunks, codec
 from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ping, RecordMsg
 from gossipreg.core.config import Config
@@ -18,7 +18,7 @@ from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState,
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream
 
-from .node_helpers import WALL0, Net, decode_datagram, service
+from .node_helpers import WALL0, Net, decode_datagram, plain_stream_frame, read_stream, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 
@@ -222,13 +222,17 @@ def test_the_responder_returns_its_newer_version_of_every_pushed_key() -> None:
     a.receive_datagram(plain(RecordMsg(stale)), b.address, net.now)
     a.take_outbox()  # (b does not hear a's gossip of it)
     peer = ("10.0.0.99", 1)
-    init = codec.pack_stream([codec.PP_INIT, False, [], {"b": [stale.stamp, 1]}])
+    init = plain_stream_frame([codec.PP_INIT, False, [], {"b": [stale.stamp, 1]}])
     b.receive_stream(("in", 1), peer, init, net.now)
-    reconcile = codec.pack_stream([codec.PP_RECONCILE, [codec.encode_transfer(stale, 0.0)], []])
+    [reconcile] = chunks.seal_chunks(
+        None, b"", codec.pack_stream([codec.PP_RECONCILE, [codec.encode_transfer(stale, 0.0)], []]),
+        initiator=True, seq=1,
+    )
     b.take_outbox()
     b.receive_stream(("in", 1), peer, reconcile, net.now)
     out = b.take_outbox()
-    [fetch] = [codec.unpack_stream(o.data) for o in out if isinstance(o, SendStream) and o.stream[0] == "in"]
+    [fetch] = read_stream([o.data for o in out if isinstance(o, SendStream) and o.stream[0] == "in"],
+                          initiator=False, label=b"")
     assert fetch[0] == codec.PP_FETCH
     records = [r for r, _ in codec.decode_transfers(fetch[1])]
     assert [(r.key, r.deleted) for r in records] == [(stale.key, True)]

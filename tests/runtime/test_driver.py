@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from gossipreg.core import chunks
 from gossipreg.core.codec import PROTOCOL_VERSION
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
@@ -142,11 +143,13 @@ async def test_garbage_on_a_stream_closes_it_counted_and_the_member_carries_on(
 @pytest.mark.parametrize(
     "sent", [b"", b"\x00\x00", b"\x00\x00\x00\x10partial"], ids=["idle", "header", "body"]
 )
-async def test_stalled_stream_is_closed_after_the_stream_timeout_and_counted(
+async def test_a_stalled_unauthenticated_stream_is_closed_after_the_auth_timeout_and_counted(
     sent: bytes, autojump_clock: trio.testing.MockClock
 ) -> None:
     net = MemoryNetwork()
     async with members(net, 1) as [a]:
+        auth_timeout = a._driver.limits.auth_timeout
+        assert auth_timeout == min(2.0, STREAM_TIMEOUT)
         attacker = net.transport()
         stream = await attacker.connect(addr(a))
         await stream.send_all(sent)
@@ -154,14 +157,32 @@ async def test_stalled_stream_is_closed_after_the_stream_timeout_and_counted(
         with trio.fail_after(10 * STREAM_TIMEOUT):
             assert await read_to_eof(stream) == b""
         # Virtual time: closed by the timeout, not before, and not much after.
-        assert STREAM_TIMEOUT <= trio.current_time() - start < 2 * STREAM_TIMEOUT
-        assert a.statistics()["driver_stream_errors"] == 1
+        assert auth_timeout <= trio.current_time() - start < 2 * auth_timeout
+        assert a.statistics()["driver_streams_auth_timeouts"] == 1
         await trio.testing.wait_all_tasks_blocked()
         assert a._driver._inbound == 0
         await joins_and_shares(net, a, "after-stall")
 
 
-async def test_streams_beyond_max_inbound_streams_are_refused_and_counted(
+async def test_a_stalled_authenticated_stream_is_closed_after_the_stream_timeout_and_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, auth_timeout=0.1)
+        stream = await net.transport().connect(addr(a))
+        await stream.send_all(_partial_chunk(a))  # authenticates; the message's rest never comes
+        start = trio.current_time()
+        with trio.fail_after(10 * STREAM_TIMEOUT):
+            assert await read_to_eof(stream) == b""
+        assert STREAM_TIMEOUT <= trio.current_time() - start < 2 * STREAM_TIMEOUT
+        assert a.statistics()["driver_stream_errors"] == 1
+        assert a.statistics()["driver_streams_auth_timeouts"] == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 0
+
+
+async def test_a_stream_beyond_max_inbound_streams_evicts_the_oldest_unauthenticated_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     limit, extra = 4, 6
@@ -169,32 +190,152 @@ async def test_streams_beyond_max_inbound_streams_are_refused_and_counted(
     async with members(net, 1) as [a]:
         a._driver.limits = dataclasses.replace(a._driver.limits, max_inbound_streams=limit)
         attacker = net.transport()
-        streams = [await attacker.connect(addr(a)) for _ in range(limit + extra)]
-        await trio.testing.wait_all_tasks_blocked()
-        # Bounded cost: only `limit` conversations exist; the others were closed on arrival.
+        streams = []
+        for _ in range(limit + extra):
+            streams.append(await attacker.connect(addr(a)))
+            await trio.testing.wait_all_tasks_blocked()
+        # Bounded cost: `limit` streams wait for a first frame (no conversation exists for
+        # them yet); each newcomer evicted the oldest.
         assert a._driver._inbound == limit
-        assert len(a._driver._streams) == limit
-        assert a.statistics()["driver_streams_refused_limit"] == extra
+        assert [len(q) for q in a._driver._unauth.values()] == [limit]
+        assert not a._driver._streams
+        assert a.statistics()["driver_streams_evicted"] == extra
+        assert a.statistics()["driver_streams_refused_limit"] == 0
 
         start = trio.current_time()
-        closed_after: list[float] = []
+        closed_after: list[tuple[int, float]] = []
 
-        async def watch(stream: trio.abc.Stream) -> None:
+        async def watch(i: int, stream: trio.abc.Stream) -> None:
             assert await read_to_eof(stream) == b""
-            closed_after.append(trio.current_time() - start)
+            closed_after.append((i, trio.current_time() - start))
 
         with trio.fail_after(10 * STREAM_TIMEOUT):
             async with trio.open_nursery() as nursery:
-                for s in streams:
-                    nursery.start_soon(watch, s)
-        # The refused ones were already closed; the accepted ones (silent) time out.
-        assert sum(1 for t in closed_after if t == 0) == extra
-        assert sum(1 for t in closed_after if t >= STREAM_TIMEOUT) == limit
+                for i, s in enumerate(streams):
+                    nursery.start_soon(watch, i, s)
+        # The first `extra` were evicted (already closed); the last `limit` (silent) timed out.
+        assert sorted(i for i, t in closed_after if t == 0) == list(range(extra))
+        assert sorted(i for i, t in closed_after if t > 0) == list(range(extra, limit + extra))
         await trio.testing.wait_all_tasks_blocked()
         assert a._driver._inbound == 0
-        assert a.statistics()["driver_stream_errors"] == limit
+        assert not a._driver._unauth
         # The slots are free again: a normal join (an inbound push-pull stream) works.
         await joins_and_shares(net, a, "after-flood")
+
+
+def _partial_chunk(reg: AsyncRegistry) -> bytes:
+    """A framed, authenticated first chunk of a message whose rest never comes."""
+    label = CONFIG.label_bytes + b"\x00gossipreg-stream"
+    aad = chunks.chunk_label(label, initiator=True, seq=0)
+    frame = Keyring(KEY).seal(bytes([chunks.MORE]) + b"\x47", aad)
+    return len(frame).to_bytes(4, "big") + frame
+
+
+async def test_authenticated_streams_are_not_evicted_and_the_next_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limit = 3
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, max_inbound_streams=limit)
+        holder = net.transport()
+        held = []
+        for _ in range(limit):
+            s = await holder.connect(addr(a))
+            await s.send_all(_partial_chunk(a))
+            held.append(s)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not a._driver._unauth  # all three proved the key
+        late = await net.transport().connect(addr(a))
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(0.001):  # closed on arrival: no virtual time passes
+            assert await read_to_eof(late) == b""
+        assert a.statistics()["driver_streams_refused_limit"] == 1
+        assert a.statistics()["driver_streams_evicted"] == 0
+        assert a._driver._inbound == limit
+
+
+async def test_one_source_holds_at_most_max_pending_per_source_unauthenticated_streams(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    per_source = 3
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, max_pending_per_source=per_source)
+        flooder, other = net.transport(), net.transport()
+        assert flooder.local_address.host != other.local_address.host
+        flood = [await flooder.connect(addr(a)) for _ in range(per_source + 5)]
+        await trio.testing.wait_all_tasks_blocked()
+        others = [await other.connect(addr(a)) for _ in range(2)]
+        await trio.testing.wait_all_tasks_blocked()
+        pending = {src: len(q) for src, q in a._driver._unauth.items()}
+        assert pending == {flooder.local_address.host: per_source, other.local_address.host: 2}
+        # The flooder's newest were refused on arrival; nothing was evicted.
+        assert a.statistics()["driver_streams_refused_source"] == 5
+        assert a.statistics()["driver_streams_evicted"] == 0
+        for s in flood[per_source:]:
+            with trio.fail_after(0.001):
+                assert await read_to_eof(s) == b""
+        for s in (*flood, *others):
+            await s.aclose()
+
+
+async def test_an_unauthenticated_stream_gets_auth_timeout_even_when_it_trickles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, auth_timeout=0.5)
+        slow = await net.transport().connect(addr(a))
+        start = trio.current_time()
+        sent = 0
+        with trio.fail_after(10 * STREAM_TIMEOUT):
+            # A slowloris: one byte of a long frame every 0.1 s, never finishing it.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                header = (chunks.MAX_FRAME - 1).to_bytes(4, "big")
+                for i in range(1000):
+                    await slow.send_all((header + bytes(1000))[i : i + 1])
+                    sent += 1
+                    await trio.sleep(0.1)
+        assert 0.5 <= trio.current_time() - start < 0.7
+        assert a.statistics()["driver_streams_auth_timeouts"] == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 0
+
+
+@pytest.mark.parametrize("per_source", [16, 100_000], ids=["per-source-limit", "slots-full"])
+async def test_a_join_succeeds_through_a_member_flooded_with_idle_connections(
+    per_source: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, b]:
+        a._driver.limits = dataclasses.replace(a._driver.limits, auth_timeout=0.5,
+                                               max_pending_per_source=per_source)
+
+        async def flood() -> None:
+            attacker = net.transport()
+            held = []
+            while True:  # cancelled below; every connection ever opened stays open
+                held.append(await attacker.connect(addr(a)))
+                await trio.sleep(0.002)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            await trio.sleep(1.0)  # the slots are full of idle connections by now
+            # One source holds its quota, or (without one) every slot.
+            held = min(per_source, a._driver.limits.max_inbound_streams)
+            assert [len(q) for q in a._driver._unauth.values()] == [held]
+            with trio.fail_after(5):
+                await joins_and_shares(net, a, "under-flood")
+            # b's anti-entropy with a keeps working too.
+            await b.register(svc("from-b", "b1"))
+            await wait_until(lambda: sees(a, "from-b", "b1"), "b's registration at a")
+            nursery.cancel_scope.cancel()
+        stats = a.statistics()
+        if per_source < a._driver.limits.max_inbound_streams:
+            assert stats["driver_streams_refused_source"] > 0  # the flooder's excess, on arrival
+        else:
+            assert stats["driver_streams_evicted"] > 0  # every slot was the flooder's
 
 
 # ---------------------------------------------------------------- datagrams
@@ -308,12 +449,12 @@ async def test_exception_in_the_stream_handler_is_counted_and_the_join_retries(
         real = a._core.receive_stream
         raised = 0
 
-        def flaky(stream: tuple[str, int], address: tuple[str, int], data: bytes, now: float) -> None:
+        def flaky(stream: tuple[str, int], address: tuple[str, int], data: bytes, now: float) -> bool:
             nonlocal raised
             if not raised:
                 raised += 1
                 raise RuntimeError("injected stream bug")
-            real(stream, address, data, now)
+            return real(stream, address, data, now)
 
         a._core.receive_stream = flaky  # type: ignore[method-assign]
         # The first join's INIT hits the bug; its stream times out and the joiner retries.
@@ -339,6 +480,8 @@ async def test_exception_at_the_end_of_a_stream_is_counted_and_survived(
 
         a._core.stream_failed = flaky  # type: ignore[method-assign]
         stream = await net.transport().connect(addr(a))
+        await stream.send_all(_partial_chunk(a))  # the core now knows the stream
+        await trio.testing.wait_all_tasks_blocked()
         await stream.aclose()  # the member's side ends, and tells the core
         await wait_until(lambda: raised == 1, "the injected failure")
         assert a.statistics()["driver_handler_errors"] == 1
