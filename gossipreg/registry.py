@@ -48,7 +48,7 @@ from .core.errors import (
 from .core.membership import Address, MemberEvent
 from .core.membership import Member as _CoreMember
 from .core.model import MAX_NAME_LENGTH, Service, check_ttl, name_problem, shown
-from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict
+from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, TrafficRefused
 from .runtime.driver import DriverLimits, MemberDriver, TLSContexts
 from .runtime.transport import NetTransport, Transport, parse_address
 from .tls import TLSFiles, load_tls
@@ -368,6 +368,10 @@ class AsyncRegistry:
                 node_id, service, version or "-", self._core.name, ev.other,
                 self._core.name if ev.ours_shown else ev.other,
             )
+        elif isinstance(ev, TrafficRefused):
+            log.warning("gossipreg: %d %s (latest from %s; next warning of this kind in a minute at the "
+                        "soonest, the %s counter counts them all)", ev.count,
+                        _REFUSED.get(ev.cause, ev.cause), _shown_address(ev.address), ev.cause)
 
     async def _resolve(self) -> list[Address]:
         out: list[Address] = []
@@ -436,30 +440,24 @@ class AsyncRegistry:
                     self._core.join(addresses, self._driver.now())
                     self._driver.flush()
 
-    async def _security_monitor(self) -> None:
-        """Log, loudly and at most once a minute per cause, traffic a misconfiguration explains."""
-        causes = {
-            "plaintext_rejected": "plaintext datagrams from a member running insecure=True; "
-            "configure the cluster keyring on every member",
-            "sealed_received_while_insecure": "sealed datagrams while this member runs insecure=True; "
-            "configure the cluster keyring here",
-            "auth_failures": "datagrams no key of the keyring opens: a wrong key, a different "
-            "cluster label, or a key rotation in progress",
-            "decode_errors": "malformed messages that authenticated: a buggy or hostile key holder, "
-            "or members running incompatible versions",
-            "catalog_rejected_drift": "registrations refused because their clock stamp is more than "
-            "max_clock_drift ahead: a member's wall clock is wrong",
-        }
-        seen = dict.fromkeys(causes, 0)
-        while True:
-            await trio.sleep(5.0)
-            stats = self._core.statistics()
-            for name, text in causes.items():
-                count = stats.get(name, 0)
-                if count > seen[name]:
-                    log.warning("gossipreg: %d new %s", count - seen[name], text)
-                    seen[name] = count
-            await trio.sleep(55.0)
+
+#: What each cause of a TrafficRefused event most likely means, for the warning.
+_REFUSED = {
+    "plaintext_rejected": "plaintext datagram(s) or stream(s) from a member running insecure=True; "
+    "configure the cluster keyring on every member",
+    "sealed_received_while_insecure": "sealed datagram(s) while this member runs insecure=True; "
+    "configure the cluster keyring here",
+    "auth_failures": "datagram(s) or stream frame(s) no key of the keyring opens: a wrong key, a "
+    "different cluster label, a key rotation in progress, or someone probing the port",
+    "decode_errors": "malformed message(s) that authenticated: a buggy or hostile key holder, "
+    "or members running incompatible versions",
+    "records_rejected_drift": "registration(s) refused because their clock stamp is more than "
+    "max_clock_drift ahead: a member's wall clock is wrong",
+}
+
+
+def _shown_address(address: Address) -> str:
+    return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
 
 
 def _single(exc: BaseException) -> BaseException:
@@ -843,7 +841,6 @@ async def open_registry(
                 await nursery.start(driver.run)
                 await registry._join(timeout)
                 nursery.start_soon(registry._rejoin_loop)
-                nursery.start_soon(registry._security_monitor)
                 try:
                     yield registry
                 finally:

@@ -119,6 +119,7 @@ __all__ = [
     "SendDatagram",
     "SendStream",
     "StreamId",
+    "TrafficRefused",
 ]
 
 StreamId = tuple[str, int]

@@ -366,6 +366,37 @@ async def test_garbage_datagrams_are_counted_and_dropped(autojump_clock: trio.te
         await wait_until(lambda: sees(a, "still", "ok"), "a registration after the garbage")
 
 
+async def test_the_first_authentication_failure_is_logged_at_once_then_once_a_minute(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    async with members(net, 1) as [a]:
+        attacker = net.transport()
+        wrong = Keyring(bytes(range(1, 33))).seal(bytes([PROTOCOL_VERSION]) + b"\x90", b"")
+
+        def warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records
+                    if r.levelno == logging.WARNING and "keyring opens" in r.getMessage()]
+
+        with caplog.at_level(logging.WARNING, logger="gossipreg"):
+            await attacker.send_datagram(wrong, addr(a))
+            await trio.testing.wait_all_tasks_blocked()
+            # At once: no virtual time has passed.
+            [first] = warnings()
+            assert first.startswith("gossipreg: 1 datagram(s) or stream frame(s) no key")
+            assert str(attacker.local_address.host) in first
+            for _ in range(5):
+                await attacker.send_datagram(wrong, addr(a))
+            await trio.sleep(59)
+            assert len(warnings()) == 1  # rate-limited
+            await trio.sleep(1.5)
+            await attacker.send_datagram(wrong, addr(a))
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(warnings()) == 2
+            assert warnings()[1].startswith("gossipreg: 6 datagram(s)")  # the 5 held back, and this one
+        assert a.statistics()["auth_failures"] == 7
+
+
 async def test_garbage_datagrams_to_an_insecure_member_are_counted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
