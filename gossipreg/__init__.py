@@ -39,6 +39,7 @@ from .default import (
     watch,
 )
 from .registry import AsyncRegistry, Member, Result, Watcher, open_registry
+from .runtime.driver import DriverLimits
 from .sync import KeepAlive, Registry, SyncWatcher
 from .tls import TLSFiles
 
@@ -48,6 +49,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DecodeError",
+    "DriverLimits",
     "Endpoint",
     "InvalidServiceError",
     "JoinError",

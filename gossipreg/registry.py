@@ -753,6 +753,7 @@ async def open_registry(
     metadata: Mapping[str, str] | None = None,
     transport: Transport | None = None,
     seed: int | None = None,
+    limits: DriverLimits | None = None,
 ) -> AsyncIterator[AsyncRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncRegistry`.
 
@@ -781,6 +782,11 @@ async def open_registry(
         metadata: this member's metadata, visible in :meth:`AsyncRegistry.members`.
         transport: a ready transport instead of real sockets (tests).
         seed: seed of the member's random generator (default: random).
+        limits: the driver's resource limits (:class:`~gossipreg.runtime.driver.DriverLimits`:
+            inbound streams at once, unauthenticated streams per source, the
+            authentication deadline, the datagram send queue). Default: the
+            defaults, with ``stream_timeout`` from ``config`` and ``auth_timeout``
+            at most that.
 
     Raises:
         ConfigError: invalid or contradictory options (raised before anything
@@ -792,6 +798,8 @@ async def open_registry(
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
     """
+    if limits is not None and not isinstance(limits, DriverLimits):
+        raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
     opts = _check_options(
         bind,
         seeds,
@@ -829,9 +837,10 @@ async def open_registry(
             insecure=ring is None,
             meta=meta,
         )
-        limits = DriverLimits(
-            stream_timeout=config.stream_timeout, auth_timeout=min(2.0, config.stream_timeout)
-        )
+        if limits is None:
+            limits = DriverLimits(
+                stream_timeout=config.stream_timeout, auth_timeout=min(2.0, config.stream_timeout)
+            )
         registry: AsyncRegistry
         driver = MemberDriver(core, transport, limits=limits, tls=tls_contexts,
                               on_event=lambda ev: registry._on_event(ev))

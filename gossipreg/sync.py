@@ -51,7 +51,7 @@ from .registry import (
     _check_watch,
     open_registry,
 )
-from .runtime.driver import TLSContexts
+from .runtime.driver import DriverLimits, TLSContexts
 from .tls import TLSFiles
 
 __all__ = ["KeepAlive", "Registry", "SyncWatcher"]
@@ -94,6 +94,7 @@ class Registry:
         timeout: seconds to try the seeds before :class:`~gossipreg.JoinError`.
         metadata: this member's metadata, visible in :meth:`members`.
         seed: seed of the member's random generator (default: random).
+        limits: the driver's resource limits (see :func:`gossipreg.open_registry`).
 
     Raises:
         ConfigError: invalid or contradictory options, refused in the calling
@@ -120,8 +121,11 @@ class Registry:
         timeout: float = 10.0,
         metadata: Mapping[str, str] | None = None,
         seed: int | None = None,
+        limits: DriverLimits | None = None,
     ) -> None:
         _refuse_trio_thread()
+        if limits is not None and not isinstance(limits, DriverLimits):
+            raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
         # Checked here, in the caller's thread, before any thread or socket exists.
         opts = _check_options(
             bind,
@@ -164,6 +168,7 @@ class Registry:
                 timeout=timeout,
                 metadata=metadata,
                 seed=seed,
+                limits=limits,
             ) as registry, trio.open_nursery() as nursery:
                 self._registry = registry
                 self._nursery = nursery

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,12 +24,12 @@ from gossipreg.core import chunks
 from gossipreg.core.codec import PROTOCOL_VERSION
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.errors import NotFoundError
+from gossipreg.core.errors import ConfigError, NotFoundError
 from gossipreg.core.membership import Address
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
 from gossipreg.registry import AsyncRegistry, open_registry
-from gossipreg.runtime.driver import MemberDriver
+from gossipreg.runtime.driver import DriverLimits, MemberDriver
 from gossipreg.runtime.memory import MemoryNetwork
 
 KEY = bytes(range(32))
@@ -611,3 +612,44 @@ async def test_clean_shutdown_sends_a_leave(autojump_clock: trio.testing.MockClo
         assert not sees(a, "leaving", "x")
         assert not sees(b, "leaving", "x")
         assert a.statistics()["probes_failed"] == b.statistics()["probes_failed"] == 0
+
+
+# ---------------------------------------------------------------- limits as options
+
+
+async def test_driver_limits_are_an_option_of_open_registry(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork()
+    limits = DriverLimits(max_inbound_streams=2, max_pending_per_source=1, auth_timeout=0.25)
+    async with members(net, 1, limits=limits) as [a]:
+        assert a._driver.limits is limits
+        first = await net.transport().connect(addr(a))
+        second = await net.transport().connect(addr(a))
+        await trio.testing.wait_all_tasks_blocked()
+        assert a._driver._inbound == 2
+        third = await net.transport().connect(addr(a))  # full: evicts the oldest
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.statistics()["driver_streams_evicted"] == 1
+        with trio.fail_after(0.001):
+            assert await read_to_eof(first) == b""
+        for s in (second, third):
+            await s.aclose()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_inbound_streams": 0}, "max_inbound_streams: must be a positive int"),
+        ({"max_pending_per_source": True}, "max_pending_per_source: must be a positive int"),
+        ({"auth_timeout": 0}, "auth_timeout: must be a positive finite number"),
+        ({"stream_timeout": math.inf}, "stream_timeout: must be a positive finite number"),
+    ],
+)
+def test_bad_driver_limits_are_config_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        DriverLimits(**fields)
+
+
+async def test_limits_of_a_wrong_type_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^limits: must be a DriverLimits, not dict"):
+        async with open_registry(insecure=True, limits={"max_inbound_streams": 1}):  # type: ignore[arg-type]
+            pass
