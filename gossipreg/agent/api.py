@@ -42,7 +42,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -59,25 +58,17 @@ from ..core.errors import (
     WatcherStoppedError,
     WatchOverflowError,
 )
-from ..core.model import Service
+from ..core.model import MAX_TTL, MIN_TTL, Service, check_ttl
 from ..registry import AsyncRegistry, Member, Result, Watcher
 from . import metrics
 from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer, json_line
 from .keyring import KeyringManager, KeyringOp, decode_key
 
-__all__ = ["MAX_TTL", "AgentAPI", "is_loopback_host", "member_to_dict", "result_to_dict"]
-
-#: Longest ``?ttl=`` the API accepts, in seconds (10 years). The member may
-#: accept less: its catalog caps leases at ``tombstone_ttl`` minus the
-#: convergence bound (3,300 s by default), and a ttl over that is refused
-#: with 400 too.
-MAX_TTL = 10 * 365 * 24 * 3600
+__all__ = ["AgentAPI", "is_loopback_host", "member_to_dict", "result_to_dict"]
 
 #: A plain decimal number: digits, an optional fraction and exponent (no sign,
 #: no ``inf``/``nan``, no ``_`` separators, ASCII digits only).
 _DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-#: Control characters (C0, DEL, C1): refused in names, ids and addresses.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 log = logging.getLogger("gossipreg.agent")
 
@@ -330,42 +321,32 @@ class AgentAPI:
 
     @staticmethod
     def _ttl(request: Request) -> float | None:
-        """The ``?ttl=`` parameter: a decimal number of seconds in (0, :data:`MAX_TTL`], or ``None``."""
+        """The ``?ttl=`` parameter, or ``None``.
+
+        A plain decimal number of seconds in the model's range
+        (:func:`~gossipreg.core.model.check_ttl`: from
+        :data:`~gossipreg.core.model.MIN_TTL` to :data:`~gossipreg.core.model.MAX_TTL`).
+        """
         text = request.param("ttl")
         if text is None:
             return None
-        value = float(text) if _DECIMAL.fullmatch(text) else math.nan
-        if not (math.isfinite(value) and 0 < value <= MAX_TTL):
-            shown = text if len(text) <= 40 else text[:40] + "..."
-            raise _APIError(
-                400,
-                f"ttl: must be a decimal number of seconds greater than 0 and at most {MAX_TTL} "
-                f"(10 years), not {shown!r}",
-            )
-        return value
-
-    @staticmethod
-    def _check_names(service: Service) -> None:
-        """Refuse control characters in the names, ids and addresses of ``service``."""
-        fields = [("service.name", service.name), ("service.version", service.version)]
-        for i, node in enumerate(service.nodes):
-            fields += [(f"service.nodes[{i}].id", node.id), (f"service.nodes[{i}].address", node.address)]
-        fields += [(f"service.endpoints[{i}].name", e.name) for i, e in enumerate(service.endpoints)]
-        for where, text in fields:
-            found = _CONTROL.search(text)
-            if found is not None:
-                raise _APIError(
-                    400,
-                    f"invalid service: {where}: must not contain control characters "
-                    f"(found U+{ord(found.group()):04X})",
-                )
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        rule = (
+            f"must be a decimal number of seconds from {MIN_TTL:g} to {MAX_TTL} (about 49.7 days), "
+            f"not {shown!r}"
+        )
+        if not _DECIMAL.fullmatch(text):
+            raise _APIError(400, f"ttl: {rule}")
+        try:
+            return check_ttl(float(text))
+        except InvalidServiceError:
+            raise _APIError(400, f"ttl: {rule}") from None
 
     async def _register(self, request: Request) -> Response:
         ttl = self._ttl(request)
         service = self._service_body(request)
         if not service.nodes:
             raise _APIError(400, "invalid service: service.nodes: a registration needs at least one node")
-        self._check_names(service)
         try:
             await self.registry.register(service, ttl)
         except InvalidServiceError as exc:

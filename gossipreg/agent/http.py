@@ -219,6 +219,8 @@ class _Reject(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        #: The request was a HEAD: answer without a body.
+        self.head_only = False
 
 
 class _Gone(Exception):
@@ -390,7 +392,8 @@ class HTTPServer:
                     self.timeouts += 1
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     self.requests[rej.status] = self.requests.get(rej.status, 0) + 1
-                    await self._send_simple(conn, stream, Response.error(rej.status, rej.message), close=True)
+                    answer = Response.error(rej.status, rej.message)
+                    await self._send_simple(conn, stream, answer, close=True, head_only=rej.head_only)
                 return
             if slot.evicted:
                 # Evicted while its last bytes were arriving: handle nothing.
@@ -462,7 +465,11 @@ class HTTPServer:
             if isinstance(event, h11.ConnectionClosed):
                 raise _Gone()
             if isinstance(event, h11.Request):
-                return await self._read_body(conn, stream, event, peer, deadline)
+                try:
+                    return await self._read_body(conn, stream, event, peer, deadline)
+                except _Reject as rej:
+                    rej.head_only = event.method == b"HEAD"
+                    raise
             raise _Reject(400, "bad request: unexpected data")  # pragma: no cover - h11 gives a Request first
 
     async def _read_body(
@@ -535,6 +542,11 @@ class HTTPServer:
         except Exception:
             log.exception("http: %s %s failed", request.method, request.path)
             response = Response.error(500, "internal error; see the agent's log")
+        head_only = request.method == "HEAD"  # the answer's head, without its body (RFC 9110 9.3.2)
+        if isinstance(response, StreamResponse) and head_only:
+            if response.on_close is not None:
+                response.on_close()
+            response = Response(response.status, b"", response.content_type, response.headers)
         if isinstance(response, StreamResponse) and self.streams >= self.limits.stream_limit:
             if response.on_close is not None:
                 response.on_close()
@@ -546,7 +558,7 @@ class HTTPServer:
             )
         self.requests[response.status] = self.requests.get(response.status, 0) + 1
         if isinstance(response, Response):
-            await self._send_simple(conn, stream, response)
+            await self._send_simple(conn, stream, response, head_only=head_only)
         else:
             self.streams += 1
             try:
@@ -558,7 +570,13 @@ class HTTPServer:
         return response.status
 
     async def _send_simple(
-        self, conn: h11.Connection, stream: trio.SocketStream, response: Response, *, close: bool = False
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        response: Response,
+        *,
+        close: bool = False,
+        head_only: bool = False,
     ) -> None:
         headers = [
             ("Content-Type", response.content_type),
@@ -570,7 +588,7 @@ class HTTPServer:
             headers.append(("Connection", "close"))
         head = h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status))
         data = conn.send(head)
-        if response.body:
+        if response.body and not head_only:
             data = (data or b"") + (conn.send(h11.Data(data=response.body)) or b"")
         data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
         await self._write(stream, data)

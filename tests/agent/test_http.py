@@ -185,6 +185,31 @@ async def test_http_1_0_gets_an_answer_then_the_connection_closes() -> None:
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [("/fine", 200), ("/stream", 200), ("/%ff", 400)],
+    ids=["simple", "stream", "reject"],
+)
+async def test_a_head_request_gets_the_head_without_a_body(
+    target: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            _, port = await serve(nursery)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                conn = h11.Connection(h11.CLIENT)
+                await stream.send_all(
+                    (conn.send(h11.Request(method="HEAD", target=target, headers=[("Host", "x")])) or b"")
+                    + (conn.send(h11.EndOfMessage()) or b"")
+                )
+                reply = await read_reply(conn, stream)  # h11 knows a HEAD answer has no body
+            assert reply.status == status
+            assert reply.body == b""
+            assert "connection failed" not in caplog.text
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_streamed_answer_is_chunked() -> None:
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
