@@ -10,6 +10,9 @@ one JSON object:
   chunk) and sending it minus one byte, reconnecting whenever closed, for
   ``--seconds``: the victim's RSS before, at its peak (sampled every 0.1 s),
   and ``--settle`` seconds after, in MiB; bytes the attackers got to send;
+* ``frames_largest_128_sources``: the same from 128 source addresses
+  (127.0.0.2 to 127.0.0.129), one connection each, so no per-source quota
+  applies and every stream slot holds a frame;
 * ``flood``: ``--idle`` idle connections held (reopened when closed) plus a
   slowloris opening ``--loris-rate`` connections a second, each sending one
   byte a second, for ``--seconds``; meanwhile ``--joins`` members join
@@ -50,7 +53,7 @@ async def _peak(victim: Victim, out: list[float]) -> None:
         await trio.sleep(0.1)
 
 
-async def frames(announced: int, seconds: float, settle: float) -> dict[str, Any]:
+async def frames(announced: int, seconds: float, settle: float, sources: int = 1) -> dict[str, Any]:
     async with Victim.start() as victim:
         await trio.sleep(1.0)
         before = victim.rss_mib()
@@ -59,13 +62,14 @@ async def frames(announced: int, seconds: float, settle: float) -> dict[str, Any
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_peak, victim, peak)
             await big_frames(victim.address, connections=128, announced=announced, seconds=seconds,
-                             stats=counts)
+                             stats=counts, sources=sources)
             nursery.cancel_scope.cancel()
         await trio.sleep(settle)
         after = victim.rss_mib()
         stats = (await victim.stats())["stats"]
         return {
             "announced_bytes": announced,
+            "sources": sources,
             "rss_mib": {"before": round(before, 1), "peak": round(peak[0], 1), "after": round(after, 1)},
             "rss_increase_mib": {"peak": round(peak[0] - before, 1), "after": round(after - before, 1)},
             "attacker_connections": counts["connections"],
@@ -134,6 +138,7 @@ async def main() -> None:
     out = {
         "frames_16mib": await frames(16 * 1024 * 1024 - 1, args.seconds, args.settle),
         "frames_largest": await frames(chunks.MAX_FRAME - 1, args.seconds, args.settle),
+        "frames_largest_128_sources": await frames(chunks.MAX_FRAME - 1, args.seconds, args.settle, 128),
         "flood": await flood(args.idle, args.loris_rate, args.seconds, args.joins),
     }
     print(json.dumps(out, indent=None if args.json else 2))

@@ -38,6 +38,7 @@ from .model import (
     Service,
     Value,
     control_character,
+    shown,
 )
 from .model import _check_name as check_name
 
@@ -583,7 +584,7 @@ def decode_message(obj: object) -> Message:
             return RecordMsg(decode_record(rec))
     except ValueError as exc:  # Address/dataclass construction guards
         raise DecodeError(f"message: {exc}") from None
-    raise DecodeError(f"message: unknown type {kind!r}")
+    raise DecodeError(f"message: unknown type {shown(kind)}")
 
 
 def _fixed(args: list[Any], n: int, what: str) -> list[Any]:
@@ -648,7 +649,7 @@ def decode_member(obj: object) -> Member:
         raise DecodeError(f"member.meta: expected bin of at most {MAX_META} bytes")
     st = _STATES.get(state) if type(state) is str else None
     if st is None:
-        raise DecodeError(f"member.state: unknown {state!r}")
+        raise DecodeError(f"member.state: unknown {shown(state)}")
     return Member(_name(name, "member.name"), _addr(h, p, "member.address"),
                   _uint(inc, "member.incarnation", MAX_STAMP), st, meta,
                   epoch=_uint(epoch, "member.epoch", MAX_STAMP))

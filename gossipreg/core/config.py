@@ -211,9 +211,12 @@ class Config:
     (memberlist's ``TCPTimeout``). LAN 10 s, WAN 30 s, local 1 s."""
 
     max_stream_frame: int = 16 * 1024 * 1024
-    """Largest frame accepted on a stream, in bytes (16 MiB); a peer announcing
-    more is cut off before anything is allocated. At least
-    ``max_packet_size`` and at most 2**32 - 1 (a u32 length prefix)."""
+    """Largest stream message accepted, in bytes (16 MiB). A message travels as
+    sealed chunks of at most 64 KiB, each authenticated on arrival
+    (:mod:`gossipreg.core.chunks`), so only a key holder's bytes count towards
+    it; a message growing past it closes the stream
+    (``stream_messages_too_large``). At least ``max_packet_size`` and at most
+    2**32 - 1."""
 
     # -- state lifetimes -----------------------------------------------------
 

@@ -108,7 +108,7 @@ from .membership import (
     Suspect,
     TableSnapshot,
 )
-from .model import MAX_NAME_LENGTH, Service
+from .model import MAX_NAME_LENGTH, Service, shown
 
 __all__ = [
     "CloseStream",
@@ -1334,14 +1334,17 @@ class NodeCore:
             self._abort_stream(stream, "authentication failed")
             return False
         except DecodeError:
-            if self.keyring is None and data[:1] == b"\x01" and len(data) > 1:
-                self._refused("sealed_received_while_insecure")
-            else:
-                self._refused("decode_errors")
+            self._refused("decode_errors")
             self._abort_stream(stream, "malformed stream chunk")
             return self.keyring is not None
         if partial is None:
             partial = bytearray()
+        if self.keyring is None and not partial and piece[:1] != bytes([codec.PROTOCOL_VERSION]):
+            # A message starts with the protocol version; a sealed frame (version 1, which
+            # also reads as the last-chunk flag) reached this plaintext member.
+            self._refused("sealed_received_while_insecure" if data[:1] == b"\x01" else "decode_errors")
+            self._abort_stream(stream, "not a plaintext stream message")
+            return False
         if len(partial) + len(piece) > self.config.max_stream_frame:
             c.inc("stream_messages_too_large")
             self._abort_stream(stream, "stream message too large")
@@ -1449,7 +1452,7 @@ class NodeCore:
                 self._synced_with(pp.address, sid)
             self._close_stream(sid)
         else:
-            raise DecodeError(f"unexpected stream message type {kind!r} at this point")
+            raise DecodeError(f"unexpected stream message type {shown(kind)} at this point")
 
     def _merge_members(self, remote: list[Member], now: float) -> None:
         for outcome in self.membership.merge_remote(remote, now):

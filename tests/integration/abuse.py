@@ -49,11 +49,16 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-async def _connect(target: tuple[str, int]) -> trio.SocketStream:
+def attacker_host(i: int) -> str:
+    """The ``i``-th attacker source address: 127.0.0.2, 127.0.0.3, ... (one /24 of loopback)."""
+    return f"127.0.0.{2 + i % 250}"
+
+
+async def _connect(target: tuple[str, int], source: str = ATTACKER_HOST) -> trio.SocketStream:
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        await sock.bind((ATTACKER_HOST, 0))
+        await sock.bind((source, 0))
         await sock.connect(target)
     except BaseException:
         sock.close()
@@ -62,16 +67,17 @@ async def _connect(target: tuple[str, int]) -> trio.SocketStream:
 
 
 async def big_frames(target: tuple[str, int], *, connections: int, announced: int, seconds: float,
-                     stats: dict[str, int]) -> None:
+                     stats: dict[str, int], sources: int = 1) -> None:
     """``connections`` connections, each announcing an ``announced``-byte frame and
     sending it as fast as the victim reads, minus its last byte; each reconnects
-    when closed, until ``seconds`` pass. Counts bytes sent and connections."""
+    when closed, until ``seconds`` pass. Connection ``i`` comes from
+    ``attacker_host(i % sources)``. Counts bytes sent and connections."""
 
-    async def one() -> None:
+    async def one(source: str) -> None:
         payload = bytes(64 * 1024)
         while True:
             try:
-                stream = await _connect(target)
+                stream = await _connect(target, source)
             except OSError:
                 stats["connect_failures"] += 1
                 await trio.sleep(0.05)
@@ -90,8 +96,8 @@ async def big_frames(target: tuple[str, int], *, connections: int, announced: in
 
     with trio.move_on_after(seconds):
         async with trio.open_nursery() as nursery:
-            for _ in range(connections):
-                nursery.start_soon(one)
+            for i in range(connections):
+                nursery.start_soon(one, attacker_host(i % sources))
 
 
 async def idle_flood(target: tuple[str, int], *, connections: int, seconds: float,
