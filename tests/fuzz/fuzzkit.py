@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -219,19 +220,37 @@ def assert_healthy(core: NodeCore, names: Iterable[str], where: str) -> None:
     """Invariants no input may break: the member is alive in its own table, still lists
     every member alive, and its catalog exports and re-encodes cleanly."""
     me = core.membership.get(core.name)
-    assert me is not None, f"{where}: {core.name} is missing from its own table"
-    assert me.state is MemberState.ALIVE, f"{where}: {core.name} is {me} in its own table"
+    assert me is not None, f"{where}: {core.name} is missing from its own table ({REPRO})"
+    assert me.state is MemberState.ALIVE, f"{where}: {core.name} is {me} in its own table ({REPRO})"
     alive = sorted(m.name for m in core.members() if m.state is MemberState.ALIVE)
-    assert alive == sorted(names), f"{where}: {core.name} sees {alive} alive"
+    assert alive == sorted(names), f"{where}: {core.name} sees {alive} alive ({REPRO})"
     for rec, age in core.catalog.export(core._now):
         assert codec.decode_transfer(codec.unpack(codec.pack(codec.encode_transfer(rec, age))))[0] == rec
 
 
-def refusal_events(events: list[object]) -> list[object]:
-    """The events that are not notices of refused traffic (``TrafficRefused``, where the
-    node core has it): what a refused input must not produce."""
-    notice = getattr(node_module, "TrafficRefused", None)
-    return [e for e in events if notice is None or not isinstance(e, notice)]
+class Notices:
+    """The notices of refused traffic (``TrafficRefused``, where the node core has them),
+    counted by cause. A fuzz family runs at one instant of the virtual clock, so however
+    many inputs it refuses, each cause may give at most one notice (they are rate-limited
+    so that a flood cannot flood the log)."""
+
+    def __init__(self) -> None:
+        self.by_cause: Counter[str] = Counter()
+        self._type = getattr(node_module, "TrafficRefused", None)
+
+    def sort(self, events: list[object]) -> list[object]:
+        """Count the notices among ``events``; return the other events."""
+        rest = []
+        for e in events:
+            if self._type is not None and isinstance(e, self._type):
+                self.by_cause[e.cause] += 1
+            else:
+                rest.append(e)
+        return rest
+
+    def assert_rate_limited(self, where: str) -> None:
+        over = {cause: n for cause, n in self.by_cause.items() if n > 1}
+        assert not over, f"{where}: notices of refused traffic at one instant: {over} ({REPRO})"
 
 
 def stats_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
