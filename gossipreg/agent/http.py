@@ -14,6 +14,13 @@ and the limits an exposed server needs; it knows nothing of the registry.
   cannot starve the server: each new connection pushes the oldest waiting
   one out. Evictions are counted (:attr:`HTTPServer.evictions`) and logged
   at most every few seconds.
+* The kernel's accept queue is short (:attr:`HTTPLimits.backlog`, 128): under
+  a flood, a new connection waits behind every connection queued before it,
+  so a short queue bounds that wait (excess SYNs are dropped by the kernel
+  and retried by their senders). On Linux the listener also defers accepting
+  a connection until its first bytes arrive (``TCP_DEFER_ACCEPT``,
+  :attr:`HTTPLimits.defer_accept`), so connections that send nothing never
+  reach the server at all within ``head_timeout``.
 * Streamed answers (watches) are capped at :attr:`HTTPLimits.max_streams`
   (half the connections by default), so they cannot hold every slot; a
   stream over the cap is answered ``503`` instead.
@@ -40,6 +47,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +77,8 @@ _RECEIVE_SIZE = 64 * 1024
 #: Most seconds and bytes spent draining a connection before closing it.
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 256 * 1024
+#: Seconds a new connection that has sent nothing is evicted after the others.
+_SILENT_GRACE = 1.0
 #: Least seconds between two warnings about the connection limit.
 _WARN_EVERY = 10.0
 #: ``Server`` header of every answer.
@@ -91,6 +101,14 @@ class HTTPLimits:
     max_streams: int | None = None
     """Most streamed answers (watches) at once; ``None``: half of ``max_connections``
     (at least 1). A stream beyond gets ``503``."""
+    backlog: int = 128
+    """Length of the kernel's queue of connections not yet accepted (the listen backlog).
+    Short on purpose: under a flood, an answer waits behind every queued connection,
+    and the kernel drops SYNs beyond it, which their senders retry."""
+    defer_accept: bool = True
+    """Where the system has it (Linux ``TCP_DEFER_ACCEPT``), have the kernel hand over a
+    connection only once its first bytes have arrived, or after ``head_timeout``: a
+    connection that sends nothing then takes no slot and no place in the accept queue."""
     head_timeout: float = 5.0
     """Seconds for a request head to arrive whole, from the connection's opening or,
     on a kept-alive connection, from the first byte of its next request: ``408`` after."""
@@ -102,7 +120,7 @@ class HTTPLimits:
     """Seconds each write to the client may take before the connection is dropped."""
 
     def __post_init__(self) -> None:
-        for name in ("max_header_bytes", "max_headers", "max_body_bytes", "max_connections"):
+        for name in ("max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "backlog"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive int, got {value!r}")
@@ -230,12 +248,19 @@ class _Gone(Exception):
 class _Slot:
     """One served connection, as the eviction bookkeeping sees it."""
 
-    __slots__ = ("evicted", "peer", "scope")
+    __slots__ = ("conn", "evicted", "peer", "scope", "since")
 
-    def __init__(self, peer: str) -> None:
+    def __init__(self, peer: str, conn: h11.Connection) -> None:
         self.peer = peer
+        self.conn = conn
         self.scope = trio.CancelScope()
         self.evicted = False
+        #: When it started waiting for its current request.
+        self.since = trio.current_time()
+
+    def heard(self) -> bool:
+        """Whether any byte of its next request has arrived."""
+        return bool(self.conn.trailing_data[0]) or self.conn.their_state is not h11.IDLE
 
 
 class HTTPServer:
@@ -301,10 +326,10 @@ class HTTPServer:
         if len(self._slots) >= self.limits.max_connections and not self._evict_oldest():
             await self._refuse(stream)
             return
-        slot = _Slot(peer)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        slot = _Slot(peer, conn)
         self._slots[slot] = None
         self._waiting[slot] = None
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         try:
             with slot.scope:
                 await self._serve(conn, stream, slot)
@@ -327,8 +352,21 @@ class HTTPServer:
                     self._closing -= 1
 
     def _evict_oldest(self) -> bool:
-        """Close the connection waiting longest for a request; ``False`` if none waits."""
-        victim = next(iter(self._waiting), None)
+        """Close the connection waiting longest for a request; ``False`` if none waits.
+
+        A connection accepted less than :data:`_SILENT_GRACE` ago that has not
+        sent a byte yet goes after the others: its request may be on its way
+        (a client whose first segment the kernel dropped under a flood
+        retransmits it within a fraction of a second).
+        """
+        victim = None
+        grace_over = trio.current_time() - _SILENT_GRACE
+        for slot in self._waiting:  # the one waiting longest first
+            if slot.since <= grace_over or slot.heard():
+                victim = slot
+                break
+        if victim is None:
+            victim = next(iter(self._waiting), None)
         if victim is None:
             return False
         del self._waiting[victim]
@@ -413,6 +451,7 @@ class HTTPServer:
             )
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                 conn.start_next_cycle()
+                slot.since = trio.current_time()
                 self._waiting[slot] = None  # waiting again, the newest of all
             else:
                 # MUST_CLOSE on either side (Connection: close, HTTP/1.0, an unread body).
@@ -690,7 +729,13 @@ async def serve_http(
     Raises:
         OSError: the address cannot be bound.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    limits = server.limits
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=limits.backlog)
+    defer = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if limits.defer_accept and defer is not None:
+        for listener in listeners:
+            with contextlib.suppress(OSError):  # an optimisation: serving works without it
+                listener.socket.setsockopt(socket.IPPROTO_TCP, defer, max(1, math.ceil(limits.head_timeout)))
     if port == 0 and len(listeners) > 1:
         # A name resolving to several addresses would get a different free port on
         # each; serve the first only, so the reported port is the one to use.
