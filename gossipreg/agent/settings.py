@@ -392,9 +392,7 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
 
     http_host, http_port = _address("--http", s.http)
     if s.http_token is not None:
-        check_token(s.http_token)
-        if s.http_token_file is not None:
-            raise ConfigError("--http-token, --http-token-file: give one or the other, not both")
+        check_token(s.http_token)  # and it wins over http_token_file: that file is not read
     elif s.http_token_file is None and not is_loopback_host(http_host):
         raise ConfigError(
             f"--http-token: required when --http binds a non-loopback address ({http_host}), "

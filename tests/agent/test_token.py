@@ -155,8 +155,10 @@ def test_prepare_token_rules(tmp_path: Path, state_dir: Path) -> None:
     given = prepare(settings(http_token="tok-1"))
     assert (given.http_token, given.http_token_file) == ("tok-1", None)
     assert not state_dir.exists()
-    with pytest.raises(ConfigError, match="--http-token, --http-token-file: give one or the other"):
-        prepare(settings(http_token="tok-1", http_token_file=tmp_path / "t"))
+    # A token given wins over a token file, which is then neither read nor made.
+    both = prepare(settings(http_token="tok-1", http_token_file=tmp_path / "t"))
+    assert (both.http_token, both.http_token_file) == ("tok-1", None)
+    assert not (tmp_path / "t").exists()
     with pytest.raises(ConfigError, match=r"--http-token: required when --http binds a non-loopback"):
         prepare(settings(http="0.0.0.0:0"))
     exposed = prepare(settings(http="0.0.0.0:0", http_token_file=tmp_path / "t"))
