@@ -216,7 +216,7 @@ def describe_change(before: tuple[object, ...], after: tuple[object, ...]) -> st
     return ", ".join(changed)
 
 
-def assert_healthy(core: NodeCore, names: Iterable[str], where: str) -> None:
+def assert_healthy(core: NodeCore, names: Iterable[str], where: str, now: float) -> None:
     """Invariants no input may break: the member is alive in its own table, still lists
     every member alive, and its catalog exports and re-encodes cleanly."""
     me = core.membership.get(core.name)
@@ -224,7 +224,7 @@ def assert_healthy(core: NodeCore, names: Iterable[str], where: str) -> None:
     assert me.state is MemberState.ALIVE, f"{where}: {core.name} is {me} in its own table ({REPRO})"
     alive = sorted(m.name for m in core.members() if m.state is MemberState.ALIVE)
     assert alive == sorted(names), f"{where}: {core.name} sees {alive} alive ({REPRO})"
-    for rec, age in core.catalog.export(core._now):
+    for rec, age in core.catalog.export(now):
         assert codec.decode_transfer(codec.unpack(codec.pack(codec.encode_transfer(rec, age))))[0] == rec
 
 

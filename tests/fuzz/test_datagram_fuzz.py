@@ -226,7 +226,7 @@ def feed(
     if batch:
         check_batch()
     notices.assert_rate_limited(family)
-    assert_healthy(core, net.cores, family)
+    assert_healthy(core, net.cores, family, now)
     return stats_delta(total_before, core.statistics())
 
 

@@ -308,7 +308,7 @@ def run(
     if batch.size:
         close_batch()
     f.notices.assert_rate_limited(family)
-    assert_healthy(core, net.cores, family)
+    assert_healthy(core, net.cores, family, f.now)
     return stats_delta(start, core.statistics())
 
 
