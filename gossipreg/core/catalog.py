@@ -179,6 +179,9 @@ class Record:
     """Service-level metadata."""
     endpoints: tuple[Endpoint, ...] = ()
     """Service-level endpoints."""
+    signature: bytes = field(default=b"", compare=False)
+    """The owner's signature over the record (member identities), or ``b""``.
+    Not part of the record's identity: equality, order and hash ignore it."""
 
     @property
     def key(self) -> Key:

@@ -43,6 +43,11 @@ from .model import (
 from .model import _check_name as check_name
 
 __all__ = [
+    "MAX_CERTIFICATE",
+    "SIGNATURE_SIZE",
+    "alive_payload",
+    "decode_member_proofs",
+    "record_payload",
     "ACK",
     "ALIVE",
     "DATAGRAM_OVERHEAD",
@@ -222,8 +227,9 @@ def _enc_service_fields(r: Record) -> bytes | None:
 
 
 def encode_record(r: Record) -> list[Any]:
-    """The msgpack-ready array for one record."""
-    return [
+    """The msgpack-ready array for one record: 9 fields, and the owner's signature
+    as a tenth when it has one (member identities)."""
+    out = [
         r.service,
         r.version,
         r.node_id,
@@ -234,10 +240,29 @@ def encode_record(r: Record) -> list[Any]:
         None if r.node is None else _enc_node(r.node),
         _enc_service_fields(r),
     ]
+    if r.signature:
+        out.append(r.signature)
+    return out
+
+
+def record_payload(r: Record) -> bytes:
+    """The bytes a record's owner signs: the record's encoding without its signature."""
+    fields = encode_record(r)
+    return pack(fields[:9])
+
+
+def alive_payload(a: Alive) -> bytes:
+    """The bytes a member signs in its ``alive``: every field but the signature and certificate."""
+    return pack([a.name, a.incarnation, a.address.host, a.address.port, a.meta, a.epoch])
 
 
 # Every node of a service carries the same service-level fields, so their
 # decoded (immutable) form is memoised by their bytes. Bounded; cleared when full.
+#: Bytes of a member signature (ECDSA P-256, ``r || s``; :mod:`gossipreg.core.identity`).
+SIGNATURE_SIZE = 64
+#: Largest member certificate (DER) accepted.
+MAX_CERTIFICATE = 4096
+
 _SERVICE_FIELDS_CACHE: dict[bytes, tuple[Mapping[str, str], tuple[Endpoint, ...]]] = {}
 _SERVICE_FIELDS_CACHE_SIZE = 4096
 _SERVICE_FIELDS_CACHE_MAX_BLOB = 16 * 1024  # so the cache holds at most 64 MiB
@@ -274,6 +299,12 @@ def decode_record(obj: object) -> Record:
             the service data does not pass model validation.
     """
     what = "record"
+    signature = b""
+    if type(obj) is list and len(obj) == 10:
+        signature = obj[9]
+        if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+            raise DecodeError(f"record.signature: expected bin of {SIGNATURE_SIZE} bytes")
+        obj = obj[:9]
     service, version, node_id, owner, stamp, ttl_ms, deleted, node, fields = _list(obj, what, 9)
     try:
         if type(deleted) is not bool:
@@ -292,13 +323,14 @@ def decode_record(obj: object) -> Record:
         if deleted:
             if node is not None or fields is not None or ttl is not None:
                 raise DecodeError("record: a tombstone carries no node, service fields or ttl")
-            return Record(s, v, n_id, owner_s, _uint(stamp, "record.stamp", MAX_STAMP), None, True)
+            return Record(s, v, n_id, owner_s, _uint(stamp, "record.stamp", MAX_STAMP), None, True,
+                          signature=signature)
         if node is None:
             raise DecodeError("record.node: a live record needs a node")
         dec_node = _dec_node(node, n_id, "record.node")
         meta, endpoints = _dec_service_fields(fields)
         stamp_i = _uint(stamp, "record.stamp", MAX_STAMP)
-        return Record(s, v, n_id, owner_s, stamp_i, ttl, False, dec_node, meta, endpoints)
+        return Record(s, v, n_id, owner_s, stamp_i, ttl, False, dec_node, meta, endpoints, signature)
     except InvalidServiceError as exc:
         raise _model_error(exc, what) from None
     except RecursionError:
@@ -497,8 +529,10 @@ def encode_message(msg: Message) -> bytes:
             obj = [ACK, seq, source]
         case Nack(seq, source):
             obj = [NACK, seq, source]
-        case Alive(name, inc, (h, p), meta, epoch):
+        case Alive(name, inc, (h, p), meta, epoch, signature, certificate):
             obj = [ALIVE, name, inc, h, p, meta, epoch]
+            if signature:
+                obj += [signature, certificate]
         case Suspect(name, inc, frm):
             obj = [SUSPECT, name, inc, frm]
         case Dead(name, inc, frm):
@@ -560,11 +594,17 @@ def decode_message(obj: object) -> Message:
             seq, source = _fixed(args, 2, "nack")
             return Nack(_uint(seq, "nack.seq", MAX_STAMP), _name(source, "nack.source"))
         if kind == ALIVE and type(kind) is int:
+            signature = certificate = b""
+            if len(args) == 8:
+                signature, certificate = args[6], args[7]
+                _check_proof(signature, certificate, "alive")
+                args = args[:6]
             name, inc, h, p, meta, epoch = _fixed(args, 6, "alive")
             if type(meta) is not bytes or len(meta) > MAX_META:
                 raise DecodeError(f"alive.meta: expected bin of at most {MAX_META} bytes")
             return Alive(_name(name, "alive.name"), _uint(inc, "alive.incarnation", MAX_STAMP),
-                         _addr(h, p, "alive.address"), meta, _uint(epoch, "alive.epoch", MAX_STAMP))
+                         _addr(h, p, "alive.address"), meta, _uint(epoch, "alive.epoch", MAX_STAMP),
+                         signature, certificate)
         if kind == SUSPECT and type(kind) is int:
             name, inc, frm = _fixed(args, 3, "suspect")
             return Suspect(_name(name, "suspect.name"), _uint(inc, "suspect.incarnation", MAX_STAMP),
@@ -634,9 +674,36 @@ def unpack_datagram(data: bytes) -> list[Any]:
 # ------------------------------------------------------- stream messages
 
 
-def encode_member(m: Member) -> list[Any]:
-    """A member's state for push-pull: ``[name, incarnation, host, port, meta, state, epoch]``."""
-    return [m.name, m.incarnation, m.address.host, m.address.port, m.meta, m.state.value, m.epoch]
+def encode_member(m: Member, proof: Alive | None = None) -> list[Any]:
+    """A member's state for push-pull: ``[name, incarnation, host, port, meta, state, epoch]``,
+    and, with member identities, the signature and certificate of the member's own
+    ``alive`` at that incarnation (``proof``)."""
+    out = [m.name, m.incarnation, m.address.host, m.address.port, m.meta, m.state.value, m.epoch]
+    if proof is not None and proof.signature:
+        out += [proof.signature, proof.certificate]
+    return out
+
+
+def _check_proof(signature: object, certificate: object, what: str) -> None:
+    if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+        raise DecodeError(f"{what}.signature: expected bin of {SIGNATURE_SIZE} bytes")
+    if type(certificate) is not bytes or not 0 < len(certificate) <= MAX_CERTIFICATE:
+        raise DecodeError(f"{what}.certificate: expected bin of 1 to {MAX_CERTIFICATE} bytes")
+
+
+def decode_member_proofs(obj: object) -> list[tuple[Member, Alive | None]]:
+    """Decode a push-pull member list, each with the signed ``alive`` its entry carries (if any)."""
+    out: list[tuple[Member, Alive | None]] = []
+    for raw in _list(obj, "members"):
+        proof: Alive | None = None
+        if type(raw) is list and len(raw) == 9:
+            _check_proof(raw[7], raw[8], "member")
+            m = decode_member(raw[:7])
+            proof = Alive(m.name, m.incarnation, m.address, m.meta, m.epoch, raw[7], raw[8])
+        else:
+            m = decode_member(raw)
+        out.append((m, proof))
+    return out
 
 
 _STATES = {s.value: s for s in MemberState}
@@ -671,8 +738,8 @@ def unpack_stream(data: bytes) -> list[Any]:
 
 
 def decode_members(obj: object) -> list[Member]:
-    """Decode a push-pull member list."""
-    return [decode_member(m) for m in _list(obj, "members")]
+    """Decode a push-pull member list (the proofs entries may carry are checked for shape only)."""
+    return [m for m, _ in decode_member_proofs(obj)]
 
 
 def decode_transfers(obj: object) -> list[tuple[Record, float]]:

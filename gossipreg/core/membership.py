@@ -247,6 +247,10 @@ class Alive:
     epoch: int = 0
     """The hybrid-logical-clock stamp at which the member's process began (see
     :attr:`Member.epoch`)."""
+    signature: bytes = field(default=b"", compare=False)
+    """The member's own signature over the other fields (member identities), or ``b""``."""
+    certificate: bytes = field(default=b"", compare=False)
+    """The member's certificate (DER) that signature verifies with, or ``b""``."""
 
 
 @dataclass(frozen=True, slots=True)

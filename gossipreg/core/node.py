@@ -82,18 +82,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any
 
 from . import chunks, codec
 from .broadcast import BroadcastQueue
-from .catalog import Catalog, CatalogEvent, MergeResult, Record, key_hash
+from .catalog import Catalog, CatalogEvent, Key, MergeResult, Record, key_hash
 from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from .config import Config
 from .crypto import OVERHEAD, Keyring
 from .errors import AuthenticationError, ConfigError, DecodeError
 from .hlc import HybridClock
+from .identity import ALIVE_DOMAIN, RECORD_DOMAIN, Identity, TrustStore
 from .membership import (
     Action,
     Address,
@@ -260,6 +261,7 @@ _COUNTER_NAMES = (
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
     "stream_messages_too_large",
+    "identity_unsigned", "identity_unknown_signer", "identity_bad_signature", "identity_bad_certificate",
 )
 
 
@@ -280,6 +282,8 @@ _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, 
 _CHECK = 10
 #: Tolerance for comparing times computed along different paths (float rounding).
 _EPSILON = 1e-9
+#: Most signatures of this member's own records kept (cleared when full).
+_MAX_OWN_SIGNATURES = 65536
 #: Most members remembered as reconnect candidates.
 _MAX_RECONNECT_CANDIDATES = 4096
 
@@ -293,15 +297,22 @@ class NodeCore:
         config: protocol parameters.
         rng: the only source of randomness.
         wall_clock: seconds since the epoch (``time.time`` in production); used
-            only for hybrid-logical-clock stamps.
+            only for hybrid-logical-clock stamps and certificate validity.
         now: monotonic seconds at creation.
         keyring: the cluster keyring; required unless ``insecure``.
         insecure: send and accept plaintext. An explicit opt-in.
         meta: this member's metadata bytes (at most ``codec.MAX_META``).
         incarnation: starting incarnation (0 for a new process).
+        identity: this member's certificate and key (member identities, opt-in):
+            it signs its records, tombstones and alives with it.
+        trust: the cluster CA with the certificates admitted so far; with
+            ``identity``, records are accepted only signed by their owner and
+            alives only signed by the member they announce.
 
     Raises:
-        ConfigError: neither a keyring nor ``insecure``, or both.
+        ConfigError: neither a keyring nor ``insecure``, or both; only one of
+            ``identity`` and ``trust``; an identity for another name, or not
+            valid now under ``trust``.
     """
 
     def __init__(
@@ -317,7 +328,23 @@ class NodeCore:
         insecure: bool = False,
         meta: bytes = b"",
         incarnation: int = 0,
+        identity: Identity | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
+        if (identity is None) != (trust is None):
+            raise ConfigError("identity: member identities need both an identity and a trust store")
+        if identity is not None and trust is not None:
+            if identity.name != name:
+                raise ConfigError(f"identity: the certificate is {identity.name!r}'s, not {name!r}'s")
+            trust.admit_own(identity, wall_clock())
+        self.identity = identity
+        self.trust = trust
+        self._wall = wall_clock
+        # Signatures of this member's own statements, by what they sign.
+        self._own_record_sigs: dict[tuple[Key, int, bool], bytes] = {}
+        self._own_alive: Alive | None = None
+        # The latest verified alive of each member, sent as its proof in push-pull states.
+        self._alive_proofs: dict[str, Alive] = {}
         if keyring is None and not insecure:
             raise ConfigError("keyring: a cluster keyring is required unless insecure=True")
         if keyring is not None and insecure:
@@ -425,6 +452,11 @@ class NodeCore:
           for another member's name), ``records_rejected_drift``,
           ``stream_messages_too_large`` (a stream message over
           ``Config.max_stream_frame``, reassembled from authenticated chunks),
+          and with member identities ``identity_unsigned`` (a record, alive or
+          member state that needs its signer's signature and has none),
+          ``identity_unknown_signer`` (a record whose owner's certificate is not
+          known here yet), ``identity_bad_signature``, ``identity_bad_certificate``
+          (not of the cluster CA, expired, or for another name),
           ``incarnation_overflows`` (an accusation this member could not refute
           because its incarnation would pass the largest encodable one);
         * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
@@ -845,6 +877,8 @@ class NodeCore:
                 if p is not None and p.seq == msg.seq and msg.source in p.helpers:
                     p.nacks.add(msg.source)  # a duplicated datagram does not count twice
             case RecordMsg():
+                if not self._authorised_record(msg.record):
+                    return
                 result = self.catalog.merge([msg.record], now)
                 for rec in result.accepted:
                     self._queue_record(rec)
@@ -853,9 +887,12 @@ class NodeCore:
                 if result.rejected:
                     self._refused("records_rejected_drift", result.rejected)
             case Alive() | Suspect() | Dead() | Leave():
+                if isinstance(msg, Alive) and not self._authorised_alive(msg):
+                    return
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
-                    self._queue_message(b)
+                    # Passed on as received: with identities, its signature rides along.
+                    self._queue_message(msg if b == msg else b)
                 if (
                     outcome.action is Action.IGNORED
                     and outcome.broadcast
@@ -883,7 +920,7 @@ class NodeCore:
         if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
             return False
         kind = raw[0]
-        if kind == codec.ALIVE and len(raw) == 7:
+        if kind == codec.ALIVE and (len(raw) == 7 or len(raw) == 9):
             name, inc = raw[1], raw[2]
             return (
                 type(name) is str
@@ -902,7 +939,7 @@ class NodeCore:
             )
         if kind == codec.RECORD and len(raw) == 2:
             rec = raw[1]
-            if type(rec) is not list or len(rec) != 9:
+            if type(rec) is not list or not 9 <= len(rec) <= 10:
                 return False
             service, version, node_id, owner, stamp, _ttl, deleted = rec[:7]
             return (
@@ -993,7 +1030,7 @@ class NodeCore:
     # ================================================================ dissemination
 
     def _queue_message(self, msg: Alive | Suspect | Dead | Leave, *, tree: bool = False) -> None:
-        data = codec.encode_message(msg)
+        data = self._encode(msg)
         self._queue.queue(("m", msg.name), data)
         self._fresh = True
         # Down the broadcast tree go only the membership updates a caller marks (this
@@ -1009,7 +1046,7 @@ class NodeCore:
             self._tree_pending.append(data)
 
     def _queue_record(self, rec: Record) -> None:
-        data = codec.encode_message(RecordMsg(rec))
+        data = self._encode(RecordMsg(rec))
         if len(data) > self._budget():
             # Too large to ride in a datagram: anti-entropy carries it.
             self._counters.inc("records_too_large_for_gossip")
@@ -1028,7 +1065,7 @@ class NodeCore:
 
     def _send(self, address: Address, msgs: list[Message]) -> None:
         """Send protocol messages, topped up with queued broadcasts."""
-        encoded = [codec.encode_message(m) for m in msgs]
+        encoded = [self._encode(m) for m in msgs]
         used = sum(len(e) for e in encoded)
         encoded += self._queue.take(self._budget() - used, 0, self._retransmit_limit())
         self._emit(address, encoded)
@@ -1258,7 +1295,126 @@ class NodeCore:
 
     def _member_states(self) -> list[Any]:
         members = (*self.membership.members(), *self.membership.graveyard())
-        return [codec.encode_member(m) for m in members]
+        if self.identity is None:
+            return [codec.encode_member(m) for m in members]
+        return [codec.encode_member(m, self._proof_of(m)) for m in members]
+
+    # ================================================================ member identities
+
+    def _encode(self, msg: Message) -> bytes:
+        """Encode ``msg``, signing it first if it is this member's own statement."""
+        if self.identity is not None:
+            if isinstance(msg, Alive) and msg.name == self.name and not msg.signature:
+                msg = self._signed_alive(msg)
+            elif isinstance(msg, RecordMsg) and msg.record.owner == self.name and not msg.record.signature:
+                msg = RecordMsg(self._signed_record(msg.record))
+        return codec.encode_message(msg)
+
+    def _signed_alive(self, alive: Alive) -> Alive:
+        assert self.identity is not None
+        own = self._own_alive
+        if own is None or own != alive:
+            sig = self.identity.sign(ALIVE_DOMAIN, codec.alive_payload(alive))
+            own = self._own_alive = replace(alive, signature=sig, certificate=self.identity.certificate_der)
+        return own
+
+    def _signed_record(self, rec: Record) -> Record:
+        assert self.identity is not None
+        what = (rec.key, rec.stamp, rec.deleted)
+        sig = self._own_record_sigs.get(what)
+        if sig is None:
+            if len(self._own_record_sigs) >= _MAX_OWN_SIGNATURES:
+                self._own_record_sigs.clear()
+            sig = self._own_record_sigs[what] = self.identity.sign(
+                RECORD_DOMAIN, codec.record_payload(rec)
+            )
+        return replace(rec, signature=sig)
+
+    def _signed_transfers(self, items: list[tuple[Record, float]]) -> list[tuple[Record, float]]:
+        if self.identity is None:
+            return items
+        return [(self._signed_record(r) if r.owner == self.name and not r.signature else r, a)
+                for r, a in items]
+
+    def _proof_of(self, m: Member) -> Alive | None:
+        """The signed alive that vouches for ``m``'s state entry, if this member has it."""
+        if m.name == self.name:
+            return self._signed_alive(self.membership.local_alive())
+        proof = self._alive_proofs.get(m.name)
+        if proof is None or (proof.incarnation, proof.address, proof.meta, proof.epoch) != (
+            m.incarnation, m.address, m.meta, m.epoch
+        ):
+            return None
+        return proof
+
+    def _authorised_alive(self, alive: Alive) -> bool:
+        """With identities: whether ``alive`` is signed by the member it announces (and
+        remember it as that member's proof). Counts and refuses it otherwise."""
+        trust = self.trust
+        if trust is None:
+            return True
+        if not alive.signature:
+            self._refused("identity_unsigned")
+            return False
+        wall = self._wall()
+        fp = trust.admit(alive.name, alive.certificate, wall)
+        if fp is None:
+            self._refused("identity_bad_certificate")
+            return False
+        if not trust.verify(alive.name, ALIVE_DOMAIN, codec.alive_payload(alive), alive.signature,
+                            fingerprint=fp, wall_time=wall):
+            self._refused("identity_bad_signature")
+            return False
+        if alive.name != self.name:
+            self._alive_proofs[alive.name] = alive
+            if len(self._alive_proofs) > 2 * len(self.membership.members()) + 64:
+                known = {m.name for m in self.membership.members()}
+                self._alive_proofs = {n: a for n, a in self._alive_proofs.items() if n in known}
+        return True
+
+    def _authorised_record(self, rec: Record) -> bool:
+        """With identities: whether ``rec`` is signed by its owner. Counts and refuses
+        it otherwise; an owner whose certificate is not known here yet brings the next
+        anti-entropy exchange forward (its member state carries the certificate)."""
+        trust = self.trust
+        if trust is None:
+            return True
+        if not rec.signature:
+            self._refused("identity_unsigned")
+            return False
+        if not trust.known(rec.owner):
+            self._refused("identity_unknown_signer")
+            self._check_soon()
+            return False
+        if not trust.verify(rec.owner, RECORD_DOMAIN, codec.record_payload(rec), rec.signature,
+                            wall_time=self._wall()):
+            self._refused("identity_bad_signature")
+            return False
+        return True
+
+    def _authorised_members(self, entries: list[tuple[Member, Alive | None]]) -> list[Member]:
+        """With identities: the push-pull member states to merge. An alive or suspect entry
+        needs the member's signed alive for exactly that state; a dead or left entry (an
+        accusation, which the accused can refute) is taken unsigned unless it would move
+        the member's incarnation more than one past what this member holds."""
+        if self.trust is None:
+            return [m for m, _ in entries]
+        out = []
+        for m, proof in entries:
+            if m.state in (MemberState.ALIVE, MemberState.SUSPECT):
+                if proof is None:
+                    self._refused("identity_unsigned")
+                    continue
+                if not self._authorised_alive(proof):
+                    continue
+            elif proof is None or not self._authorised_alive(proof):
+                known = self.membership.get(m.name)
+                if known is not None and m.incarnation > known.incarnation + 1:
+                    self._refused("identity_unsigned")
+                    continue
+            out.append(m)
+        return out
+
 
     def _stream_send(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
         """Queue ``obj`` on ``sid`` as sealed chunks (:mod:`~gossipreg.core.chunks`)."""
@@ -1391,24 +1547,26 @@ class NodeCore:
             _, join, members, digest = _args(obj, 4)
             if type(join) is not bool:
                 raise DecodeError("push-pull init: join must be a bool")
-            remote = codec.decode_members(members)
+            remote = self._authorised_members(codec.decode_member_proofs(members))
             peer_digest = codec.decode_digest(digest)
             self._merge_members(remote, now)
             offer = self.catalog.offer(peer_digest, now)
             self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout, step=1)
+            offer = offer._replace(records=self._signed_transfers(offer.records))
             reply = [codec.PP_REPLY, self._member_states(), codec.encode_offer(offer)]
             self._stream_send(sid, address, reply)
             self._counters.inc("push_pulls_answered")
         elif kind == codec.PP_REPLY and pp is not None and sid[0] == "out" and pp.step == 0:
             _, members, offer_obj = _args(obj, 3)
-            remote = codec.decode_members(members)
+            remote = self._authorised_members(codec.decode_member_proofs(members))
             offer = codec.decode_offer(offer_obj)
             self._merge_members(remote, now)
             self._merge_transfers(offer.records, now, regossip=pp.regossip)
             push, want = self.catalog.reconcile(offer._replace(records=[]), now)
             pp.step = 2
             self._stream_send(sid, address, [codec.PP_RECONCILE,
-                                             [codec.encode_transfer(r, a) for r, a in push],
+                                             [codec.encode_transfer(r, a)
+                                              for r, a in self._signed_transfers(push)],
                                              codec.encode_hashes(want)])
             if pp.join:
                 self._events.append(JoinResult(pp.address, True))
@@ -1417,7 +1575,7 @@ class NodeCore:
                 # members; and push-pull again soon, to catch members that joined
                 # concurrently through other seeds (their news may not have reached
                 # our seed yet).
-                self._tree_pending.append(codec.encode_message(self.membership.local_alive()))
+                self._tree_pending.append(self._encode(self.membership.local_alive()))
                 soon = now + 2 * self.config.probe_interval
                 self._next_push_pull = min(self._next_push_pull, soon)
         elif kind == codec.PP_RECONCILE and pp is not None and sid[0] != "out" and pp.step == 1:
@@ -1437,7 +1595,7 @@ class NodeCore:
                     sent.add(rec.key)
                     newer.append(key_hash(rec.key))
             fetched.extend(self.catalog.fetch(newer, now))
-            transfers = [codec.encode_transfer(r, a) for r, a in fetched]
+            transfers = [codec.encode_transfer(r, a) for r, a in self._signed_transfers(fetched)]
             self._stream_send(sid, address, [codec.PP_FETCH, transfers])
             del self._pushpulls[sid]
             self._counters.inc("push_pulls_completed")
@@ -1457,6 +1615,13 @@ class NodeCore:
     def _merge_members(self, remote: list[Member], now: float) -> None:
         for outcome in self.membership.merge_remote(remote, now):
             for b in outcome.broadcast:
+                if self.identity is not None and isinstance(b, Alive) and b.name != self.name:
+                    # Gossip another member's alive only with its own signature (the proof
+                    # its state carried); receivers refuse it otherwise.
+                    proof = self._alive_proofs.get(b.name)
+                    if proof is None or proof != b:
+                        continue
+                    b = proof
                 self._queue_message(b)
 
     def _merge_transfers(
@@ -1470,6 +1635,8 @@ class NodeCore:
         gossiped; with ``regossip`` false (this member's own join, which brings
         it what everyone else has) nothing else is.
         """
+        if self.trust is not None:
+            items = [(r, a) for r, a in items if self._authorised_record(r)]
         result = self.catalog.merge_aged(items, now)
         for rec in (*(result.accepted if regossip else ()), *result.reply):
             self._queue_record(rec)

@@ -92,7 +92,9 @@ class Net:
         insecure: bool = False,
         seed: int = 0,
         connect_timeout: float = 0.05,
+        wall0: float = WALL0,
     ) -> None:
+        self.wall0 = wall0  # the wall clock at now == 0
         self.config = config if config is not None else Config.lan()
         self.latency = latency
         self.insecure = insecure
@@ -133,7 +135,7 @@ class Net:
             address,
             config=config if config is not None else self.config,
             rng=random.Random(f"{self.seed}/{name}"),
-            wall_clock=lambda: WALL0 + self.now,
+            wall_clock=lambda: self.wall0 + self.now,
             now=self.now,
             keyring=keyring if keyring is not None else self.keyring(),
             insecure=self.insecure,
@@ -155,7 +157,7 @@ class Net:
             old.address,
             config=old.config,
             rng=random.Random(f"{self.seed}/{name}/restart/{self.now}"),
-            wall_clock=lambda: WALL0 + self.now,
+            wall_clock=lambda: self.wall0 + self.now,
             now=self.now,
             keyring=old.keyring,
             insecure=self.insecure,
