@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import random
 import re
 from collections.abc import Iterable
 
@@ -48,12 +49,22 @@ DEFAULT_MEMBER_DAYS = 825
 _BACKDATE = datetime.timedelta(minutes=5)
 
 
-def create_ca(common_name: str = "gossipreg cluster CA", days: int = DEFAULT_CA_DAYS) -> tuple[bytes, bytes]:
+def create_ca(
+    common_name: str = "gossipreg cluster CA",
+    days: int = DEFAULT_CA_DAYS,
+    *,
+    at: datetime.datetime | None = None,
+    rng: random.Random | None = None,
+) -> tuple[bytes, bytes]:
     """Create a self-signed cluster CA.
 
     Args:
         common_name: the CA's subject common name.
         days: validity in days from now.
+        at: the moment validity is counted from (default: now).
+        rng: derive the key and serial number from ``rng`` and sign
+            deterministically, so the same seed gives the same bytes (for the
+            simulator; never for a real cluster, whose keys must be secret).
 
     Returns:
         ``(cert_pem, key_pem)``: the CA certificate and its private key
@@ -64,16 +75,16 @@ def create_ca(common_name: str = "gossipreg cluster CA", days: int = DEFAULT_CA_
     """
     _check_name("common_name", common_name)
     _check_days(days)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = _new_key(rng)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = _now()
+    now = at or _now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial(rng))
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -93,7 +104,7 @@ def create_ca(common_name: str = "gossipreg cluster CA", days: int = DEFAULT_CA_
         )
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=rng is not None or None)
     )
     return _cert_pem(cert), _key_pem(key)
 
@@ -105,6 +116,9 @@ def create_member_cert(
     ips: Iterable[str] = (),
     dns: Iterable[str] = (),
     days: int = DEFAULT_MEMBER_DAYS,
+    *,
+    at: datetime.datetime | None = None,
+    rng: random.Random | None = None,
 ) -> tuple[bytes, bytes]:
     """Create a member certificate signed by the cluster CA.
 
@@ -115,6 +129,8 @@ def create_member_cert(
         ips: IP addresses (v4 or v6) for the subject alternative names.
         dns: DNS names for the subject alternative names.
         days: validity in days from now; capped at the CA's own expiry.
+        at: the moment validity is counted from (default: now).
+        rng: as for :func:`create_ca`: reproducible bytes, for the simulator only.
 
     Returns:
         ``(cert_pem, key_pem)``: the member certificate and its new private
@@ -138,8 +154,8 @@ def create_member_cert(
             raise ConfigError(f"dns: {host!r} is not a DNS name")
         sans.append(x509.DNSName(host))
     ca_cert, ca_key = _load_ca(ca_cert_pem, ca_key_pem)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
+    key = _new_key(rng)
+    now = at or _now()
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     if not_after <= now:
         raise ConfigError("ca_cert_pem: the CA certificate has expired")
@@ -148,7 +164,7 @@ def create_member_cert(
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(_serial(rng))
         .not_valid_before(max(now - _BACKDATE, ca_cert.not_valid_before_utc))
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -175,8 +191,19 @@ def create_member_cert(
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
+    cert = builder.sign(ca_key, hashes.SHA256(), ecdsa_deterministic=rng is not None or None)
     return _cert_pem(cert), _key_pem(key)
+
+
+def _new_key(rng: random.Random | None) -> ec.EllipticCurvePrivateKey:
+    if rng is None:
+        return ec.generate_private_key(ec.SECP256R1())
+    # A scalar in [1, n - 1] of P-256 (n is just below 2**256).
+    return ec.derive_private_key(1 + rng.getrandbits(255), ec.SECP256R1())
+
+
+def _serial(rng: random.Random | None) -> int:
+    return x509.random_serial_number() if rng is None else 1 + rng.getrandbits(150)
 
 
 def _load_ca(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "%(default).0s")  # (no "default: True" for a switch that turns something off)
     r.add_argument("--no-crypto", dest="crypto", action="store_false",
                    help="run plaintext instead of sealing with AES-GCM (faster for large runs)%(default).0s")
+    r.add_argument("--identities", action="store_true",
+                   help="member identities: every member signs its records and alives with a "
+                   "certificate of one cluster CA")
     r.add_argument("--idle-window", type=_seconds, default=None, metavar="W",
                    help="length of the final quiet window measured as idle traffic "
                    "(default: min(10, S/4))")
@@ -438,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         eager_push=args.eager_push,
         crypto=args.crypto,
+        identities=args.identities,
         idle_window=args.idle_window,
         push_pull_interval=args.push_pull_interval,
         warm=args.warm,

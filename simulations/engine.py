@@ -37,6 +37,7 @@ are reproducible.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import heapq
 import random
@@ -44,9 +45,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gossipreg import pki
 from gossipreg.core.catalog import Record
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
+from gossipreg.core.identity import Identity, TrustStore
 from gossipreg.core.membership import Address, TableSnapshot
 from gossipreg.core.model import Service
 from gossipreg.core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
@@ -55,6 +58,8 @@ __all__ = ["SimMember", "Simulation"]
 
 #: Virtual wall-clock time at t = 0 (2026-01-01), for hybrid-logical-clock stamps.
 EPOCH = 1_767_225_600.0
+#: Simulated certificates are valid from a day before EPOCH.
+_CERT_EPOCH = datetime.datetime.fromtimestamp(EPOCH - 86400, tz=datetime.UTC)
 _KEY = bytes(range(32))
 
 
@@ -84,6 +89,8 @@ class Simulation:
         loss: probability that a datagram is lost.
         duplicate: probability that a datagram is delivered twice.
         crypto: seal with a real keyring (``False`` runs plaintext, for large runs).
+        identities: give every member a certificate of one cluster CA (member
+            identities: signed records and alives), derived from ``seed``.
         clock_skew: members' wall clocks are offset uniformly in ``±clock_skew`` seconds.
         on_event: called as ``on_event(sim, member, event)`` for every node event.
     """
@@ -101,6 +108,7 @@ class Simulation:
         clock_skew: float = 0.0,
         connect_timeout: float = 0.05,
         on_event: Callable[[Simulation, SimMember, NodeEvent], None] | None = None,
+        identities: bool = False,
     ) -> None:
         self.config = config or Config.lan()
         self.rng = random.Random(seed)
@@ -109,6 +117,12 @@ class Simulation:
         self.loss = loss
         self.duplicate = duplicate
         self.crypto = crypto
+        self.identities = identities
+        # Member identities: one cluster CA, certificates derived from the seed (reproducible).
+        self._ca: tuple[bytes, bytes] | None = None
+        if identities:
+            self._ca = pki.create_ca("simulated cluster CA", at=_CERT_EPOCH,
+                                     rng=random.Random(f"{seed}/identity-ca"))
         self.clock_skew = clock_skew
         self.connect_timeout = connect_timeout
         self.on_event = on_event
@@ -162,7 +176,18 @@ class Simulation:
             now=self.now,
             keyring=keyring,
             insecure=not self.crypto,
+            **self._identity_of(name),
         )
+
+    def _identity_of(self, name: str) -> dict[str, Any]:
+        """The identity and trust-store arguments of member ``name`` (none without identities)."""
+        if self._ca is None:
+            return {}
+        cert, key = pki.create_member_cert(*self._ca, name, at=_CERT_EPOCH,
+                                           rng=random.Random(f"{self.seed}/identity/{name}"))
+        label = self.config.label_bytes
+        return {"identity": Identity(cert, key, name=name, label=label),
+                "trust": TrustStore(self._ca[0], label=label)}
 
     def alive_members(self) -> list[SimMember]:
         """Members whose process is up (paused ones included)."""

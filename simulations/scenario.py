@@ -65,6 +65,8 @@ class RunParams:
     profile: str = "lan"
     eager_push: bool = True
     crypto: bool = True
+    identities: bool = False
+    """Member identities: every member signs its records and alives (certificates of one CA)."""
     idle_window: float | None = None
     """Seconds; ``None``: ``min(10, seconds / 4)``."""
     registration_gap: float = 0.1
@@ -156,6 +158,7 @@ def run(p: RunParams) -> dict[str, Any]:
         duplicate=p.duplicate,
         crypto=p.crypto,
         on_event=tracker.on_event,
+        identities=p.identities,
     )
     tracker.attach(sim)
     rng = random.Random(f"scenario/{p.seed}")

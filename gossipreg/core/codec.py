@@ -43,9 +43,14 @@ from .model import (
 from .model import _check_name as check_name
 
 __all__ = [
+    "CERT",
+    "CERT_WANT",
+    "Cert",
+    "CertWant",
     "MAX_CERTIFICATE",
     "SIGNATURE_SIZE",
     "alive_payload",
+    "leave_payload",
     "decode_member_proofs",
     "record_payload",
     "ACK",
@@ -251,6 +256,11 @@ def record_payload(r: Record) -> bytes:
     return pack(fields[:9])
 
 
+def leave_payload(m: Leave) -> bytes:
+    """The bytes a member signs in its ``leave``."""
+    return pack([m.name, m.incarnation])
+
+
 def alive_payload(a: Alive) -> bytes:
     """The bytes a member signs in its ``alive``: every field but the signature and certificate."""
     return pack([a.name, a.incarnation, a.address.host, a.address.port, a.meta, a.epoch])
@@ -433,6 +443,9 @@ DEAD = 6
 LEAVE = 7
 RECORD = 8
 TREE = 9
+#: Member identities: ask the sender for a member's certificate, and its answer.
+CERT_WANT = 10
+CERT = 11
 # Stream (push-pull) messages.
 PP_INIT = 16
 PP_REPLY = 17
@@ -510,7 +523,22 @@ class RecordMsg:
     record: Record
 
 
-Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordMsg | Tree
+@dataclass(frozen=True, slots=True)
+class CertWant:
+    """Member identities: send me ``name``'s certificate (I got a statement of it I cannot check)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cert:
+    """Member identities: ``name``'s certificate (DER), answering a :class:`CertWant`."""
+
+    name: str
+    certificate: bytes
+
+
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordMsg | Tree | CertWant | Cert
 """Anything a datagram can carry."""
 
 
@@ -532,17 +560,21 @@ def encode_message(msg: Message) -> bytes:
         case Alive(name, inc, (h, p), meta, epoch, signature, certificate):
             obj = [ALIVE, name, inc, h, p, meta, epoch]
             if signature:
-                obj += [signature, certificate]
+                obj += [signature, certificate] if certificate else [signature]
         case Suspect(name, inc, frm):
             obj = [SUSPECT, name, inc, frm]
         case Dead(name, inc, frm):
             obj = [DEAD, name, inc, frm]
-        case Leave(name, inc):
-            obj = [LEAVE, name, inc]
+        case Leave(name, inc, signature):
+            obj = [LEAVE, name, inc] + ([signature] if signature else [])
         case RecordMsg(rec):
             obj = [RECORD, encode_record(rec)]
         case Tree(root, hops):
             obj = [TREE, root, hops]
+        case CertWant(name):
+            obj = [CERT_WANT, name]
+        case Cert(name, certificate):
+            obj = [CERT, name, certificate]
         case _:  # pragma: no cover - exhaustive
             raise TypeError(f"not a message: {msg!r}")
     return pack(obj)
@@ -599,6 +631,11 @@ def decode_message(obj: object) -> Message:
                 signature, certificate = args[6], args[7]
                 _check_proof(signature, certificate, "alive")
                 args = args[:6]
+            elif len(args) == 7:
+                signature = args[6]
+                if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+                    raise DecodeError(f"alive.signature: expected bin of {SIGNATURE_SIZE} bytes")
+                args = args[:6]
             name, inc, h, p, meta, epoch = _fixed(args, 6, "alive")
             if type(meta) is not bytes or len(meta) > MAX_META:
                 raise DecodeError(f"alive.meta: expected bin of at most {MAX_META} bytes")
@@ -614,14 +651,28 @@ def decode_message(obj: object) -> Message:
             return Dead(_name(name, "dead.name"), _uint(inc, "dead.incarnation", MAX_STAMP),
                         _name(frm, "dead.from"))
         if kind == LEAVE and type(kind) is int:
+            signature = b""
+            if len(args) == 3:
+                signature = args[2]
+                if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+                    raise DecodeError(f"leave.signature: expected bin of {SIGNATURE_SIZE} bytes")
+                args = args[:2]
             name, inc = _fixed(args, 2, "leave")
-            return Leave(_name(name, "leave.name"), _uint(inc, "leave.incarnation", MAX_STAMP))
+            return Leave(_name(name, "leave.name"), _uint(inc, "leave.incarnation", MAX_STAMP), signature)
         if kind == TREE and type(kind) is int:
             root, hops = _fixed(args, 2, "tree")
             return Tree(_name(root, "tree.root"), _uint(hops, "tree.hops", MAX_TREE_HOPS))
         if kind == RECORD and type(kind) is int:
             (rec,) = _fixed(args, 1, "record")
             return RecordMsg(decode_record(rec))
+        if kind == CERT_WANT and type(kind) is int:
+            (name,) = _fixed(args, 1, "cert_want")
+            return CertWant(_name(name, "cert_want.name"))
+        if kind == CERT and type(kind) is int:
+            name, der = _fixed(args, 2, "cert")
+            if type(der) is not bytes or not 0 < len(der) <= MAX_CERTIFICATE:
+                raise DecodeError(f"cert.certificate: expected bin of 1 to {MAX_CERTIFICATE} bytes")
+            return Cert(_name(name, "cert.name"), der)
     except ValueError as exc:  # Address/dataclass construction guards
         raise DecodeError(f"message: {exc}") from None
     raise DecodeError(f"message: unknown type {shown(kind)}")

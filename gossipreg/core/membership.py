@@ -277,6 +277,8 @@ class Leave:
 
     name: str
     incarnation: int
+    signature: bytes = field(default=b"", compare=False)
+    """The leaving member's own signature (member identities), or ``b""``."""
 
 
 Message = Alive | Suspect | Dead | Leave

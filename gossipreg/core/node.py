@@ -89,12 +89,12 @@ from typing import Any
 from . import chunks, codec
 from .broadcast import BroadcastQueue
 from .catalog import Catalog, CatalogEvent, Key, MergeResult, Record, key_hash
-from .codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
+from .codec import Ack, Cert, CertWant, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from .config import Config
 from .crypto import OVERHEAD, Keyring
 from .errors import AuthenticationError, ConfigError, DecodeError
 from .hlc import HybridClock
-from .identity import ALIVE_DOMAIN, RECORD_DOMAIN, Identity, TrustStore
+from .identity import ALIVE_DOMAIN, LEAVE_DOMAIN, RECORD_DOMAIN, Identity, TrustStore
 from .membership import (
     Action,
     Address,
@@ -262,6 +262,7 @@ _COUNTER_NAMES = (
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
     "stream_messages_too_large",
     "identity_unsigned", "identity_unknown_signer", "identity_bad_signature", "identity_bad_certificate",
+    "identity_certificates_asked", "identity_certificates_sent", "identity_pending_dropped",
 )
 
 
@@ -282,6 +283,9 @@ _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, 
 _CHECK = 10
 #: Tolerance for comparing times computed along different paths (float rounding).
 _EPSILON = 1e-9
+#: Member identities: signers with statements waiting for their certificate, and statements each.
+_MAX_PENDING_SIGNERS = 256
+_MAX_PENDING_PER_SIGNER = 16
 #: Most signatures of this member's own records kept (cleared when full).
 _MAX_OWN_SIGNATURES = 65536
 #: Most members remembered as reconnect candidates.
@@ -345,6 +349,10 @@ class NodeCore:
         self._own_alive: Alive | None = None
         # The latest verified alive of each member, sent as its proof in push-pull states.
         self._alive_proofs: dict[str, Alive] = {}
+        # Statements waiting for their signer's certificate (asked of their sender), by signer,
+        # and when each certificate was last asked for.
+        self._pending_certs: dict[str, list[Message]] = {}
+        self._cert_asked: dict[str, float] = {}
         if keyring is None and not insecure:
             raise ConfigError("keyring: a cluster keyring is required unless insecure=True")
         if keyring is not None and insecure:
@@ -454,8 +462,11 @@ class NodeCore:
           ``Config.max_stream_frame``, reassembled from authenticated chunks),
           and with member identities ``identity_unsigned`` (a record, alive or
           member state that needs its signer's signature and has none),
-          ``identity_unknown_signer`` (a record whose owner's certificate is not
-          known here yet), ``identity_bad_signature``, ``identity_bad_certificate``
+          ``identity_unknown_signer`` (a statement whose signer's certificate is
+          not known here yet: asked of its sender, ``identity_certificates_asked``,
+          the statement waits, and is dropped past the bound,
+          ``identity_pending_dropped``), ``identity_certificates_sent`` (answers
+          to such requests), ``identity_bad_signature``, ``identity_bad_certificate``
           (not of the cluster CA, expired, or for another name),
           ``incarnation_overflows`` (an accusation this member could not refute
           because its incarnation would pass the largest encodable one);
@@ -746,7 +757,7 @@ class NodeCore:
         msg = self.membership.leave(now)
         self._queue_message(msg, tree=True)
         targets = self.membership.random_members(max(self.config.gossip_nodes, 3))
-        data = codec.encode_message(msg)
+        data = self._encode(msg)
         for m in targets:
             self._emit(m.address, [data])
         self._left = True
@@ -876,8 +887,12 @@ class NodeCore:
                 p = self._probe
                 if p is not None and p.seq == msg.seq and msg.source in p.helpers:
                     p.nacks.add(msg.source)  # a duplicated datagram does not count twice
+            case CertWant():
+                self._answer_cert_want(msg)
+            case Cert():
+                self._on_cert(msg, now)
             case RecordMsg():
-                if not self._authorised_record(msg.record):
+                if not self._authorised_record(msg.record, defer=msg):
                     return
                 result = self.catalog.merge([msg.record], now)
                 for rec in result.accepted:
@@ -887,7 +902,9 @@ class NodeCore:
                 if result.rejected:
                     self._refused("records_rejected_drift", result.rejected)
             case Alive() | Suspect() | Dead() | Leave():
-                if isinstance(msg, Alive) and not self._authorised_alive(msg):
+                if isinstance(msg, Alive) and not self._authorised_alive(msg, defer=msg):
+                    return
+                if isinstance(msg, Leave) and not self._authorised_leave(msg):
                     return
                 outcome = self.membership.receive(msg, now)
                 for b in outcome.broadcast:
@@ -1030,7 +1047,7 @@ class NodeCore:
     # ================================================================ dissemination
 
     def _queue_message(self, msg: Alive | Suspect | Dead | Leave, *, tree: bool = False) -> None:
-        data = self._encode(msg)
+        data = self._encode(msg)  # gossip copies of an alive leave its certificate out
         self._queue.queue(("m", msg.name), data)
         self._fresh = True
         # Down the broadcast tree go only the membership updates a caller marks (this
@@ -1043,7 +1060,7 @@ class NodeCore:
         # cluster; gossip reaches everyone well within the suspicion timeout. All of
         # these spread by gossip, eager and periodic, as in memberlist.
         if tree:
-            self._tree_pending.append(data)
+            self._tree_pending.append(self._encode(msg, with_certificate=True))
 
     def _queue_record(self, rec: Record) -> None:
         data = self._encode(RecordMsg(rec))
@@ -1301,13 +1318,24 @@ class NodeCore:
 
     # ================================================================ member identities
 
-    def _encode(self, msg: Message) -> bytes:
-        """Encode ``msg``, signing it first if it is this member's own statement."""
+    def _encode(self, msg: Message, *, with_certificate: bool = False) -> bytes:
+        """Encode ``msg``, signing it first if it is this member's own statement.
+
+        An alive carries its member's certificate (about 450 bytes) only where
+        asked: down the broadcast tree, which reaches every member once. Gossip
+        copies carry the signature alone; a member that does not know the
+        certificate yet gets it from the tree or the next push-pull.
+        """
         if self.identity is not None:
-            if isinstance(msg, Alive) and msg.name == self.name and not msg.signature:
-                msg = self._signed_alive(msg)
+            if isinstance(msg, Alive):
+                if msg.name == self.name and not msg.signature:
+                    msg = self._signed_alive(msg)
+                if not with_certificate and msg.certificate:
+                    msg = replace(msg, certificate=b"")
             elif isinstance(msg, RecordMsg) and msg.record.owner == self.name and not msg.record.signature:
                 msg = RecordMsg(self._signed_record(msg.record))
+            elif isinstance(msg, Leave) and msg.name == self.name and not msg.signature:
+                msg = replace(msg, signature=self.identity.sign(LEAVE_DOMAIN, codec.leave_payload(msg)))
         return codec.encode_message(msg)
 
     def _signed_alive(self, alive: Alive) -> Alive:
@@ -1341,13 +1369,13 @@ class NodeCore:
         if m.name == self.name:
             return self._signed_alive(self.membership.local_alive())
         proof = self._alive_proofs.get(m.name)
-        if proof is None or (proof.incarnation, proof.address, proof.meta, proof.epoch) != (
-            m.incarnation, m.address, m.meta, m.epoch
-        ):
+        if proof is None or not proof.certificate or (
+            proof.incarnation, proof.address, proof.meta, proof.epoch
+        ) != (m.incarnation, m.address, m.meta, m.epoch):
             return None
         return proof
 
-    def _authorised_alive(self, alive: Alive) -> bool:
+    def _authorised_alive(self, alive: Alive, *, defer: Message | None = None) -> bool:
         """With identities: whether ``alive`` is signed by the member it announces (and
         remember it as that member's proof). Counts and refuses it otherwise."""
         trust = self.trust
@@ -1356,23 +1384,37 @@ class NodeCore:
         if not alive.signature:
             self._refused("identity_unsigned")
             return False
+        known = self._alive_proofs.get(alive.name)
+        if known is not None and known.signature == alive.signature and known == alive:
+            return True  # verified when it first came
         wall = self._wall()
-        fp = trust.admit(alive.name, alive.certificate, wall)
-        if fp is None:
-            self._refused("identity_bad_certificate")
-            return False
-        if not trust.verify(alive.name, ALIVE_DOMAIN, codec.alive_payload(alive), alive.signature,
-                            fingerprint=fp, wall_time=wall):
+        if alive.certificate:
+            fp = trust.admit(alive.name, alive.certificate, wall)
+            if fp is None:
+                self._refused("identity_bad_certificate")
+                return False
+            candidates: tuple[bytes, ...] = (fp,)
+        else:
+            candidates = trust.fingerprints(alive.name)
+            if not candidates:
+                self._unknown_signer(alive.name, defer)
+                return False
+        payload = codec.alive_payload(alive)
+        signer = next((fp for fp in candidates if trust.verify(
+            alive.name, ALIVE_DOMAIN, payload, alive.signature, fingerprint=fp, wall_time=wall)), None)
+        if signer is None:
             self._refused("identity_bad_signature")
             return False
         if alive.name != self.name:
-            self._alive_proofs[alive.name] = alive
+            # Kept with its certificate: it is the member's proof in push-pull states.
+            cert = alive.certificate or trust.certificate(alive.name, signer) or b""
+            self._alive_proofs[alive.name] = replace(alive, certificate=cert)
             if len(self._alive_proofs) > 2 * len(self.membership.members()) + 64:
-                known = {m.name for m in self.membership.members()}
-                self._alive_proofs = {n: a for n, a in self._alive_proofs.items() if n in known}
+                members = {m.name for m in self.membership.members()}
+                self._alive_proofs = {n: a for n, a in self._alive_proofs.items() if n in members}
         return True
 
-    def _authorised_record(self, rec: Record) -> bool:
+    def _authorised_record(self, rec: Record, *, defer: Message | None = None) -> bool:
         """With identities: whether ``rec`` is signed by its owner. Counts and refuses
         it otherwise; an owner whose certificate is not known here yet brings the next
         anti-entropy exchange forward (its member state carries the certificate)."""
@@ -1382,15 +1424,86 @@ class NodeCore:
         if not rec.signature:
             self._refused("identity_unsigned")
             return False
+        current = self.catalog.get(rec.key)
+        if current is not None and (
+            current.order() > rec.order() or (current == rec and current.signature == rec.signature)
+        ):
+            return True  # changes nothing here (older), or verified when it first came
         if not trust.known(rec.owner):
-            self._refused("identity_unknown_signer")
-            self._check_soon()
+            self._unknown_signer(rec.owner, defer)
             return False
         if not trust.verify(rec.owner, RECORD_DOMAIN, codec.record_payload(rec), rec.signature,
                             wall_time=self._wall()):
             self._refused("identity_bad_signature")
             return False
         return True
+
+    def _authorised_leave(self, leave: Leave) -> bool:
+        """With identities: whether ``leave`` is signed by the member leaving (believed at
+        once, a leave hides the member's registrations, so no one else may say it)."""
+        trust = self.trust
+        if trust is None:
+            return True
+        if not leave.signature:
+            self._refused("identity_unsigned")
+            return False
+        if not trust.known(leave.name):
+            self._unknown_signer(leave.name, leave)
+            return False
+        if not trust.verify(leave.name, LEAVE_DOMAIN, codec.leave_payload(leave), leave.signature,
+                            wall_time=self._wall()):
+            self._refused("identity_bad_signature")
+            return False
+        return True
+
+    def _unknown_signer(self, name: str, defer: Message | None) -> None:
+        """A statement of ``name``, whose certificate is not known here: park ``defer`` (a
+        datagram's message) and ask its sender for the certificate, or (from a stream,
+        nothing to park) bring the next anti-entropy exchange forward."""
+        self._refused("identity_unknown_signer")
+        if defer is None:
+            self._check_soon()
+            return
+        waiting = self._pending_certs.get(name)
+        if waiting is None:
+            if len(self._pending_certs) >= _MAX_PENDING_SIGNERS:
+                dropped = self._pending_certs.pop(next(iter(self._pending_certs)))
+                self._counters.inc("identity_pending_dropped", len(dropped))
+            waiting = self._pending_certs[name] = []
+        if len(waiting) >= _MAX_PENDING_PER_SIGNER:
+            waiting.pop(0)
+            self._counters.inc("identity_pending_dropped")
+        waiting.append(defer)
+        asked = self._cert_asked.get(name)
+        if asked is None or self._now - asked >= self.config.probe_interval:
+            if len(self._cert_asked) >= 4 * _MAX_PENDING_SIGNERS:
+                self._cert_asked.clear()
+            self._cert_asked[name] = self._now
+            self._counters.inc("identity_certificates_asked")
+            self._send(self._from, [CertWant(name)])
+
+    def _answer_cert_want(self, msg: CertWant) -> None:
+        if self.trust is None or self.identity is None:
+            return
+        if msg.name == self.name:
+            der: bytes | None = self.identity.certificate_der
+        else:
+            fps = self.trust.fingerprints(msg.name)
+            der = self.trust.certificate(msg.name, fps[0]) if fps else None
+        if der is not None:
+            self._counters.inc("identity_certificates_sent")
+            self._send(self._from, [Cert(msg.name, der)])
+
+    def _on_cert(self, msg: Cert, now: float) -> None:
+        """A certificate this member asked for: admit it, then handle what waited for it."""
+        if self.trust is None or msg.name not in self._pending_certs:
+            return  # only certificates asked for are admitted
+        if self.trust.admit(msg.name, msg.certificate, self._wall()) is None:
+            self._refused("identity_bad_certificate")
+            return
+        self._cert_asked.pop(msg.name, None)
+        for waiting in self._pending_certs.pop(msg.name):
+            self._handle(waiting, now)
 
     def _authorised_members(self, entries: list[tuple[Member, Alive | None]]) -> list[Member]:
         """With identities: the push-pull member states to merge. An alive or suspect entry
@@ -1575,7 +1688,7 @@ class NodeCore:
                 # members; and push-pull again soon, to catch members that joined
                 # concurrently through other seeds (their news may not have reached
                 # our seed yet).
-                self._tree_pending.append(self._encode(self.membership.local_alive()))
+                self._tree_pending.append(self._encode(self.membership.local_alive(), with_certificate=True))
                 soon = now + 2 * self.config.probe_interval
                 self._next_push_pull = min(self._next_push_pull, soon)
         elif kind == codec.PP_RECONCILE and pp is not None and sid[0] != "out" and pp.step == 1:

@@ -19,11 +19,11 @@ import pytest
 from gossipreg import pki
 from gossipreg.core import codec
 from gossipreg.core.catalog import Record
-from gossipreg.core.codec import RecordMsg
+from gossipreg.core.codec import Cert, RecordMsg
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import ConfigError
 from gossipreg.core.identity import RECORD_DOMAIN, Identity, TrustStore
-from gossipreg.core.membership import Address, Alive, MemberState
+from gossipreg.core.membership import Address, Alive, Leave, MemberState
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
 
@@ -245,3 +245,54 @@ def test_signed_statements_cost_bytes_only_with_identities() -> None:
     assert len(signed) - len(unsigned) == 66  # a 64-byte signature as msgpack bin
     assert a.trust is not None
     assert a.trust.verify("a", RECORD_DOMAIN, codec.record_payload(rec), a._signed_record(rec).signature)
+
+
+@pytest.mark.parametrize("identities", [True, False], ids=["with-identities", "without"])
+def test_a_forged_leave_hides_a_member_only_without_identities(identities: bool) -> None:
+    net, (_a, b, c) = cluster("a", "b", "c", identities=identities)
+    b.register(service("web", "b1"), None, net.now)
+    net.run(1)
+    forged = Leave("b", b.membership.local_alive().incarnation)
+    c.receive_datagram(sealed(forged), ("10.0.0.66", 7946), net.now)
+    got = c.membership.get("b")
+    assert got is not None
+    assert (got.state is MemberState.LEFT) is not identities
+    assert bool(nodes(c, "web")) is identities
+
+
+def test_a_members_own_leave_is_signed_and_believed() -> None:
+    net, (a, b, c) = cluster("a", "b", "c")
+    b.leave(net.now)
+    net.run(0.5)
+    for core in (a, c):
+        got = core.membership.get("b")
+        assert got is not None
+        assert got.state is MemberState.LEFT
+        assert stat(core, "identity_unsigned") == 0
+
+
+def test_a_statement_of_an_unknown_signer_waits_for_its_certificate_from_the_sender() -> None:
+    """A gossip copy of an alive carries no certificate: the receiver asks the sender
+    for it, and handles the alive once it is admitted."""
+    net, (a, b) = cluster("a", "b")
+    d_ident = Identity(*certificate("d"), name="d")
+    d_alive = Alive("d", 0, Address("10.0.0.9", 7946), b"", a.catalog.clock.now())
+    d_alive = replace(d_alive, signature=d_ident.sign(b"gossipreg/alive/v1", codec.alive_payload(d_alive)))
+    assert a.trust is not None
+    assert b.trust is not None
+    b.trust.admit("d", d_ident.certificate_der, time.time())  # b knows d's certificate, a does not
+    a.receive_datagram(sealed(d_alive), b.address, net.now)
+    assert "d" not in {m.name for m in a.members()}
+    assert stat(a, "identity_certificates_asked") == 1
+    net.run(0.01)  # a asks b, b answers, a admits and handles the alive
+    assert stat(b, "identity_certificates_sent") == 1
+    assert "d" in {m.name for m in a.members()}
+    assert a.trust.known("d")
+
+
+def test_a_certificate_nobody_asked_for_is_not_admitted() -> None:
+    net, (a, _b) = cluster("a", "b")
+    a.receive_datagram(sealed(Cert("z", Identity(*certificate("z"), name="z").certificate_der)),
+                       ("10.0.0.66", 7946), net.now)
+    assert a.trust is not None
+    assert not a.trust.known("z")
