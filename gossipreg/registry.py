@@ -51,7 +51,7 @@ from .core.model import MAX_NAME_LENGTH, Service, check_ttl, name_problem, shown
 from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, TrafficRefused
 from .runtime.driver import DriverLimits, MemberDriver, TLSContexts
 from .runtime.transport import NetTransport, Transport, parse_address
-from .tls import TLSFiles, load_tls
+from .tls import TLSFiles, load_identity, load_tls
 
 __all__ = ["AsyncRegistry", "Member", "Result", "Watcher", "open_registry"]
 
@@ -754,6 +754,7 @@ async def open_registry(
     transport: Transport | None = None,
     seed: int | None = None,
     limits: DriverLimits | None = None,
+    identity: TLSFiles | None = None,
 ) -> AsyncIterator[AsyncRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncRegistry`.
 
@@ -787,6 +788,15 @@ async def open_registry(
             authentication deadline, the datagram send queue). Default: the
             defaults, with ``stream_timeout`` from ``config`` and ``auth_timeout``
             at most that.
+        identity: member identities (opt-in; every member of the cluster must
+            use them): the cluster CA certificate and this member's certificate
+            and key (:class:`TLSFiles`, typically the files given to ``tls``;
+            ``gossipreg tls ca`` / ``gossipreg tls cert`` make them). This member
+            signs its registrations, deregistrations, alives and leave, and
+            accepts such statements only signed by the member they are about, so
+            a holder of the cluster key alone cannot add, hide, move or delete
+            another member's registrations. ``name`` defaults to the
+            certificate's common name and must equal it.
 
     Raises:
         ConfigError: invalid or contradictory options (raised before anything
@@ -800,6 +810,9 @@ async def open_registry(
     """
     if limits is not None and not isinstance(limits, DriverLimits):
         raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
+    identities = load_identity(identity, name, (config or Config.lan()).label_bytes)
+    if identities is not None and name is None:
+        name = identities[0].name
     opts = _check_options(
         bind,
         seeds,
@@ -836,6 +849,8 @@ async def open_registry(
             keyring=ring,
             insecure=ring is None,
             meta=meta,
+            identity=identities[0] if identities else None,
+            trust=identities[1] if identities else None,
         )
         if limits is None:
             limits = DriverLimits(

@@ -95,6 +95,8 @@ class Registry:
         metadata: this member's metadata, visible in :meth:`members`.
         seed: seed of the member's random generator (default: random).
         limits: the driver's resource limits (see :func:`gossipreg.open_registry`).
+        identity: member identities: CA, certificate and key files (see
+            :func:`gossipreg.open_registry`).
 
     Raises:
         ConfigError: invalid or contradictory options, refused in the calling
@@ -122,6 +124,7 @@ class Registry:
         metadata: Mapping[str, str] | None = None,
         seed: int | None = None,
         limits: DriverLimits | None = None,
+        identity: TLSFiles | None = None,
     ) -> None:
         _refuse_trio_thread()
         if limits is not None and not isinstance(limits, DriverLimits):
@@ -169,6 +172,7 @@ class Registry:
                 metadata=metadata,
                 seed=seed,
                 limits=limits,
+                identity=identity,
             ) as registry, trio.open_nursery() as nursery:
                 self._registry = registry
                 self._nursery = nursery

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from os import PathLike
 
 from .core.errors import ConfigError
+from .core.identity import Identity, TrustStore
 from .runtime.driver import TLSContexts
 
 __all__ = ["TLSContexts", "TLSFiles", "contexts_from_files", "load_tls"]
@@ -64,3 +65,31 @@ def load_tls(tls: TLSContexts | TLSFiles | tuple[object, object] | None) -> TLSC
     raise ConfigError(
         "tls: expected TLSFiles(ca, cert, key), TLSContexts, or a (server, client) SSLContext pair"
     )
+
+
+def load_identity(
+    files: TLSFiles | None, name: str | None, label: bytes = b""
+) -> tuple[Identity, TrustStore] | None:
+    """Normalise the ``identity`` option of :func:`gossipreg.open_registry`: this
+    member's :class:`~gossipreg.core.identity.Identity` and a trust store of the
+    cluster CA, or ``None`` without member identities.
+
+    Raises:
+        ConfigError: not a :class:`TLSFiles`; a file is missing or unreadable;
+            the certificate is not a member certificate of that CA, does not
+            match the key, or is for another name than ``name``.
+    """
+    if files is None:
+        return None
+    if not isinstance(files, TLSFiles):
+        raise ConfigError(f"identity: must be a TLSFiles (ca, cert, key paths), not {type(files).__name__}")
+    pems = []
+    for what, path in (("ca", files.ca), ("cert", files.cert), ("key", files.key)):
+        try:
+            with open(path, "rb") as f:
+                pems.append(f.read())
+        except OSError as exc:
+            raise ConfigError(f"identity.{what}: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    ca, cert, key = pems
+    ident = Identity(cert, key, name=name, label=label)
+    return ident, TrustStore(ca, label=label)

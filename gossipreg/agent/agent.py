@@ -123,6 +123,7 @@ class Agent:
                 config=p.config,
                 timeout=s.join_timeout,
                 seed=self._seed,
+                identity=p.identity,
             ) as reg:
                 entered = True
                 self._registry = reg

@@ -18,6 +18,7 @@ Configuration file (every key optional; the flags win over it)::
     tls_ca = "ca.crt"
     tls_cert = "member.crt"
     tls_key = "member.key"
+    identities = false                # sign with the tls_* certificate (member identities)
     profile = "lan"                   # lan | wan | local
     insecure = false
     http = "127.0.0.1:8946"
@@ -65,7 +66,7 @@ from ..core.model import Service
 from ..default import DEFAULT_BIND, DEFAULT_PORT, load_keyring_file
 from ..runtime.driver import TLSContexts
 from ..runtime.transport import parse_address
-from ..tls import TLSFiles, load_tls
+from ..tls import TLSFiles, load_identity, load_tls
 from .api import is_loopback_host
 from .client import check_token, default_token_file, read_token_file
 
@@ -105,6 +106,7 @@ class AgentSettings:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    identities: bool = False
     profile: str = "lan"
     protocol: Mapping[str, Any] = field(default_factory=dict)
     insecure: bool = False
@@ -139,6 +141,8 @@ class PreparedAgent:
     """The token file the token came from (``None`` when it was given directly)."""
     http_token_created: bool = False
     """Whether :func:`prepare` created that file (a first start)."""
+    identity: TLSFiles | None = None
+    """The certificate files members identities sign with (``--identities``), or ``None``."""
 
 
 # ---------------------------------------------------------------- the file
@@ -202,7 +206,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 out[key] = _text(raw_key, value)
             elif key in ("keyring_file", "tls_ca", "tls_cert", "tls_key", "http_token_file"):
                 out[key] = to_path(raw_key, value)
-            elif key in ("insecure", "log_json"):
+            elif key in ("insecure", "log_json", "identities"):
                 out[key] = _flag(raw_key, value)
             elif key in ("service_ttl", "join_timeout"):
                 out[key] = _seconds(raw_key, value)
@@ -379,6 +383,7 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         )
 
     tls: TLSContexts | None = None
+    identity: TLSFiles | None = None
     tls_paths = {"--tls-ca": s.tls_ca, "--tls-cert": s.tls_cert, "--tls-key": s.tls_key}
     if any(p is not None for p in tls_paths.values()):
         missing = [flag for flag, p in tls_paths.items() if p is None]
@@ -387,8 +392,14 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         ca, cert, key = (p for p in tls_paths.values() if p is not None)
         try:
             tls = load_tls(TLSFiles(ca, cert, key))
+            if s.identities:
+                identity = TLSFiles(ca, cert, key)
+                load_identity(identity, s.name)  # checked now: a member certificate for this name
         except ConfigError as exc:
             raise ConfigError(f"--tls-ca/--tls-cert/--tls-key: {exc}") from None
+    elif s.identities:
+        raise ConfigError("--identities: needs --tls-ca, --tls-cert and --tls-key (the member's "
+                          "certificate of the cluster CA signs its statements)")
 
     http_host, http_port = _address("--http", s.http)
     if s.http_token is not None:
@@ -419,4 +430,5 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
             token, created = ensure_token_file(token_file)
         except ConfigError as exc:
             raise ConfigError(f"--http-token-file: {exc}") from None
-    return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created)
+    return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created,
+                         identity)

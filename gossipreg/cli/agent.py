@@ -36,6 +36,7 @@ _FIELDS = {
     "tls_ca": "tls_ca",
     "tls_cert": "tls_cert",
     "tls_key": "tls_key",
+    "identities": "identities",
     "profile": "profile",
     "insecure": "insecure",
     "http": "http",
@@ -107,6 +108,13 @@ def build_settings(ctx: click.Context, params: dict[str, Any]) -> AgentSettings:
 @click.option("--tls-ca", type=_PATH, help="Cluster CA certificate (PEM) for mutual TLS on streams.")
 @click.option("--tls-cert", type=_PATH, help="This member's certificate (PEM).")
 @click.option("--tls-key", type=_PATH, help="This member's private key (PEM).")
+@click.option(
+    "--identities",
+    is_flag=True,
+    help="Member identities: sign this member's registrations, alives and leave with the "
+    "--tls-cert certificate, and accept such statements only signed by their member "
+    "(every member of the cluster must use it).",
+)
 @click.option(
     "--profile",
     type=click.Choice(sorted(PROFILES)),

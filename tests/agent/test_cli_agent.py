@@ -233,6 +233,11 @@ def test_an_unanswered_join_is_reported(tmp_path: Path, processes: list[AgentPro
             "Error: --tls-cert, --tls-key: the TLS options go together",
         ),
         (
+            ["--insecure", "--identities"],
+            {},
+            "Error: --identities: needs --tls-ca, --tls-cert and --tls-key",
+        ),
+        (
             ["--insecure", "--http-token", "two words"],
             {},
             "Error: --http-token: must be non-empty printable ASCII",
@@ -277,3 +282,21 @@ def test_bad_options_are_reported_before_anything_starts(
     assert message in result.output
     assert result.output.startswith("Error: ")
     assert "Traceback" not in result.output
+
+
+def test_identities_take_the_tls_certificate_and_its_name(tmp_path: Path) -> None:
+    from gossipreg import ConfigError, pki
+    from gossipreg.agent.settings import AgentSettings, prepare
+
+    ca, ca_key = pki.create_ca("agent CA")
+    cert, key = pki.create_member_cert(ca, ca_key, "agent-7")
+    for name, data in (("ca.crt", ca), ("m.crt", cert), ("m.key", key)):
+        (tmp_path / name).write_bytes(data)
+    base = AgentSettings(insecure=True, tls_ca=tmp_path / "ca.crt", tls_cert=tmp_path / "m.crt",
+                         tls_key=tmp_path / "m.key", identities=True, http_token="t0ken")
+    prepared = prepare(base.replace(name="agent-7"))
+    assert prepared.identity is not None
+    assert prepared.identity.cert == tmp_path / "m.crt"
+    with pytest.raises(ConfigError, match="agent-7"):
+        prepare(base.replace(name="someone-else"))
+    assert prepare(base.replace(identities=False)).identity is None
