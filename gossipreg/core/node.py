@@ -1409,10 +1409,14 @@ class NodeCore:
             # Kept with its certificate: it is the member's proof in push-pull states.
             cert = alive.certificate or trust.certificate(alive.name, signer) or b""
             self._alive_proofs[alive.name] = replace(alive, certificate=cert)
-            if len(self._alive_proofs) > 2 * len(self.membership.members()) + 64:
-                members = {m.name for m in self.membership.members()}
-                self._alive_proofs = {n: a for n, a in self._alive_proofs.items() if n in members}
         return True
+
+    def _prune_proofs(self) -> None:
+        """Forget the proofs of members no longer in the table (after merges, so the
+        proofs of members a push-pull is adding are kept)."""
+        if len(self._alive_proofs) > 2 * len(self.membership.members()) + 64:
+            members = {m.name for m in self.membership.members()}
+            self._alive_proofs = {n: a for n, a in self._alive_proofs.items() if n in members}
 
     def _authorised_record(self, rec: Record, *, defer: Message | None = None) -> bool:
         """With identities: whether ``rec`` is signed by its owner. Counts and refuses
@@ -1736,6 +1740,8 @@ class NodeCore:
                         continue
                     b = proof
                 self._queue_message(b)
+        if self.identity is not None:
+            self._prune_proofs()
 
     def _merge_transfers(
         self, items: list[tuple[Record, float]], now: float, *, regossip: bool
