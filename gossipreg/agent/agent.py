@@ -124,6 +124,7 @@ class Agent:
                 timeout=s.join_timeout,
                 seed=self._seed,
                 identity=p.identity,
+                limits=p.limits,
             ) as reg:
                 entered = True
                 self._registry = reg

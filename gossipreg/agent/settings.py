@@ -34,6 +34,10 @@ Configuration file (every key optional; the flags win over it)::
     probe_interval = 0.5
     label = "prod"
 
+    [limits]                          # any DriverLimits field (the member's resource limits)
+    max_inbound_streams = 256
+    max_pending_per_source = 8
+
 Keys may be written with ``-`` or ``_``.
 
 The HTTP API always has a token: every request that is not a plain read
@@ -64,7 +68,7 @@ from ..core.crypto import Keyring
 from ..core.errors import ConfigError, InvalidServiceError
 from ..core.model import Service
 from ..default import DEFAULT_BIND, DEFAULT_PORT, load_keyring_file
-from ..runtime.driver import TLSContexts
+from ..runtime.driver import DriverLimits, TLSContexts
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_identity, load_tls
 from .api import is_loopback_host
@@ -109,6 +113,7 @@ class AgentSettings:
     identities: bool = False
     profile: str = "lan"
     protocol: Mapping[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, Any] = field(default_factory=dict)
     insecure: bool = False
     http: str = DEFAULT_HTTP
     http_token: str | None = None
@@ -143,6 +148,8 @@ class PreparedAgent:
     """Whether :func:`prepare` created that file (a first start)."""
     identity: TLSFiles | None = None
     """The certificate files members identities sign with (``--identities``), or ``None``."""
+    limits: DriverLimits | None = None
+    """The member's resource limits (the file's ``[limits]`` table), or ``None`` for the defaults."""
 
 
 # ---------------------------------------------------------------- the file
@@ -218,6 +225,10 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 if not isinstance(value, dict):
                     raise ConfigError("[protocol]: must be a table of Config fields")
                 out["protocol"] = {str(k).replace("-", "_"): v for k, v in value.items()}
+            elif key == "limits":
+                if not isinstance(value, dict):
+                    raise ConfigError("[limits]: must be a table of DriverLimits fields")
+                out["limits"] = {str(k).replace("-", "_"): v for k, v in value.items()}
             else:
                 raise ConfigError(f"{raw_key}: unknown key")
     except ConfigError as exc:
@@ -362,6 +373,19 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
     except TypeError as exc:  # pragma: no cover - Config takes keyword arguments only
         raise ConfigError(f"[protocol] {exc}") from None
 
+    limits: DriverLimits | None = None
+    if s.limits:
+        known = {f.name for f in dataclasses.fields(DriverLimits)}
+        unknown = sorted(set(s.limits) - known)
+        if unknown:
+            raise ConfigError(f"[limits] {unknown[0]}: unknown; the fields are {', '.join(sorted(known))}")
+        fields = {"stream_timeout": config.stream_timeout,
+                  "auth_timeout": min(2.0, config.stream_timeout), **s.limits}
+        try:
+            limits = DriverLimits(**fields)
+        except ConfigError as exc:
+            raise ConfigError(f"[limits] {exc}") from None
+
     _address("--bind", s.bind)
     if s.advertise is not None:
         _address("--advertise", s.advertise, default_port=0)
@@ -431,4 +455,4 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         except ConfigError as exc:
             raise ConfigError(f"--http-token-file: {exc}") from None
     return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created,
-                         identity)
+                         identity, limits)

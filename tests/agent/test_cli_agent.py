@@ -300,3 +300,20 @@ def test_identities_take_the_tls_certificate_and_its_name(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="agent-7"):
         prepare(base.replace(name="someone-else"))
     assert prepare(base.replace(identities=False)).identity is None
+
+
+def test_the_config_files_limits_table_sets_the_driver_limits(tmp_path: Path) -> None:
+    from gossipreg import ConfigError
+    from gossipreg.agent.settings import AgentSettings, load_config_file, prepare
+
+    conf = tmp_path / "agent.toml"
+    conf.write_text("insecure = true\nhttp_token = 't0ken'\n[limits]\nmax-inbound-streams = 7\n"
+                    "max_pending_per_source = 2\n")
+    prepared = prepare(AgentSettings(**load_config_file(conf)))
+    assert prepared.limits is not None
+    assert (prepared.limits.max_inbound_streams, prepared.limits.max_pending_per_source) == (7, 2)
+    assert prepared.limits.stream_timeout == prepared.config.stream_timeout
+    with pytest.raises(ConfigError, match=r"^\[limits\] max_streams: unknown"):
+        prepare(AgentSettings(insecure=True, http_token="t0ken", limits={"max_streams": 1}))
+    with pytest.raises(ConfigError, match=r"^\[limits\] max_inbound_streams: must be a positive int"):
+        prepare(AgentSettings(insecure=True, http_token="t0ken", limits={"max_inbound_streams": 0}))
