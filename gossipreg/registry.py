@@ -810,9 +810,6 @@ async def open_registry(
     """
     if limits is not None and not isinstance(limits, DriverLimits):
         raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
-    identities = load_identity(identity, name, (config or Config.lan()).label_bytes)
-    if identities is not None and name is None:
-        name = identities[0].name
     opts = _check_options(
         bind,
         seeds,
@@ -827,6 +824,9 @@ async def open_registry(
         metadata=metadata,
     )
     config, ring, seed_list, meta, timeout = opts.config, opts.keyring, opts.seeds, opts.meta, opts.timeout
+    identities = load_identity(identity, name, config.label_bytes)
+    if identities is not None and name is None:
+        name = _check_member_name(identities[0].name)  # the certificate's, under the same rule
     tls_contexts = load_tls(tls)
     if transport is None:
         host, port = opts.bind
@@ -837,7 +837,7 @@ async def open_registry(
     try:
         local = transport.local_address
         adv = _pick_advertise(bound_host, local.port, opts.advertise)
-        member_name = opts.name or _default_name()
+        member_name = opts.name or name or _default_name()
         rng = random.Random(seed)
         core = NodeCore(
             member_name,
