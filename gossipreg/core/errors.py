@@ -20,6 +20,7 @@ __all__ = [
     "JoinError",
     "NotFoundError",
     "RegistrationLimitError",
+    "RegistryClosedError",
     "RegistryError",
     "WatchOverflowError",
     "WatcherStoppedError",
@@ -28,6 +29,18 @@ __all__ = [
 
 class RegistryError(Exception):
     """Base class of every error gossipreg raises on purpose."""
+
+
+@final
+class RegistryClosedError(RegistryError):
+    """The registry was closed; every call after close raises it.
+
+    Raised by every call of a closed :class:`~gossipreg.AsyncRegistry` or
+    :class:`~gossipreg.Registry` that needs the member (``register``,
+    ``deregister``, ``get_service``, ``list_services``, ``watch``, ...).
+    Watchers that were already open when the registry closed stop with
+    :class:`WatcherStoppedError` instead, as in go-micro.
+    """
 
 
 @final
