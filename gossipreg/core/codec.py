@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -43,6 +43,10 @@ from .model import (
 from .model import _check_name as check_name
 
 __all__ = [
+    "PeekedAccusation",
+    "PeekedAlive",
+    "PeekedRecord",
+    "peek_update",
     "CERT",
     "CERT_WANT",
     "Cert",
@@ -796,3 +800,77 @@ def decode_members(obj: object) -> list[Member]:
 def decode_transfers(obj: object) -> list[tuple[Record, float]]:
     """Decode a list of ``[record, age_ms]`` transfers."""
     return [decode_transfer(t) for t in _list(obj, "transfers")]
+
+
+# ------------------------------------------------------- peeking before decoding
+
+
+class PeekedAlive(NamedTuple):
+    """The raw fields of an ``alive`` that say whether it is news (not validated)."""
+
+    name: str
+    incarnation: int
+    host: object
+    port: object
+
+
+class PeekedAccusation(NamedTuple):
+    """The raw fields of a ``suspect`` or ``dead`` that say whether it is news."""
+
+    name: str
+    incarnation: int
+    from_member: str
+    dead: bool
+
+
+class PeekedRecord(NamedTuple):
+    """The raw fields of a gossiped record that say whether it is news."""
+
+    key: tuple[str, str, str]
+    stamp: int
+    owner: str
+    deleted: bool
+
+
+def peek_update(raw: object) -> PeekedAlive | PeekedAccusation | PeekedRecord | None:
+    """The few fields of an undecoded update (``alive``, ``suspect``/``dead`` or
+    ``record`` array) a member needs to judge whether it already has it.
+
+    ``None`` for anything else, or when a field has the wrong type: such a
+    message is decoded and checked in full. The layouts read here are those of
+    :func:`encode_message`; nothing is validated beyond the types.
+    """
+    if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
+        return None
+    kind = raw[0]
+    if kind == ALIVE and 7 <= len(raw) <= 9:
+        name, inc = raw[1], raw[2]
+        if type(name) is str and type(inc) is int:
+            return PeekedAlive(name, inc, raw[3], raw[4])
+        return None
+    if kind in (SUSPECT, DEAD) and len(raw) == 4:
+        name, inc, frm = raw[1], raw[2], raw[3]
+        if (
+            type(name) is str
+            and type(inc) is int
+            and 0 <= inc <= MAX_STAMP
+            and type(frm) is str
+            and 0 < len(frm) <= MAX_NAME_LENGTH
+        ):
+            return PeekedAccusation(name, inc, frm, kind == DEAD)
+        return None
+    if kind == RECORD and len(raw) == 2:
+        rec = raw[1]
+        if type(rec) is not list or not 9 <= len(rec) <= 10:
+            return None
+        service, version, node_id, owner, stamp, _ttl, deleted = rec[:7]
+        if (
+            type(service) is str
+            and type(version) is str
+            and type(node_id) is str
+            and type(owner) is str
+            and type(stamp) is int
+            and type(deleted) is bool
+        ):
+            return PeekedRecord((service, version, node_id), stamp, owner, deleted)
+    return None

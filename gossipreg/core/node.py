@@ -109,7 +109,8 @@ from .membership import (
     Suspect,
     TableSnapshot,
 )
-from .model import MAX_NAME_LENGTH, Service, shown
+from .model import Service, shown
+from .tree import child_ranks
 
 __all__ = [
     "CloseStream",
@@ -931,43 +932,17 @@ class NodeCore:
 
         While many members join, most datagrams repeat alives and records every
         member has; while many are suspected (heavy loss), most repeat
-        suspicions and deaths. Judging them from a few raw fields saves their
-        validation. Anything not certainly stale is decoded and handled in full.
+        suspicions and deaths. Judging them from a few raw fields
+        (:func:`codec.peek_update`) saves their validation. Anything not
+        certainly stale is decoded and handled in full.
         """
-        if type(raw) is not list or len(raw) < 2 or type(raw[0]) is not int:
-            return False
-        kind = raw[0]
-        if kind == codec.ALIVE and (len(raw) == 7 or len(raw) == 9):
-            name, inc = raw[1], raw[2]
-            return (
-                type(name) is str
-                and type(inc) is int
-                and self.membership.alive_is_stale(name, inc, raw[3], raw[4])
-            )
-        if (kind == codec.SUSPECT or kind == codec.DEAD) and len(raw) == 4:
-            name, inc, frm = raw[1], raw[2], raw[3]
-            return (
-                type(name) is str
-                and type(inc) is int
-                and 0 <= inc <= codec.MAX_STAMP
-                and type(frm) is str
-                and 0 < len(frm) <= MAX_NAME_LENGTH
-                and self.membership.accusation_is_stale(name, inc, frm, kind == codec.DEAD, now)
-            )
-        if kind == codec.RECORD and len(raw) == 2:
-            rec = raw[1]
-            if type(rec) is not list or not 9 <= len(rec) <= 10:
-                return False
-            service, version, node_id, owner, stamp, _ttl, deleted = rec[:7]
-            return (
-                type(service) is str
-                and type(version) is str
-                and type(node_id) is str
-                and type(owner) is str
-                and type(stamp) is int
-                and type(deleted) is bool
-                and self.catalog.is_stale((service, version, node_id), stamp, owner, deleted)
-            )
+        match codec.peek_update(raw):
+            case codec.PeekedAlive(name, inc, host, port):
+                return self.membership.alive_is_stale(name, inc, host, port)
+            case codec.PeekedAccusation(name, inc, frm, dead):
+                return self.membership.accusation_is_stale(name, inc, frm, dead, now)
+            case codec.PeekedRecord(key, stamp, owner, deleted):
+                return self.catalog.is_stale(key, stamp, owner, deleted)
         return False
 
     def _nack_delay(self) -> float:
@@ -1117,14 +1092,10 @@ class NodeCore:
         """This member's children in the broadcast tree rooted at ``root``.
 
         The tree is laid over the sorted names of the live members (this one
-        included), rotated so that ``root`` has rank 0. With ``b =
-        gossip_nodes + 1``, the member of rank ``r`` sends to every rank
-        ``r + d * b**i`` (``d`` from 1 to ``b - 1``) for each power ``b**i``
-        above ``r``'s highest base-``b`` digit: a ``(b-1)``-nomial tree, in
-        which every member is reached exactly once, in at most
-        ``ceil(log_b n)`` hops, when views agree (the parent of ``r`` is ``r``
-        with its highest non-zero digit cleared). A root this member does not
-        know as live gives no children.
+        included), rotated so that ``root`` has rank 0; its shape is
+        :func:`gossipreg.core.tree.child_ranks` (every member reached exactly
+        once, in at most ``ceil(log_b n)`` hops, when views agree). A root this
+        member does not know as live gives no children.
         """
         live = self.membership.live_names
         n = len(live) + 1
@@ -1147,21 +1118,11 @@ class NodeCore:
         if root_index is None:
             return []
         rank = (me - root_index) % n
-        base = self.config.gossip_nodes + 1
-        # The first power of the base above rank's highest digit.
-        place = 1
-        while place <= rank:
-            place *= base
         children = []
-        while rank + place < n:
-            for digit in range(1, base):
-                child = rank + digit * place
-                if child >= n:
-                    break
-                m = self.membership.get(at((root_index + child) % n))
-                if m is not None:
-                    children.append(m)
-            place *= base
+        for child in child_ranks(rank, n, self.config.gossip_nodes):
+            m = self.membership.get(at((root_index + child) % n))
+            if m is not None:
+                children.append(m)
         return children
 
     def _send_tree(self, root: str, hops: int, updates: list[bytes]) -> None:

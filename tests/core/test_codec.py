@@ -435,3 +435,31 @@ def test_the_longest_ttl_fits_the_wire() -> None:
     assert MAX_TTL * 1000 <= MAX_TTL_MS < (MAX_TTL + 1) * 1000
     rec = live(ttl=float(MAX_TTL))
     assert roundtrip(rec).ttl == MAX_TTL
+
+
+# ---------------------------------------------------------------- peeking
+
+
+def test_peek_update_reads_the_fields_that_judge_news_and_nothing_else() -> None:
+    from gossipreg.core.codec import (
+        ALIVE,
+        DEAD,
+        RECORD,
+        SUSPECT,
+        PeekedAccusation,
+        PeekedAlive,
+        PeekedRecord,
+        peek_update,
+    )
+
+    assert peek_update([ALIVE, "a", 3, "10.0.0.1", 7946, b"", 1]) == PeekedAlive("a", 3, "10.0.0.1", 7946)
+    assert peek_update([ALIVE, "a", 3, "h", 1, b"", 1, b"s" * 64]) == PeekedAlive("a", 3, "h", 1)
+    assert peek_update([SUSPECT, "a", 3, "b"]) == PeekedAccusation("a", 3, "b", False)
+    assert peek_update([DEAD, "a", 3, "b"]) == PeekedAccusation("a", 3, "b", True)
+    rec = ["svc", "1", "n1", "o", 5, None, False, None, None]
+    assert peek_update([RECORD, rec]) == PeekedRecord(("svc", "1", "n1"), 5, "o", False)
+    # Wrong shapes or types: not peeked (the message is then decoded in full).
+    for raw in ([ALIVE, 7, 3, "h", 1, b"", 1], [ALIVE, "a", "3", "h", 1, b"", 1], [SUSPECT, "a", -1, "b"],
+                [DEAD, "a", 3, ""], [RECORD, rec[:8]], [RECORD, [*rec[:4], "5", *rec[5:]]], [True, "a"],
+                "x", [], [ALIVE, "a"]):
+        assert peek_update(raw) is None, raw
