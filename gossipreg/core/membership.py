@@ -145,7 +145,7 @@ Driver contract (the node core)
   :attr:`Membership.awareness`; if no ack came, call :meth:`probe_failed`
   and queue its broadcast; helpers for ping-req from :meth:`random_members`;
 * timers: sleep until :meth:`next_deadline`, then :meth:`tick` and queue;
-* :meth:`update_local` / :meth:`leave` for local changes; drain
+* :meth:`leave` for the local change; drain
   :meth:`take_events` after each call.
 """
 
@@ -1156,26 +1156,6 @@ class Membership:
         times = [s.deadline() for s in self._suspicions.values()]
         times.extend(self._gone.values())
         return min(times, default=None)
-
-    def update_local(self, *, address: tuple[str, int] | None = None, meta: bytes | None = None) -> Alive:
-        """Change this member's address and/or meta; returns the :class:`Alive` to broadcast.
-
-        The incarnation is raised by one so the change wins everywhere.
-
-        Raises:
-            ValueError: this member has left.
-        """
-        me = self.local
-        if me.state is not MemberState.ALIVE:
-            raise ValueError("this member has left")
-        new = replace(
-            me,
-            incarnation=me.incarnation + 1,
-            address=me.address if address is None else Address(*address),
-            meta=me.meta if meta is None else bytes(meta),
-        )
-        self._put(new)
-        return self.local_alive()
 
     def leave(self, now: float) -> Leave:
         """Leave gracefully: this member becomes LEFT; returns the :class:`Leave` to broadcast.

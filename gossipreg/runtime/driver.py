@@ -165,8 +165,6 @@ class MemberDriver:
         self._streams: dict[StreamId, trio.MemorySendChannel[bytes | None]] = {}
         self._nursery: trio.Nursery | None = None
         self._sleep: trio.CancelScope | None = None  # the timer loop's sleep, while it sleeps
-        self._idle = trio.Event()  # set while the datagram queue is empty
-        self._idle.set()
         self._inbound = 0
         self._in_seq = 0
         # Unauthenticated inbound streams, by source, oldest first; and the admitted ones
@@ -238,8 +236,6 @@ class MemberDriver:
             if isinstance(out, SendDatagram):
                 try:
                     self._send_in.send_nowait((out.data, out.address))
-                    if self._idle.is_set():
-                        self._idle = trio.Event()
                 except trio.WouldBlock:
                     self._count("datagrams_dropped_queue_full")
             elif isinstance(out, SendStream):
@@ -314,8 +310,6 @@ class MemberDriver:
             except OSError as exc:
                 self._count("send_errors")
                 log.debug("gossipreg: send to %s failed: %s", addr, exc)
-            if not self._send_out.statistics().current_buffer_used:
-                self._idle.set()
 
     async def send_remaining(self) -> None:
         """Send, from the calling task, every datagram still queued or in the core's outbox.
@@ -337,14 +331,6 @@ class MemberDriver:
             except OSError as exc:
                 self._count("send_errors")
                 log.debug("gossipreg: send to %s failed: %s", addr, exc)
-
-    async def drain(self) -> None:
-        """Wait until every queued datagram has been handed to the transport.
-
-        Bound it with ``trio.move_on_after``: a clean shutdown gives the leave
-        a bounded time to go out.
-        """
-        await self._idle.wait()
 
     # ------------------------------------------------------------ streams
 

@@ -143,7 +143,6 @@ class NetTransport(Transport):
         self._listeners = listeners
         host, port = udp.getsockname()[:2]
         self._address = Address(host, port)
-        self._family = udp.family
 
     @classmethod
     async def bind(cls, host: str, port: int) -> NetTransport:

@@ -273,7 +273,6 @@ operations = st.one_of(
     st.tuples(st.just("alive_is_stale"), pool, incarnations, st.integers(0, 1)),
     st.tuples(st.just("merge"), st.lists(remote_records, max_size=4)),
     st.tuples(st.just("tick"), st.sampled_from([0.0, 0.3, 1.0, 2.5, 6.0, 30.0])),
-    st.tuples(st.just("update_local"), metas),
     st.tuples(st.just("leave_local")),
     st.tuples(st.just("probe"), st.integers(1, 4)),
     st.tuples(st.just("random"), st.integers(0, 5), st.lists(pool, max_size=2), st.booleans()),
@@ -307,8 +306,6 @@ def apply(m: Membership, op: tuple[Any, ...], now: float) -> object:
         call = lambda: m.merge_remote(op[1], now)  # noqa: E731
     elif kind == "tick":
         call = lambda: m.tick(now)  # noqa: E731
-    elif kind == "update_local":
-        call = lambda: m.update_local(meta=op[1])  # noqa: E731
     elif kind == "leave_local":
         call = lambda: m.leave(now)  # noqa: E731
     elif kind == "probe":
@@ -402,7 +399,6 @@ def test_adopting_tables_do_not_see_each_others_changes() -> None:
     a.on_alive(updated, 9, addr(updated), b"new", NOW)
     a.on_alive("zz", 0, addr("zz"), b"", NOW)
     a.on_dead(PEERS[3], 5, "x", NOW)
-    a.update_local(meta=b"me")
     a.tick(NOW + 1000)  # expires the suspicion, reaps the dead and the left
     a.tick(NOW + 2000)  # reaps the suspect that has died meanwhile
     assert a.get(leaver) is None

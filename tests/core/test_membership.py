@@ -419,8 +419,6 @@ def test_local_leave_stops_refutation() -> None:
     assert m.leave(7.0) == Leave(LOCAL, 2)  # idempotent
     assert m.tick(1e6) == ()
     assert m.get(LOCAL) is not None  # never reaps itself
-    with pytest.raises(ValueError, match="left"):
-        m.update_local(meta=b"x")
 
 
 def test_a_member_that_left_is_not_reported_as_failed() -> None:
@@ -762,16 +760,6 @@ def test_deterministic_for_a_seed() -> None:
 
 
 # ------------------------------------------------------------ local changes, merge, statistics
-
-
-def test_update_local_raises_incarnation() -> None:
-    m = make(incarnation=2)
-    alive = m.update_local(meta=b"v2")
-    assert alive == Alive(LOCAL, 3, Address(*LOCAL_ADDR), b"v2")
-    assert m.local.meta == b"v2"
-    alive = m.update_local(address=("10.9.9.9", 1))
-    assert alive.incarnation == 4
-    assert m.local.address == Address("10.9.9.9", 1)
 
 
 def test_merge_remote_follows_memberlist() -> None:
