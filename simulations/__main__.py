@@ -244,9 +244,9 @@ def _add_scenarios(sub: Any) -> None:
                        formatter_class=fmt, epilog=_COMMON_EPILOG,
                        description=scenarios.false_positives.__doc__)
     f.add_argument("--nodes", type=lambda t: _positive_int(t, 3), default=200, metavar="N",
-                   help="members (the issue's full size: 1000)")
+                   help="members (the full-size study: 1000)")
     f.add_argument("--seconds", type=_seconds, default=120.0, metavar="S",
-                   help="virtual seconds (the issue's full size: 600)")
+                   help="virtual seconds (the full-size study: 600)")
     f.add_argument("--loss", type=_probability, default=0.05, metavar="P", help="datagram loss rate")
     f.add_argument("--slow", type=_probability, default=0.1, metavar="FRACTION",
                    help="fraction of slow members")

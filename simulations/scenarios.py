@@ -1,4 +1,4 @@
-"""The named scenarios of ``python -m simulations <scenario>`` (issue #5).
+"""The named scenarios of ``python -m simulations <scenario>``.
 
 Every scenario builds clusters of real :class:`~gossipreg.core.node.NodeCore`
 instances on the simulator (:mod:`simulations.engine`), injects what it
