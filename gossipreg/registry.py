@@ -42,6 +42,7 @@ from .core.errors import (
     InvalidServiceError,
     JoinError,
     NotFoundError,
+    RegistryClosedError,
     WatcherStoppedError,
     WatchOverflowError,
 )
@@ -211,7 +212,16 @@ class AsyncRegistry:
 
     Made by :func:`open_registry`; every method must be called from the trio
     thread that opened it (the sync :class:`gossipreg.Registry` takes care of
-    that for other programs).
+    that for other programs). It satisfies :class:`gossipreg.RegistryProtocol`.
+
+    Once the ``open_registry`` block has exited, the registry is closed: every
+    method that needs the member (:meth:`register`, :meth:`deregister`,
+    :meth:`get_service`, :meth:`list_services`, :meth:`watch`,
+    :meth:`keep_alive`, :meth:`members`, :meth:`statistics`) raises
+    :class:`~gossipreg.RegistryClosedError`; :attr:`name`, :attr:`address` and
+    :attr:`keyring` stay readable. Watchers open at the close are stopped: their
+    buffered results can still be read, then they raise
+    :class:`~gossipreg.WatcherStoppedError` (go-micro's ``ErrWatcherStopped``).
     """
 
     def __init__(self, core: NodeCore, driver: MemberDriver, seeds: Sequence[tuple[str, int]]) -> None:
@@ -245,6 +255,7 @@ class AsyncRegistry:
                 configuration's ``tombstone_ttl - convergence_bound`` (3300 s by default).
             RegistrationLimitError: this member would own more than
                 ``Config.max_records_per_owner`` registrations.
+            RegistryClosedError: the registry is closed.
         """
         self._check_open()
         ttl = check_ttl(ttl)
@@ -254,7 +265,12 @@ class AsyncRegistry:
 
     async def deregister(self, service: Service) -> None:
         """Remove this member's registrations of ``service`` (its listed nodes, or all
-        of that name and version if it lists none)."""
+        of that name and version if it lists none).
+
+        Raises:
+            InvalidServiceError: ``service`` is not a :class:`Service`.
+            RegistryClosedError: the registry is closed.
+        """
         self._check_open()
         self._core.deregister(service, self._driver.now())
         self._driver.flush()
@@ -265,11 +281,18 @@ class AsyncRegistry:
 
         Raises:
             NotFoundError: no live node of that service is known.
+            RegistryClosedError: the registry is closed.
         """
+        self._check_open()
         return self._core.get_service(name)
 
     def list_services(self) -> list[Service]:
-        """One :class:`Service` per (name, version), without nodes (local read)."""
+        """One :class:`Service` per (name, version), without nodes (local read).
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        self._check_open()
         return self._core.list_services()
 
     def watch(
@@ -287,6 +310,9 @@ class AsyncRegistry:
         Raises:
             InvalidServiceError: ``service`` is not a str or ``None``.
             ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
+            RegistryClosedError: the registry is closed (a watcher open when the
+                registry closes stops instead: its :meth:`Watcher.next` raises
+                :class:`~gossipreg.WatcherStoppedError`).
         """
         self._check_open()
         _check_watch(service, snapshot, buffer)
@@ -297,14 +323,17 @@ class AsyncRegistry:
     async def keep_alive(self, service: Service, ttl: float) -> NoReturn:
         """Register ``service`` with ``ttl`` now and again every ``ttl / 3`` until cancelled.
 
-        Run it in a nursery; cancel it (or close the registry) to stop. The
-        registration then expires ``ttl`` after the last renewal unless
-        deregistered.
+        Run it in a nursery; cancel it to stop. The registration then expires
+        ``ttl`` after the last renewal unless deregistered. If the registry
+        closes first, the next renewal raises :class:`~gossipreg.RegistryClosedError`
+        (run it in a nursery inside the ``open_registry`` block to avoid that).
 
         Raises:
             InvalidServiceError: as :meth:`register`; ``ttl`` must not be ``None``.
             RegistrationLimitError: as :meth:`register`.
+            RegistryClosedError: the registry is closed (at once, or at a renewal).
         """
+        self._check_open()
         checked = check_ttl(ttl)
         if checked is None:
             raise InvalidServiceError("ttl: keep_alive renews a lease and needs a ttl in seconds, not None")
@@ -314,7 +343,12 @@ class AsyncRegistry:
             await trio.sleep(ttl / 3)
 
     def members(self) -> list[Member]:
-        """Every member this one knows, itself included, sorted by name."""
+        """Every member this one knows, itself included, sorted by name.
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        self._check_open()
         return [_member(m) for m in self._core.members()]
 
     @property
@@ -338,7 +372,12 @@ class AsyncRegistry:
         return (a.host, a.port)
 
     def statistics(self) -> dict[str, int]:
-        """Counters: packets, bytes, decode and authentication failures, suspicions, ..."""
+        """Counters: packets, bytes, decode and authentication failures, suspicions, ...
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        self._check_open()
         out = self._core.statistics()
         for k, v in self._driver.counters.items():
             out[f"driver_{k}"] = v
@@ -348,7 +387,9 @@ class AsyncRegistry:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise trio.ClosedResourceError("the registry is closed")
+            raise RegistryClosedError(
+                f"the registry of member {self._core.name} is closed (its open_registry block has exited)"
+            )
 
     def _on_event(self, ev: NodeEvent) -> None:
         if isinstance(ev, CatalogEvent):

@@ -13,6 +13,7 @@ from typing import final
 
 __all__ = [
     "AuthenticationError",
+    "BlockingCallError",
     "ClockDriftError",
     "ConfigError",
     "DecodeError",
@@ -40,6 +41,18 @@ class RegistryClosedError(RegistryError):
     ``deregister``, ``get_service``, ``list_services``, ``watch``, ...).
     Watchers that were already open when the registry closed stop with
     :class:`WatcherStoppedError` instead, as in go-micro.
+    """
+
+
+@final
+class BlockingCallError(RegistryError, RuntimeError):
+    """A blocking (sync) gossipreg call was made inside a running trio program.
+
+    :class:`~gossipreg.Registry`, its watchers and keep-alives, and the
+    module-level default-registry functions (``gossipreg.register`` and
+    friends) block their thread; in a trio thread that would stall every task
+    (or deadlock). Inside trio use :func:`~gossipreg.open_registry`. A
+    ``RuntimeError`` too, as this refusal was before it had its own class.
     """
 
 
