@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulations.scenario import RunParams, run
+from simulations.run_command import RunParams, run
 
 WALL_BUDGET_S = 600.0
 RSS_BUDGET_MB = 4096.0

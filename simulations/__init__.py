@@ -4,6 +4,6 @@
   virtual clock, simulated network);
 * :mod:`simulations.metrics`: an event-driven :class:`~simulations.metrics.Tracker`
   of every member's view, for convergence and detection times and false deaths;
-* :mod:`simulations.scenario`: the standard measured run;
+* :mod:`simulations.run_command`: the standard measured run (the `run` command);
 * ``python -m simulations run --help``: the command line.
 """

@@ -1,6 +1,6 @@
 """``python -m simulations run ...``: one measured run of a simulated cluster.
 
-See :mod:`simulations.scenario` for the timeline and the meaning of every
+See :mod:`simulations.run_command` for the timeline and the meaning of every
 reported figure, and ``python -m simulations run --help`` for the options.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import scenarios
-from .scenario import PROFILES, RunParams, run
+from .run_command import PROFILES, RunParams, run
 
 __all__ = ["main"]
 

@@ -39,7 +39,7 @@ from .audit import ViewAudit, visible_keys
 from .engine import SimMember, Simulation
 from .metrics import Tracker, percentiles
 from .models import ideal_hops, serf_infected, serf_time_to, swim_first_detection
-from .scenario import make_config
+from .run_command import make_config
 
 __all__ = [
     "SCENARIOS",
@@ -127,7 +127,7 @@ def _cluster(
 
 def _lan(overrides: Mapping[str, object] | None, **fixed: Any) -> Config:
     """The lan profile with ``--set`` overrides and the scenario's own ``fixed`` settings (see
-    :func:`simulations.scenario.make_config`)."""
+    :func:`simulations.run_command.make_config`)."""
     return make_config("lan", overrides, owner="this scenario", **fixed)
 
 

@@ -14,7 +14,7 @@ from gossipreg.core.config import Config
 from gossipreg.core.membership import EventKind, MemberEvent, MemberState
 from gossipreg.core.node import NodeEvent
 from simulations.engine import SimMember, Simulation
-from simulations.scenario import RunParams, run
+from simulations.run_command import RunParams, run
 
 from .helpers import cluster, key_of, records_equal, service, visible_at, wait
 
