@@ -494,6 +494,13 @@ _REFUSED = {
     "or members running incompatible versions",
     "records_rejected_drift": "registration(s) refused because their clock stamp is more than "
     "max_clock_drift ahead: a member's wall clock is wrong",
+    "identity_unsigned": "unsigned statement(s) refused (member identities are on here): a member "
+    "running without identity=, or a key holder forging",
+    "identity_bad_signature": "statement(s) refused whose signature is not their member's: a key "
+    "holder forging, or a member signing with another member's name",
+    "identity_bad_certificate": "certificate(s) refused: not of this cluster's CA, expired, or not "
+    "for the member name they came with",
+    "identity_unknown_signer": "statement(s) held back until their signer's certificate arrives",
 }
 
 
