@@ -500,7 +500,6 @@ _REFUSED = {
     "holder forging, or a member signing with another member's name",
     "identity_bad_certificate": "certificate(s) refused: not of this cluster's CA, expired, or not "
     "for the member name they came with",
-    "identity_unknown_signer": "statement(s) held back until their signer's certificate arrives",
 }
 
 
