@@ -26,6 +26,10 @@ bound. The module functions check their own arguments (a ``ttl``, a watch's
 ``buffer``) before they create the default registry.
 The default registry leaves the cluster at interpreter exit; a child process
 made by ``os.fork`` starts its own on first use.
+
+These functions block their thread, as :class:`~gossipreg.Registry` does:
+called inside a trio program they raise :class:`~gossipreg.BlockingCallError`
+(use :func:`~gossipreg.open_registry` there).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .core.errors import ConfigError
 from .core.model import Service, check_ttl, name_problem
 from .registry import WATCH_BUFFER, _check_address, _check_watch
 from .runtime.driver import TLSContexts
-from .sync import Registry, SyncWatcher
+from .sync import Registry, SyncWatcher, _refuse_trio_thread
 from .tls import TLSFiles, load_tls
 
 __all__ = [
@@ -190,7 +194,9 @@ def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 
             variables together are not a valid configuration.
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the bind address cannot be bound.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.default.registry_from_env()")
     o = _options(os.environ if env is None else env)
     return Registry(
         o.bind,
@@ -214,8 +220,10 @@ def default_registry() -> Registry:
         ConfigError: a ``GOSSIPREG_*`` variable is invalid; the message names it.
         JoinError: ``GOSSIPREG_SEEDS`` were given and none answered.
         OSError: ``GOSSIPREG_BIND`` cannot be bound.
+        BlockingCallError: called inside a trio program.
     """
     global _default
+    _refuse_trio_thread("gossipreg.default_registry()")
     registry = _default
     if registry is not None and not registry.closed:
         return registry
@@ -230,8 +238,12 @@ def close_default_registry() -> None:
 
     Registered with :mod:`atexit`, so the default registry leaves the cluster
     when the interpreter exits.
+
+    Raises:
+        BlockingCallError: called inside a trio program.
     """
     global _default
+    _refuse_trio_thread("gossipreg.default.close_default_registry()")
     with _lock:
         registry, _default = _default, None
     if registry is not None:
@@ -263,7 +275,9 @@ def register(service: Service, ttl: float | None = None) -> None:
         RegistrationLimitError: this member would own more than
             ``Config.max_records_per_owner`` registrations.
         ConfigError: the default registry cannot be created from the environment.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.register()")
     checked = check_ttl(ttl)
     default_registry().register(service, checked)
 
@@ -276,7 +290,9 @@ def deregister(service: Service) -> None:
 
     Raises:
         ConfigError: the default registry cannot be created from the environment.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.deregister()")
     default_registry().deregister(service)
 
 
@@ -289,7 +305,9 @@ def get_service(name: str) -> list[Service]:
     Raises:
         NotFoundError: no live node of that service is known.
         ConfigError: the default registry cannot be created from the environment.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.get_service()")
     return default_registry().get_service(name)
 
 
@@ -298,7 +316,9 @@ def list_services() -> list[Service]:
 
     Raises:
         ConfigError: the default registry cannot be created from the environment.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.list_services()")
     return default_registry().list_services()
 
 
@@ -315,6 +335,8 @@ def watch(service: str | None = None, *, snapshot: bool = False, buffer: int = W
         ConfigError: ``snapshot`` is not a bool or ``buffer`` not an int of at
             least 1 (checked first), or the default registry cannot be created
             from the environment.
+        BlockingCallError: called inside a trio program.
     """
+    _refuse_trio_thread("gossipreg.watch()")
     _check_watch(service, snapshot, buffer)
     return default_registry().watch(service, snapshot=snapshot, buffer=buffer)

@@ -13,12 +13,18 @@ member, and may be called from any number of threads at once::
             result = watcher.next(timeout=5.0)     # TimeoutError after 5 s
 
 Errors are the trio API's, re-raised in the calling thread with their
-original type. Invalid arguments (options, a ``ttl``, a watch's ``buffer``)
-are refused in the calling thread, before the member's thread is started or
-called. After :meth:`Registry.close` every call raises
-``trio.ClosedResourceError``, as :class:`~gossipreg.AsyncRegistry` does once
-closed. Inside a trio program use :func:`gossipreg.open_registry` instead:
-the blocking methods here refuse to run in a trio thread (``RuntimeError``).
+original type; no trio exception reaches the caller. Invalid arguments
+(options, a ``ttl``, a watch's ``buffer``) are refused in the calling thread,
+before the member's thread is started or called. After
+:meth:`Registry.close` (or if the member's thread stopped on an error) every
+call that needs the member raises :class:`~gossipreg.RegistryClosedError`, as
+:class:`~gossipreg.AsyncRegistry` does once closed; :attr:`Registry.name` and
+:attr:`Registry.address` stay readable, and watchers raise
+:class:`~gossipreg.WatcherStoppedError` once their buffered results are read.
+Inside a trio program use :func:`gossipreg.open_registry` instead: every
+blocking call here (the constructor, the methods, :meth:`SyncWatcher.next`,
+:meth:`Registry.close`) refuses to run in a trio thread with
+:class:`~gossipreg.BlockingCallError`.
 
 A registry does not survive ``os.fork``: in a child process, create a new one
 (calls on the parent's raise ``RuntimeError``).
@@ -38,7 +44,13 @@ import trio
 
 from .core.config import Config
 from .core.crypto import Keyring
-from .core.errors import ConfigError, InvalidServiceError, WatcherStoppedError
+from .core.errors import (
+    BlockingCallError,
+    ConfigError,
+    InvalidServiceError,
+    RegistryClosedError,
+    WatcherStoppedError,
+)
 from .core.model import Service, check_ttl, shown
 from .registry import (
     LEAVE_TIMEOUT,
@@ -105,7 +117,12 @@ class Registry:
             :func:`gossipreg.open_registry`).
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
-        RuntimeError: called from inside a trio run (use :func:`gossipreg.open_registry`).
+        BlockingCallError: called from inside a trio program (use
+            :func:`gossipreg.open_registry`).
+
+    Every method below raises :class:`~gossipreg.BlockingCallError` when called
+    from inside a trio program, and :class:`~gossipreg.RegistryClosedError`
+    once the registry is closed.
     """
 
     def __init__(
@@ -126,7 +143,7 @@ class Registry:
         limits: DriverLimits | None = None,
         identity: TLSFiles | None = None,
     ) -> None:
-        _refuse_trio_thread()
+        _refuse_trio_thread("gossipreg.Registry()")
         if limits is not None and not isinstance(limits, DriverLimits):
             raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
         # Checked here, in the caller's thread, before any thread or socket exists.
@@ -240,8 +257,16 @@ class Registry:
 
     def _check(self) -> None:
         self._check_fork()
+        _refuse_trio_thread("gossipreg.Registry's methods")
         if self._closed:
-            raise trio.ClosedResourceError("the registry is closed") from self._crash
+            raise self._closed_error() from self._crash
+
+    def _closed_error(self) -> RegistryClosedError:
+        if self._crash is not None:
+            return RegistryClosedError(
+                f"the registry of member {self._name} is closed: its thread stopped on an error"
+            )
+        return RegistryClosedError(f"the registry of member {self._name} is closed")
 
     def _token_or_closed(self) -> trio.lowlevel.TrioToken:
         self._check()
@@ -253,7 +278,7 @@ class Registry:
         try:
             return trio.from_thread.run_sync(self._in_trio, fn, trio_token=token)
         except trio.RunFinishedError:
-            raise trio.ClosedResourceError("the registry is closed") from self._crash
+            raise self._closed_error() from self._crash
 
     def _async(self, fn: Callable[[AsyncRegistry], Awaitable[T]]) -> T:
         token = self._token_or_closed()
@@ -264,7 +289,7 @@ class Registry:
         try:
             return trio.from_thread.run(call, trio_token=token)
         except (trio.RunFinishedError, trio.Cancelled):
-            raise trio.ClosedResourceError("the registry is closed") from self._crash
+            raise self._closed_error() from self._crash
         except BaseExceptionGroup as group:  # an error of a task started in a nursery
             error = _unwrap(group)
             if error is group:
@@ -274,7 +299,7 @@ class Registry:
     def _in_trio(self, fn: Callable[[AsyncRegistry], T]) -> T:
         # Runs in the trio thread, where ``_closed`` may have turned since the check.
         if self._closed or self._registry is None:
-            raise trio.ClosedResourceError("the registry is closed")
+            raise self._closed_error()
         return fn(self._registry)
 
     # ------------------------------------------------------------ the API
@@ -304,7 +329,8 @@ class Registry:
                 ``tombstone_ttl - convergence_bound`` (3300 s by default).
             RegistrationLimitError: this member would own more than
                 ``Config.max_records_per_owner`` registrations.
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         checked = check_ttl(ttl)
         self._async(lambda reg: reg.register(service, checked))
@@ -317,7 +343,8 @@ class Registry:
                 and version if it lists none.
 
         Raises:
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         self._async(lambda reg: reg.deregister(service))
 
@@ -329,7 +356,8 @@ class Registry:
 
         Raises:
             NotFoundError: no live node of that service is known.
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         return self._sync(lambda reg: reg.get_service(name))
 
@@ -337,7 +365,8 @@ class Registry:
         """One :class:`~gossipreg.Service` per (name, version), without nodes (local view).
 
         Raises:
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         return self._sync(lambda reg: reg.list_services())
 
@@ -354,7 +383,8 @@ class Registry:
         Raises:
             InvalidServiceError: ``service`` is not a str or ``None``.
             ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         _check_watch(service, snapshot, buffer)
         watcher = self._sync(lambda reg: reg.watch(service, snapshot=snapshot, buffer=buffer))
@@ -378,7 +408,8 @@ class Registry:
             InvalidServiceError: the service is invalid, or ``ttl`` is ``None`` or
                 invalid (as for :meth:`register`).
             RegistrationLimitError: as for :meth:`register`.
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         checked = check_ttl(ttl)
         if checked is None:
@@ -396,7 +427,7 @@ class Registry:
                     while True:
                         await trio.sleep(ttl / 3)
                         await registry.register(service, ttl)
-                except trio.ClosedResourceError:
+                except RegistryClosedError:
                     return
                 except Exception:
                     log.exception("gossipreg: keep_alive of %s stopped on an error", service.name)
@@ -412,7 +443,8 @@ class Registry:
         """Every member this one knows, itself included, sorted by name.
 
         Raises:
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         return self._sync(lambda reg: reg.members())
 
@@ -430,7 +462,8 @@ class Registry:
         """Counters: packets, bytes, decode and authentication failures, suspicions, ...
 
         Raises:
-            trio.ClosedResourceError: the registry is closed.
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
         """
         return self._sync(lambda reg: reg.statistics())
 
@@ -443,10 +476,17 @@ class Registry:
         """Leave the cluster gracefully, stop the member and its thread. Idempotent.
 
         Watchers are stopped (a blocked :meth:`SyncWatcher.next` raises
-        :class:`~gossipreg.WatcherStoppedError`) and keep-alives end. Safe to
-        call from any thread, and after a fork (the child then just forgets
-        the parent's member).
+        :class:`~gossipreg.WatcherStoppedError`) and keep-alives end; every
+        later call raises :class:`~gossipreg.RegistryClosedError`. Safe to
+        call from any thread but a trio program's, and after a fork (the child
+        then just forgets the parent's member).
+
+        Raises:
+            BlockingCallError: called inside a trio program (other than the
+                member's own thread); nothing is closed.
         """
+        if os.getpid() == self._pid and threading.current_thread() is not self._thread:
+            _refuse_trio_thread("gossipreg.Registry.close()")
         self._shutdown(wait=True)
 
     def _shutdown(self, *, wait: bool) -> None:
@@ -505,6 +545,7 @@ class SyncWatcher:
             WatcherStoppedError: the watcher was stopped or the registry closed.
             ConfigError: ``timeout`` is not ``None`` nor a non-negative number
                 (NaN included); a ``ValueError``.
+            BlockingCallError: called inside a trio program.
         """
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
@@ -529,6 +570,7 @@ class SyncWatcher:
 
         registry = self._registry
         registry._check_fork()
+        _refuse_trio_thread("gossipreg.SyncWatcher.next()")
         if registry._thread.is_alive():
             assert registry._token is not None
             try:
@@ -543,8 +585,12 @@ class SyncWatcher:
         return result
 
     def stop(self) -> None:
-        """Stop watching; buffered results can still be read, then :meth:`next` raises. Idempotent."""
-        with contextlib.suppress(trio.ClosedResourceError):  # closing the registry stopped every watcher
+        """Stop watching; buffered results can still be read, then :meth:`next` raises. Idempotent.
+
+        Raises:
+            BlockingCallError: called inside a trio program.
+        """
+        with contextlib.suppress(RegistryClosedError):  # closing the registry stopped every watcher
             self._registry._sync(lambda reg: self._watcher.stop())
 
     def __iter__(self) -> Iterator[Result]:
@@ -574,8 +620,12 @@ class KeepAlive:
         self._scope = scope
 
     def stop(self) -> None:
-        """Stop renewing; the registration expires ``ttl`` after the last renewal. Idempotent."""
-        with contextlib.suppress(trio.ClosedResourceError):  # closing the registry ended every renewal
+        """Stop renewing; the registration expires ``ttl`` after the last renewal. Idempotent.
+
+        Raises:
+            BlockingCallError: called inside a trio program.
+        """
+        with contextlib.suppress(RegistryClosedError):  # closing the registry ended every renewal
             self._registry._sync(lambda reg: self._scope.cancel())
 
     def __enter__(self) -> KeepAlive:
@@ -585,9 +635,18 @@ class KeepAlive:
         self.stop()
 
 
-def _refuse_trio_thread() -> None:
+def _refuse_trio_thread(what: str) -> None:
+    """Refuse a blocking call in a trio thread, where it would stall every task (or deadlock).
+
+    Raises:
+        BlockingCallError: this thread is running trio; the message says to use
+            :func:`~gossipreg.open_registry`.
+    """
     try:
         trio.lowlevel.current_task()
     except RuntimeError:
         return
-    raise RuntimeError("gossipreg.Registry blocks; inside trio, use gossipreg.open_registry")
+    raise BlockingCallError(
+        f"{what} blocks its thread and this is a trio program: inside trio, use "
+        "`async with gossipreg.open_registry(...) as reg` (an AsyncRegistry) instead"
+    )
