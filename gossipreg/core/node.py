@@ -86,7 +86,7 @@ from dataclasses import dataclass, field, replace
 from random import Random
 from typing import Any
 
-from . import chunks, codec
+from . import chunks, codec, pushpull
 from .broadcast import BroadcastQueue
 from .catalog import Catalog, CatalogEvent, Key, MergeResult, Record, key_hash
 from .codec import Ack, Cert, CertWant, Message, Nack, Ping, PingReq, RecordMsg, Tree
@@ -110,6 +110,7 @@ from .membership import (
     TableSnapshot,
 )
 from .model import Service, shown
+from .pushpull import Exchange, Role, Step, role_of
 from .tree import child_ranks
 
 __all__ = [
@@ -239,15 +240,6 @@ class _Resync:
     one opened before may not have exchanged this owner's records."""
 
 
-@dataclass(slots=True)
-class _PushPull:
-    address: Address
-    join: bool
-    deadline: float
-    step: int = 0  # initiator: 0 sent INIT; responder: 1 sent REPLY
-    regossip: bool = True  # gossip on the records this exchange brings (not for our own join)
-
-
 #: The node core's own counters (see :meth:`NodeCore.statistics`); all start at 0.
 _COUNTER_NAMES = (
     "datagrams_sent", "datagrams_received", "bytes_sent", "bytes_received",
@@ -280,8 +272,6 @@ _STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
 NOTICE_INTERVAL = 60.0
 #: Message types that are updates (gossiped, and forwarded down broadcast trees).
 _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, codec.RECORD})
-#: ``_PushPull.step`` of a check waiting for its reply.
-_CHECK = 10
 #: Tolerance for comparing times computed along different paths (float rounding).
 _EPSILON = 1e-9
 #: Member identities: signers with statements waiting for their certificate, and statements each.
@@ -397,7 +387,7 @@ class NodeCore:
         self._stream_seq = 0
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
-        self._pushpulls: dict[StreamId, _PushPull] = {}
+        self._pushpulls: dict[StreamId, Exchange] = {}
         self._eager_last: dict[str, float] = {}
         self._eager_tokens = config.eager_round_rate
         self._eager_refilled = now
@@ -679,7 +669,8 @@ class NodeCore:
                 self.catalog.owner_synced(name)
                 continue
             if not any(
-                sid[0] == "out" and sid[1] > r.after_stream and pp.step != _CHECK and pp.address == r.address
+                role_of(sid) is Role.INITIATOR and sid[1] > r.after_stream
+                and pp.step is not Step.CHECK_SENT and pp.address == r.address
                 for sid, pp in self._pushpulls.items()
             ):
                 # (A push-pull of ours already under way ends the resync when it completes.)
@@ -1257,7 +1248,7 @@ class NodeCore:
         """
         self._stream_seq += 1
         sid: StreamId = ("out", self._stream_seq)
-        self._pushpulls[sid] = _PushPull(address, False, now + self.config.stream_timeout, step=_CHECK)
+        self._pushpulls[sid] = Exchange(address, False, now + self.config.stream_timeout, Step.CHECK_SENT)
         self._counters.inc("push_pull_checks")
         self._stream_send(sid, address, [codec.PP_CHECK, self.membership.fingerprint(), self.catalog.root()])
 
@@ -1265,7 +1256,8 @@ class NodeCore:
         self._stream_seq += 1
         sid: StreamId = ("out", self._stream_seq)
         # A joining member is the one missing everything: what it receives is no news to others.
-        self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout, regossip=not join)
+        self._pushpulls[sid] = Exchange(address, join, now + self.config.stream_timeout, Step.INIT_SENT,
+                                        regossip=not join)
         self._counters.inc("push_pulls_started")
         self._stream_send(sid, address, [codec.PP_INIT, join, self._member_states(),
                                          codec.encode_digest(self.catalog.digest())])
@@ -1497,9 +1489,8 @@ class NodeCore:
     def _stream_send(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
         """Queue ``obj`` on ``sid`` as sealed chunks (:mod:`~gossipreg.core.chunks`)."""
         seq = self._chunks_out.get(sid, 0)
-        frames = chunks.seal_chunks(
-            self.keyring, self._stream_label, codec.pack_stream(obj), initiator=sid[0] == "out", seq=seq
-        )
+        frames = chunks.seal_chunks(self.keyring, self._stream_label, codec.pack_stream(obj),
+                                    initiator=role_of(sid) is Role.INITIATOR, seq=seq)
         self._chunks_out[sid] = seq + len(frames)
         self._counters.inc("stream_messages_sent")
         for data in frames:
@@ -1521,7 +1512,7 @@ class NodeCore:
         if pp is None:
             return False
         self._counters.inc("push_pulls_failed")
-        if pp.join and sid[0] == "out":
+        if pp.join and role_of(sid) is Role.INITIATOR:
             self._events.append(JoinResult(pp.address, False, reason))
         self._close_stream(sid)
         return True
@@ -1560,7 +1551,7 @@ class NodeCore:
         seq, partial = self._chunks_in.get(stream, (0, None))
         try:
             flag, piece = chunks.open_chunk(
-                self.keyring, self._stream_label, data, initiator=stream[0] != "out", seq=seq
+                self.keyring, self._stream_label, data, initiator=role_of(stream) is Role.RESPONDER, seq=seq
             )
         except AuthenticationError:
             plaintext = len(data) > 1 and data[1] == codec.PROTOCOL_VERSION
@@ -1599,96 +1590,124 @@ class NodeCore:
         return True
 
     def _on_stream(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
+        """Handle one push-pull message (:mod:`~gossipreg.core.pushpull`): check it is the
+        one expected of this member's role at this step, then its handler."""
         kind = obj[0]
         pp = self._pushpulls.get(sid)
-        if kind == codec.PP_CHECK and pp is None and sid[0] != "out":
-            _, members_fp, catalog_root = _args(obj, 3)
-            same = (
-                type(members_fp) is int
-                and type(catalog_root) is int
-                and members_fp == self.membership.fingerprint()
-                and catalog_root == self.catalog.root()
-            )
-            self._stream_send(sid, address, [codec.PP_CHECK_REPLY, same])
-            self._close_stream(sid)
-        elif kind == codec.PP_CHECK_REPLY and pp is not None and sid[0] == "out" and pp.step == _CHECK:
-            _, same = _args(obj, 2)
-            if type(same) is not bool:
-                raise DecodeError("push-pull check reply: expected a bool")
-            del self._pushpulls[sid]
-            self._close_stream(sid)
-            if same:
-                self._counters.inc("push_pull_checks_matched")
-            else:
-                self._start_push_pull(pp.address, now, join=False)
-        elif kind == codec.PP_INIT and pp is None and sid[0] != "out":
-            _, join, members, digest = _args(obj, 4)
-            if type(join) is not bool:
-                raise DecodeError("push-pull init: join must be a bool")
-            remote = self._authorised_members(codec.decode_member_proofs(members))
-            peer_digest = codec.decode_digest(digest)
-            self._merge_members(remote, now)
-            offer = self.catalog.offer(peer_digest, now)
-            self._pushpulls[sid] = _PushPull(address, join, now + self.config.stream_timeout, step=1)
-            offer = offer._replace(records=self._signed_transfers(offer.records))
-            reply = [codec.PP_REPLY, self._member_states(), codec.encode_offer(offer)]
-            self._stream_send(sid, address, reply)
-            self._counters.inc("push_pulls_answered")
-        elif kind == codec.PP_REPLY and pp is not None and sid[0] == "out" and pp.step == 0:
-            _, members, offer_obj = _args(obj, 3)
-            remote = self._authorised_members(codec.decode_member_proofs(members))
-            offer = codec.decode_offer(offer_obj)
-            self._merge_members(remote, now)
-            self._merge_transfers(offer.records, now, regossip=pp.regossip)
-            push, want = self.catalog.reconcile(offer._replace(records=[]), now)
-            pp.step = 2
-            self._stream_send(sid, address, [codec.PP_RECONCILE,
-                                             [codec.encode_transfer(r, a)
-                                              for r, a in self._signed_transfers(push)],
-                                             codec.encode_hashes(want)])
-            if pp.join:
-                self._events.append(JoinResult(pp.address, True))
-                pp.join = False
-                # Announce ourselves down our own broadcast tree, now that we know the
-                # members; and push-pull again soon, to catch members that joined
-                # concurrently through other seeds (their news may not have reached
-                # our seed yet).
-                self._tree_pending.append(self._encode(self.membership.local_alive(), with_certificate=True))
-                soon = now + 2 * self.config.probe_interval
-                self._next_push_pull = min(self._next_push_pull, soon)
-        elif kind == codec.PP_RECONCILE and pp is not None and sid[0] != "out" and pp.step == 1:
-            _, push_obj, want_obj = _args(obj, 3)
-            push = codec.decode_transfers(push_obj)
-            want = codec.decode_hashes(want_obj)
-            self._merge_transfers(push, now, regossip=True)
-            fetched = self.catalog.fetch(want, now)
-            # Where this member now holds something newer than what the initiator pushed (an
-            # owner-authority correction of it, or a write that arrived since the offer), that
-            # goes back too: the initiator ends the exchange holding this member's current state.
-            sent = {r.key for r, _ in fetched}
-            newer = []
-            for rec, _age in push:
-                current = self.catalog.get(rec.key)
-                if current is not None and current != rec and rec.key not in sent:
-                    sent.add(rec.key)
-                    newer.append(key_hash(rec.key))
-            fetched.extend(self.catalog.fetch(newer, now))
-            transfers = [codec.encode_transfer(r, a) for r, a in self._signed_transfers(fetched)]
-            self._stream_send(sid, address, [codec.PP_FETCH, transfers])
-            del self._pushpulls[sid]
-            self._counters.inc("push_pulls_completed")
-            self._close_stream(sid)
-        elif kind == codec.PP_FETCH and pp is not None and sid[0] == "out" and pp.step == 2:
-            _, fetched_obj = _args(obj, 2)
-            fetched = codec.decode_transfers(fetched_obj)
-            self._merge_transfers(fetched, now, regossip=pp.regossip)
-            del self._pushpulls[sid]
-            self._counters.inc("push_pulls_completed")
-            if self._resync:
-                self._synced_with(pp.address, sid)
-            self._close_stream(sid)
-        else:
+        if not pushpull.expects(kind, role_of(sid), pp):
             raise DecodeError(f"unexpected stream message type {shown(kind)} at this point")
+        if kind == codec.PP_CHECK:
+            self._on_check(sid, address, obj)
+        elif kind == codec.PP_INIT:
+            self._on_init(sid, address, obj, now)
+        else:
+            assert pp is not None  # pushpull.expects: every other message continues an exchange
+            if kind == codec.PP_CHECK_REPLY:
+                self._on_check_reply(sid, pp, obj, now)
+            elif kind == codec.PP_REPLY:
+                self._on_reply(sid, pp, obj, now)
+            elif kind == codec.PP_RECONCILE:
+                self._on_reconcile(sid, address, obj, now)
+            else:
+                self._on_fetch(sid, pp, obj, now)
+
+    def _on_check(self, sid: StreamId, address: Address, obj: list[Any]) -> None:
+        """Responder: compare the initiator's summaries with ours, answer, close."""
+        _, members_fp, catalog_root = _args(obj, 3)
+        same = (
+            type(members_fp) is int
+            and type(catalog_root) is int
+            and members_fp == self.membership.fingerprint()
+            and catalog_root == self.catalog.root()
+        )
+        self._stream_send(sid, address, [codec.PP_CHECK_REPLY, same])
+        self._close_stream(sid)
+
+    def _on_check_reply(self, sid: StreamId, pp: Exchange, obj: list[Any], now: float) -> None:
+        """Initiator: done if the summaries matched, else open the full push-pull."""
+        _, same = _args(obj, 2)
+        if type(same) is not bool:
+            raise DecodeError("push-pull check reply: expected a bool")
+        del self._pushpulls[sid]
+        self._close_stream(sid)
+        if same:
+            self._counters.inc("push_pull_checks_matched")
+        else:
+            self._start_push_pull(pp.address, now, join=False)
+
+    def _on_init(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
+        """Responder: merge the initiator's members, offer what its digest lacks."""
+        _, join, members, digest = _args(obj, 4)
+        if type(join) is not bool:
+            raise DecodeError("push-pull init: join must be a bool")
+        remote = self._authorised_members(codec.decode_member_proofs(members))
+        peer_digest = codec.decode_digest(digest)
+        self._merge_members(remote, now)
+        offer = self.catalog.offer(peer_digest, now)
+        self._pushpulls[sid] = Exchange(address, join, now + self.config.stream_timeout, Step.REPLY_SENT)
+        offer = offer._replace(records=self._signed_transfers(offer.records))
+        reply = [codec.PP_REPLY, self._member_states(), codec.encode_offer(offer)]
+        self._stream_send(sid, address, reply)
+        self._counters.inc("push_pulls_answered")
+
+    def _on_reply(self, sid: StreamId, pp: Exchange, obj: list[Any], now: float) -> None:
+        """Initiator: merge the responder's members and offer, push and ask for the rest."""
+        _, members, offer_obj = _args(obj, 3)
+        remote = self._authorised_members(codec.decode_member_proofs(members))
+        offer = codec.decode_offer(offer_obj)
+        self._merge_members(remote, now)
+        self._merge_transfers(offer.records, now, regossip=pp.regossip)
+        push, want = self.catalog.reconcile(offer._replace(records=[]), now)
+        pp.step = Step.RECONCILE_SENT
+        self._stream_send(sid, pp.address, [codec.PP_RECONCILE,
+                                            [codec.encode_transfer(r, a)
+                                             for r, a in self._signed_transfers(push)],
+                                            codec.encode_hashes(want)])
+        if pp.join:
+            self._events.append(JoinResult(pp.address, True))
+            pp.join = False
+            # Announce ourselves down our own broadcast tree, now that we know the
+            # members; and push-pull again soon, to catch members that joined
+            # concurrently through other seeds (their news may not have reached
+            # our seed yet).
+            self._tree_pending.append(self._encode(self.membership.local_alive(), with_certificate=True))
+            soon = now + 2 * self.config.probe_interval
+            self._next_push_pull = min(self._next_push_pull, soon)
+
+    def _on_reconcile(self, sid: StreamId, address: Address, obj: list[Any], now: float) -> None:
+        """Responder: merge what was pushed, send what was asked for, close."""
+        _, push_obj, want_obj = _args(obj, 3)
+        push = codec.decode_transfers(push_obj)
+        want = codec.decode_hashes(want_obj)
+        self._merge_transfers(push, now, regossip=True)
+        fetched = self.catalog.fetch(want, now)
+        # Where this member now holds something newer than what the initiator pushed (an
+        # owner-authority correction of it, or a write that arrived since the offer), that
+        # goes back too: the initiator ends the exchange holding this member's current state.
+        sent = {r.key for r, _ in fetched}
+        newer = []
+        for rec, _age in push:
+            current = self.catalog.get(rec.key)
+            if current is not None and current != rec and rec.key not in sent:
+                sent.add(rec.key)
+                newer.append(key_hash(rec.key))
+        fetched.extend(self.catalog.fetch(newer, now))
+        transfers = [codec.encode_transfer(r, a) for r, a in self._signed_transfers(fetched)]
+        self._stream_send(sid, address, [codec.PP_FETCH, transfers])
+        del self._pushpulls[sid]
+        self._counters.inc("push_pulls_completed")
+        self._close_stream(sid)
+
+    def _on_fetch(self, sid: StreamId, pp: Exchange, obj: list[Any], now: float) -> None:
+        """Initiator: merge what was fetched; the exchange is complete."""
+        _, fetched_obj = _args(obj, 2)
+        fetched = codec.decode_transfers(fetched_obj)
+        self._merge_transfers(fetched, now, regossip=pp.regossip)
+        del self._pushpulls[sid]
+        self._counters.inc("push_pulls_completed")
+        if self._resync:
+            self._synced_with(pp.address, sid)
+        self._close_stream(sid)
 
     def _merge_members(self, remote: list[Member], now: float) -> None:
         for outcome in self.membership.merge_remote(remote, now):
