@@ -233,14 +233,14 @@ async def test_a_local_user_without_the_token_cannot_take_over_the_cluster_key(t
             assert listing.status == 401
             assert ring_file.read_bytes() == before
             assert agent.registry.keyring is not None
-            assert agent.registry.keyring.keys == (KEY1,)
+            assert list(agent.registry.keyring.keys) == [KEY1]
             # The agent's own user, with the token from the token file, can.
             token = agent.prepared.http_token
             done = await request(
                 port, "POST", "/v1/keyring/install", json_body={"key": KEY2_B64}, token=token
             )
             assert done.status == 200
-            assert agent.registry.keyring.keys == (KEY1, KEY2)
+            assert list(agent.registry.keyring.keys) == [KEY1, KEY2]
             agent.stop()
 
 

@@ -1465,7 +1465,7 @@ def test_an_expired_local_registration_is_no_longer_asserted() -> None:
 
     wall = [1_800_000_000.0]
     cat = _Catalog("me", _HybridClock(lambda: wall[0]))
-    (rec,) = cat.register(_Service("svc", "1", nodes=[_Node("n1", "h:1")]), ttl=10, now=0.0)
+    (rec,) = cat.register(_Service("svc", "1", nodes=(_Node("n1", "h:1"),)), ttl=10, now=0.0)
     assert cat.local_records() == [rec]
     cat.tick(10.0)
     assert cat.local_records() == []

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gossipreg.core.catalog import Offer, Record
 from gossipreg.core.codec import (
     Ack,
+    Message,
     Nack,
     Ping,
     PingReq,
@@ -252,7 +253,7 @@ def test_any_valid_service_round_trips_as_records(svc: Any, stamp: int, ttl: int
 
 # -- protocol messages -----------------------------------------------------------
 
-MESSAGES = [
+MESSAGES: list[Message] = [
     Ping(1, "b", "a", Address("10.0.0.1", 7946)),
     PingReq(2**63, "c", Address("::1", 1), "a", Address("10.0.0.1", 7946), False),
     Ack(3, "b"),
@@ -340,7 +341,7 @@ def test_stream_messages_need_version_and_type() -> None:
     with pytest.raises(DecodeError):
         unpack_stream(b"\x00" + pack([16]))
     with pytest.raises(DecodeError):
-        unpack_stream(pack_stream(["x"]))  # type: ignore[list-item]
+        unpack_stream(pack_stream(["x"]))
 
 
 @settings(max_examples=300, deadline=None)

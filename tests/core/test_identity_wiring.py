@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def certificate(name: str, ca: tuple[bytes, bytes] = (CA, CA_KEY)) -> tuple[byte
     return _CERTS[name]
 
 
-def identified(name: str) -> dict[str, object]:
+def identified(name: str) -> dict[str, Any]:
     """The identity and trust-store arguments of a member called ``name``."""
     return {"identity": Identity(*certificate(name), name=name), "trust": TrustStore(CA)}
 
@@ -175,8 +176,8 @@ def test_a_ghost_member_with_a_registration_shows_only_without_identities(identi
                         certificate=x.certificate_der)
     rec = Record("ghost-svc", "1", "g1", "ghost", c.catalog.clock.now(), None, False,
                  Node("g1", "10.66.0.1:1"))
-    c.receive_datagram(sealed(ghost, RecordMsg(signed_by(x, rec) if identities else rec)), tuple(ghost_addr),
-                       net.now)
+    c.receive_datagram(sealed(ghost, RecordMsg(signed_by(x, rec) if identities else rec)),
+                       (ghost_addr.host, ghost_addr.port), net.now)
     net.run(0.01)
     names = {m.name for m in c.members()}
     if identities:

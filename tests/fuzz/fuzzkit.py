@@ -238,7 +238,7 @@ class Notices:
         self.by_cause: Counter[str] = Counter()
         self._type = getattr(node_module, "TrafficRefused", None)
 
-    def sort(self, events: list[object]) -> list[object]:
+    def sort(self, events: Sequence[object]) -> list[object]:
         """Count the notices among ``events``; return the other events."""
         rest = []
         for e in events:

@@ -547,11 +547,11 @@ def substituted(make: Callable[[list[Any]], bytes]) -> Iterator[list[bytes]]:
         made.append(make(obj))
         return made[-1]
 
-    codec.pack_stream = pack_stream  # type: ignore[assignment]
+    codec.pack_stream = pack_stream
     try:
         yield made
     finally:
-        codec.pack_stream = original  # type: ignore[assignment]
+        codec.pack_stream = original
 
 
 def live(

@@ -46,7 +46,7 @@ def seed_of(reg: AsyncRegistry) -> str:
 
 
 def svc(name: str, node_id: str) -> Service:
-    return Service(name, "1", nodes=[Node(node_id, "10.9.9.9:80")])
+    return Service(name, "1", nodes=(Node(node_id, "10.9.9.9:80"),))
 
 
 def sees(reg: AsyncRegistry, name: str, node_id: str) -> bool:

@@ -195,7 +195,9 @@ def started_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def all_tasks() -> list[trio.lowlevel.Task]:
     """Every task of the current trio run."""
     out: list[trio.lowlevel.Task] = []
-    todo = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    todo = [root]
     while todo:
         task = todo.pop()
         out.append(task)
@@ -328,7 +330,7 @@ async def test_ttl_beyond_the_maximum_is_an_invalid_service_error_not_an_overflo
         with pytest.raises(InvalidServiceError, match=r"^ttl: 4000(\.0)? is out of range \[0\.001, 3300\]"):
             await reg.register(SVC, 4000)
         with pytest.raises(InvalidServiceError, match="needs a ttl"):
-            await reg.keep_alive(SVC, None)  # type: ignore[arg-type]
+            await reg.keep_alive(SVC, None)
         await reg.register(SVC, Fraction(61, 2))  # any real number of seconds
         assert [n.id for n in reg.get_service("greeter")[0].nodes] == ["g1"]
 

@@ -38,7 +38,7 @@ async def test_three_members_share_a_registration(autojump_clock: trio.testing.M
         await trio.sleep(1)
         assert all(len([m for m in r.members() if m.state == "alive"]) == 3 for r in regs)
         async with regs[2].watch("greeter") as w:
-            await a.register(Service("greeter", "1", nodes=[Node("g1", "10.1.1.1:80")]))
+            await a.register(Service("greeter", "1", nodes=(Node("g1", "10.1.1.1:80"),)))
             with trio.fail_after(1):
                 result = await w.next()
         assert result.action == "create"

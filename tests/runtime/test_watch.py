@@ -29,7 +29,7 @@ def seed_of(reg: AsyncRegistry) -> str:
 
 
 def one(name: str, node_id: str, address: str = "10.9.0.1:80", version: str = "1") -> Service:
-    return Service(name, version, nodes=[Node(node_id, address)])
+    return Service(name, version, nodes=(Node(node_id, address),))
 
 
 def alive(reg: AsyncRegistry) -> set[str]:
@@ -103,12 +103,12 @@ async def test_delete_carries_the_removed_node(autojump_clock: trio.testing.Mock
     net = MemoryNetwork()
     async with members(net, 2) as [a, b], b.watch("svc") as w:
         two = Service("svc", "2", metadata={"tier": "gold"},
-                      nodes=[Node("n1", "10.0.0.1:1", metadata={"zone": "x"}), Node("n2", "10.0.0.2:2")])
+                      nodes=(Node("n1", "10.0.0.1:1", metadata={"zone": "x"}), Node("n2", "10.0.0.2:2")))
         await a.register(two)
         created = await take(w, 2)
         assert sorted(summary(r) for r in created) == [("create", "svc", "n1", "10.0.0.1:1"),
                                                        ("create", "svc", "n2", "10.0.0.2:2")]
-        await a.deregister(Service("svc", "2", nodes=[Node("n1")]))
+        await a.deregister(Service("svc", "2", nodes=(Node("n1"),)))
         [gone] = await take(w, 1)
         assert gone.action == "delete"
         assert gone.service.version == "2"
@@ -130,7 +130,7 @@ async def test_ttl_expiry_produces_a_delete_everywhere(autojump_clock: trio.test
 async def test_owner_death_produces_deletes_at_the_others(autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork()
     async with members(net, 3) as [a, b, c], b.watch() as wb, c.watch() as wc:
-        await a.register(Service("doomed", "1", nodes=[Node("d1", "10.0.0.1:1"), Node("d2", "10.0.0.2:2")]))
+        await a.register(Service("doomed", "1", nodes=(Node("d1", "10.0.0.1:1"), Node("d2", "10.0.0.2:2"))))
         for w in (wb, wc):
             assert {summary(r)[0] for r in await take(w, 2)} == {"create"}
         net.drop(Address(*a.address))  # an abrupt stop: no leave, no more packets
@@ -147,7 +147,7 @@ async def test_owner_death_produces_deletes_at_the_others(autojump_clock: trio.t
 async def test_overflow_raises_then_the_watcher_goes_on(autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork()
     async with members(net, 2) as [a, b], b.watch("flood", buffer=3) as w:
-        await a.register(Service("flood", "1", nodes=[Node(f"f{i}", f"10.0.0.{i}:1") for i in range(5)]))
+        await a.register(Service("flood", "1", nodes=tuple(Node(f"f{i}", f"10.0.0.{i}:1") for i in range(5))))
         await wait_until(lambda: len(b.get_service("flood")[0].nodes) == 5 if b.list_services() else False,
                          "the five nodes at b")
         with pytest.raises(WatchOverflowError):
@@ -155,7 +155,7 @@ async def test_overflow_raises_then_the_watcher_goes_on(autojump_clock: trio.tes
         # Nothing stale is left behind the error ...
         assert w.next_nowait() is None
         # ... and the same watcher reports what happens next.
-        await a.deregister(Service("flood", "1", nodes=[Node("f0")]))
+        await a.deregister(Service("flood", "1", nodes=(Node("f0"),)))
         assert summary((await take(w, 1))[0])[:3] == ("delete", "flood", "f0")
         # Re-listing by watching again with a snapshot gives the current state.
         async with b.watch("flood", snapshot=True) as again:
@@ -183,7 +183,7 @@ async def test_snapshot_yields_current_services_as_creates_first(
 ) -> None:
     net = MemoryNetwork()
     async with members(net, 2) as [a, b]:
-        await a.register(Service("snap", "1", nodes=[Node("s1", "10.0.0.1:1"), Node("s2", "10.0.0.2:1")]))
+        await a.register(Service("snap", "1", nodes=(Node("s1", "10.0.0.1:1"), Node("s2", "10.0.0.2:1"))))
         await a.register(one("snap", "s3", version="2"))
         await a.register(one("other", "o1"))
         await wait_until(lambda: len(b.list_services()) == 3, "the services at b")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,9 +112,9 @@ def test_warm_run_skips_the_joins(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["network"]["datagrams"] < cold["network"]["datagrams"]
 
 
-def run_report(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+def run_report(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     assert main(argv) == 0
-    out: dict[str, object] = json.loads(capsys.readouterr().out)
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
     return out
 
 
@@ -154,10 +155,10 @@ def test_set_reaches_the_config_and_the_report(capsys: pytest.CaptureFixture[str
             "--no-eager-push", "--no-crypto", "--json"]  # fmt: skip
     default = run_report(base, capsys)
     slower = run_report([*base, "--set", "gossip_interval=1.0", "--set", "gossip_nodes=1"], capsys)
-    assert default["params"]["overrides"] == {}  # type: ignore[index]
-    assert slower["params"]["overrides"] == {"gossip_interval": 1.0, "gossip_nodes": 1}  # type: ignore[index]
+    assert default["params"]["overrides"] == {}
+    assert slower["params"]["overrides"] == {"gossip_interval": 1.0, "gossip_nodes": 1}
     # One gossip target a second instead of three every 0.2 s: registrations spread slower.
-    assert slower["registration_spread_s"]["max"] > default["registration_spread_s"]["max"]  # type: ignore[index]
+    assert slower["registration_spread_s"]["max"] > default["registration_spread_s"]["max"]
     for bad, says in ((["--set", "eager_push=false"], "--no-eager-push"),
                       (["--set", "probe_timeout=-1"], "must be positive")):  # fmt: skip
         assert main(["run", "--nodes", "3", "--seconds", "2", *bad]) == 2

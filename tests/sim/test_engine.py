@@ -40,8 +40,9 @@ def test_streams_are_fifo_whatever_the_jitter() -> None:
     a, b = sim.members["m0000"], sim.members["m0001"]
     got: list[bytes] = []
 
-    def receive(stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> None:
+    def receive(stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> bool:
         got.append(data)
+        return True
 
     b.core.receive_stream = receive  # type: ignore[method-assign]
     sid: StreamId = ("out", 999)
