@@ -53,7 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import trio
 
@@ -81,6 +81,9 @@ from .registry import (
 from .registry import open_registry as _open_trio_registry
 from .runtime.driver import DriverLimits, TLSContexts
 from .tls import TLSFiles
+
+if TYPE_CHECKING:
+    from .interface import RegistryProtocol, WatcherProtocol
 
 __all__ = ["AsyncioRegistry", "AsyncioWatcher", "open_registry"]
 
@@ -135,6 +138,7 @@ class _Member:
         self.registry: AsyncRegistry | None = None
         self.nursery: trio.Nursery | None = None
         self.feed: Watcher | None = None
+        self.waiting: trio.CancelScope | None = None  # follow()'s wait for the feed, while it waits
         self.watchers: set[AsyncioWatcher] = set()
         self.closing = False
         # Published for the asyncio side: replaced whole, never mutated.
@@ -192,12 +196,19 @@ class _Member:
         """Hand every change to the snapshot and the watchers as soon as this thread runs."""
         assert self.feed is not None
         while True:
-            try:
-                first = await self.feed.next()
-            except WatchOverflowError:
-                self.drain(lost=True)
-            else:
-                self.drain(first)
+            lost = False
+            first: Result | None = None
+            # drain() may run in another task (or a callback) while this one waits in
+            # next(): it cancels the wait first, and a cancelled next() consumes nothing.
+            with trio.CancelScope() as scope:
+                self.waiting = scope
+                try:
+                    first = await self.feed.next()
+                except WatchOverflowError:
+                    lost = True
+            self.waiting = None
+            if not scope.cancelled_caught:
+                self.drain(first, lost=lost)
 
     async def refresh_loop(self) -> None:
         """Republish ``members`` and ``statistics`` every :data:`REFRESH_INTERVAL` seconds."""
@@ -218,6 +229,8 @@ class _Member:
         every change so far is published and delivered, in order, when it returns.
         """
         assert self.feed is not None
+        if self.waiting is not None:
+            self.waiting.cancel()
         items: list[Result | None] = [] if first is None else [first]
         if lost:
             items.append(_LOST)
@@ -268,10 +281,15 @@ class _Member:
         batch: list[Result | None] = []
         if watcher._snapshot:  # as gossipreg.Watcher takes it
             service = watcher._service
-            names = [service] if service is not None else sorted({s.name for s in registry.list_services()})
-            for name in names:
-                with contextlib.suppress(NotFoundError):
-                    batch.extend(Result("create", svc) for svc in registry.get_service(name))
+            try:
+                names = [service] if service is not None else sorted(
+                    {s.name for s in registry.list_services()}
+                )
+                for name in names:
+                    with contextlib.suppress(NotFoundError):
+                        batch.extend(Result("create", svc) for svc in registry.get_service(name))
+            except RegistryClosedError:
+                return  # the member is stopping: the asyncio side stops its watchers
         self.watchers.add(watcher)
         if batch:
             self.post(watcher._deliver, batch)
@@ -289,10 +307,12 @@ class _Member:
         scope: trio.CancelScope,
     ) -> None:
         """Run ``fn(registry)`` as a task in ``scope``; its outcome settles ``future``."""
-        if self.nursery is None or self.closing:
+        try:
+            if self.nursery is None or self.closing:
+                raise RuntimeError("closing")
+            self.nursery.start_soon(self._call, fn, future, scope)
+        except RuntimeError:  # the nursery is closed: the member is stopping
             self.settle(future, None, RegistryClosedError(_CLOSED))
-            return
-        self.nursery.start_soon(self._call, fn, future, scope)
 
     async def _call(
         self,
@@ -315,6 +335,15 @@ class _Member:
             self.settle(future, None, RegistryClosedError(_CLOSED))
         except Exception as exc:
             self.settle(future, None, _unwrap(exc))
+
+
+def _in_member(fn: Callable[..., object], args: tuple[object, ...]) -> None:
+    """Run ``fn(*args)``: a ``run_sync_soon`` callback in the member's thread, where an
+    exception would crash trio itself, so one is logged instead."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("gossipreg: the asyncio bridge failed in the member's thread")
 
 
 def _settle(future: asyncio.Future[Any], value: object, error: BaseException | None) -> None:
@@ -531,10 +560,7 @@ class AsyncioRegistry:
         if not self._closed:
             self._closed = True
             self._stop_everything(None)
-            token = self._member.token
-            if token is not None:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(self._member.request_stop)
+            self._send_quietly(self._member.request_stop)
         await self._join_thread()
 
     # ------------------------------------------------------------ internals: calling in
@@ -548,9 +574,16 @@ class AsyncioRegistry:
         token = self._member.token
         assert token is not None
         try:
-            token.run_sync_soon(fn, *args)
+            token.run_sync_soon(_in_member, fn, args)
         except trio.RunFinishedError:
             raise RegistryClosedError(_CLOSED) from self._crash
+
+    def _send_quietly(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue ``fn(*args)`` in the member's thread if it still runs; never blocks."""
+        token = self._member.token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(_in_member, fn, args)
 
     async def _call(self, fn: Callable[[AsyncRegistry], Awaitable[T]]) -> T:
         """Run ``fn(registry)`` in the member's thread and wait for its outcome, without blocking."""
@@ -562,10 +595,7 @@ class AsyncioRegistry:
             return await future
         except asyncio.CancelledError:
             # Cancel the member-side task too: not started, it never runs; a keep_alive stops.
-            token = self._member.token
-            if token is not None:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(scope.cancel)
+            self._send_quietly(scope.cancel)
             raise
         finally:
             self._pending.discard(future)
@@ -592,10 +622,7 @@ class AsyncioRegistry:
             # Give up: stop the member (cancel a join in progress), wait for its thread.
             self._abandoned = True
             self._closed = True
-            token = self._member.token
-            if token is not None:
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(self._member.request_stop)
+            self._send_quietly(self._member.request_stop)
             await self._join_thread()
             raise
         except BaseException:  # it could not start (JoinError, OSError, ...): its thread is over
@@ -744,10 +771,7 @@ class AsyncioWatcher:
         self._wakeup.set()
         registry = self._registry
         registry._watchers.discard(self)
-        token = registry._member.token
-        if token is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(registry._member.remove_watcher, self)
+        registry._send_quietly(registry._member.remove_watcher, self)
 
     async def __aenter__(self) -> AsyncioWatcher:
         return self
@@ -855,3 +879,11 @@ async def open_registry(
         yield registry
     finally:
         await registry.aclose()
+
+
+if TYPE_CHECKING:  # mypy checks that the asyncio registry is a RegistryProtocol
+
+    def _conforms(
+        registry: AsyncioRegistry, watcher: AsyncioWatcher
+    ) -> tuple[RegistryProtocol, WatcherProtocol]:
+        return registry, watcher
