@@ -54,7 +54,7 @@ def peer_main(count: int, services: int) -> None:
     for i in range(services):
         reg = registries[i % count]
         node = Node(f"svc-{i}-{reg.name}", f"10.0.0.{i % 250}:80")
-        reg.register(Service(f"svc-{i}", "1.0.0", nodes=[node]))
+        reg.register(Service(f"svc-{i}", "1.0.0", nodes=(node,)))
     print(seed, flush=True)
     sys.stdin.read()
     for reg in registries:
