@@ -274,6 +274,12 @@ class _Member:
 
     def add_watcher(self, watcher: AsyncioWatcher) -> None:
         """Start feeding ``watcher``: first its snapshot (if asked), then every later change."""
+        try:
+            self._add_watcher(watcher)
+        finally:
+            self.post(watcher._started)  # after its snapshot: call_soon_threadsafe keeps the order
+
+    def _add_watcher(self, watcher: AsyncioWatcher) -> None:
         registry = self.registry
         if registry is None or self.closing:
             return  # the asyncio side stops its watchers on close
@@ -457,8 +463,11 @@ class AsyncioRegistry:
         """Watch changes of ``service`` (or of all services).
 
         Use as ``async with reg.watch() as w: async for result in w: ...``.
-        The watch starts at this call: changes made after it (say, by an
-        ``await reg.register(...)`` that follows) are seen.
+        Entering the ``async with`` waits until the watch is in place in the
+        member's thread, so every change the member sees from then on, local
+        or from elsewhere in the cluster, is delivered. Changes made through
+        this registry after ``watch()`` returns are seen in any case (calls
+        run in order), ``async with`` or not.
 
         Args:
             service: a service name; ``None`` watches every service. A name not
@@ -711,6 +720,11 @@ class AsyncioWatcher:
         self._overflowed = False
         self._stopped = False
         self._wakeup = asyncio.Event()
+        self._in_place = asyncio.Event()  # set once the member's thread feeds this watcher
+
+    def _started(self) -> None:
+        """The member's thread feeds this watcher from now on (called in the loop's thread)."""
+        self._in_place.set()
 
     def _deliver(self, batch: Iterable[Result | None]) -> None:
         """Take results handed over by the member's thread (in the loop's thread)."""
@@ -769,11 +783,28 @@ class AsyncioWatcher:
             return
         self._stopped = True
         self._wakeup.set()
+        self._in_place.set()
         registry = self._registry
         registry._watchers.discard(self)
         registry._send_quietly(registry._member.remove_watcher, self)
 
+    async def wait_in_place(self) -> None:
+        """Wait until the watch is in place in the member's thread (or the watcher stopped).
+
+        :meth:`AsyncioRegistry.watch` returns at once; changes made through the
+        same registry after it are seen in any case (calls run in order), but a
+        change elsewhere in the cluster is seen only once the watch is in place.
+        ``async with reg.watch() as watcher`` waits for this on entry.
+        """
+        await self._in_place.wait()
+
     async def __aenter__(self) -> AsyncioWatcher:
+        """Wait until the watch is in place (:meth:`wait_in_place`); stop it if cancelled meanwhile."""
+        try:
+            await self.wait_in_place()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

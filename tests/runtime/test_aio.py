@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -191,6 +193,22 @@ def test_the_watch_starts_when_watch_is_called() -> None:
             await a.register(service("web", "w1"))
             async with watcher:
                 assert (await watcher.next()).action == "create"
+
+    run(body)
+
+
+def test_inside_async_with_a_watch_sees_every_change_made_elsewhere() -> None:
+    """Entering ``async with reg.watch()`` waits until the watch is in place in the member."""
+
+    async def body() -> None:
+        async with member() as a, member(seeds=[seed_of(a)]) as b:
+            for i in range(20):
+                async with b.watch(f"remote-{i}") as watcher:
+                    await a.register(service(f"remote-{i}", "n"))
+                    assert (await watcher.next()).action == "create"
+            stopped = b.watch()
+            stopped.stop()
+            await stopped.wait_in_place()  # a stopped watcher does not keep anyone waiting
 
     run(body)
 
@@ -532,3 +550,12 @@ def test_any_asyncio_loop_will_do() -> None:
 
     with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
         runner.run(asyncio.wait_for(body(), 20))
+
+
+def test_gossipreg_aio_needs_only_asyncio_and_trio() -> None:
+    code = (
+        "import sys, gossipreg.aio\n"
+        "print(sorted({'aiohttp', 'uvloop', 'anyio', 'click', 'rich', 'h11'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
