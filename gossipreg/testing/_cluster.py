@@ -112,24 +112,25 @@ class Cluster:
     # ------------------------------------------------------------ members
 
     async def start(self, name: str | None = None, *, wait: bool = True, **options: Any) -> AsyncRegistry:
-        """Start one more member, joining through the first running one.
+        """Start one more member, joining through the first running one (unless ``seeds`` is given).
 
         Args:
             name: its name (default ``m<N>``, N counting every member started).
             wait: wait until every running member, the new one included, sees
                 all of them alive (:meth:`wait_converged`).
             options: more options of :func:`~gossipreg.open_registry` for this
-                member (they override the cluster's).
+                member (they override the cluster's); not ``transport`` or ``bind``.
 
         Raises:
             ConfigError, JoinError: as :func:`~gossipreg.open_registry`.
             TimeoutError: ``wait`` and the members did not converge in time.
         """
+        _check_member_options(options)
         index = self._count
         self._count += 1
         opts: dict[str, Any] = {"seed": index, **self._options, **options}
         opts["name"] = name if name is not None else f"m{index}"
-        if "seeds" not in options and self._running:
+        if "seeds" not in options and "seeds" not in self._options and self._running:
             host, port = self._running[0].registry.address
             opts["seeds"] = [f"{host}:{port}"]
         transport = self.network.transport()
@@ -226,6 +227,12 @@ class Cluster:
         await wait_until(predicate, what, limit=self.limit if limit is None else limit)
 
 
+def _check_member_options(options: dict[str, Any]) -> None:
+    for taken in ("transport", "name", "bind"):
+        if taken in options:
+            raise ConfigError(f"{taken}: the cluster harness sets it for each member")
+
+
 @contextlib.asynccontextmanager
 async def cluster(
     n: int = 3,
@@ -276,9 +283,7 @@ async def cluster(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"n: must be a non-negative int (members to start), not {n!r}")
-    for taken in ("transport", "name", "bind"):
-        if taken in options:
-            raise ConfigError(f"{taken}: the cluster harness sets it for each member")
+    _check_member_options(options)
     if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
         raise ConfigError(f"limit: must be a positive number of seconds, not {limit!r}")
     opts: dict[str, Any] = {"config": config if config is not None else Config.local(), "keyring": keyring}
