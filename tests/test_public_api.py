@@ -10,7 +10,8 @@
 * after close, every call that needs the member raises ``RegistryClosedError``
   (watchers: ``WatcherStoppedError``), for every registry class;
 * the sync API refuses to run inside trio with ``BlockingCallError``;
-* ``AsyncRegistry`` and ``MemoryRegistry`` satisfy ``RegistryProtocol``:
+* ``AsyncRegistry``, ``MemoryRegistry`` and ``gossipreg.aio.AsyncioRegistry``
+  satisfy ``RegistryProtocol``:
   checked by ``mypy --strict`` on this very file (the ``_typed_*`` functions),
   which :func:`test_the_registries_satisfy_the_protocols_for_mypy` runs.
 """
@@ -36,6 +37,7 @@ import trio
 import trio.testing
 
 import gossipreg
+import gossipreg.aio
 import gossipreg.testing
 from gossipreg import (
     AsyncRegistry,
@@ -50,6 +52,7 @@ from gossipreg import (
     WatcherProtocol,
     WatcherStoppedError,
 )
+from gossipreg.aio import AsyncioRegistry, AsyncioWatcher
 from gossipreg.core import errors as core_errors
 from gossipreg.testing import MemoryRegistry, MemoryWatcher, SyncMemoryRegistry
 
@@ -120,6 +123,7 @@ API_MODULES = [
     "gossipreg/default.py",
     "gossipreg/tls.py",
     "gossipreg/interface.py",
+    "gossipreg/aio.py",
     "gossipreg/testing/_memory.py",
     "gossipreg/testing/_cluster.py",
 ]
@@ -223,11 +227,12 @@ def _acceptable(name: str) -> bool:
 
 @pytest.mark.parametrize("path", API_MODULES)
 def test_the_api_modules_raise_only_exported_or_builtin_errors(path: str) -> None:
-    # StopIteration/StopAsyncIteration end iterations; names bound in except clauses are re-raises.
+    # Ends of iterations and the caller's own cancellation are not errors.
+    not_errors = {"StopAsyncIteration", "StopIteration", "asyncio.CancelledError"}
     bad = [
         f"{path}:{line}: {name}"
         for line, name in _raised_names(ROOT / path)
-        if not _acceptable(name) and name not in {"StopAsyncIteration", "StopIteration"}
+        if not _acceptable(name) and name not in not_errors
     ]
     assert not bad, bad
 
@@ -256,7 +261,9 @@ def _documented_raises(doc: str) -> Iterator[str]:
 
 
 def _public_callables() -> Iterator[tuple[str, Any]]:
-    for module, names in ((gossipreg, EXPORTS), (gossipreg.testing, TESTING_EXPORTS)):
+    modules = [(gossipreg, EXPORTS), (gossipreg.testing, TESTING_EXPORTS)]
+    modules.append((gossipreg.aio, gossipreg.aio.__all__))
+    for module, names in modules:
         for name in names:
             obj = getattr(module, name)
             if isinstance(obj, type):
@@ -433,16 +440,16 @@ def test_the_sync_api_still_runs_in_a_thread_of_a_trio_program() -> None:
 # ------------------------------------------------------------------ the protocol
 
 
-def _typed_registries(a: AsyncRegistry, m: MemoryRegistry) -> list[RegistryProtocol]:
+def _typed_registries(a: AsyncRegistry, m: MemoryRegistry, aio: AsyncioRegistry) -> list[RegistryProtocol]:
     """mypy --strict fails here if a registry stops satisfying the protocol."""
     as_protocol: RegistryProtocol = a
-    return [as_protocol, m]
+    return [as_protocol, m, aio]
 
 
-def _typed_watchers(a: Watcher, m: MemoryWatcher) -> list[WatcherProtocol]:
+def _typed_watchers(a: Watcher, m: MemoryWatcher, aio: AsyncioWatcher) -> list[WatcherProtocol]:
     """mypy --strict fails here if a watcher stops satisfying the protocol."""
     as_protocol: WatcherProtocol = a
-    return [as_protocol, m]
+    return [as_protocol, m, aio]
 
 
 async def _typed_use(registry: RegistryProtocol) -> str:
