@@ -14,7 +14,8 @@ child process, ``--services`` services registered among them):
 
 Prints JSON: per phase the probe's overshoot percentiles (ms) and the calls
 per second achieved, and for each loaded phase the latency it adds over the
-baseline (p50, p99, max). Example::
+baseline (p50, p99, max), and the cost of one ``get_service`` call in a tight
+loop (``get_service_us``). Example::
 
     python scripts/bench_aio.py --seconds 10 --compare-sync
 """
@@ -146,6 +147,10 @@ async def bench(args: argparse.Namespace, seed: str) -> dict[str, object]:
             "seconds": args.seconds,
         }
         await phase(1.0, args.rate, aio_call)  # warm-up
+        started = time.perf_counter()
+        for _ in range(100_000):
+            aio_call()
+        results["get_service_us"] = round((time.perf_counter() - started) / 100_000 * 1e6, 3)
         baseline = await phase(args.seconds, args.rate, None)
         loaded = await phase(args.seconds, args.rate, aio_call)
         results["baseline"] = baseline
