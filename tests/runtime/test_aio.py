@@ -240,7 +240,7 @@ def test_reads_never_wait_for_a_busy_member_thread() -> None:
     async def body() -> None:
         async with member() as a:
             await a.register(service("web", "w1"))
-            await block_member_thread(a, 0.5)
+            await block_member_thread(a, 1.0)
             await asyncio.sleep(0.05)
             started = time.perf_counter()
             for _ in range(1000):
@@ -248,7 +248,7 @@ def test_reads_never_wait_for_a_busy_member_thread() -> None:
                 a.list_services()
                 a.members()
                 a.statistics()
-            assert time.perf_counter() - started < 0.2  # 1,000 rounds of reads, not a wait of 0.5 s
+            assert time.perf_counter() - started < 0.5  # 1,000 rounds of reads, not a wait of 1 s
             # The loop runs on while the member's thread is busy.
             ticks = 0
             until = time.perf_counter() + 0.2
@@ -286,7 +286,7 @@ def test_keep_alive_renews_until_cancelled() -> None:
 def test_a_register_cancelled_before_it_started_does_not_run() -> None:
     async def body() -> None:
         async with member() as a:
-            await block_member_thread(a, 0.3)
+            await block_member_thread(a, 1.0)
             task = asyncio.create_task(a.register(service("never", "n")))
             await asyncio.sleep(0.05)
             assert not task.done()  # pending: the member's thread is busy
@@ -294,7 +294,7 @@ def test_a_register_cancelled_before_it_started_does_not_run() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert time.perf_counter() - started < 0.1  # cancelled at once, not after the member
+            assert time.perf_counter() - started < 0.5  # cancelled at once, not after the member
             await a.register(service("later", "n"))  # runs after the cancelled one would have
             assert node_ids(a, "later") == {"n"}
             assert node_ids(a, "never") == set()
@@ -374,14 +374,14 @@ def test_closing_wakes_every_pending_call_and_watcher() -> None:
             looping = asyncio.create_task(iterate())
             renewing = asyncio.create_task(a.keep_alive(service("lease", "l"), 30))
             await eventually(lambda: node_ids(b, "lease") == {"l"})
-            await block_member_thread(a, 0.5)  # so the next call is surely pending
+            await block_member_thread(a, 1.0)  # so the next call is surely pending
             registering = asyncio.create_task(a.register(service("web", "w")))
             await asyncio.sleep(0.05)
             assert not any(t.done() for t in (waiting, looping, renewing, registering))
             started = time.perf_counter()
             closing = asyncio.create_task(a.aclose())
-            await asyncio.wait({waiting, looping, renewing, registering}, timeout=0.2)
-            assert time.perf_counter() - started < 0.2  # woken at once, not after the member
+            await asyncio.wait({waiting, looping, renewing, registering}, timeout=0.5)
+            assert time.perf_counter() - started < 0.5  # woken at once, not after the member
             with pytest.raises(WatcherStoppedError):
                 waiting.result()
             assert looping.result() is None  # async for ended
