@@ -64,6 +64,7 @@ from .core.errors import (
     InvalidServiceError,
     NotFoundError,
     RegistryClosedError,
+    RegistryError,
     WatcherStoppedError,
     WatchOverflowError,
 )
@@ -124,6 +125,21 @@ def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def _ours(exc: BaseException) -> BaseException:
+    """``exc``, unless it is one of trio's: then the gossipreg error it stands for
+    (:class:`RegistryClosedError` for ``ClosedResourceError``, else a
+    :class:`RegistryError` caused by it), so trio's exceptions never reach a caller."""
+    if type(exc).__module__.partition(".")[0] != "trio":
+        return exc
+    error = (
+        RegistryClosedError(_CLOSED)
+        if isinstance(exc, trio.ClosedResourceError)
+        else RegistryError(f"the member failed: {exc!r}")
+    )
+    error.__cause__ = exc
+    return error
 
 
 class _Member:
@@ -337,10 +353,8 @@ class _Member:
         except trio.Cancelled:  # the member is closing
             self.settle(future, None, RegistryClosedError(_CLOSED))
             raise
-        except trio.ClosedResourceError:
-            self.settle(future, None, RegistryClosedError(_CLOSED))
         except Exception as exc:
-            self.settle(future, None, _unwrap(exc))
+            self.settle(future, None, _ours(_unwrap(exc)))
 
 
 def _in_member(fn: Callable[..., object], args: tuple[object, ...]) -> None:
@@ -642,7 +656,7 @@ class AsyncioRegistry:
         try:
             trio.run(self._member.run, self._options, self._on_started_in_thread, lambda: self._abandoned)
         except BaseException as exc:
-            error = _unwrap(exc)
+            error = _ours(_unwrap(exc))
             if not self._started:
                 self._startup_error = error
             else:

@@ -432,6 +432,28 @@ def test_every_call_after_close_raises_registry_closed_error() -> None:
     run(body)
 
 
+def test_trio_exceptions_never_reach_the_caller() -> None:
+    """Whatever a call raises in the member's thread, the caller gets gossipreg's errors."""
+
+    async def broken(reg: gossipreg.AsyncRegistry) -> None:
+        raise trio.BrokenResourceError("a stream broke")
+
+    async def closed(reg: gossipreg.AsyncRegistry) -> None:
+        raise trio.ClosedResourceError("a channel closed")
+
+    async def body() -> None:
+        async with member() as a:
+            with pytest.raises(gossipreg.RegistryError, match="the member failed") as info:
+                await a._call(broken)
+            assert not isinstance(info.value, trio.BrokenResourceError)
+            assert isinstance(info.value.__cause__, trio.BrokenResourceError)
+            with pytest.raises(RegistryClosedError):
+                await a._call(closed)
+            await a.register(service("still", "fine"))  # the member is unharmed
+
+    run(body)
+
+
 def test_startup_errors_are_gossipregs_and_leave_no_thread() -> None:
     async def body() -> None:
         before = threading.active_count()
