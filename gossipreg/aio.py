@@ -1,7 +1,8 @@
 """The asyncio-native registry: :func:`open_registry` and :class:`AsyncioRegistry`.
 
 The same methods and semantics as :class:`~gossipreg.AsyncRegistry`, for
-asyncio programs (any event loop: the default one, uvloop, ...)::
+asyncio programs, on any event loop (it needs only ``call_soon_threadsafe``,
+futures and events; uvloop is not required)::
 
     async with gossipreg.aio.open_registry("127.0.0.1:0", keyring=key) as reg:
         await reg.register(service, ttl=30)
@@ -406,6 +407,7 @@ class AsyncioRegistry:
     # ------------------------------------------------------------ the go-micro API
 
     def __str__(self) -> str:
+        """``"gossip"``, the registry's kind (go-micro's ``String()``)."""
         return "gossip"
 
     def __repr__(self) -> str:
@@ -822,12 +824,15 @@ class AsyncioWatcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Stop the watcher."""
         self.stop()
 
     def __aiter__(self) -> AsyncioWatcher:
+        """Iterate the results until the watcher is stopped (overflow raises, as in :meth:`next`)."""
         return self
 
     async def __anext__(self) -> Result:
+        """The next result; ends the iteration once the watcher is stopped and drained."""
         try:
             return await self.next()
         except WatcherStoppedError:
