@@ -54,6 +54,7 @@ from ..core.errors import (
     InvalidServiceError,
     NotFoundError,
     RegistrationLimitError,
+    RegistryClosedError,
     RegistryError,
     WatcherStoppedError,
     WatchOverflowError,
@@ -211,7 +212,7 @@ class AgentAPI:
             return Response.error(exc.status, exc.message, exc.headers)
         except NotFoundError as exc:
             return Response.error(404, str(exc))
-        except (trio.ClosedResourceError, WatcherStoppedError):
+        except (RegistryClosedError, trio.ClosedResourceError, WatcherStoppedError):
             return Response.error(503, "the agent is shutting down")
         except RegistryError as exc:
             # The member refused the request's input (InvalidServiceError, ConfigError,

@@ -3,7 +3,7 @@
 Everything a member sends is built from the encoders here, and everything it
 receives from another member goes through the decoders. Decoders treat their
 input as hostile: they check types, sizes and ranges, and every failure raises
-:class:`~gossipreg.DecodeError` and nothing else. ``docs/protocol.md``
+:class:`~gossipreg.core.errors.DecodeError` and nothing else. ``docs/protocol.md``
 documents each layout byte by byte.
 
 It holds three families of encodings:

@@ -18,7 +18,7 @@ exceed 16 bits (65,536 events within one millisecond), the carry moves ``l``
 one millisecond ahead; order is kept and the drift stays bounded.
 
 A remote stamp more than ``max_drift`` ahead of the local physical clock is
-rejected with :class:`~gossipreg.ClockDriftError` and counted, not adopted:
+rejected with :class:`~gossipreg.core.errors.ClockDriftError` and counted, not adopted:
 otherwise one member with a clock set an hour ahead would drag every clock
 along and win every write for that hour. The default, 60 s, tolerates any
 NTP-disciplined fleet (skew is typically well under a second) and unsynced
