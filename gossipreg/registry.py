@@ -168,10 +168,13 @@ class Watcher:
                 )
             if self._buffer:
                 await trio.lowlevel.checkpoint()
-                return self._buffer.popleft()
+                if self._buffer:  # another reader may have taken it meanwhile
+                    return self._buffer.popleft()
+                continue
             if self._stopped:
                 raise WatcherStoppedError("watcher stopped")
-            self._wakeup = trio.Event()
+            if self._wakeup.is_set():  # shared by every waiting reader: none misses a wakeup
+                self._wakeup = trio.Event()
             await self._wakeup.wait()
 
     def next_nowait(self) -> Result | None:

@@ -272,3 +272,24 @@ def _address(reg: AsyncRegistry) -> str | None:
         return reg.get_service("svc")[0].nodes[0].address
     except NotFoundError:
         return None
+
+
+async def test_two_readers_of_one_watcher_are_both_woken(autojump_clock: trio.testing.MockClock) -> None:
+    """Both wait on the same wakeup: the first result goes to one reader, the second to the
+    other (before, the second reader's wait replaced the first's, which then slept forever)."""
+    net = MemoryNetwork()
+    async with members(net, 1) as [a], a.watch("svc") as w:
+        got: list[str] = []
+
+        async def read() -> None:
+            got.append((await w.next()).service.nodes[0].id)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                nursery.start_soon(read)
+                await trio.testing.wait_all_tasks_blocked()
+                await a.register(one("svc", "n1"))
+                await trio.testing.wait_all_tasks_blocked()
+                await a.register(one("svc", "n2"))
+        assert sorted(got) == ["n1", "n2"]
