@@ -99,6 +99,8 @@ EXPORTS = [
 
 #: Every name of ``gossipreg.testing``.
 TESTING_EXPORTS = [
+    "FAST_CHANGES",
+    "FAST_CONFIG",
     "TEST_KEY",
     "Cluster",
     "MemoryNetwork",

@@ -69,25 +69,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..core.config import Config
 from ..core.crypto import Keyring
 from ..core.errors import NotFoundError, RegistryError
 from ..core.model import Endpoint, Node, Service, Value
 from ..registry import AsyncRegistry, open_registry
 from ..runtime.transport import KillableTransport, NetTransport
+from ..testing import FAST_CONFIG
 from .main import CommandError, cli
 
 __all__ = ["DEMO_CONFIG", "DemoFailure", "demo", "run_demo"]
 
 #: Protocol parameters of the demo members (see the module docstring for the choice).
-DEMO_CONFIG = Config.lan(
-    probe_interval=0.5,
-    probe_timeout=0.2,
-    gossip_interval=0.1,
-    push_pull_interval=15.0,
-    stream_timeout=2.0,
-    gossip_to_the_dead=60.0,
-)
+DEMO_CONFIG = FAST_CONFIG
 #: Longest interval, in seconds, between two looks at the members' views while waiting for a
 #: condition. The first looks come faster (a tenth of the time waited so far, at least 1 ms), so
 #: a propagation of a few milliseconds is measured to about a millisecond.

@@ -20,6 +20,7 @@ does not load it.
 from __future__ import annotations
 
 from .. import _fixup_module_metadata
+from ..core.config import Config
 from ..runtime.memory import MemoryNetwork as MemoryNetwork
 from ._cluster import TEST_KEY as TEST_KEY
 from ._cluster import Cluster as Cluster
@@ -31,7 +32,25 @@ from ._memory import SyncMemoryKeepAlive as SyncMemoryKeepAlive
 from ._memory import SyncMemoryRegistry as SyncMemoryRegistry
 from ._memory import SyncMemoryWatcher as SyncMemoryWatcher
 
+#: Changes to the LAN profile for a real cluster on loopback in tests and
+#: demos: short periods, so a crash is detected in a few seconds, with the
+#: LAN's suspicion and retransmission multipliers, so a loaded host causes no
+#: false deaths; dead members stay listed (not reaped) for 60 s, so a test can
+#: see DEAD or LEFT.
+FAST_CHANGES: dict[str, float] = {
+    "probe_interval": 0.5,
+    "probe_timeout": 0.2,
+    "gossip_interval": 0.1,
+    "push_pull_interval": 15.0,
+    "stream_timeout": 2.0,
+    "gossip_to_the_dead": 60.0,
+}
+#: ``Config.lan(**FAST_CHANGES)``: the protocol of the demo and of the project's real-socket tests.
+FAST_CONFIG = Config.lan(**FAST_CHANGES)
+
 __all__ = [
+    "FAST_CHANGES",
+    "FAST_CONFIG",
     "TEST_KEY",
     "Cluster",
     "MemoryNetwork",

@@ -17,22 +17,15 @@ from gossipreg.agent import Agent, AgentSettings, HTTPLimits, prepare
 from gossipreg.core.errors import NotFoundError
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry
+from gossipreg.testing import FAST_CHANGES
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))
 KEY1_B64 = base64.b64encode(KEY1).decode()
 KEY2_B64 = base64.b64encode(KEY2).decode()
 
-#: The LAN profile with short periods (as in tests/integration): fast, yet no false deaths
-#: on a loaded host.
-FAST = {
-    "probe_interval": 0.5,
-    "probe_timeout": 0.2,
-    "gossip_interval": 0.1,
-    "push_pull_interval": 15.0,
-    "stream_timeout": 2.0,
-    "gossip_to_the_dead": 60.0,
-}
+#: The protocol of the demo and the real-socket tests, as a [protocol] table.
+FAST = dict(FAST_CHANGES)
 
 
 def settings(**changes: Any) -> AgentSettings:

@@ -13,21 +13,14 @@ from gossipreg.core.errors import NotFoundError
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, open_registry
 from gossipreg.runtime.transport import KillableTransport, NetTransport
+from gossipreg.testing import FAST_CONFIG
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
-#: Real sockets: the LAN profile (retransmit_mult 4, suspicion_mult 4) with shorter
-#: periods, so detection takes a few seconds yet a loaded host causes no false deaths.
-#: Dead members stay listed (not reaped) for 60 s, so a test can see DEAD or LEFT.
-FAST = Config.lan(
-    probe_interval=0.5,
-    probe_timeout=0.2,
-    gossip_interval=0.1,
-    push_pull_interval=15.0,
-    stream_timeout=2.0,
-    gossip_to_the_dead=60.0,
-)
+#: Real sockets: the demo's protocol (gossipreg.testing.FAST_CONFIG): the LAN profile with
+#: short periods; dead members stay listed for 60 s, so a test can see DEAD or LEFT.
+FAST = FAST_CONFIG
 
 
 def seed_of(reg: AsyncRegistry) -> str:
