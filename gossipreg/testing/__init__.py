@@ -20,7 +20,7 @@ does not load it.
 from __future__ import annotations
 
 from .. import _fixup_module_metadata
-from ..core.config import Config
+from ..core.config import Config as _Config
 from ..runtime.memory import MemoryNetwork as MemoryNetwork
 from ._cluster import TEST_KEY as TEST_KEY
 from ._cluster import Cluster as Cluster
@@ -46,7 +46,7 @@ FAST_CHANGES: dict[str, float] = {
     "gossip_to_the_dead": 60.0,
 }
 #: ``Config.lan(**FAST_CHANGES)``: the protocol of the demo and of the project's real-socket tests.
-FAST_CONFIG = Config.lan(**FAST_CHANGES)
+FAST_CONFIG = _Config.lan(**FAST_CHANGES)
 
 __all__ = [
     "FAST_CHANGES",
