@@ -38,16 +38,7 @@ def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No inherited GOSSIPREG_* variable, port 0, and no default registry before or after."""
-    for var in list(os.environ):
-        if var.startswith("GOSSIPREG_"):
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("GOSSIPREG_BIND", "127.0.0.1:0")
-    close_default_registry()
-    yield
-    close_default_registry()
+pytestmark = pytest.mark.usefixtures("clean_env")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ no default registry created.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -36,7 +35,6 @@ from gossipreg import (
 )
 from gossipreg.core.config import Config
 from gossipreg.core.model import MAX_NAME_LENGTH, MAX_TTL, control_character
-from gossipreg.default import close_default_registry
 from gossipreg.registry import AsyncRegistry, _check_options
 from gossipreg.runtime.memory import MemoryNetwork
 
@@ -436,16 +434,9 @@ def test_a_bad_timeout_of_a_sync_watcher_is_a_config_error(sync_registry: Regist
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No inherited GOSSIPREG_* variable, port 0, and no default registry before or after."""
-    for var in list(os.environ):
-        if var.startswith("GOSSIPREG_"):
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("GOSSIPREG_BIND", "127.0.0.1:0")
+def insecure_env(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared clean environment (tests/conftest.py), with GOSSIPREG_INSECURE=1."""
     monkeypatch.setenv("GOSSIPREG_INSECURE", "1")
-    close_default_registry()
-    yield
-    close_default_registry()
 
 
 @pytest.mark.parametrize(
@@ -465,7 +456,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ids=repr,
 )
 def test_a_bad_environment_value_names_the_variable_before_anything_starts(
-    clean_env: None,
+    insecure_env: None,
     monkeypatch: pytest.MonkeyPatch,
     nothing_binds: list[object],
     started_threads: list[str],
@@ -483,7 +474,7 @@ def test_a_bad_environment_value_names_the_variable_before_anything_starts(
 
 
 def test_the_default_registry_functions_check_their_arguments_first(
-    clean_env: None, nothing_binds: list[object], started_threads: list[str]
+    insecure_env: None, nothing_binds: list[object], started_threads: list[str]
 ) -> None:
     checks: list[tuple[Callable[[], object], type[RegistryError], str]] = [
         (lambda: gossipreg.register(SVC, ttl=1e308), InvalidServiceError, "ttl: 1e+308 is out of range"),
