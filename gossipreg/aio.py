@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import trio
 
+from ._groups import single_exception
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -121,11 +122,6 @@ _EMPTY = _Catalog({}, ())
 _LOST = None
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single exception inside nested one-member exception groups, or ``exc`` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _ours(exc: BaseException) -> BaseException:
@@ -355,7 +351,7 @@ class _Member:
             self.settle(future, None, RegistryClosedError(_CLOSED))
             raise
         except Exception as exc:
-            self.settle(future, None, _ours(_unwrap(exc)))
+            self.settle(future, None, _ours(single_exception(exc)))
 
 
 def _in_member(fn: Callable[..., object], args: tuple[object, ...]) -> None:
@@ -658,7 +654,7 @@ class AsyncioRegistry:
         try:
             trio.run(self._member.run, self._options, self._on_started_in_thread, lambda: self._abandoned)
         except BaseException as exc:
-            error = _ours(_unwrap(exc))
+            error = _ours(single_exception(exc))
             if not self._started:
                 self._startup_error = error
             else:

@@ -33,6 +33,7 @@ from typing import Literal, NoReturn
 import msgpack
 import trio
 
+from ._groups import single_exception
 from .core.catalog import CatalogEvent
 from .core.codec import MAX_META
 from .core.config import Config
@@ -510,11 +511,6 @@ def _shown_address(address: Address) -> str:
     return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
 
 
-def _single(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups, else ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _pick_advertise(bind_host: str, port: int, advertise: tuple[str, int] | None) -> Address:
@@ -931,7 +927,7 @@ async def open_registry(
         except BaseExceptionGroup as group:
             # The nursery wraps what it propagates (a JoinError, or the caller's own
             # exception) in an exception group; callers expect the exception itself.
-            inner = _single(group)
+            inner = single_exception(group)
             if inner is group:
                 raise
             raise inner from None

@@ -42,6 +42,7 @@ from typing import TypeVar
 
 import trio
 
+from ._groups import single_exception
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -76,11 +77,6 @@ T = TypeVar("T")
 CLOSE_GRACE = 5.0
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single exception inside nested one-member exception groups, or ``exc`` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 class Registry:
@@ -239,7 +235,7 @@ class Registry:
         try:
             trio.run(main)
         except BaseException as exc:
-            error = _unwrap(exc)
+            error = single_exception(exc)
             if not self._started.is_set():
                 self._startup_error = error
             else:
@@ -291,7 +287,7 @@ class Registry:
         except (trio.RunFinishedError, trio.Cancelled):
             raise self._closed_error() from self._crash
         except BaseExceptionGroup as group:  # an error of a task started in a nursery
-            error = _unwrap(group)
+            error = single_exception(group)
             if error is group:
                 raise
             raise error from None

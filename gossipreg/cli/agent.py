@@ -15,6 +15,7 @@ import click
 import trio
 from click.core import ParameterSource
 
+from .._groups import single_exception
 from ..agent.agent import Agent
 from ..agent.logs import configure_logging
 from ..agent.settings import DEFAULT_HTTP, LOG_LEVELS, PROFILES, AgentSettings, load_config_file, prepare
@@ -50,10 +51,6 @@ _FIELDS = {
 }
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def build_settings(ctx: click.Context, params: dict[str, Any]) -> AgentSettings:
@@ -196,7 +193,7 @@ def agent(ctx: click.Context, /, **params: Any) -> None:
     try:
         trio.run(runner.run_until_signal)
     except BaseException as group:
-        inner = _unwrap(group)
+        inner = single_exception(group)
         if isinstance(inner, ConfigError | JoinError):
             raise CommandError(str(inner)) from None
         if isinstance(inner, OSError):
