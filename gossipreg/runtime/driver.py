@@ -439,13 +439,15 @@ class MemberDriver:
                 log.exception("gossipreg: error handling a stream message from %s", peer)
                 authentic = False
             self.flush()
-            if not authentic or sid not in self._streams:
+            if not authentic:
                 self._streams.pop(sid, None)
                 send.close()
                 self._stream_failed(sid, "stream closed")
                 return
             entry.authenticated = True
             self._forget_unauthenticated(entry)
+            # Even if the core already closed the stream (a check: it answers and closes on
+            # the first message), what it queued must still be written before closing.
             await self._converse(sid, peer, framed, recv)
         finally:
             await trio.aclose_forcefully(stream)

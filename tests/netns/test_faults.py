@@ -151,6 +151,12 @@ COUNTERS = (
     "gossip_datagrams",
     "tree_datagrams",
     "push_pulls_completed",
+    "push_pulls_started",
+    "push_pulls_failed",
+    "push_pull_checks",
+    "push_pull_checks_matched",
+    "driver_stream_connect_failures",
+    "driver_stream_errors",
 )
 
 

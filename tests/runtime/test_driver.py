@@ -653,3 +653,26 @@ async def test_limits_of_a_wrong_type_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"^limits: must be a DriverLimits, not dict"):
         async with open_registry(insecure=True, limits={"max_inbound_streams": 1}):  # type: ignore[arg-type]
             pass
+
+
+async def test_a_periodic_check_is_answered_over_a_real_stream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The responder answers a check and closes at once, on the stream's first message: its
+    answer must still be written (a regression: the driver closed before writing it, so
+    every check failed and anti-entropy only ran at joins)."""
+    net = MemoryNetwork()
+    async with members(net, 2) as [a, b]:
+        before = a.statistics()
+        a._core._start_check(addr(b), a._driver.now())
+        a._driver.flush()
+        matched = before["push_pull_checks_matched"]
+        await wait_until(lambda: a.statistics()["push_pull_checks_matched"] > matched, "the check's answer")
+        assert a.statistics()["push_pulls_failed"] == before["push_pulls_failed"]
+        # A mismatch goes on to a full push-pull that completes.
+        await b.register(svc("late", "x"))
+        b._core.catalog.deregister(svc("late", "x"), b._driver.now())  # b's catalog alone changes
+        a._core._start_check(addr(b), a._driver.now())
+        a._driver.flush()
+        await wait_until(lambda: a.statistics()["push_pulls_completed"] > before["push_pulls_completed"],
+                         "the full push-pull after a mismatched check")
