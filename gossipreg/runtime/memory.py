@@ -97,7 +97,11 @@ class MemoryTransport(Transport):
         if peer._admit is not None and not peer._admit(self._address):
             await theirs.aclose()  # accepted and closed at once, like a refused TCP connection
             return ours
-        peer._nursery.start_soon(_serve_one, handler, theirs, self._address)
+        try:
+            peer._nursery.start_soon(_serve_one, handler, theirs, self._address)
+        except RuntimeError:  # the peer is shutting down: its nursery takes no new stream
+            await theirs.aclose()
+            raise ConnectionRefusedError(f"connection to {address} refused: shutting down") from None
         return ours
 
     async def serve(
