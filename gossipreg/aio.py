@@ -52,13 +52,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import trio
 
 from ._groups import single_exception
+from ._results import ResultBuffer
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -727,10 +727,7 @@ class AsyncioWatcher:
         self._registry = registry
         self._service = service
         self._snapshot = snapshot
-        self._limit = buffer
-        self._buffer: deque[Result] = deque()
-        self._overflowed = False
-        self._stopped = False
+        self._results = ResultBuffer(buffer)
         self._wakeup = asyncio.Event()
         self._in_place = asyncio.Event()  # set once the member's thread feeds this watcher
 
@@ -742,22 +739,14 @@ class AsyncioWatcher:
         """Take results handed over by the member's thread (in the loop's thread)."""
         for item in batch:
             if item is _LOST:
-                if not (self._stopped or self._overflowed):
-                    self._overflowed = True
-                    self._buffer.clear()
+                if self._results.lose():
                     self._wakeup.set()
             else:
                 self._push(item)
 
     def _push(self, result: Result) -> None:
-        if self._stopped or self._overflowed:
-            return
-        if len(self._buffer) >= self._limit:
-            self._overflowed = True
-            self._buffer.clear()
-        else:
-            self._buffer.append(result)
-        self._wakeup.set()
+        if self._results.push(result):
+            self._wakeup.set()
 
     async def next(self) -> Result:
         """The next result, waiting for one without blocking the loop.
@@ -778,22 +767,12 @@ class AsyncioWatcher:
 
     def next_nowait(self) -> Result | None:
         """The next buffered result, or ``None`` if there is none yet (same errors as :meth:`next`)."""
-        if self._overflowed:
-            self._overflowed = False
-            raise WatchOverflowError(
-                f"watcher buffer of {self._limit} results overflowed; re-list and watch again"
-            )
-        if self._buffer:
-            return self._buffer.popleft()
-        if self._stopped:
-            raise WatcherStoppedError("watcher stopped")
-        return None
+        return self._results.take()
 
     def stop(self) -> None:
         """Stop watching; buffered results can still be read, then :meth:`next` raises. Idempotent."""
-        if self._stopped:
+        if not self._results.stop():
             return
-        self._stopped = True
         self._wakeup.set()
         self._in_place.set()
         registry = self._registry

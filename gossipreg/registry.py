@@ -25,7 +25,6 @@ import random
 import socket
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NoReturn
@@ -34,6 +33,7 @@ import msgpack
 import trio
 
 from ._groups import single_exception
+from ._results import ResultBuffer
 from .core.catalog import CatalogEvent
 from .core.codec import MAX_META
 from .core.config import Config
@@ -45,7 +45,6 @@ from .core.errors import (
     NotFoundError,
     RegistryClosedError,
     WatcherStoppedError,
-    WatchOverflowError,
 )
 from .core.membership import Address, MemberEvent
 from .core.membership import Member as _CoreMember
@@ -126,10 +125,7 @@ class Watcher:
             raise ValueError("buffer must be at least 1")
         self._registry = registry
         self._service = service
-        self._buffer: deque[Result] = deque()
-        self._limit = buffer
-        self._overflowed = False
-        self._stopped = False
+        self._results = ResultBuffer(buffer)
         self._wakeup = trio.Event()
         registry._watchers.add(self)
         if snapshot:
@@ -145,14 +141,8 @@ class Watcher:
         self._push(Result(ev.action, ev.service))
 
     def _push(self, result: Result) -> None:
-        if self._stopped or self._overflowed:
-            return
-        if len(self._buffer) >= self._limit:
-            self._overflowed = True
-            self._buffer.clear()
-        else:
-            self._buffer.append(result)
-        self._wakeup.set()
+        if self._results.push(result):
+            self._wakeup.set()
 
     async def next(self) -> Result:
         """The next result, waiting for one.
@@ -162,36 +152,23 @@ class Watcher:
             WatcherStoppedError: the watcher was stopped or the registry closed.
         """
         while True:
-            if self._overflowed:
-                self._overflowed = False
-                raise WatchOverflowError(
-                    f"watcher buffer of {self._limit} results overflowed; re-list and watch again"
-                )
-            if self._buffer:
+            if self._results.ready():
                 await trio.lowlevel.checkpoint()
-                if self._buffer:  # another reader may have taken it meanwhile
-                    return self._buffer.popleft()
+                result = self._results.take()  # another reader may have taken it meanwhile
+                if result is not None:
+                    return result
                 continue
-            if self._stopped:
-                raise WatcherStoppedError("watcher stopped")
             if self._wakeup.is_set():  # shared by every waiting reader: none misses a wakeup
                 self._wakeup = trio.Event()
             await self._wakeup.wait()
 
     def next_nowait(self) -> Result | None:
         """The next buffered result, or ``None`` if there is none yet (same errors as :meth:`next`)."""
-        if self._overflowed:
-            self._overflowed = False
-            raise WatchOverflowError(f"watcher buffer of {self._limit} results overflowed")
-        if self._buffer:
-            return self._buffer.popleft()
-        if self._stopped:
-            raise WatcherStoppedError("watcher stopped")
-        return None
+        return self._results.take()
 
     def stop(self) -> None:
         """Stop watching; buffered results can still be read, then :meth:`next` raises."""
-        self._stopped = True
+        self._results.stop()
         self._registry._watchers.discard(self)
         self._wakeup.set()
 

@@ -21,12 +21,12 @@ import math
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 import trio
 
+from .._results import ResultBuffer
 from ..core.catalog import CatalogEvent
 from ..core.config import Config
 from ..core.errors import (
@@ -35,7 +35,6 @@ from ..core.errors import (
     NotFoundError,
     RegistryClosedError,
     WatcherStoppedError,
-    WatchOverflowError,
 )
 from ..core.membership import Address
 from ..core.model import Service, check_ttl, shown
@@ -188,20 +187,13 @@ class _Member:
 
 
 class _Buffer:
-    """A watcher's bounded buffer, with :class:`~gossipreg.Watcher`'s rules.
-
-    In order; on overflow the buffer is emptied and the next read raises
-    :class:`~gossipreg.WatchOverflowError` once; once stopped, buffered results
-    are still read, then reads raise :class:`~gossipreg.WatcherStoppedError`.
-    """
+    """A watcher of the member: its results in a :class:`~gossipreg._results.ResultBuffer`
+    (:class:`~gossipreg.Watcher`'s rules); subclasses say how a reader is woken."""
 
     def __init__(self, member: _Member, service: str | None, buffer: int) -> None:
         self._member = member
         self._service = service
-        self._buffer: deque[Result] = deque()
-        self._limit = buffer
-        self._overflowed = False
-        self._stopped = False
+        self._results = ResultBuffer(buffer)
 
     def _offer(self, ev: CatalogEvent) -> None:
         if self._service is not None and ev.record.service != self._service:
@@ -209,30 +201,15 @@ class _Buffer:
         self._push(Result(ev.action, ev.service))
 
     def _push(self, result: Result) -> None:
-        if self._stopped or self._overflowed:
-            return
-        if len(self._buffer) >= self._limit:
-            self._overflowed = True
-            self._buffer.clear()
-        else:
-            self._buffer.append(result)
-        self._wake()
+        if self._results.push(result):
+            self._wake()
 
     def _take(self) -> Result | None:
         """The next result, ``None`` if none yet; raises overflow, then stopped."""
-        if self._overflowed:
-            self._overflowed = False
-            raise WatchOverflowError(
-                f"watcher buffer of {self._limit} results overflowed; re-list and watch again"
-            )
-        if self._buffer:
-            return self._buffer.popleft()
-        if self._stopped:
-            raise WatcherStoppedError("watcher stopped")
-        return None
+        return self._results.take()
 
     def _stop(self) -> None:
-        self._stopped = True
+        self._results.stop()
         self._member.watchers.discard(self)
         self._wake()
 
