@@ -1,4 +1,4 @@
-"""Measure the agent's HTTP API under a connection flood (issue 13, part 4).
+"""Measure the agent's HTTP API under a connection flood.
 
 Starts ``gossipreg agent --insecure`` in its own process (private state
 directory, HTTP API on 127.0.0.1:0), then, from this process, holds
@@ -14,9 +14,9 @@ Prints one JSON object: the probes' status counts and latency percentiles,
 the flood's reconnections, the agent's counters from ``/v1/metrics`` and its
 peak resident memory. Run from the repository root::
 
-    python -m tests.agent.flood_bench --idle 5000 --slow 200 --duration 30
-    python -m tests.agent.flood_bench --idle 2500 --partial 2500 --slow 200 --duration 30
-    python -m tests.agent.flood_bench --idle 128 --slow 0 --duration 30   # the attack of issue 13
+    python scripts/bench_http_flood.py --idle 5000 --slow 200 --duration 30
+    python scripts/bench_http_flood.py --idle 2500 --partial 2500 --slow 200 --duration 30
+    python scripts/bench_http_flood.py --idle 128 --slow 0 --duration 30   # 128 idle, reopened
 
 Only loopback is touched; every loop is bounded by ``--duration``.
 """
@@ -38,7 +38,9 @@ from typing import Any
 import h11
 import trio
 
-from .helpers import request, service
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.agent.helpers import request, service
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -183,7 +185,7 @@ def main() -> None:
             command = [sys.executable, "-m", "gossipreg.cli", "agent", "--insecure", "--bind", "127.0.0.1:0"]
             command += ["--http", "127.0.0.1:0", "--log-json"]
         else:
-            command = [sys.executable, "-m", "tests.agent.flood_bench", "--serve-agent", str(args.backlog)]
+            command = [sys.executable, os.path.abspath(__file__), "--serve-agent", str(args.backlog)]
         agent = subprocess.Popen(
             command,
             env=env,
@@ -198,7 +200,7 @@ def main() -> None:
                     record = json.loads(line)
                     if record.get("event") == "agent.ready":
                         port = int(record["http"].rsplit(":", 1)[1])
-                time.sleep(0.1)
+                time.sleep(0.1)  # polling another process's log file, bounded by the deadline
             if port is None:
                 raise SystemExit(f"the agent did not start: {log_path.read_text()}")
             token_file = Path(state) / "http-token"
