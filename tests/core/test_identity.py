@@ -138,7 +138,7 @@ def test_signing_is_deterministic_where_supported(web1: Identity) -> None:
         algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
         ec.generate_private_key(ec.SECP256R1()).sign(b"x", algorithm)
     except Exception:  # pragma: no cover - an old cryptography or OpenSSL draws nonces
-        pytest.skip("deterministic ECDSA is not supported here")
+        pytest.skip("this cryptography/OpenSSL build cannot sign ECDSA deterministically (RFC 6979)")
     assert web1.sign(RECORD_DOMAIN, b"same") == web1.sign(RECORD_DOMAIN, b"same")
 
 

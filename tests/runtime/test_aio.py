@@ -109,7 +109,7 @@ async def block_member_thread(reg: aio.AsyncioRegistry, seconds: float) -> None:
 
     def block() -> None:
         busy.set()
-        time.sleep(seconds)
+        time.sleep(seconds)  # on purpose: the member's thread is what is made busy, not a wait
 
     token.run_sync_soon(block)
     await asyncio.to_thread(busy.wait, WAIT)
