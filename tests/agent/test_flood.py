@@ -243,7 +243,10 @@ async def test_streams_are_capped_below_the_connection_limit() -> None:
             nursery.cancel_scope.cancel()
 
 
-@pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="the socket option under test, TCP_DEFER_ACCEPT, exists only on Linux")
+@pytest.mark.skipif(
+    not hasattr(socket, "TCP_DEFER_ACCEPT"),
+    reason="the socket option under test, TCP_DEFER_ACCEPT, exists only on Linux",
+)
 async def test_a_connection_that_sends_nothing_never_reaches_the_server() -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:

@@ -104,7 +104,10 @@ def test_a_token_file_others_can_read_or_write_is_refused(tmp_path: Path, bits: 
     assert path.read_text() == "a-token\n"  # never rewritten
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving the file to another user (chown) needs root; CI runs as root")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="giving the file to another user (chown) needs root; CI runs as root",
+)
 def test_a_token_file_of_another_user_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "http-token"
     path.write_text("a-token\n")

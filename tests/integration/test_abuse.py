@@ -10,6 +10,7 @@ it. Full-size runs with figures: ``scripts/bench_abuse.py``.
 from __future__ import annotations
 
 import collections
+import sys
 
 import pytest
 import trio
@@ -21,7 +22,8 @@ from .abuse import Victim, big_frames, idle_flood, slowloris
 from .helpers import FAST, KEY, service, visible, wait_until
 
 pytestmark = pytest.mark.skipif(
-    not __import__("sys").platform.startswith("linux"), reason="reads /proc and binds 127.0.0.2 (Linux)"
+    not sys.platform.startswith("linux"),
+    reason="reads the victim's memory from /proc and binds 127.0.0.2: Linux only",
 )
 
 #: The documented bound (docs/security.md): what unauthenticated peers can add to a member's RSS.
