@@ -87,7 +87,6 @@ __all__ = [
     "Tree",
     "MAX_TREE_HOPS",
     "decode_member",
-    "decode_members",
     "decode_message",
     "decode_transfers",
     "encode_member",
@@ -790,11 +789,6 @@ def unpack_stream(data: bytes) -> list[Any]:
     if type(obj) is not list or not obj or type(obj[0]) is not int:
         raise DecodeError("stream message: expected an array starting with a type")
     return obj
-
-
-def decode_members(obj: object) -> list[Member]:
-    """Decode a push-pull member list (the proofs entries may carry are checked for shape only)."""
-    return [m for m, _ in decode_member_proofs(obj)]
 
 
 def decode_transfers(obj: object) -> list[tuple[Record, float]]:

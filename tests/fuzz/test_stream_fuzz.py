@@ -499,14 +499,14 @@ def _check_init(obj: list[Any]) -> None:
         raise DecodeError("unexpected")
     if type(obj[1]) is not bool:
         raise DecodeError("join")
-    codec.decode_members(obj[2])
+    codec.decode_member_proofs(obj[2])
     codec.decode_digest(obj[3])
 
 
 def _check_reply(obj: list[Any]) -> None:
     if obj[0] != codec.PP_REPLY or len(obj) != 3:
         raise DecodeError("unexpected")
-    codec.decode_members(obj[1])
+    codec.decode_member_proofs(obj[1])
     codec.decode_offer(obj[2])
 
 
