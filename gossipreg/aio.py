@@ -58,11 +58,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 import trio
 
 from ._groups import single_exception
+from ._options import RegistryOptions, check_options, check_watch
 from ._results import ResultBuffer
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
-    ConfigError,
     InvalidServiceError,
     NotFoundError,
     RegistryClosedError,
@@ -78,10 +78,8 @@ from .registry import (
     Member,
     Result,
     Watcher,
-    _check_options,
-    _check_watch,
+    open_checked,
 )
-from .registry import open_registry as _open_trio_registry
 from .runtime.driver import DriverLimits, TLSContexts
 from .tls import TLSFiles
 
@@ -174,7 +172,7 @@ class _Member:
 
     async def run(
         self,
-        options: dict[str, Any],
+        options: RegistryOptions,
         on_started: Callable[[str, tuple[str, int]], None],
         abandoned: Callable[[], bool],
     ) -> None:
@@ -183,7 +181,7 @@ class _Member:
         if abandoned():  # the opener gave up before the token was there to tell us
             return
         with self.main_scope:
-            async with _open_trio_registry(**options) as registry, trio.open_nursery() as nursery:
+            async with open_checked(options) as registry, trio.open_nursery() as nursery:
                 self.registry = registry
                 self.nursery = nursery
                 self.feed = registry.watch(None, buffer=_FEED_BUFFER)
@@ -380,7 +378,7 @@ class AsyncioRegistry:
     event loop that opened it; none of them blocks that loop.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, options: dict[str, Any]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, options: RegistryOptions) -> None:
         self._loop = loop
         self._member = _Member(loop)
         self._options = options
@@ -395,7 +393,7 @@ class AsyncioRegistry:
         self._crash: BaseException | None = None
         self._ready: asyncio.Future[None] = loop.create_future()
         self._ended: asyncio.Future[None] = loop.create_future()
-        name = options.get("name")
+        name = options.name
         self._thread = threading.Thread(
             target=self._thread_main, name=f"gossipreg-aio-{name or 'member'}", daemon=True
         )
@@ -494,7 +492,7 @@ class AsyncioRegistry:
             RegistryClosedError: the registry is closed.
         """
         self._check_open()
-        _check_watch(service, snapshot, buffer)
+        check_watch(service, snapshot, buffer)
         watcher = AsyncioWatcher(self, service, snapshot, buffer)
         self._send(self._member.add_watcher, watcher)
         self._watchers.add(watcher)
@@ -866,39 +864,13 @@ async def open_registry(
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
     """
-    if limits is not None and not isinstance(limits, DriverLimits):
-        raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
     # Checked here, in the loop's thread, before any thread or socket exists.
-    opts = _check_options(
-        bind,
-        seeds,
-        name=name,
-        keyring=keyring,
-        tls=tls,
-        insecure=insecure,
-        secure=secure,
-        advertise=advertise,
-        config=config,
-        timeout=timeout,
-        metadata=metadata,
+    opts = check_options(
+        bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
+        advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
+        limits=limits, identity=identity,
     )
-    options: dict[str, Any] = {
-        "bind": bind,
-        "seeds": opts.seeds,
-        "name": name,
-        "keyring": opts.keyring,
-        "tls": tls,
-        "insecure": insecure,
-        "secure": secure,
-        "advertise": advertise,
-        "config": config,
-        "timeout": timeout,
-        "metadata": metadata,
-        "seed": seed,
-        "limits": limits,
-        "identity": identity,
-    }
-    registry = AsyncioRegistry(asyncio.get_running_loop(), options)
+    registry = AsyncioRegistry(asyncio.get_running_loop(), opts)
     await registry._start()
     try:
         yield registry

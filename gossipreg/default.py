@@ -41,10 +41,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._options import DEFAULT_PORT, check_address, check_watch
 from .core.crypto import Keyring
 from .core.errors import ConfigError
 from .core.model import Service, check_ttl, name_problem
-from .registry import WATCH_BUFFER, _check_address, _check_watch
+from .registry import WATCH_BUFFER
 from .runtime.driver import TLSContexts
 from .sync import Registry, SyncWatcher, _refuse_trio_thread
 from .tls import TLSFiles, load_tls
@@ -64,8 +65,6 @@ __all__ = [
 
 #: Bind address of the default registry when ``GOSSIPREG_BIND`` is not set.
 DEFAULT_BIND = "127.0.0.1:7946"
-#: Port assumed for a seed given without one.
-DEFAULT_PORT = 7946
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -125,15 +124,15 @@ def _options(env: Mapping[str, str]) -> _Options:
         return value or None
 
     bind = get("GOSSIPREG_BIND") or DEFAULT_BIND
-    _check_address("GOSSIPREG_BIND", bind, default_port=None, min_port=0)
+    check_address("GOSSIPREG_BIND", bind, default_port=None, min_port=0)
 
     advertise = get("GOSSIPREG_ADVERTISE")
     if advertise is not None:
-        _check_address("GOSSIPREG_ADVERTISE", advertise, default_port=0, min_port=0)
+        check_address("GOSSIPREG_ADVERTISE", advertise, default_port=0, min_port=0)
 
     seeds = [s.strip() for s in (get("GOSSIPREG_SEEDS") or "").split(",") if s.strip()]
     for s in seeds:
-        _check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
+        check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
 
     name = get("GOSSIPREG_NAME")
     if name is not None:
@@ -338,5 +337,5 @@ def watch(service: str | None = None, *, snapshot: bool = False, buffer: int = W
         BlockingCallError: called inside a trio program.
     """
     _refuse_trio_thread("gossipreg.watch()")
-    _check_watch(service, snapshot, buffer)
+    check_watch(service, snapshot, buffer)
     return default_registry().watch(service, snapshot=snapshot, buffer=buffer)

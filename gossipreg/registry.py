@@ -20,55 +20,42 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
-import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
 import msgpack
 import trio
 
-from ._groups import single_exception
+from ._options import (
+    RegistryOptions,
+    check_member_name,
+    check_options,
+    check_watch,
+    default_name,
+    pick_advertise,
+)
 from ._results import ResultBuffer
 from .core.catalog import CatalogEvent
-from .core.codec import MAX_META
 from .core.config import Config
 from .core.crypto import Keyring
-from .core.errors import (
-    ConfigError,
-    InvalidServiceError,
-    JoinError,
-    NotFoundError,
-    RegistryClosedError,
-    WatcherStoppedError,
-)
-from .core.membership import Address, MemberEvent
+from .core.errors import InvalidServiceError, NotFoundError, RegistryClosedError, WatcherStoppedError
 from .core.membership import Member as _CoreMember
-from .core.model import MAX_NAME_LENGTH, Service, check_ttl, name_problem, shown
-from .core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, TrafficRefused
-from .runtime.driver import DriverLimits, MemberDriver, TLSContexts
-from .runtime.transport import NetTransport, Transport, parse_address
+from .core.model import Service, check_ttl
+from .core.node import NodeCore
+from .runtime.driver import DriverLimits, TLSContexts
+from .runtime.member import LEAVE_TIMEOUT, GossipMember
+from .runtime.transport import NetTransport, Transport
 from .tls import TLSFiles, load_identity, load_tls
 
-__all__ = ["AsyncRegistry", "Member", "Result", "Watcher", "open_registry"]
+__all__ = ["LEAVE_TIMEOUT", "AsyncRegistry", "Member", "Result", "Watcher", "open_registry"]
 
 log = logging.getLogger("gossipreg")
 
-#: Seconds between re-joins through the seeds while a member has no peer at all
-#: (go-micro issue #414: a member must never stay alone after its seeds restart).
-REJOIN_INTERVAL = 10.0
-#: Seconds a clean shutdown waits for its leave message to go out.
-LEAVE_TIMEOUT = 1.0
 #: Default bound of a watcher's buffer, in results.
 WATCH_BUFFER = 1024
-#: Port of a seed given without one.
-DEFAULT_PORT = 7946
-#: Longest host of a member's address, in characters (the wire's limit, ``codec``).
-MAX_HOST_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +192,13 @@ class AsyncRegistry:
     :class:`~gossipreg.WatcherStoppedError` (go-micro's ``ErrWatcherStopped``).
     """
 
-    def __init__(self, core: NodeCore, driver: MemberDriver, seeds: Sequence[tuple[str, int]]) -> None:
-        self._core = core
-        self._driver = driver
-        self._seeds = list(seeds)
+    def __init__(self, member: GossipMember) -> None:
+        self._member = member
+        self._core = member.core
+        self._driver = member.driver
         self._watchers: set[Watcher] = set()
-        self._join_waiters: list[trio.MemorySendChannel[JoinResult]] = []
         self._closed = False
+        member.on_catalog = self._offer
 
     # ------------------------------------------------------------ go-micro API
 
@@ -296,7 +283,7 @@ class AsyncRegistry:
                 :class:`~gossipreg.WatcherStoppedError`).
         """
         self._check_open()
-        _check_watch(service, snapshot, buffer)
+        check_watch(service, snapshot, buffer)
         return Watcher(self, service, snapshot, buffer)
 
     # ------------------------------------------------------------ beyond go-micro
@@ -372,392 +359,17 @@ class AsyncRegistry:
                 f"the registry of member {self._core.name} is closed (its open_registry block has exited)"
             )
 
-    def _on_event(self, ev: NodeEvent) -> None:
-        if isinstance(ev, CatalogEvent):
-            for w in list(self._watchers):
-                w._offer(ev)
-        elif isinstance(ev, JoinResult):
-            for ch in self._join_waiters:
-                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                    ch.send_nowait(ev)
-        elif isinstance(ev, MemberEvent):
-            log.debug("gossipreg: %s %s", ev.kind.value, ev.member.name)
-        elif isinstance(ev, RegistrationConflict):
-            service, version, node_id = ev.key
-            log.warning(
-                "gossipreg: node %r of %s %s is registered by both %s and %s; %s's registration "
-                "is shown, the other's returns if it is deregistered or its member goes away",
-                node_id, service, version or "-", self._core.name, ev.other,
-                self._core.name if ev.ours_shown else ev.other,
-            )
-        elif isinstance(ev, TrafficRefused):
-            log.warning("gossipreg: %d %s (latest from %s; next warning of this kind in a minute at the "
-                        "soonest, the %s counter counts them all)", ev.count,
-                        _REFUSED.get(ev.cause, ev.cause), _shown_address(ev.address), ev.cause)
+    def _offer(self, ev: CatalogEvent) -> None:
+        for w in list(self._watchers):
+            w._offer(ev)
 
-    async def _resolve(self) -> list[Address]:
-        out: list[Address] = []
-        family = socket.AF_INET6 if ":" in self._core.address.host else socket.AF_INET
-        for host, port in self._seeds:
-            try:
-                infos = await trio.socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
-            except OSError as exc:
-                log.warning("gossipreg: cannot resolve seed %s:%s: %s", host, port, exc)
-                continue
-            for info in infos:
-                addr = Address(str(info[4][0]), int(info[4][1]))
-                if addr not in out and addr != self._core.address:
-                    out.append(addr)
-        return out
+    def _close(self) -> None:
+        """Mark the registry closed (the member is about to leave)."""
+        self._closed = True
 
-    async def _join(self, join_timeout: float) -> None:
-        """Join through the seeds, retrying with backoff until ``join_timeout``.
-
-        Raises:
-            JoinError: seeds were given and none answered in time.
-        """
-        if not self._seeds:
-            return
-        deadline = trio.current_time() + join_timeout
-        backoff = 0.1
-        send, recv = trio.open_memory_channel[JoinResult](64)
-        self._join_waiters.append(send)
-        reasons: list[str] = []
-        try:
-            while True:
-                addresses = await self._resolve()
-                if addresses:
-                    self._core.join(addresses, self._driver.now())
-                    self._driver.flush()
-                    pending = len(addresses)
-                    with trio.move_on_at(deadline):
-                        while pending:
-                            result = await recv.receive()
-                            if result.ok:
-                                return
-                            pending -= 1
-                            reasons.append(f"{result.address.host}:{result.address.port}: {result.reason}")
-                else:
-                    reasons.append("no seed address could be resolved")
-                left = deadline - trio.current_time()
-                if left <= 0:
-                    break
-                # Retry with backoff, and once more right at the deadline.
-                await trio.sleep(min(backoff, left))
-                backoff = min(backoff * 2, 2.0)
-        finally:
-            self._join_waiters.remove(send)
-        seeds = ", ".join(f"{h}:{p}" for h, p in self._seeds)
-        detail = "; ".join(reasons[-len(self._seeds) :]) or "no answer"
-        raise JoinError(f"could not join through any seed ({seeds}) within {join_timeout:g}s: {detail}")
-
-    async def _rejoin_loop(self) -> None:
-        """Retry the seeds while this member has no peer (re-resolving DNS names)."""
-        while True:
-            await trio.sleep(REJOIN_INTERVAL)
-            if self._core.membership.alive_count() <= 1 and self._seeds:
-                addresses = await self._resolve()
-                if addresses:
-                    log.info("gossipreg: no peers left; rejoining through %d seed(s)", len(addresses))
-                    self._core.join(addresses, self._driver.now())
-                    self._driver.flush()
-
-
-#: What each cause of a TrafficRefused event most likely means, for the warning.
-_REFUSED = {
-    "plaintext_rejected": "plaintext datagram(s) or stream(s) from a member running insecure=True; "
-    "configure the cluster keyring on every member",
-    "sealed_received_while_insecure": "sealed datagram(s) while this member runs insecure=True; "
-    "configure the cluster keyring here",
-    "auth_failures": "datagram(s) or stream frame(s) no key of the keyring opens: a wrong key, a "
-    "different cluster label, a key rotation in progress, or someone probing the port",
-    "decode_errors": "malformed message(s) that authenticated: a buggy or hostile key holder, "
-    "or members running incompatible versions",
-    "records_rejected_drift": "registration(s) refused because their clock stamp is more than "
-    "max_clock_drift ahead: a member's wall clock is wrong",
-    "identity_unsigned": "unsigned statement(s) refused (member identities are on here): a member "
-    "running without identity=, or a key holder forging",
-    "identity_bad_signature": "statement(s) refused whose signature is not their member's: a key "
-    "holder forging, or a member signing with another member's name",
-    "identity_bad_certificate": "certificate(s) refused: not of this cluster's CA, expired, or not "
-    "for the member name they came with",
-}
-
-
-def _shown_address(address: Address) -> str:
-    return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
-
-
-
-
-def _pick_advertise(bind_host: str, port: int, advertise: tuple[str, int] | None) -> Address:
-    """The advertised address: ``advertise`` (checked by :func:`_check_address`; port 0 is
-    the bound one), else the bind address, else the address of the default route."""
-    if advertise is not None:
-        host, aport = advertise
-        return Address(host, aport or port)
-    if bind_host not in ("0.0.0.0", "::", ""):
-        return Address(bind_host, port)
-    # Find the address the default route would use; connect() on UDP sends nothing.
-    family = socket.AF_INET6 if bind_host == "::" else socket.AF_INET
-    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((probe, 9))
-            host = s.getsockname()[0]
-        except OSError:
-            host = ""
-    if not host or host.startswith("127.") or host == "::1":
-        raise ConfigError(
-            f"advertise: bound to {bind_host} and no routable address was found; "
-            "pass advertise='HOST:PORT' with the address other members should use"
-        )
-    return Address(host, port)
-
-
-def _make_keyring(keyring: object) -> Keyring | None:
-    """The keyring option as a :class:`Keyring` (``None`` stays ``None``).
-
-    Raises:
-        ConfigError: not a Keyring, key bytes, a str of comma-separated base64
-            keys or a list of base64 str, or a key is invalid. The message names
-            the type, never the key material.
-    """
-    if keyring is None or isinstance(keyring, Keyring):
-        return keyring
-    try:
-        if isinstance(keyring, bytes | bytearray | memoryview):
-            return Keyring(bytes(keyring))
-        if isinstance(keyring, str):
-            return Keyring.from_base64([k for k in keyring.split(",") if k.strip()])
-        if isinstance(keyring, Iterable) and not isinstance(keyring, Mapping):
-            return Keyring.from_base64(list(keyring))
-    except ConfigError as exc:
-        raise ConfigError(f"keyring: {exc}") from None
-    raise ConfigError(
-        "keyring: must be a Keyring, raw key bytes, or base64 keys (a comma-separated str "
-        f"or a list of str), not {type(keyring).__name__}"
-    )
-
-
-def _described(value: object) -> str:
-    """``"TYPE REPR"`` for an error message, the repr cut short if long."""
-    return f"{type(value).__name__} {shown(value)}"
-
-
-def _check_address(what: str, value: object, *, default_port: int | None, min_port: int) -> tuple[str, int]:
-    """``(host, port)`` from ``'host:port'``, ``'[v6]:port'`` (``'host'`` with a
-    ``default_port``) or a ``(host, port)`` pair.
-
-    The host follows the rule of names (non-empty, at most ``MAX_HOST_LENGTH``
-    characters, no control character), the port is an int from ``min_port``
-    to 65535.
-
-    Raises:
-        ConfigError: the message starts with ``what``, shows the value and states the rule.
-    """
-    form = "'host:port'" if default_port is None else "'host[:port]'"
-    if isinstance(value, str):
-        if len(value) > MAX_HOST_LENGTH + 8:  # '[' host ']:' port
-            raise ConfigError(f"{what}: {shown(value)} is {len(value)} characters, too long for an address")
-        try:
-            host, port = parse_address(value, default_port=default_port)
-        except ValueError as exc:
-            raise ConfigError(f"{what}: {exc}") from None
-    elif isinstance(value, tuple | list) and len(value) == 2:
-        host, port = value
-    else:
-        raise ConfigError(f"{what}: must be {form} or a (host, port) pair, not {_described(value)}")
-    problem = name_problem(host, limit=MAX_HOST_LENGTH)
-    if problem is not None:
-        raise ConfigError(f"{what}: {shown(value)}: the host {problem}")
-    if isinstance(port, bool) or not isinstance(port, int) or not min_port <= port <= 65535:
-        raise ConfigError(
-            f"{what}: {shown(value)}: the port must be an int from {min_port} to 65535, "
-            f"not {_described(port)}"
-        )
-    return host, port
-
-
-def _parse_seeds(seeds: object) -> list[tuple[str, int]]:
-    """The seeds option as ``(host, port)`` pairs (port 7946 when a str gives none).
-
-    Raises:
-        ConfigError: not a str or a list, or a seed is not ``'host[:port]'`` nor a
-            ``(host, port)`` pair with a port from 1 to 65535; the message shows it.
-    """
-    if seeds is None:
-        return []
-    if isinstance(seeds, str):  # "h1:p1,h2:p2", as in GOSSIPREG_SEEDS
-        seeds = [part for part in seeds.split(",") if part.strip()]
-    elif isinstance(seeds, bytes | bytearray | memoryview | Mapping) or not isinstance(seeds, Iterable):
-        raise ConfigError(
-            "seeds: must be a list of 'host[:port]' or (host, port), or one comma-separated str; "
-            f"not {type(seeds).__name__} {shown(seeds)}"
-        )
-    return [
-        _check_address(f"seeds[{i}]", s, default_port=DEFAULT_PORT, min_port=1) for i, s in enumerate(seeds)
-    ]
-
-
-def _check_member_name(name: object) -> str | None:
-    """The name option: ``None`` (a generated name) or a name the wire carries.
-
-    Raises:
-        ConfigError: empty, over ``MAX_NAME_LENGTH`` characters, not valid Unicode,
-            or holding a control character; the message shows it.
-    """
-    if name is None:
-        return None
-    problem = name_problem(name, limit=MAX_NAME_LENGTH)
-    if problem is not None:
-        raise ConfigError(f"name: {problem}")
-    assert isinstance(name, str)
-    return name
-
-
-def _default_name() -> str:
-    """``hostname-xxxxxxxx``, within the limit of a member's name."""
-    host = "".join(c for c in socket.gethostname() if name_problem(c) is None) or "member"
-    return f"{host[: MAX_NAME_LENGTH - 9]}-{uuid.uuid4().hex[:8]}"
-
-
-def _check_timeout(timeout: object) -> float:
-    if not isinstance(timeout, bool) and isinstance(timeout, int | float):
-        try:
-            seconds = float(timeout)
-        except OverflowError:
-            seconds = math.inf
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    raise ConfigError(
-        f"timeout: must be a finite, non-negative number of seconds, not {_described(timeout)}"
-    )
-
-
-def _pack_metadata(metadata: object) -> bytes:
-    """This member's metadata, packed as it travels (at most ``codec.MAX_META`` bytes).
-
-    Raises:
-        ConfigError: not a mapping of str to str, a key that is not a valid name
-            (control characters), a value that is not valid Unicode, or too big.
-    """
-    if metadata is None:
-        return b""
-    if not isinstance(metadata, Mapping):
-        raise ConfigError(
-            f"metadata: must be a mapping of str to str, not {type(metadata).__name__} {shown(metadata)}"
-        )
-    chars = 0
-    for key, value in metadata.items():
-        problem = name_problem(key, limit=MAX_META, empty_ok=True)
-        if problem is not None:
-            raise ConfigError(f"metadata: a key {problem}")
-        if not isinstance(value, str):
-            raise ConfigError(f"metadata[{shown(key)}]: must be a str, not {_described(value)}")
-        chars += len(key) + len(value)
-        if chars > MAX_META:  # a str of n characters packs to at least n bytes
-            break
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(f"metadata[{shown(key)}]: {shown(value)} is not valid Unicode") from None
-    packed = msgpack.packb(dict(metadata), use_bin_type=True) if chars <= MAX_META and metadata else b""
-    if chars > MAX_META or len(packed) > MAX_META:
-        raise ConfigError(
-            f"metadata: {shown(metadata)} is over the limit of {MAX_META} bytes (packed), "
-            "the most a member's record carries"
-        )
-    return packed
-
-
-def _check_bool(what: str, value: object, *, none_ok: bool = False) -> None:
-    if not (isinstance(value, bool) or (none_ok and value is None)):
-        raise ConfigError(f"{what}: must be True or False, not {type(value).__name__} {shown(value)}")
-
-
-def _check_watch(service: object, snapshot: object, buffer: object) -> None:
-    """Check the arguments of a watch.
-
-    Raises:
-        InvalidServiceError: ``service`` is not a str or ``None``.
-        ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
-    """
-    if service is not None and not isinstance(service, str):
-        raise InvalidServiceError(
-            f"service: must be a service name (str) or None, not {type(service).__name__} {shown(service)}"
-        )
-    _check_bool("snapshot", snapshot)
-    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-        raise ConfigError(
-            f"buffer: must be an int of at least 1 (the results a watcher holds), "
-            f"not {type(buffer).__name__} {shown(buffer)}"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Options:
-    """The options of :func:`open_registry`, checked; nothing is bound or started."""
-
-    config: Config
-    keyring: Keyring | None
-    seeds: list[tuple[str, int]]
-    bind: tuple[str, int]
-    advertise: tuple[str, int] | None
-    name: str | None
-    timeout: float
-    meta: bytes
-
-
-def _check_options(
-    bind: object,
-    seeds: object,
-    *,
-    name: object,
-    keyring: object,
-    tls: object,
-    insecure: object,
-    secure: object,
-    advertise: object,
-    config: object,
-    timeout: object,
-    metadata: object,
-) -> _Options:
-    """Check every option of :func:`open_registry` that needs no IO (all but reading TLS files).
-
-    Raises:
-        ConfigError: an option is invalid or options contradict each other; the
-            message names the option, shows the value (never key material) and
-            states the rule.
-    """
-    if config is None:
-        config = Config.lan()
-    elif not isinstance(config, Config):
-        raise ConfigError(f"config: must be a Config, not {type(config).__name__}")
-    _check_bool("insecure", insecure)
-    _check_bool("secure", secure, none_ok=True)
-    ring = _make_keyring(keyring)
-    if secure and ring is None and tls is None:
-        raise ConfigError("secure: set a keyring or tls (secure=True with neither)")
-    if ring is None and not insecure:
-        raise ConfigError(
-            "keyring: a cluster keyring is required (gossipreg keygen makes a key); "
-            "pass insecure=True to run without encryption"
-        )
-    if not isinstance(bind, str):
-        raise ConfigError(f"bind: must be a 'host:port' str, not {type(bind).__name__} {shown(bind)}")
-    return _Options(
-        config=config,
-        keyring=ring,
-        seeds=_parse_seeds(seeds),
-        bind=_check_address("bind", bind, default_port=None, min_port=0),
-        advertise=None
-        if advertise is None
-        else _check_address("advertise", advertise, default_port=0, min_port=0),
-        name=_check_member_name(name),
-        timeout=_check_timeout(timeout),
-        meta=_pack_metadata(metadata),
-    )
+    def _stop_watchers(self) -> None:
+        for w in list(self._watchers):
+            w.stop()
 
 
 @contextlib.asynccontextmanager
@@ -831,26 +443,31 @@ async def open_registry(
         JoinError: seeds were given and none answered within ``timeout``.
         OSError: the address cannot be bound.
     """
-    if limits is not None and not isinstance(limits, DriverLimits):
-        raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
-    opts = _check_options(
-        bind,
-        seeds,
-        name=name,
-        keyring=keyring,
-        tls=tls,
-        insecure=insecure,
-        secure=secure,
-        advertise=advertise,
-        config=config,
-        timeout=timeout,
-        metadata=metadata,
+    opts = check_options(
+        bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
+        advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
+        limits=limits, identity=identity,
     )
-    config, ring, seed_list, meta, timeout = opts.config, opts.keyring, opts.seeds, opts.meta, opts.timeout
-    identities = load_identity(identity, name, config.label_bytes)
+    async with open_checked(opts, transport=transport) as registry:
+        yield registry
+
+
+@contextlib.asynccontextmanager
+async def open_checked(
+    opts: RegistryOptions, *, transport: Transport | None = None
+) -> AsyncIterator[AsyncRegistry]:
+    """:func:`open_registry` with options already checked (by :func:`gossipreg._options.check_options`).
+
+    Reads the TLS and identity files, binds ``opts.bind`` (unless given a
+    ``transport``), builds the member's core and runs it as a
+    :class:`~gossipreg.runtime.member.GossipMember` for the block.
+    """
+    config = opts.config
+    identities = load_identity(opts.identity, opts.name, config.label_bytes)
+    name = opts.name
     if identities is not None and name is None:
-        name = _check_member_name(identities[0].name)  # the certificate's, under the same rule
-    tls_contexts = load_tls(tls)
+        name = check_member_name(identities[0].name)  # the certificate's, under the same rule
+    tls_contexts = load_tls(opts.tls)
     if transport is None:
         host, port = opts.bind
         transport = await NetTransport.bind(host, port)
@@ -858,56 +475,30 @@ async def open_registry(
     else:
         bound_host = transport.local_address.host
     try:
-        local = transport.local_address
-        adv = _pick_advertise(bound_host, local.port, opts.advertise)
-        member_name = opts.name or name or _default_name()
-        rng = random.Random(seed)
+        adv = pick_advertise(bound_host, transport.local_address.port, opts.advertise)
         core = NodeCore(
-            member_name,
+            name or default_name(),
             adv,
             config=config,
-            rng=rng,
+            rng=random.Random(opts.seed),
             wall_clock=time.time,
             now=trio.current_time(),
-            keyring=ring,
-            insecure=ring is None,
-            meta=meta,
+            keyring=opts.keyring,
+            insecure=opts.keyring is None,
+            meta=opts.meta,
             identity=identities[0] if identities else None,
             trust=identities[1] if identities else None,
         )
-        if limits is None:
-            limits = DriverLimits(
-                stream_timeout=config.stream_timeout, auth_timeout=min(2.0, config.stream_timeout)
-            )
-        registry: AsyncRegistry
-        driver = MemberDriver(core, transport, limits=limits, tls=tls_contexts,
-                              on_event=lambda ev: registry._on_event(ev))
-        registry = AsyncRegistry(core, driver, seed_list)
+        member = GossipMember(core, transport, seeds=opts.seeds, limits=opts.limits, tls=tls_contexts)
+        registry = AsyncRegistry(member)
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(driver.run)
-                await registry._join(timeout)
-                nursery.start_soon(registry._rejoin_loop)
+            async with member.running(opts.timeout):
                 try:
                     yield registry
                 finally:
-                    registry._closed = True
-                    with trio.CancelScope(shield=True):
-                        # Send the leave ourselves: when the block is being cancelled, the
-                        # driver's sender task is cancelled with it.
-                        core.leave(driver.now())
-                        with trio.move_on_after(LEAVE_TIMEOUT):
-                            await driver.send_remaining()
-                    for w in list(registry._watchers):
-                        w.stop()
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # The nursery wraps what it propagates (a JoinError, or the caller's own
-            # exception) in an exception group; callers expect the exception itself.
-            inner = single_exception(group)
-            if inner is group:
-                raise
-            raise inner from None
+                    registry._close()
+        finally:
+            registry._stop_watchers()
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()

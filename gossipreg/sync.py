@@ -43,6 +43,7 @@ from typing import TypeVar
 import trio
 
 from ._groups import single_exception
+from ._options import check_options, check_watch
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -60,9 +61,7 @@ from .registry import (
     Member,
     Result,
     Watcher,
-    _check_options,
-    _check_watch,
-    open_registry,
+    open_checked,
 )
 from .runtime.driver import DriverLimits, TLSContexts
 from .tls import TLSFiles
@@ -140,21 +139,11 @@ class Registry:
         identity: TLSFiles | None = None,
     ) -> None:
         _refuse_trio_thread("gossipreg.Registry()")
-        if limits is not None and not isinstance(limits, DriverLimits):
-            raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
         # Checked here, in the caller's thread, before any thread or socket exists.
-        opts = _check_options(
-            bind,
-            seeds,
-            name=name,
-            keyring=keyring,
-            tls=tls,
-            insecure=insecure,
-            secure=secure,
-            advertise=advertise,
-            config=config,
-            timeout=timeout,
-            metadata=metadata,
+        opts = check_options(
+            bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
+            advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
+            limits=limits, identity=identity,
         )
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -171,22 +160,7 @@ class Registry:
         self._name = ""
 
         async def start() -> None:
-            async with open_registry(
-                bind,
-                opts.seeds,
-                name=name,
-                keyring=opts.keyring,
-                tls=tls,
-                insecure=insecure,
-                secure=secure,
-                advertise=advertise,
-                config=config,
-                timeout=timeout,
-                metadata=metadata,
-                seed=seed,
-                limits=limits,
-                identity=identity,
-            ) as registry, trio.open_nursery() as nursery:
+            async with open_checked(opts) as registry, trio.open_nursery() as nursery:
                 self._registry = registry
                 self._nursery = nursery
                 self._address = registry.address
@@ -382,7 +356,7 @@ class Registry:
             RegistryClosedError: the registry is closed.
             BlockingCallError: called inside a trio program.
         """
-        _check_watch(service, snapshot, buffer)
+        check_watch(service, snapshot, buffer)
         watcher = self._sync(lambda reg: reg.watch(service, snapshot=snapshot, buffer=buffer))
         return SyncWatcher(self, watcher)
 

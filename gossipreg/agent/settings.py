@@ -63,11 +63,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._options import DEFAULT_PORT
 from ..core.config import Config
 from ..core.crypto import Keyring
 from ..core.errors import ConfigError, InvalidServiceError
 from ..core.model import Service
-from ..default import DEFAULT_BIND, DEFAULT_PORT, load_keyring_file
+from ..default import DEFAULT_BIND, load_keyring_file
 from ..runtime.driver import DriverLimits, TLSContexts
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_identity, load_tls

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 import trio
 
+from .._options import check_address, check_member_name, check_watch, pack_metadata
 from .._results import ResultBuffer
 from ..core.catalog import CatalogEvent
 from ..core.config import Config
@@ -43,11 +44,7 @@ from ..registry import (
     WATCH_BUFFER,
     Member,
     Result,
-    _check_address,
-    _check_member_name,
-    _check_watch,
     _member,
-    _pack_metadata,
 )
 from ..sync import _refuse_trio_thread
 
@@ -82,11 +79,11 @@ class _Member:
             config = Config.lan()
         elif not isinstance(config, Config):
             raise ConfigError(f"config: must be a Config, not {type(config).__name__}")
-        member_name = _check_member_name(name) or "memory"
+        member_name = check_member_name(name) or "memory"
         if isinstance(address, str):
-            host, port = _check_address("address", address, default_port=DEFAULT_ADDRESS[1], min_port=1)
+            host, port = check_address("address", address, default_port=DEFAULT_ADDRESS[1], min_port=1)
         else:
-            host, port = _check_address("address", address, default_port=None, min_port=1)
+            host, port = check_address("address", address, default_port=None, min_port=1)
         self.clock = clock
         self.kind = kind
         self.core = NodeCore(
@@ -98,7 +95,7 @@ class _Member:
             now=clock(),
             keyring=None,
             insecure=True,
-            meta=_pack_metadata(metadata),
+            meta=pack_metadata(metadata),
         )
         self.watchers: set[_Buffer] = set()
         self.closed = False
@@ -386,7 +383,7 @@ class MemoryRegistry:
             RegistryClosedError: the registry is closed.
         """
         self._member.check_open()
-        _check_watch(service, snapshot, buffer)
+        check_watch(service, snapshot, buffer)
         self._member.advance()
         return MemoryWatcher(self, service, snapshot, buffer)
 
@@ -677,7 +674,7 @@ class SyncMemoryRegistry:
             ConfigError: ``snapshot`` is not a bool, or ``buffer`` not an int of at least 1.
             RegistryClosedError: the registry is closed.
         """
-        _check_watch(service, snapshot, buffer)
+        check_watch(service, snapshot, buffer)
         with self._changed:
             self._member.check_open()
             self._renew()

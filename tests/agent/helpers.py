@@ -18,6 +18,7 @@ from gossipreg.core.errors import NotFoundError
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry
 from gossipreg.testing import FAST_CHANGES
+from gossipreg.testing import wait_until as wait_until
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))
@@ -65,13 +66,6 @@ def visible(reg: AsyncRegistry, svc: Service) -> bool:
     return all(n.id in ids for n in svc.nodes)
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll ``predicate`` every 10 ms until it holds; fail with ``what`` after ``limit`` s (a hang guard)."""
-    with trio.move_on_after(limit):
-        while not predicate():  # noqa: ASYNC110 - polling real members' state
-            await trio.sleep(0.01)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------- HTTP test client

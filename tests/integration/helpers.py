@@ -14,6 +14,7 @@ from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, open_registry
 from gossipreg.runtime.transport import KillableTransport, NetTransport
 from gossipreg.testing import FAST_CONFIG
+from gossipreg.testing import wait_until as wait_until
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -52,17 +53,6 @@ def alive(reg: AsyncRegistry) -> set[str]:
     return {m.name for m in reg.members() if m.state == "alive"}
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll ``predicate`` every 10 ms until it holds; fail with ``what`` after ``limit`` s.
-
-    Only a bound against hangs: tests never assert how long anything took.
-    Polling, because the state of real members changes on their own timers.
-    """
-    with trio.move_on_after(limit):
-        while not predicate():  # noqa: ASYNC110 - no event to wait on for "every member sees X"
-            await trio.sleep(0.01)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ from gossipreg.core.node import NodeCore
 from gossipreg.registry import AsyncRegistry, open_registry
 from gossipreg.runtime.driver import DriverLimits, MemberDriver
 from gossipreg.runtime.memory import MemoryNetwork
+from gossipreg.testing import wait_until
 
 KEY = bytes(range(32))
 CONFIG = Config.local()  # probe_interval 1 s, stream_timeout 1 s, push_pull_interval 15 s
@@ -60,13 +61,6 @@ def alive(reg: AsyncRegistry) -> set[str]:
     return {m.name for m in reg.members() if m.state == "alive"}
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll ``predicate`` (virtual time: free under ``autojump_clock``)."""
-    with trio.move_on_after(limit):
-        while not predicate():  # noqa: ASYNC110 - state changes on the members' own timers
-            await trio.sleep(0.01)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

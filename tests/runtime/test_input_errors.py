@@ -10,6 +10,7 @@ no default registry created.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gossipreg
+import gossipreg.aio
 from gossipreg import (
     ConfigError,
     InvalidServiceError,
@@ -33,9 +35,10 @@ from gossipreg import (
     Service,
     open_registry,
 )
+from gossipreg._options import check_options
 from gossipreg.core.config import Config
 from gossipreg.core.model import MAX_NAME_LENGTH, MAX_TTL, control_character
-from gossipreg.registry import AsyncRegistry, _check_options
+from gossipreg.registry import AsyncRegistry
 from gossipreg.runtime.memory import MemoryNetwork
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,6 +142,12 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[RegistryError], str]] = [
     ({"insecure": "false"}, ConfigError, "insecure: must be True or False, not str 'false'"),
     ({"secure": 1}, ConfigError, "secure: must be True or False, not int 1"),
     ({"config": {"probe_interval": 1}}, ConfigError, "config: must be a Config, not dict"),
+    # seed, limits, identity
+    ({"seed": True}, ConfigError, "seed: must be an int or None, not bool True"),
+    ({"seed": "7"}, ConfigError, "seed: must be an int or None, not str '7'"),
+    ({"seed": 1.0}, ConfigError, "not float 1.0"),
+    ({"limits": {"auth_timeout": 1}}, ConfigError, "limits: must be a DriverLimits, not dict"),
+    ({"identity": ("ca.pem", "c.pem", "k.pem")}, ConfigError, "identity: must be a TLSFiles"),
 ]
 
 
@@ -234,6 +243,27 @@ def test_a_bad_option_of_the_sync_registry_is_the_same_error_in_the_calling_thre
     assert nothing_binds == []
 
 
+@pytest.mark.parametrize(("options", "error", "fragment"), BAD_OPTIONS, ids=_ids())
+def test_a_bad_option_of_the_asyncio_registry_is_the_same_error_before_any_thread_starts(
+    options: dict[str, Any],
+    error: type[RegistryError],
+    fragment: str,
+    nothing_binds: list[object],
+    started_threads: list[str],
+) -> None:
+    options = {"bind": "127.0.0.1:0", "keyring": KEY, **options}
+
+    async def main() -> None:
+        async with gossipreg.aio.open_registry(**options):
+            pytest.fail("the member started")
+
+    with pytest.raises(error) as info:
+        asyncio.run(main())
+    check_message(info.value, error, fragment)
+    assert started_threads == [], "the member's thread was started"
+    assert nothing_binds == []
+
+
 async def test_a_bad_option_leaves_a_given_transport_unused() -> None:
     # With a ready transport (tests, the in-memory network) nothing is served either.
     transport = MemoryNetwork().transport()
@@ -253,7 +283,7 @@ def test_any_text_is_a_valid_member_name_or_a_config_error(text: str) -> None:
     )
 
     def check() -> str | None:
-        return _check_options(
+        return check_options(
             "127.0.0.1:0", None, name=text, keyring=KEY, tls=None, insecure=False, secure=None,
             advertise=None, config=None, timeout=1.0, metadata=None,
         ).name

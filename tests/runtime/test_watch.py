@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from gossipreg.core.membership import Address
 from gossipreg.core.model import Node, Service
 from gossipreg.registry import AsyncRegistry, Result, Watcher, open_registry
 from gossipreg.runtime.memory import MemoryNetwork
+from gossipreg.testing import wait_until
 
 KEY = bytes(range(32))
 CONFIG = Config.local()
@@ -36,12 +37,6 @@ def alive(reg: AsyncRegistry) -> set[str]:
     return {m.name for m in reg.members() if m.state == "alive"}
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, limit: float = WAIT) -> None:
-    with trio.move_on_after(limit):
-        while not predicate():  # noqa: ASYNC110 - state changes on the members' own timers
-            await trio.sleep(0.01)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

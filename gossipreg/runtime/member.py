@@ -1,0 +1,241 @@
+"""One running member: its core on a driver, joining and rejoining through seeds, leaving.
+
+:class:`GossipMember` is what every registry front end runs (the trio
+:class:`~gossipreg.AsyncRegistry`, and through it the sync and asyncio ones
+and the agent): it owns the :class:`~gossipreg.core.node.NodeCore`, the
+:class:`~gossipreg.runtime.driver.MemberDriver` that gives the core sockets
+and time, and everything a member does on its own behalf rather than a
+caller's:
+
+* **joining** through the seeds, re-resolving DNS names and retrying with
+  backoff until a deadline (:meth:`GossipMember.join`);
+* **rejoining** while it has no peer left, every :data:`REJOIN_INTERVAL`
+  seconds, so a member never stays alone after its seeds restart;
+* **leaving** gracefully when it stops (:meth:`GossipMember.running`);
+* **logging** what the core reports and a person should see: registrations
+  of one node by two members, and traffic the member refuses (wrong key,
+  plaintext, forged statements), at most once a minute per cause.
+
+The registry above it only reads the catalog, forwards its calls to the core
+and feeds its watchers from :attr:`GossipMember.on_catalog`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import trio
+
+from .._groups import single_exception
+from ..core.catalog import CatalogEvent
+from ..core.errors import JoinError
+from ..core.membership import Address, MemberEvent
+from ..core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, TrafficRefused
+from .driver import DriverLimits, MemberDriver, TLSContexts
+from .transport import Transport
+
+__all__ = ["LEAVE_TIMEOUT", "REJOIN_INTERVAL", "GossipMember"]
+
+log = logging.getLogger("gossipreg")
+
+#: Seconds between re-joins through the seeds while a member has no peer at all
+#: (a member must never stay alone after its seeds restart).
+REJOIN_INTERVAL = 10.0
+#: Seconds a clean shutdown waits for its leave message to go out.
+LEAVE_TIMEOUT = 1.0
+
+#: What each cause of a TrafficRefused event most likely means, for the warning.
+REFUSED = {
+    "plaintext_rejected": "plaintext datagram(s) or stream(s) from a member running insecure=True; "
+    "configure the cluster keyring on every member",
+    "sealed_received_while_insecure": "sealed datagram(s) while this member runs insecure=True; "
+    "configure the cluster keyring here",
+    "auth_failures": "datagram(s) or stream frame(s) no key of the keyring opens: a wrong key, a "
+    "different cluster label, a key rotation in progress, or someone probing the port",
+    "decode_errors": "malformed message(s) that authenticated: a buggy or hostile key holder, "
+    "or members running incompatible versions",
+    "records_rejected_drift": "registration(s) refused because their clock stamp is more than "
+    "max_clock_drift ahead: a member's wall clock is wrong",
+    "identity_unsigned": "unsigned statement(s) refused (member identities are on here): a member "
+    "running without identity=, or a key holder forging",
+    "identity_bad_signature": "statement(s) refused whose signature is not their member's: a key "
+    "holder forging, or a member signing with another member's name",
+    "identity_bad_certificate": "certificate(s) refused: not of this cluster's CA, expired, or not "
+    "for the member name they came with",
+}
+
+
+def shown_address(address: Address) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
+
+
+def _ignore(event: CatalogEvent) -> None:
+    pass
+
+
+class GossipMember:
+    """A member's core running on a transport, with its seeds.
+
+    Args:
+        core: the member's protocol state machine.
+        transport: its sockets (bound; the member closes nothing it did not open).
+        seeds: ``(host, port)`` of members to join and rejoin through.
+        limits: the driver's resource limits.
+        tls: mutual-TLS contexts for streams, or ``None``.
+
+    Use :meth:`running` to start it; every method runs in the trio thread.
+    """
+
+    def __init__(
+        self,
+        core: NodeCore,
+        transport: Transport,
+        *,
+        seeds: Sequence[tuple[str, int]] = (),
+        limits: DriverLimits | None = None,
+        tls: TLSContexts | None = None,
+    ) -> None:
+        self.core = core
+        self.seeds = list(seeds)
+        self.driver = MemberDriver(core, transport, limits=limits, tls=tls, on_event=self._on_event)
+        #: Called with every change of the catalog (the registry feeds its watchers from it).
+        self.on_catalog: Callable[[CatalogEvent], None] = _ignore
+        self._join_waiters: list[trio.MemorySendChannel[JoinResult]] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self, join_timeout: float) -> AsyncIterator[GossipMember]:
+        """Run the driver, join through the seeds, keep rejoining while alone; on exit, leave.
+
+        The leave gets up to :data:`LEAVE_TIMEOUT` seconds to go out, even when
+        the block is being cancelled. An exception of the block, or the
+        :class:`~gossipreg.JoinError`, propagates as itself, not in a group.
+
+        Raises:
+            JoinError: seeds were given and none answered within ``join_timeout``.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.driver.run)
+                await self.join(join_timeout)
+                nursery.start_soon(self._rejoin_loop)
+                try:
+                    yield self
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self.leave()
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The nursery wraps what it propagates (a JoinError, or the caller's own
+            # exception) in an exception group; callers expect the exception itself.
+            inner = single_exception(group)
+            if inner is group:
+                raise
+            raise inner from None
+
+    async def leave(self) -> None:
+        """Tell the cluster this member leaves, and wait up to :data:`LEAVE_TIMEOUT` for it to go out.
+
+        The leave is sent by this task, not the driver's sender, which may be
+        cancelled already when the member stops.
+        """
+        self.core.leave(self.driver.now())
+        with trio.move_on_after(LEAVE_TIMEOUT):
+            await self.driver.send_remaining()
+
+    async def join(self, timeout: float) -> None:  # noqa: ASYNC109 - the join deadline, as a duration
+        """Join through the seeds, retrying with backoff until ``timeout`` seconds have passed.
+
+        Every retry resolves the seeds again. Returns at once without seeds.
+
+        Raises:
+            JoinError: seeds were given and none answered in time; the message
+                gives each seed's last reason.
+        """
+        if not self.seeds:
+            return
+        deadline = trio.current_time() + timeout
+        backoff = 0.1
+        send, recv = trio.open_memory_channel[JoinResult](64)
+        self._join_waiters.append(send)
+        reasons: list[str] = []
+        try:
+            while True:
+                addresses = await self.resolve_seeds()
+                if addresses:
+                    self.core.join(addresses, self.driver.now())
+                    self.driver.flush()
+                    pending = len(addresses)
+                    with trio.move_on_at(deadline):
+                        while pending:
+                            result = await recv.receive()
+                            if result.ok:
+                                return
+                            pending -= 1
+                            reasons.append(f"{result.address.host}:{result.address.port}: {result.reason}")
+                else:
+                    reasons.append("no seed address could be resolved")
+                left = deadline - trio.current_time()
+                if left <= 0:
+                    break
+                # Retry with backoff, and once more right at the deadline.
+                await trio.sleep(min(backoff, left))
+                backoff = min(backoff * 2, 2.0)
+        finally:
+            self._join_waiters.remove(send)
+        seeds = ", ".join(f"{h}:{p}" for h, p in self.seeds)
+        detail = "; ".join(reasons[-len(self.seeds) :]) or "no answer"
+        raise JoinError(f"could not join through any seed ({seeds}) within {timeout:g}s: {detail}")
+
+    async def resolve_seeds(self) -> list[Address]:
+        """The seeds' addresses of this member's family, itself excluded; a seed
+        that does not resolve is logged and skipped."""
+        out: list[Address] = []
+        family = socket.AF_INET6 if ":" in self.core.address.host else socket.AF_INET
+        for host, port in self.seeds:
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                log.warning("gossipreg: cannot resolve seed %s:%s: %s", host, port, exc)
+                continue
+            for info in infos:
+                addr = Address(str(info[4][0]), int(info[4][1]))
+                if addr not in out and addr != self.core.address:
+                    out.append(addr)
+        return out
+
+    async def _rejoin_loop(self) -> None:
+        """Retry the seeds while this member has no peer (re-resolving DNS names)."""
+        while True:
+            await trio.sleep(REJOIN_INTERVAL)
+            if self.core.membership.alive_count() <= 1 and self.seeds:
+                addresses = await self.resolve_seeds()
+                if addresses:
+                    log.info("gossipreg: no peers left; rejoining through %d seed(s)", len(addresses))
+                    self.core.join(addresses, self.driver.now())
+                    self.driver.flush()
+
+    def _on_event(self, ev: NodeEvent) -> None:
+        if isinstance(ev, CatalogEvent):
+            self.on_catalog(ev)
+        elif isinstance(ev, JoinResult):
+            for ch in self._join_waiters:
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    ch.send_nowait(ev)
+        elif isinstance(ev, MemberEvent):
+            log.debug("gossipreg: %s %s", ev.kind.value, ev.member.name)
+        elif isinstance(ev, RegistrationConflict):
+            service, version, node_id = ev.key
+            log.warning(
+                "gossipreg: node %r of %s %s is registered by both %s and %s; %s's registration "
+                "is shown, the other's returns if it is deregistered or its member goes away",
+                node_id, service, version or "-", self.core.name, ev.other,
+                self.core.name if ev.ours_shown else ev.other,
+            )
+        elif isinstance(ev, TrafficRefused):
+            log.warning("gossipreg: %d %s (latest from %s; next warning of this kind in a minute at the "
+                        "soonest, the %s counter counts them all)", ev.count,
+                        REFUSED.get(ev.cause, ev.cause), shown_address(ev.address), ev.cause)

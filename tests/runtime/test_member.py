@@ -1,0 +1,158 @@
+"""The runtime member on its own: joining, rejoining while alone, leaving, and what it logs.
+
+:class:`~gossipreg.runtime.member.GossipMember` is driven here directly, with no
+registry above it, on the in-memory network under trio's virtual clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from gossipreg import JoinError, Node, Service
+from gossipreg.core.catalog import CatalogEvent
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.membership import Address
+from gossipreg.core.node import NodeCore
+from gossipreg.runtime.member import REJOIN_INTERVAL, GossipMember
+from gossipreg.runtime.memory import MemoryNetwork
+from gossipreg.testing import FAST_CONFIG, TEST_KEY, wait_until
+
+
+def make_member(
+    net: MemoryNetwork,
+    name: str,
+    *,
+    seeds: list[tuple[str, int]] | None = None,
+    address: Address | None = None,
+    key: bytes = TEST_KEY,
+) -> GossipMember:
+    transport = net.transport(address)
+    core = NodeCore(
+        name,
+        transport.local_address,
+        config=FAST_CONFIG,
+        rng=random.Random(name),
+        wall_clock=lambda: 1.7e9 + trio.current_time(),
+        now=trio.current_time(),
+        keyring=Keyring(key),
+    )
+    return GossipMember(core, transport, seeds=seeds or [])
+
+
+@contextlib.asynccontextmanager
+async def running(member: GossipMember, join_within: float = 5.0) -> AsyncIterator[GossipMember]:
+    try:
+        async with member.running(join_within):
+            yield member
+    finally:
+        await member.driver.transport.aclose()
+
+
+def seed_of(member: GossipMember) -> list[tuple[str, int]]:
+    return [(member.core.address.host, member.core.address.port)]
+
+
+def alive(member: GossipMember) -> set[str]:
+    return {m.name for m in member.core.members() if m.state.value == "alive"}
+
+
+async def test_a_member_joins_through_its_seed_and_its_catalog_events_reach_on_catalog(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a")
+    seen: list[CatalogEvent] = []
+    async with running(a):
+        b = make_member(net, "b", seeds=seed_of(a))
+        b.on_catalog = seen.append
+        async with running(b):
+            assert alive(b) == {"a", "b"}  # running() returns once joined
+            a.core.register(Service("web", "1", nodes=(Node("w1", "10.1.1.1:80"),)), None, a.driver.now())
+            a.driver.flush()
+            await wait_until(lambda: bool(seen), "the registration's catalog event", limit=2)
+    assert [(ev.action, ev.record.node_id) for ev in seen] == [("create", "w1")]
+
+
+async def test_a_join_no_seed_answers_is_a_join_error_naming_the_seed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a", key=bytes(32))  # another cluster's key: a's seed answers nothing b opens
+    async with running(a):
+        b = make_member(net, "b", seeds=seed_of(a))
+        start = trio.current_time()
+        refused = r"could not join through any seed \(10\.0\.0\.1:7946\) within 3s"
+        with pytest.raises(JoinError, match=refused):
+            async with running(b, join_within=3.0):
+                pytest.fail("b joined a cluster of another key")
+        assert 3.0 <= trio.current_time() - start < 4.0
+
+
+async def test_a_member_left_alone_rejoins_through_its_seed_when_the_seed_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a")
+    address = a.core.address
+
+    async def run_a(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            async with running(a):
+                task_status.started(scope)
+                await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        crash_a = await nursery.start(run_a)
+        b = make_member(net, "b", seeds=seed_of(a))
+        async with running(b):
+            await trio.sleep(0.5)
+            net.drop(address)  # a crashes: its leave never arrives
+            crash_a.cancel()
+            await wait_until(lambda: alive(b) == {"b"}, "b to see a fail")
+            net.restore(address)
+            a2 = make_member(net, "a2", address=address)  # a restarts at its address, with no seeds
+            async with running(a2):
+                # Nobody tells a2 about b: b finds a2 by retrying its seed while alone.
+                await wait_until(lambda: "a2" in alive(b), "b to rejoin", limit=REJOIN_INTERVAL + 5)
+                assert "b" in alive(a2)
+
+
+async def test_a_member_that_stops_leaves_and_its_peers_see_it_left_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a")
+    async with running(a):
+        b = make_member(net, "b", seeds=seed_of(a))
+        async with running(b):
+            await trio.sleep(0.5)
+        start = trio.current_time()
+        await wait_until(lambda: "b" not in alive(a), "a to see b leave", limit=1)
+        assert trio.current_time() - start < 0.5
+        assert {m.name: m.state.value for m in a.core.members()}["b"] == "left"
+
+
+async def test_refused_traffic_is_logged_once_with_its_likely_cause(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a")
+    async with running(a):
+        stranger = make_member(net, "stranger", key=bytes(32))
+        async with running(stranger):
+            caplog.set_level(logging.WARNING, logger="gossipreg")
+            for _ in range(5):
+                stranger.core.join([a.core.address], stranger.driver.now())
+                stranger.driver.flush()
+                await trio.sleep(0.2)
+    warnings = [r.getMessage() for r in caplog.records if "no key of the keyring opens" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "latest from 10.0.0.2:7946" in warnings[0]
+    assert a.core.statistics()["auth_failures"] >= 5
