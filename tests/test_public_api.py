@@ -102,7 +102,10 @@ TESTING_EXPORTS = [
     "FAST_CHANGES",
     "FAST_CONFIG",
     "TEST_KEY",
+    "WALL0",
     "Cluster",
+    "CoreNetwork",
+    "Datagram",
     "MemoryNetwork",
     "MemoryRegistry",
     "MemoryWatcher",
@@ -110,6 +113,7 @@ TESTING_EXPORTS = [
     "SyncMemoryRegistry",
     "SyncMemoryWatcher",
     "cluster",
+    "decode_datagram",
     "wait_until",
 ]
 
@@ -126,6 +130,8 @@ API_MODULES = [
     "gossipreg/tls.py",
     "gossipreg/interface.py",
     "gossipreg/aio.py",
+    "gossipreg/_options.py",
+    "gossipreg/runtime/member.py",
     "gossipreg/testing/_memory.py",
     "gossipreg/testing/_cluster.py",
 ]

@@ -43,6 +43,9 @@ MORE = 0
 LAST = 1
 #: Largest frame a chunk makes: flag, piece and the keyring's sealing overhead.
 MAX_FRAME = 1 + CHUNK + OVERHEAD
+#: What follows the cluster label in the label streams are sealed under (datagrams
+#: are sealed under the cluster label alone, so a datagram never opens as a chunk).
+STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
 
 
 def chunk_label(label: bytes, *, initiator: bool, seq: int) -> bytes:

@@ -267,7 +267,6 @@ class _Counters:
         self.values[name] = self.values.get(name, 0) + n
 
 
-_STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
 #: Seconds between two :class:`TrafficRefused` events of the same cause.
 NOTICE_INTERVAL = 60.0
 #: Message types that are updates (gossiped, and forwarded down broadcast trees).
@@ -356,7 +355,7 @@ class NodeCore:
         self.keyring = keyring
         self._rng = rng
         self._label = config.label_bytes
-        self._stream_label = self._label + _STREAM_LABEL_SUFFIX
+        self._stream_label = self._label + chunks.STREAM_LABEL_SUFFIX
         clock = HybridClock(wall_clock, config.max_clock_drift)
         # This process's epoch: records under this name stamped before it are a previous
         # process's, which other members then stop showing at once (Catalog.owner_epoch).

@@ -13,6 +13,10 @@ Two ways to test code that talks to a registry:
   (:class:`MemoryNetwork`), meant for trio's ``autojump_clock``, where
   failure detection and expiry cost virtual seconds only.
 
+And one way to test protocol logic itself: :class:`CoreNetwork` drives a few
+sans-IO :class:`~gossipreg.core.node.NodeCore` members by hand on a fake
+clock, with no trio and no socket (gossipreg's own core tests use it).
+
 Import it on its own (``import gossipreg.testing``); ``import gossipreg``
 does not load it.
 """
@@ -26,6 +30,10 @@ from ._cluster import TEST_KEY as TEST_KEY
 from ._cluster import Cluster as Cluster
 from ._cluster import cluster as cluster
 from ._cluster import wait_until as wait_until
+from ._corenet import WALL0 as WALL0
+from ._corenet import CoreNetwork as CoreNetwork
+from ._corenet import Datagram as Datagram
+from ._corenet import decode_datagram as decode_datagram
 from ._memory import MemoryRegistry as MemoryRegistry
 from ._memory import MemoryWatcher as MemoryWatcher
 from ._memory import SyncMemoryKeepAlive as SyncMemoryKeepAlive
@@ -52,7 +60,10 @@ __all__ = [
     "FAST_CHANGES",
     "FAST_CONFIG",
     "TEST_KEY",
+    "WALL0",
     "Cluster",
+    "CoreNetwork",
+    "Datagram",
     "MemoryNetwork",
     "MemoryRegistry",
     "MemoryWatcher",
@@ -60,6 +71,7 @@ __all__ = [
     "SyncMemoryRegistry",
     "SyncMemoryWatcher",
     "cluster",
+    "decode_datagram",
     "wait_until",
 ]
 

@@ -27,8 +27,9 @@ from gossipreg.core.identity import RECORD_DOMAIN, Identity, TrustStore
 from gossipreg.core.membership import Address, Alive, Leave, MemberState
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
+from gossipreg.testing import CoreNetwork
 
-from .node_helpers import KEY, Net, service, stream_frame
+from .node_helpers import KEY, service, stream_frame
 
 CA, CA_KEY = pki.create_ca("gossipreg test CA")
 OTHER_CA, OTHER_CA_KEY = pki.create_ca("another CA")
@@ -48,8 +49,8 @@ def identified(name: str) -> dict[str, Any]:
     return {"identity": Identity(*certificate(name), name=name), "trust": TrustStore(CA)}
 
 
-def cluster(*names: str, identities: bool = True) -> tuple[Net, list[NodeCore]]:
-    net = Net(wall0=time.time())
+def cluster(*names: str, identities: bool = True) -> tuple[CoreNetwork, list[NodeCore]]:
+    net = CoreNetwork(wall0=time.time())
     cores = [net.add(n, **(identified(n) if identities else {})) for n in names]
     for c in cores[1:]:
         c.join([cores[0].address], net.now)
@@ -110,7 +111,7 @@ def test_a_joiner_learns_every_owners_certificate_and_record_in_the_push_pull() 
 
 
 def test_an_identity_for_another_name_is_a_config_error() -> None:
-    net = Net(wall0=time.time())
+    net = CoreNetwork(wall0=time.time())
     with pytest.raises(ConfigError, match="certificate is 'b'"):
         net.add("a", identity=Identity(*certificate("b"), name="b"), trust=TrustStore(CA))
     with pytest.raises(ConfigError, match="both an identity and a trust store"):
@@ -120,7 +121,7 @@ def test_an_identity_for_another_name_is_a_config_error() -> None:
 # ---------------------------------------------------------------- forgeries by a key holder
 
 
-def _forged_tombstone(net: Net, victim_record: Record) -> Record:
+def _forged_tombstone(net: CoreNetwork, victim_record: Record) -> Record:
     return Record(victim_record.service, victim_record.version, victim_record.node_id, victim_record.owner,
                   victim_record.stamp + (1 << 16), None, True)
 

@@ -32,14 +32,12 @@ from gossipreg.core.membership import (
 )
 from gossipreg.core.model import Endpoint, Node, Service, Value
 from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
+from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
 from .node_helpers import (
     KEY,
     OTHER_KEY,
     STREAM_LABEL,
-    WALL0,
-    Net,
-    decode_datagram,
     plain_stream_frame,
     read_stream,
     service,
@@ -61,18 +59,18 @@ def sealed(*msgs: Message, key: bytes = KEY, label: bytes = b"") -> bytes:
     return Keyring(key).seal(plain(*msgs), label)
 
 
-def carries(net: Net, src: str, data: bytes, kind: type) -> bool:
+def carries(net: CoreNetwork, src: str, data: bytes, kind: type) -> bool:
     return any(isinstance(m, kind) for m in decode_datagram(data, net.cores[src].keyring))
 
 
-def member_events(net: Net, name: str, kind: EventKind, about: str) -> list[MemberEvent]:
+def member_events(net: CoreNetwork, name: str, kind: EventKind, about: str) -> list[MemberEvent]:
     return [
         e for e in net.events[name]
         if isinstance(e, MemberEvent) and e.kind is kind and e.member.name == about
     ]
 
 
-def catalog_events(net: Net, name: str, action: str, service_name: str) -> list[CatalogEvent]:
+def catalog_events(net: CoreNetwork, name: str, action: str, service_name: str) -> list[CatalogEvent]:
     return [
         e for e in net.events[name]
         if isinstance(e, CatalogEvent) and e.action == action and e.record.service == service_name
@@ -123,7 +121,7 @@ def test_meta_is_bounded() -> None:
 
 
 def test_direct_probe_is_acked() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b = net.cluster("a", "b")
     before = stat(a, "probes_acked")
     t0 = net.now
@@ -141,7 +139,7 @@ def test_direct_probe_is_acked() -> None:
 
 
 def test_indirect_probe_through_a_helper() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, _b, _c = net.cluster("a", "b", "c")
     net.blocked |= {("a", "c"), ("c", "a")}  # a and c cannot talk directly; b reaches both
     t0 = net.now
@@ -160,7 +158,7 @@ def test_indirect_probe_through_a_helper() -> None:
     assert not net.datagrams_with(is_(Suspect), since=t0)
 
 
-def _fail_probe_of(net: Net, prober: str, target: str, timeout: float = 20) -> None:
+def _fail_probe_of(net: CoreNetwork, prober: str, target: str, timeout: float = 20) -> None:
     """Run until ``prober`` concludes a failed probe of ``target`` (stops right after that tick)."""
     core = net.cores[prober]
     start = stat(core, "probes_failed")
@@ -172,7 +170,7 @@ def _fail_probe_of(net: Net, prober: str, target: str, timeout: float = 20) -> N
 @pytest.mark.parametrize("latency", [0.001, 0.03])
 def test_unreachable_member_is_suspected_and_helpers_nack(profile: str, latency: float) -> None:
     config = getattr(Config, profile)()
-    net = Net(config=config, latency=latency)
+    net = CoreNetwork(config=config, latency=latency)
     a, _b, _c, _d = net.cluster("a", "b", "c", "d", settle=3 * config.probe_interval)
     assert a.membership.awareness.score == 0
     net.isolate("d")
@@ -196,7 +194,7 @@ def test_unreachable_member_is_suspected_and_helpers_nack(profile: str, latency:
 
 
 def test_a_missing_nack_raises_local_health_further() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, _b, _c, _d = net.cluster("a", "b", "c", "d")
     net.isolate("d")
 
@@ -209,7 +207,7 @@ def test_a_missing_nack_raises_local_health_further() -> None:
 
 
 def test_failed_probe_without_helpers_counts_one() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, _b = net.cluster("a", "b")
     net.isolate("b")
     _fail_probe_of(net, "a", "b")
@@ -218,7 +216,7 @@ def test_failed_probe_without_helpers_counts_one() -> None:
 
 
 def test_duplicated_nacks_count_once() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, _b, _c, _d = net.cluster("a", "b", "c", "d")
     net.isolate("d")
 
@@ -235,7 +233,7 @@ def test_duplicated_nacks_count_once() -> None:
 
 
 def test_suspect_refutes_and_ends_alive_everywhere() -> None:
-    net = Net(config=Config.lan(suspicion_mult=8))
+    net = CoreNetwork(config=Config.lan(suspicion_mult=8))
     _a, _b, c = net.cluster("a", "b", "c")
     net.isolate("c")
     _fail_probe_of(net, "a", "c")
@@ -255,7 +253,7 @@ def test_suspect_refutes_and_ends_alive_everywhere() -> None:
 
 def test_probe_of_a_suspect_carries_the_suspicion() -> None:
     """The buddy system: the suspect learns it is suspected from the probe itself."""
-    net = Net(config=Config.lan(suspicion_mult=8))
+    net = CoreNetwork(config=Config.lan(suspicion_mult=8))
     a, _b, _c = net.cluster("a", "b", "c")
     net.isolate("c")
     _fail_probe_of(net, "a", "c")
@@ -272,7 +270,7 @@ def test_probe_of_a_suspect_carries_the_suspicion() -> None:
 
 
 def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("svc-c"), None, net.now)
     net.run(1)
@@ -299,7 +297,7 @@ def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None
 
 def test_a_late_ack_through_a_helper_still_counts() -> None:
     """A helper that has already nacked still relays an ack that arrives before its relay expires."""
-    net = Net()
+    net = CoreNetwork()
     a, _b, _c = net.cluster("a", "b", "c")
     net.blocked |= {("a", "c"), ("c", "a")}
     slow = 0.42  # c answers b's pings after 0.42 s: later than b's nack, within probe_timeout
@@ -321,7 +319,7 @@ def test_a_late_ack_through_a_helper_still_counts() -> None:
 
 
 def test_join_through_a_seed_learns_members_and_registrations() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     a.register(service("svc-a"), None, net.now)
     b.register(service("svc-b", "b1", "b2"), 60.0, net.now)
@@ -349,7 +347,7 @@ def test_join_through_a_seed_learns_members_and_registrations() -> None:
 
 
 def test_push_pull_repairs_what_gossip_missed() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("svc1"), None, net.now)
     net.run(1)
@@ -379,7 +377,7 @@ def test_push_pull_repairs_what_gossip_missed() -> None:
 
 
 def test_a_joiner_does_not_see_the_registrations_of_a_dead_member() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("svc-c"), None, net.now)
     net.run(1)
@@ -399,7 +397,7 @@ def test_a_joiner_does_not_see_the_registrations_of_a_dead_member() -> None:
 
 
 def test_join_to_an_unreachable_seed_fails() -> None:
-    net = Net()
+    net = CoreNetwork()
     a = net.add("a")
     d = net.add("d")
     net.unreachable_streams.add(a.address)
@@ -412,7 +410,7 @@ def test_join_to_an_unreachable_seed_fails() -> None:
 
 
 def test_a_bad_reply_fails_the_join_and_closes_the_stream_once() -> None:
-    net = Net()
+    net = CoreNetwork()
     a = net.add("a")
     d = net.add("d")
     (sid,) = d.join([a.address], net.now)
@@ -432,7 +430,7 @@ def test_a_bad_reply_fails_the_join_and_closes_the_stream_once() -> None:
 
 
 def test_join_times_out_when_the_driver_never_answers() -> None:
-    net = Net()
+    net = CoreNetwork()
     d = net.add("d")
     nowhere = Address("10.255.0.1", 7946)
     (sid,) = d.join([nowhere], net.now)
@@ -450,7 +448,7 @@ def test_join_times_out_when_the_driver_never_answers() -> None:
 
 
 def test_registration_spreads_by_eager_push_within_one_hop() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     net.run(2)
     t0 = net.now
@@ -465,7 +463,7 @@ def test_registration_spreads_by_eager_push_within_one_hop() -> None:
 
 
 def test_registration_waits_for_a_gossip_round_without_eager_push() -> None:
-    net = Net(config=Config.lan(eager_push=False))
+    net = CoreNetwork(config=Config.lan(eager_push=False))
     a, b, c = net.cluster("a", "b", "c")
     net.run(2)
     # Register right after one of a's gossip rounds (the round that carries "warm").
@@ -481,7 +479,7 @@ def test_registration_waits_for_a_gossip_round_without_eager_push() -> None:
     assert stat(a, "eager_pushes") == 0
 
 
-def is_tree(net: Net, out: object) -> bool:
+def is_tree(net: CoreNetwork, out: object) -> bool:
     """Whether ``out`` is a datagram of the broadcast tree (its first message is a Tree marker)."""
     if not isinstance(out, SendDatagram):
         return False
@@ -490,7 +488,7 @@ def is_tree(net: Net, out: object) -> bool:
 
 
 def test_eager_push_is_rate_limited_per_destination() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, _c = net.cluster("a", "b", "c")
     net.run(2)
     a.register(service("s1"), None, net.now)
@@ -515,7 +513,7 @@ def test_eager_rounds_are_bounded_per_second_whatever_the_news_rate() -> None:
     # refutations under heavy loss) sends at most a bucket's worth of eager rounds at
     # once, then eager_round_rate a second; the rest waits for the gossip rounds.
     config = Config.lan(eager_push_rate=1e6, eager_round_rate=4.0)
-    net = Net(config=config)
+    net = CoreNetwork(config=config)
     a, b, c = net.cluster("a", "b", "c")
     net.run(2)
     a.take_outbox()
@@ -539,7 +537,7 @@ def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> Non
     """With large packets and many small updates, a datagram is split at codec.MAX_MESSAGES."""
     # A retransmit budget large enough that the ghosts' alives are still queued at a
     # when b's probe of a arrives (a spends most of its gossip on the ghosts).
-    net = Net(config=Config.lan(max_packet_size=65000, retransmit_mult=1000), insecure=True)
+    net = CoreNetwork(config=Config.lan(max_packet_size=65000, retransmit_mult=1000), insecure=True)
     a, b = net.cluster("a", "b")
     ghosts = [Alive(f"g{i:04d}", 0, Address("10.200.0.1", 10000 + i)) for i in range(1500)]
     for chunk in (ghosts[:750], ghosts[750:]):
@@ -553,7 +551,7 @@ def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> Non
 
 
 def test_deregister_spreads_a_tombstone() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     a.register(service("svc"), None, net.now)
     net.run(1)
@@ -571,7 +569,7 @@ def test_deregister_spreads_a_tombstone() -> None:
 def test_renewals_send_nothing_and_an_unrenewed_lease_ends_everywhere() -> None:
     """A renewal restarts the lease at its owner only: no datagram, no watch result
     anywhere. When the owner stops renewing, it deregisters, and the tombstone spreads."""
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     a.register(service("svc"), 5.0, net.now)
     net.run(3)  # spread, and the broadcast queues drain
@@ -599,7 +597,7 @@ def test_renewals_send_nothing_and_an_unrenewed_lease_ends_everywhere() -> None:
 
 
 def test_leave_is_left_not_dead_and_silences_the_member() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("svc-c"), None, net.now)
     net.run(1)
@@ -629,8 +627,8 @@ def test_leave_is_left_not_dead_and_silences_the_member() -> None:
 
 
 @pytest.fixture
-def pair() -> tuple[Net, NodeCore, NodeCore]:
-    net = Net()
+def pair() -> tuple[CoreNetwork, NodeCore, NodeCore]:
+    net = CoreNetwork()
     a, b = net.cluster("a", "b")
     return net, a, b
 
@@ -639,7 +637,7 @@ def _intruder_alive() -> Alive:
     return Alive("x", 5, Address("10.6.6.6", 7946))
 
 
-def test_datagram_sealed_with_another_key_is_dropped(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+def test_datagram_sealed_with_another_key_is_dropped(pair: tuple[CoreNetwork, NodeCore, NodeCore]) -> None:
     net, a, b = pair
     before = snapshot(a)
     a.receive_datagram(sealed(_intruder_alive(), Ping(1, "a", "x", Address("10.6.6.6", 1)), key=OTHER_KEY),
@@ -649,7 +647,7 @@ def test_datagram_sealed_with_another_key_is_dropped(pair: tuple[Net, NodeCore, 
     assert a.take_outbox() == []
 
 
-def test_datagram_with_another_cluster_label_is_dropped(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+def test_datagram_with_another_cluster_label_is_dropped(pair: tuple[CoreNetwork, NodeCore, NodeCore]) -> None:
     net, a, b = pair
     before = snapshot(a)
     a.receive_datagram(sealed(_intruder_alive(), label=b"other-cluster"), b.address, net.now)
@@ -658,7 +656,7 @@ def test_datagram_with_another_cluster_label_is_dropped(pair: tuple[Net, NodeCor
 
 
 def test_labelled_clusters_talk_among_themselves() -> None:
-    net = Net(config=Config.lan(label="prod-eu"))
+    net = CoreNetwork(config=Config.lan(label="prod-eu"))
     a, b = net.cluster("a", "b")
     assert net.state("a", "b") is ALIVE
     a.receive_datagram(sealed(_intruder_alive()), b.address, net.now)  # no label
@@ -667,7 +665,7 @@ def test_labelled_clusters_talk_among_themselves() -> None:
     assert net.state("a", "x") is ALIVE
 
 
-def test_plaintext_to_a_sealed_member_is_rejected(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+def test_plaintext_to_a_sealed_member_is_rejected(pair: tuple[CoreNetwork, NodeCore, NodeCore]) -> None:
     net, a, b = pair
     before = snapshot(a)
     a.receive_datagram(plain(_intruder_alive()), b.address, net.now)
@@ -677,7 +675,7 @@ def test_plaintext_to_a_sealed_member_is_rejected(pair: tuple[Net, NodeCore, Nod
 
 
 def test_sealed_datagram_to_an_insecure_member_is_rejected() -> None:
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b = net.cluster("a", "b")
     before = snapshot(a)
     a.receive_datagram(sealed(_intruder_alive()), b.address, net.now)
@@ -688,7 +686,7 @@ def test_sealed_datagram_to_an_insecure_member_is_rejected() -> None:
 
 
 def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
-    net = Net()
+    net = CoreNetwork()
     a = net.add("a")
     x = net.add("x", keyring=Keyring(OTHER_KEY))
     x.join([a.address], net.now)
@@ -710,7 +708,7 @@ def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
 
 def test_stream_messages_are_not_datagrams() -> None:
     """Datagram and stream labels differ: one cannot be replayed as the other."""
-    net = Net()
+    net = CoreNetwork()
     a, b = net.cluster("a", "b")
     answered = stat(a, "push_pulls_answered")
     datagram = Keyring(KEY).seal(codec.pack_stream([codec.PP_INIT, False, [], {}]), b"")
@@ -723,12 +721,12 @@ def test_stream_messages_are_not_datagrams() -> None:
 # ====================================================================== replay
 
 
-def _datagrams_carrying(net: Net, predicate: Callable[[Message], bool]) -> list[bytes]:
+def _datagrams_carrying(net: CoreNetwork, predicate: Callable[[Message], bool]) -> list[bytes]:
     return [d.data for d in net.log if d.delivered and any(map(predicate, net.messages(d)))]
 
 
 def test_replayed_suspect_and_dead_an_hour_later_change_nothing() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     net.isolate("c")
     net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
@@ -761,7 +759,7 @@ def test_replayed_suspect_and_dead_an_hour_later_change_nothing() -> None:
 
 
 def test_replayed_registration_does_not_come_back_after_deregistration() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, b, c = net.cluster("a", "b", "c")
     a.register(service("svc"), None, net.now)
     net.run(1)
@@ -800,9 +798,9 @@ def _ping_is_acked(core: NodeCore, now: float) -> bool:
     )
 
 
-def _samples(insecure: bool) -> tuple[Net, list[bytes], list[bytes]]:
+def _samples(insecure: bool) -> tuple[CoreNetwork, list[bytes], list[bytes]]:
     """A settled cluster with registrations and a member joined late, and what its wire carried."""
-    net = Net(insecure=insecure)
+    net = CoreNetwork(insecure=insecure)
     a, b, _c = net.cluster("a", "b", "c")
     a.register(service("svc", "n1", "n2"), 30.0, net.now)
     b.register(api_service(), None, net.now)
@@ -829,10 +827,10 @@ def api_service() -> Service:
                    (Node("api-1", "10.1.1.1", 8080, {"zone": "a"}),))
 
 
-_SAMPLES: dict[bool, tuple[Net, list[bytes], list[bytes]]] = {}
+_SAMPLES: dict[bool, tuple[CoreNetwork, list[bytes], list[bytes]]] = {}
 
 
-def samples(insecure: bool) -> tuple[Net, list[bytes], list[bytes]]:
+def samples(insecure: bool) -> tuple[CoreNetwork, list[bytes], list[bytes]]:
     if insecure not in _SAMPLES:
         _SAMPLES[insecure] = _samples(insecure)
     return _SAMPLES[insecure]
@@ -859,7 +857,7 @@ def mutated(draw: st.DrawFn, corpus: list[bytes]) -> bytes:
     return bytes(data)
 
 
-def _fresh_core(net: Net, insecure: bool) -> NodeCore:
+def _fresh_core(net: CoreNetwork, insecure: bool) -> NodeCore:
     core = NodeCore("a", net.cores["a"].address, config=net.config, rng=random.Random(5),
                     wall_clock=lambda: WALL0 + net.now, now=net.now,
                     keyring=None if insecure else Keyring(KEY), insecure=insecure)
@@ -951,7 +949,7 @@ def test_valid_captured_input_replays_cleanly() -> None:
 
 
 def test_decode_errors_are_counted_per_message() -> None:
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b = net.cluster("a", "b")
     good = codec.encode_message(Alive("x", 1, Address("10.6.6.6", 7946)))
     bad = codec.pack([codec.ALIVE, "y", -1, "h", 1, b"", 0])
@@ -963,7 +961,7 @@ def test_decode_errors_are_counted_per_message() -> None:
 def test_repeated_accusations_are_skipped_before_decoding_and_bad_ones_still_fail() -> None:
     """A suspicion or death this member already holds is skipped (``stale_skipped``)
     without changing anything; a malformed one is still a decode error, not stale."""
-    net = Net(insecure=True, config=Config.lan(death_grace=0.0))  # deaths believed at once
+    net = CoreNetwork(insecure=True, config=Config.lan(death_grace=0.0))  # deaths believed at once
     a, b, _c, _d = net.cluster("a", "b", "c", "d")
     a.receive_datagram(plain(Suspect("c", 0, "b")), b.address, net.now)
     assert net.state("a", "c") is SUSPECT
@@ -989,7 +987,7 @@ def test_repeated_accusations_are_skipped_before_decoding_and_bad_ones_still_fai
 
 def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
     """A refutation cannot go past the largest encodable incarnation: the core must not raise."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b = net.cluster("a", "b")
     top = codec.MAX_STAMP
     for msg in (Suspect("a", top, "b"), Dead("a", top, "b"), Alive("a", top, a.address, b"m")):
@@ -1008,7 +1006,7 @@ def test_accusation_at_the_largest_incarnation_does_not_crash() -> None:
     assert _ping_is_acked(a, net.now)
 
 
-def test_ping_for_another_name_is_not_acked(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+def test_ping_for_another_name_is_not_acked(pair: tuple[CoreNetwork, NodeCore, NodeCore]) -> None:
     net, a, b = pair
     a.take_outbox()
     a.receive_datagram(sealed(Ping(42, "somebody-else", "b", b.address)), b.address, net.now)
@@ -1020,7 +1018,7 @@ def test_ping_for_another_name_is_not_acked(pair: tuple[Net, NodeCore, NodeCore]
 
 
 def test_an_idle_member_wakes_only_for_its_probes() -> None:
-    net = Net()
+    net = CoreNetwork()
     cores = net.cluster("a", "b", "c", settle=10)
     assert all(len(c._queue) == 0 for c in cores)
     ticks = dict(net.ticks)
@@ -1037,7 +1035,7 @@ def test_an_idle_member_wakes_only_for_its_probes() -> None:
 
 
 def test_next_deadline_ignores_the_gossip_timer_when_nothing_is_queued() -> None:
-    net = Net()
+    net = CoreNetwork()
     a, _b = net.cluster("a", "b", settle=10)
     assert len(a._queue) == 0
     deadline = a.next_deadline()
@@ -1104,7 +1102,7 @@ def test_every_counter_the_core_increments_is_declared() -> None:
     assert used <= set(node._COUNTER_NAMES)
 
 
-def test_statistics_count_traffic(pair: tuple[Net, NodeCore, NodeCore]) -> None:
+def test_statistics_count_traffic(pair: tuple[CoreNetwork, NodeCore, NodeCore]) -> None:
     net, a, b = pair
     net.run(5)
     sa, sb = a.statistics(), b.statistics()
@@ -1120,7 +1118,7 @@ def test_statistics_count_traffic(pair: tuple[Net, NodeCore, NodeCore]) -> None:
 
 def test_periodic_anti_entropy_stops_at_the_check_when_views_agree() -> None:
     """An idle exchange is two small messages; a difference brings the full push-pull."""
-    net = Net(config=Config.lan(push_pull_interval=5.0))
+    net = CoreNetwork(config=Config.lan(push_pull_interval=5.0))
     a, b = net.cluster("a", "b", settle=10)
     before = len(net.stream_messages)
     checks = stat(a, "push_pull_checks") + stat(b, "push_pull_checks")

@@ -17,8 +17,9 @@ from gossipreg.core.errors import NotFoundError, RegistrationLimitError
 from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState, Suspect
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream
+from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import WALL0, Net, decode_datagram, plain_stream_frame, read_stream, service
+from .node_helpers import plain_stream_frame, read_stream, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 
@@ -31,7 +32,7 @@ def plain(*msgs: codec.Message) -> bytes:
     return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
-def deletes(net: Net, observer: str, service_name: str) -> list[float]:
+def deletes(net: CoreNetwork, observer: str, service_name: str) -> list[float]:
     """Indexes of ``delete`` catalog events about ``service_name`` at ``observer`` so far."""
     return [
         i
@@ -40,7 +41,7 @@ def deletes(net: Net, observer: str, service_name: str) -> list[float]:
     ]
 
 
-def creates_after(net: Net, observer: str, service_name: str, index: int) -> list[CatalogEvent]:
+def creates_after(net: CoreNetwork, observer: str, service_name: str, index: int) -> list[CatalogEvent]:
     return [
         ev
         for ev in net.events[observer][index:]
@@ -59,7 +60,7 @@ def test_a_death_declared_elsewhere_is_refuted_before_it_deletes_anything() -> N
     """A ``dead`` for a member this one does not suspect (a death from the far side of a
     healed partition) is a suspicion for ``death_grace``: the accused, reachable, refutes,
     and its registrations never leave the view."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, _b, c, _d = net.cluster("a", "b", "c", "d")
     c.register(service("svc-c"), None, net.now)
     net.run(0.5)
@@ -77,7 +78,7 @@ def test_a_death_declared_elsewhere_is_refuted_before_it_deletes_anything() -> N
 
 
 def test_a_death_declared_elsewhere_is_believed_after_the_grace() -> None:
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, _b, _c = net.cluster("a", "b", "c")
     net.isolate("c")  # c cannot refute
     t0 = net.now
@@ -89,7 +90,7 @@ def test_a_death_declared_elsewhere_is_believed_after_the_grace() -> None:
 
 
 def test_a_death_after_a_long_suspicion_is_believed_at_once() -> None:
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, _b, _c = net.cluster("a", "b", "c")
     inc = net.member("a", "c").incarnation
     net.isolate("c")
@@ -102,7 +103,7 @@ def test_a_death_after_a_long_suspicion_is_believed_at_once() -> None:
 
 def test_one_forged_dead_at_the_largest_incarnation_evicts_no_one() -> None:
     """The one-datagram eviction: ``dead c`` at 2**64 - 1 sent to every member."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     cores = net.cluster("a", "b", "c", "d")
     c = net.cores["c"]
     c.register(service("svc-c"), None, net.now)
@@ -124,7 +125,7 @@ def test_an_accuser_that_missed_the_refutation_is_told_directly() -> None:
     """A suspicion at an incarnation this member has already refuted reaches it again (the
     accuser missed the refutation): the current alive goes straight back to the accuser,
     at most once per probe interval."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b, _c = net.cluster("a", "b", "c")
     a.receive_datagram(plain(Suspect("a", 0, "c")), b.address, net.now)  # refuted: a is at 1
     net.run(1.0)
@@ -147,7 +148,7 @@ def test_an_accuser_that_missed_the_refutation_is_told_directly() -> None:
 
 
 def test_a_member_back_from_the_dead_never_shows_what_it_deregistered_while_away() -> None:
-    net = Net(insecure=True, config=Config.lan(gossip_to_the_dead=60.0))
+    net = CoreNetwork(insecure=True, config=Config.lan(gossip_to_the_dead=60.0))
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("gone"), None, net.now)
     c.register(service("kept"), None, net.now)
@@ -173,7 +174,7 @@ def test_a_member_held_dead_that_speaks_is_re_merged_at_once() -> None:
     """Long after both sides declared each other dead (and stopped gossiping to them), a
     healed partition is noticed by a reconnect ping and merged within a couple of seconds,
     not after ``reconnect_interval`` (30 s)."""
-    net = Net(insecure=True, config=Config.lan(gossip_to_the_dead=5.0))
+    net = CoreNetwork(insecure=True, config=Config.lan(gossip_to_the_dead=5.0))
     a, b, c, d = net.cluster("a", "b", "c", "d")
     for x, y in (("a", "c"), ("a", "d"), ("b", "c"), ("b", "d")):
         net.blocked |= {(x, y), (y, x)}
@@ -188,7 +189,7 @@ def test_a_member_held_dead_that_speaks_is_re_merged_at_once() -> None:
 
 
 def test_reconnect_pings_follow_serfs_failed_over_alive_probability() -> None:
-    net = Net(insecure=True, config=Config.lan(death_grace=0.0))
+    net = CoreNetwork(insecure=True, config=Config.lan(death_grace=0.0))
     cores = net.cluster(*(f"m{i}" for i in range(10)))
     me = cores[0]
     net.isolate("m9")
@@ -214,7 +215,7 @@ def test_the_responder_returns_its_newer_version_of_every_pushed_key() -> None:
     """A record the initiator pushes that the responder has meanwhile superseded (here: an
     owner-authority correction, because the record names the responder as owner) comes
     back in the FETCH, so the initiator ends holding the responder's current state."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b = net.cluster("a", "b")
     stale = Record("old", "1.0", "old-1", "b", a.catalog.clock.now(), None, False,
                    service("old").nodes[0])  # fmt: skip
@@ -243,7 +244,7 @@ def test_the_responder_returns_its_newer_version_of_every_pushed_key() -> None:
 
 
 def test_registering_past_the_per_owner_limit_raises_with_the_limit() -> None:
-    net = Net(insecure=True, config=Config.lan(max_records_per_owner=3))
+    net = CoreNetwork(insecure=True, config=Config.lan(max_records_per_owner=3))
     a, b = net.cluster("a", "b")
     a.register(service("s", "n1", "n2"), None, net.now)
     a.register(service("s", "n1", "n2"), None, net.now)  # renewing what it has adds nothing
@@ -259,7 +260,7 @@ def test_registering_past_the_per_owner_limit_raises_with_the_limit() -> None:
 
 
 def test_a_peers_records_past_the_limit_are_refused_and_counted() -> None:
-    net = Net(insecure=True, config=Config.lan(max_records_per_owner=2))
+    net = CoreNetwork(insecure=True, config=Config.lan(max_records_per_owner=2))
     a, b = net.cluster("a", "b")
     records = [
         Record("s", "1.0", f"n{i}", "b", b.catalog.clock.now(), None, False, Node(f"n{i}", "10.9.0.1:1"))
@@ -287,7 +288,7 @@ def test_a_restarted_owners_old_records_leave_every_view_and_stay_out() -> None:
     """A process restarted under the same name announces a newer epoch: every member
     drops what the previous process registered at once, and refuses the copies still
     travelling, instead of showing them until the owner's corrections arrive."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b, c = net.cluster("a", "b", "c")
     c.register(service("old"), None, net.now)
     net.run(0.5)
@@ -346,7 +347,7 @@ def test_a_node_id_registered_by_two_members_is_lost_by_neither() -> None:
     """A copy-pasted config: two live members register the same (service, version, node
     id). One deterministic winner is shown everywhere, both keep their registrations, the
     conflict is reported on both, and when the winner leaves the other's comes back."""
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b, c, d = net.cluster("a", "b", "c", "d")
     first = Service("svc", "1.0", nodes=(Node("dup", "10.9.0.1:1"),))
     second = Service("svc", "1.0", nodes=(Node("dup", "10.9.0.2:2"),))
@@ -377,7 +378,7 @@ def test_a_node_id_registered_by_two_members_is_lost_by_neither() -> None:
 
 
 def test_a_shared_node_id_returns_when_the_shown_owner_deregisters_it() -> None:
-    net = Net(insecure=True)
+    net = CoreNetwork(insecure=True)
     a, b, c = net.cluster("a", "b", "c")
     a.register(Service("svc", "1.0", nodes=(Node("dup", "10.9.0.1:1"),)), None, net.now)
     net.run(0.5)

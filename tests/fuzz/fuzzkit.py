@@ -40,8 +40,9 @@ from gossipreg.core.errors import DecodeError, NotFoundError
 from gossipreg.core.membership import Address, MemberState
 from gossipreg.core.model import Endpoint, Node, Service, Value
 from gossipreg.core.node import NodeCore
+from gossipreg.testing import CoreNetwork
 
-from ..core.node_helpers import KEY, Net
+from ..core.node_helpers import KEY
 
 SEED_ENV = "GOSSIPREG_FUZZ_SEED"
 #: The default seed (issue 13).
@@ -131,10 +132,10 @@ def build_cluster(
     names: Sequence[str] = NAMES,
     tag: str = "",
     services: Callable[[str], Service] = service_of,
-) -> Net:
-    """Members ``names`` on a fresh :class:`Net`, all joined through the first, each with
+) -> CoreNetwork:
+    """Members ``names`` on a fresh :class:`CoreNetwork`, all joined through the first, each with
     one registration, converged (every member sees every other alive and every service)."""
-    net = Net(config=config, insecure=insecure, seed=SEED)
+    net = CoreNetwork(config=config, insecure=insecure, seed=SEED)
     for name in names:
         net.add(name, keyring=None if insecure else keyring_for(name + tag, key))
     first = net.cores[names[0]]
@@ -157,7 +158,7 @@ def sees(core: NodeCore, service: str) -> bool:
         return False
 
 
-def converged(net: Net) -> bool:
+def converged(net: CoreNetwork) -> bool:
     names = sorted(net.cores)
     for core in net.cores.values():
         if [m.name for m in core.members() if m.state is MemberState.ALIVE] != names:
@@ -169,7 +170,7 @@ def converged(net: Net) -> bool:
     return True
 
 
-def assert_spreads(net: Net, target: str, what: str) -> None:
+def assert_spreads(net: CoreNetwork, target: str, what: str) -> None:
     """A new registration made by the target, and one made by another member, reach
     every member; every member still sees every other alive."""
     other = next(n for n in sorted(net.cores) if n != target)

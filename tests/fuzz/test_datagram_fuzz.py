@@ -1,6 +1,6 @@
 """Seeded fuzzing of ``NodeCore.receive_datagram`` (issue 13).
 
-A four-member keyed cluster (``tests.core.node_helpers.Net``, deterministic
+A four-member keyed cluster (``tests.core.node_helpers.CoreNetwork``, deterministic
 nonces, each member with a registration) converges; then one member
 (:data:`~tests.fuzz.fuzzkit.TARGET`) is fed hostile datagrams, family by
 family, each family drawn from its own ``random.Random(f"{seed}/{family}")``.
@@ -56,8 +56,9 @@ from gossipreg.core import codec
 from gossipreg.core.codec import Nack, PingReq, Tree
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.membership import Address, Alive, Dead, Leave, Suspect
+from gossipreg.testing import CoreNetwork
 
-from ..core.node_helpers import KEY, OTHER_KEY, Net
+from ..core.node_helpers import KEY, OTHER_KEY
 from .fuzzkit import (
     CONFIG,
     NAMES,
@@ -121,7 +122,7 @@ class Corpus:
     messages: list[list[Any]] = field(default_factory=list)
 
 
-def capture(net: Net) -> Corpus:
+def capture(net: CoreNetwork) -> Corpus:
     ring = Keyring(KEY)
     corpus = Corpus()
     for d in net.log:
@@ -145,7 +146,7 @@ def capture(net: Net) -> Corpus:
     return corpus
 
 
-def sources(net: Net) -> list[Address]:
+def sources(net: CoreNetwork) -> list[Address]:
     return [*(c.address for c in net.cores.values() if c.name != TARGET), STRANGER]
 
 
@@ -158,13 +159,13 @@ def expected_refusal(data: bytes) -> str:
 
 
 def feed(
-    net: Net,
+    net: CoreNetwork,
     target: str,
     family: str,
     inputs: Iterator[Input],
     *,
     allowed: tuple[str, ...],
-    rebuild: Callable[[], Net],
+    rebuild: Callable[[], CoreNetwork],
 ) -> dict[str, int]:
     """Feed ``inputs`` to ``target`` and check them (module docstring); returns the counters'
     total movement."""
@@ -230,7 +231,7 @@ def feed(
     return stats_delta(total_before, core.statistics())
 
 
-def pinpoint(rebuild: Callable[[], Net], target: str, batch: list[Input]) -> str:
+def pinpoint(rebuild: Callable[[], CoreNetwork], target: str, batch: list[Input]) -> str:
     """Replay ``batch`` one input at a time on a fresh cluster: the first that changes the
     target's state, as a reproduction."""
     net = rebuild()
@@ -296,7 +297,7 @@ def test_mutated_sealed_datagrams(total: int) -> None:
     assert_spreads(net, TARGET, "mutated_sealed")
 
 
-def _insecure_cluster() -> Net:
+def _insecure_cluster() -> CoreNetwork:
     return build_cluster(insecure=True)
 
 

@@ -1,6 +1,6 @@
 """Seeded fuzzing of ``NodeCore.receive_stream`` (issue 13).
 
-A five-member keyed cluster (``tests.core.node_helpers.Net``, deterministic
+A five-member keyed cluster (``tests.core.node_helpers.CoreNetwork``, deterministic
 nonces) converges with a registration per member, and ``m0`` holds a bulk
 service large enough that a full offer of the catalog spans several stream
 chunks. Real push-pulls are then run through the harness while every frame
@@ -68,8 +68,9 @@ from gossipreg.core.errors import DecodeError
 from gossipreg.core.membership import Address
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream, StreamId
+from gossipreg.testing import CoreNetwork
 
-from ..core.node_helpers import KEY, OTHER_KEY, Net
+from ..core.node_helpers import KEY, OTHER_KEY
 from .fuzzkit import (
     CONFIG,
     NAMES,
@@ -119,7 +120,7 @@ class Conversation:
 
 @dataclass
 class Recorded:
-    net: Net
+    net: CoreNetwork
     #: Conversations of the target, and of every member (for misplaced frames).
     mine: list[Conversation] = field(default_factory=list)
     others: list[bytes] = field(default_factory=list)
@@ -195,7 +196,7 @@ def record(*, insecure: bool = False, key: bytes = KEY, config: Config = CONFIG,
 class Feeder:
     """Delivers frames to the target as a driver does and checks each conversation."""
 
-    def __init__(self, net: Net, family: str) -> None:
+    def __init__(self, net: CoreNetwork, family: str) -> None:
         self.net = net
         self.family = family
         self.core = net.cores[TARGET]
@@ -266,7 +267,7 @@ class Batch:
 
 
 def run(
-    net: Net,
+    net: CoreNetwork,
     family: str,
     inputs: Iterator[Callable[[Feeder], dict[str, int]]],
     *,
