@@ -364,24 +364,27 @@ def _loads(text: str | bytes) -> Any:
         raise InvalidServiceError(f"not valid JSON: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Value:
     """A typed field of an endpoint's request or response (go-micro ``registry.Value``).
 
     Args:
         name: the field name.
         type: the field's type name.
-        values: nested fields, at most ``MAX_VALUE_DEPTH`` levels deep.
+        values: nested fields (any iterable; kept as a tuple), at most
+            ``MAX_VALUE_DEPTH`` levels deep.
     """
 
     name: str
-    type: str = ""
-    values: tuple[Value, ...] = ()
+    type: str
+    values: tuple[Value, ...]
 
-    def __post_init__(self) -> None:
-        _check_name("value.name", self.name, empty_ok=True)
-        _check_name("value.type", self.type, empty_ok=True)
-        object.__setattr__(self, "values", _tuple_of("value.values", self.values, Value, MAX_VALUE_FIELDS))
+    def __init__(self, name: str, type: str = "", values: Iterable[Value] | None = ()) -> None:
+        _check_name("value.name", name, empty_ok=True)
+        _check_name("value.type", type, empty_ok=True)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "values", _tuple_of("value.values", values, Value, MAX_VALUE_FIELDS))
         if self.depth() > MAX_VALUE_DEPTH:
             raise _fail("value", f"is nested deeper than the limit of {MAX_VALUE_DEPTH}")
 
@@ -551,33 +554,44 @@ class Service:
         name: the service name, e.g. ``"go.micro.srv.greeter"``.
         version: the version string; may be empty.
         metadata: str-to-str annotations of the service.
-        endpoints: the RPC endpoints.
-        nodes: the instances; node ids are unique within a service.
+        endpoints: the RPC endpoints (any iterable, a list as in go-micro's
+            JSON; kept as a tuple).
+        nodes: the instances (any iterable; kept as a tuple); node ids are
+            unique within a service.
 
     Raises:
         InvalidServiceError: a field is malformed; the message names it.
     """
 
     name: str
-    version: str = ""
-    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    endpoints: tuple[Endpoint, ...] = ()
-    nodes: tuple[Node, ...] = ()
+    version: str
+    metadata: Mapping[str, str]
+    endpoints: tuple[Endpoint, ...]
+    nodes: tuple[Node, ...]
 
-    def __post_init__(self) -> None:
-        _check_name("service.name", self.name)
-        _check_name("service.version", self.version, empty_ok=True)
-        object.__setattr__(self, "metadata", _freeze_metadata("service.metadata", self.metadata))
+    def __init__(
+        self,
+        name: str,
+        version: str = "",
+        metadata: Mapping[str, str] | None = None,
+        endpoints: Iterable[Endpoint] | None = (),
+        nodes: Iterable[Node] | None = (),
+    ) -> None:
+        _check_name("service.name", name)
+        _check_name("service.version", version, empty_ok=True)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "metadata", _freeze_metadata("service.metadata", metadata))
         object.__setattr__(
-            self, "endpoints", _tuple_of("service.endpoints", self.endpoints, Endpoint, MAX_ENDPOINTS)
+            self, "endpoints", _tuple_of("service.endpoints", endpoints, Endpoint, MAX_ENDPOINTS)
         )
-        nodes: tuple[Node, ...] = _tuple_of("service.nodes", self.nodes, Node, MAX_NODES)
+        checked: tuple[Node, ...] = _tuple_of("service.nodes", nodes, Node, MAX_NODES)
         seen: set[str] = set()
-        for i, node in enumerate(nodes):
+        for i, node in enumerate(checked):
             if node.id in seen:
                 raise _fail(f"service.nodes[{i}].id", f"duplicate node id {node.id!r}")
             seen.add(node.id)
-        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "nodes", checked)
 
     @classmethod
     def _trusted(

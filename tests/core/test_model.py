@@ -217,19 +217,19 @@ class TestConstruction:
         assert (v.type, v.values) == ("", ())
 
     def test_none_for_collections_is_empty(self) -> None:
-        s = Service("s", "", None, None, None)  # type: ignore[arg-type]
+        s = Service("s", "", None, None, None)
         assert (s.metadata, s.endpoints, s.nodes) == ({}, (), ())
 
     def test_lists_become_tuples(self) -> None:
-        s = Service("s", endpoints=[Endpoint("e")], nodes=[Node("a"), Node("b")])  # type: ignore[arg-type]
+        s = Service("s", endpoints=[Endpoint("e")], nodes=[Node("a"), Node("b")])
         assert isinstance(s.endpoints, tuple)
         assert isinstance(s.nodes, tuple)
-        v = Value("v", values=[Value("w")])  # type: ignore[arg-type]
+        v = Value("v", values=[Value("w")])
         assert v.values == (Value("w"),)
         assert isinstance(v.values, tuple)
 
     def test_generators_are_accepted(self) -> None:
-        s = Service("s", nodes=(Node(f"n{i}") for i in range(3)))  # type: ignore[arg-type]
+        s = Service("s", nodes=(Node(f"n{i}") for i in range(3)))
         assert [n.id for n in s.nodes] == ["n0", "n1", "n2"]
 
     def test_endless_iterator_is_rejected_without_hanging(self) -> None:
@@ -237,7 +237,7 @@ class TestConstruction:
 
         endless = (Endpoint(f"e{i}") for i in itertools.count())
         with raises_field("service.endpoints"):
-            Service("s", endpoints=endless)  # type: ignore[arg-type]
+            Service("s", endpoints=endless)
 
     def test_with_nodes(self) -> None:
         s = Service("s", "1", {"a": "b"}, (Endpoint("e"),), (Node("x"),))
@@ -313,7 +313,7 @@ class TestImmutability:
 
     def test_callers_list_mutation_does_not_leak(self) -> None:
         nodes = [Node("a")]
-        s = Service("s", nodes=nodes)  # type: ignore[arg-type]
+        s = Service("s", nodes=nodes)
         nodes.append(Node("b"))
         assert s.nodes == (Node("a"),)
 
@@ -420,7 +420,7 @@ def _bad_constructions() -> list[tuple[str, Callable[[], object], str]]:
         ("metadata None value", lambda: Service("s", metadata={"a": None}), "service.metadata['a']"),  # type: ignore[dict-item]
         ("metadata surrogate", lambda: Service("s", metadata={"a": "\udfff"}), "service.metadata['a']"),
         ("endpoints is a str", lambda: Service("s", endpoints="e"), "service.endpoints"),  # type: ignore[arg-type]
-        ("endpoints is a dict", lambda: Service("s", endpoints={}), "service.endpoints"),  # type: ignore[arg-type]
+        ("endpoints is a dict", lambda: Service("s", endpoints={}), "service.endpoints"),
         ("endpoints is an int", lambda: Service("s", endpoints=3), "service.endpoints"),  # type: ignore[arg-type]
         ("endpoint wrong type", lambda: Service("s", endpoints=(Node("n"),)), "service.endpoints[0]"),  # type: ignore[arg-type]
         ("node wrong type", lambda: Service("s", nodes=(Node("n"), {"id": "x"})), "service.nodes[1]"),  # type: ignore[arg-type]
