@@ -260,6 +260,7 @@ class RegistryOptions:
     identity: TLSFiles | None
     seed: int | None
     limits: DriverLimits
+    retry_join: bool
 
 
 def check_options(
@@ -278,6 +279,7 @@ def check_options(
     seed: object = None,
     limits: object = None,
     identity: object = None,
+    retry_join: object = False,
 ) -> RegistryOptions:
     """Check every option of :func:`gossipreg.open_registry` that needs no IO (all
     but reading TLS and identity files); the defaults are that function's.
@@ -293,6 +295,7 @@ def check_options(
         raise ConfigError(f"config: must be a Config, not {type(config).__name__}")
     check_bool("insecure", insecure)
     check_bool("secure", secure, none_ok=True)
+    check_bool("retry_join", retry_join)
     ring = make_keyring(keyring)
     if secure and ring is None and tls is None:
         raise ConfigError("secure: set a keyring or tls (secure=True with neither)")
@@ -329,4 +332,5 @@ def check_options(
         identity=identity,
         seed=seed,
         limits=limits,
+        retry_join=bool(retry_join),
     )

@@ -829,6 +829,7 @@ async def open_registry(
     seed: int | None = None,
     limits: DriverLimits | None = None,
     identity: TLSFiles | None = None,
+    retry_join: bool = False,
 ) -> AsyncIterator[AsyncioRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncioRegistry`.
 
@@ -857,6 +858,9 @@ async def open_registry(
         limits: the driver's resource limits (see :func:`gossipreg.open_registry`).
         identity: member identities: CA, certificate and key files (see
             :func:`gossipreg.open_registry`).
+        retry_join: start at once and keep trying the seeds until one answers
+            instead of raising :class:`~gossipreg.JoinError` (see
+            :func:`gossipreg.open_registry`).
 
     Raises:
         ConfigError: invalid or contradictory options, refused before any
@@ -868,7 +872,7 @@ async def open_registry(
     opts = check_options(
         bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
         advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-        limits=limits, identity=identity,
+        limits=limits, identity=identity, retry_join=retry_join,
     )
     registry = AsyncioRegistry(asyncio.get_running_loop(), opts)
     await registry._start()

@@ -16,6 +16,8 @@ created on first use (once, thread-safely) from these variables:
 ``GOSSIPREG_TLS_CERT``      this member's certificate (PEM)
 ``GOSSIPREG_TLS_KEY``       this member's private key (PEM)
 ``GOSSIPREG_INSECURE``      ``1``/``true``/``yes`` to run without encryption
+``GOSSIPREG_RETRY_JOIN``    ``1``/``true``/``yes``: start at once and keep trying
+                            the seeds until one answers (``retry_join=True``)
 =========================== ====================================================
 
 Set one of ``GOSSIPREG_KEYRING`` and ``GOSSIPREG_KEYRING_FILE``, or
@@ -37,7 +39,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,7 @@ class _Options:
     keyring: Keyring | None
     tls: TLSContexts | None
     insecure: bool
+    retry_join: bool
 
 
 def load_keyring_file(path: str | os.PathLike[str]) -> Keyring:
@@ -140,10 +143,8 @@ def _options(env: Mapping[str, str]) -> _Options:
         if problem is not None:
             raise ConfigError(f"GOSSIPREG_NAME: {problem} (a member's name travels in every message)")
 
-    insecure_text = (get("GOSSIPREG_INSECURE") or "").lower()
-    if insecure_text not in _TRUE | _FALSE:
-        raise ConfigError(f"GOSSIPREG_INSECURE: expected 1/true/yes or 0/false/no, not {insecure_text!r}")
-    insecure = insecure_text in _TRUE
+    insecure = _flag(get, "GOSSIPREG_INSECURE")
+    retry_join = _flag(get, "GOSSIPREG_RETRY_JOIN")
 
     ring_text, ring_file = get("GOSSIPREG_KEYRING"), get("GOSSIPREG_KEYRING_FILE")
     keyring: Keyring | None = None
@@ -178,7 +179,15 @@ def _options(env: Mapping[str, str]) -> _Options:
         except ConfigError as exc:
             raise ConfigError(f"GOSSIPREG_TLS_CA/CERT/KEY: {exc}") from None
 
-    return _Options(bind, advertise, seeds, name, keyring, tls, insecure)
+    return _Options(bind, advertise, seeds, name, keyring, tls, insecure, retry_join)
+
+
+def _flag(get: Callable[[str], str | None], var: str) -> bool:
+    """A boolean variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``/unset."""
+    text = (get(var) or "").lower()
+    if text not in _TRUE | _FALSE:
+        raise ConfigError(f"{var}: expected 1/true/yes or 0/false/no, not {text!r}")
+    return text in _TRUE
 
 
 def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 10.0) -> Registry:
@@ -206,6 +215,7 @@ def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 
         insecure=o.insecure,
         advertise=o.advertise,
         timeout=timeout,
+        retry_join=o.retry_join,
     )
 
 

@@ -390,6 +390,7 @@ async def open_registry(
     seed: int | None = None,
     limits: DriverLimits | None = None,
     identity: TLSFiles | None = None,
+    retry_join: bool = False,
 ) -> AsyncIterator[AsyncRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncRegistry`.
 
@@ -432,6 +433,12 @@ async def open_registry(
             a holder of the cluster key alone cannot add, hide, move or delete
             another member's registrations. ``name`` defaults to the
             certificate's common name and must equal it.
+        retry_join: start at once instead of waiting for a seed to answer:
+            the member serves alone (its own registrations, an empty view
+            otherwise) while it keeps resolving and trying the seeds with
+            backoff (at most 2 s apart), and joins as soon as one answers;
+            failed rounds are logged. For platforms that start every member at
+            once (a Kubernetes Deployment joining its own headless Service).
 
     Raises:
         ConfigError: invalid or contradictory options (raised before anything
@@ -440,13 +447,14 @@ async def open_registry(
             characters or holding a control character; ``seeds``, ``bind`` or
             ``advertise`` not ``'host:port'`` nor a ``(host, port)`` pair;
             ``keyring`` of a wrong type; ``metadata`` over 512 bytes packed.
-        JoinError: seeds were given and none answered within ``timeout``.
+        JoinError: seeds were given and none answered within ``timeout``
+            (never with ``retry_join``).
         OSError: the address cannot be bound.
     """
     opts = check_options(
         bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
         advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-        limits=limits, identity=identity,
+        limits=limits, identity=identity, retry_join=retry_join,
     )
     async with open_checked(opts, transport=transport) as registry:
         yield registry
@@ -492,7 +500,7 @@ async def open_checked(
         member = GossipMember(core, transport, seeds=opts.seeds, limits=opts.limits, tls=tls_contexts)
         registry = AsyncRegistry(member)
         try:
-            async with member.running(opts.timeout):
+            async with member.running(opts.timeout, retry_join=opts.retry_join):
                 try:
                     yield registry
                 finally:

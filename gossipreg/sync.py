@@ -104,6 +104,9 @@ class Registry:
         limits: the driver's resource limits (see :func:`gossipreg.open_registry`).
         identity: member identities: CA, certificate and key files (see
             :func:`gossipreg.open_registry`).
+        retry_join: start at once and keep trying the seeds until one answers
+            instead of raising :class:`~gossipreg.JoinError` (see
+            :func:`gossipreg.open_registry`).
 
     Raises:
         ConfigError: invalid or contradictory options, refused in the calling
@@ -137,13 +140,14 @@ class Registry:
         seed: int | None = None,
         limits: DriverLimits | None = None,
         identity: TLSFiles | None = None,
+        retry_join: bool = False,
     ) -> None:
         _refuse_trio_thread("gossipreg.Registry()")
         # Checked here, in the caller's thread, before any thread or socket exists.
         opts = check_options(
             bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
             advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-            limits=limits, identity=identity,
+            limits=limits, identity=identity, retry_join=retry_join,
         )
         self._pid = os.getpid()
         self._lock = threading.Lock()

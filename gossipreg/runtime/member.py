@@ -37,7 +37,7 @@ from ..core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, T
 from .driver import DriverLimits, MemberDriver, TLSContexts
 from .transport import Transport
 
-__all__ = ["LEAVE_TIMEOUT", "REJOIN_INTERVAL", "GossipMember"]
+__all__ = ["JOIN_BACKOFF", "LEAVE_TIMEOUT", "REJOIN_INTERVAL", "RETRY_JOIN_NOTICE", "GossipMember"]
 
 log = logging.getLogger("gossipreg")
 
@@ -46,6 +46,10 @@ log = logging.getLogger("gossipreg")
 REJOIN_INTERVAL = 10.0
 #: Seconds a clean shutdown waits for its leave message to go out.
 LEAVE_TIMEOUT = 1.0
+#: In retry-join mode, least seconds between two warnings that the member is not joined yet.
+RETRY_JOIN_NOTICE = 60.0
+#: Longest wait between two tries of the seeds while joining, in seconds.
+JOIN_BACKOFF = 2.0
 
 #: What each cause of a TrafficRefused event most likely means, for the warning.
 REFUSED = {
@@ -107,21 +111,32 @@ class GossipMember:
         self._join_waiters: list[trio.MemorySendChannel[JoinResult]] = []
 
     @contextlib.asynccontextmanager
-    async def running(self, join_timeout: float) -> AsyncIterator[GossipMember]:
+    async def running(self, join_timeout: float, *, retry_join: bool = False) -> AsyncIterator[GossipMember]:
         """Run the driver, join through the seeds, keep rejoining while alone; on exit, leave.
+
+        By default the block starts once joined (at once without seeds). With
+        ``retry_join`` it starts at once: the member serves alone while it keeps
+        resolving and trying the seeds with backoff (at most :data:`JOIN_BACKOFF`
+        seconds apart, so a seed that appears is joined within that) until one
+        answers, warning after the first ``join_timeout`` seconds and then at
+        most every :data:`RETRY_JOIN_NOTICE` seconds.
 
         The leave gets up to :data:`LEAVE_TIMEOUT` seconds to go out, even when
         the block is being cancelled. An exception of the block, or the
         :class:`~gossipreg.JoinError`, propagates as itself, not in a group.
 
         Raises:
-            JoinError: seeds were given and none answered within ``join_timeout``.
+            JoinError: seeds were given, none answered within ``join_timeout``,
+                and ``retry_join`` is off.
         """
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.driver.run)
-                await self.join(join_timeout)
-                nursery.start_soon(self._rejoin_loop)
+                if retry_join and self.seeds:
+                    nursery.start_soon(self._join_then_rejoin, join_timeout)
+                else:
+                    await self.join(join_timeout)
+                    nursery.start_soon(self._rejoin_loop)
                 try:
                     yield self
                 finally:
@@ -183,7 +198,7 @@ class GossipMember:
                     break
                 # Retry with backoff, and once more right at the deadline.
                 await trio.sleep(min(backoff, left))
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, JOIN_BACKOFF)
         finally:
             self._join_waiters.remove(send)
         seeds = ", ".join(f"{h}:{p}" for h, p in self.seeds)
@@ -206,6 +221,25 @@ class GossipMember:
                 if addr not in out and addr != self.core.address:
                     out.append(addr)
         return out
+
+    async def _join_then_rejoin(self, round_seconds: float) -> None:
+        """Retry-join mode: try the seeds in rounds until one answers, then keep rejoining while alone."""
+        started = noticed = trio.current_time()
+        failed = 0
+        while True:
+            try:
+                await self.join(max(round_seconds, JOIN_BACKOFF))
+                break
+            except JoinError as exc:
+                failed += 1
+                now = trio.current_time()
+                if failed == 1 or now - noticed >= RETRY_JOIN_NOTICE:
+                    noticed = now
+                    log.warning("gossipreg: not joined yet after %.0fs, serving alone and still trying: %s",
+                                now - started, exc)
+        if failed:
+            log.info("gossipreg: joined the cluster after %.0fs", trio.current_time() - started)
+        await self._rejoin_loop()
 
     async def _rejoin_loop(self) -> None:
         """Retry the seeds while this member has no peer (re-resolving DNS names)."""

@@ -197,6 +197,14 @@ def test_insecure_values(monkeypatch: pytest.MonkeyPatch) -> None:
         default_registry()
 
 
+def test_retry_join_from_the_environment_starts_alone_instead_of_failing() -> None:
+    env = {"GOSSIPREG_BIND": "127.0.0.1:0", "GOSSIPREG_INSECURE": "1", "GOSSIPREG_SEEDS": "127.0.0.1:1"}
+    with pytest.raises(JoinError, match=r"127\.0\.0\.1:1"):
+        registry_from_env(env, timeout=0.3).close()
+    with registry_from_env({**env, "GOSSIPREG_RETRY_JOIN": "yes"}, timeout=0.3) as reg:
+        assert [m.name for m in reg.members()] == [reg.name]  # serving, alone
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -205,6 +213,7 @@ def test_insecure_values(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"GOSSIPREG_ADVERTISE": "[::1", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_ADVERTISE"),
         ({"GOSSIPREG_SEEDS": "10.0.0.1:7946,host:port", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_SEEDS"),
         ({"GOSSIPREG_INSECURE": "maybe"}, "GOSSIPREG_INSECURE"),
+        ({"GOSSIPREG_RETRY_JOIN": "2", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_RETRY_JOIN"),
         ({"GOSSIPREG_NAME": "m\nINFO forged", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_NAME"),
         ({"GOSSIPREG_NAME": "n" * 257, "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_NAME"),
         ({"GOSSIPREG_SEEDS": "10.0.0.1:0", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_SEEDS"),

@@ -148,6 +148,7 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[RegistryError], str]] = [
     ({"seed": 1.0}, ConfigError, "not float 1.0"),
     ({"limits": {"auth_timeout": 1}}, ConfigError, "limits: must be a DriverLimits, not dict"),
     ({"identity": ("ca.pem", "c.pem", "k.pem")}, ConfigError, "identity: must be a TLSFiles"),
+    ({"retry_join": "yes"}, ConfigError, "retry_join: must be True or False, not str 'yes'"),
 ]
 
 

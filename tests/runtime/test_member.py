@@ -20,6 +20,7 @@ from gossipreg.core.catalog import CatalogEvent
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.membership import Address
 from gossipreg.core.node import NodeCore
+from gossipreg.registry import AsyncRegistry, open_registry
 from gossipreg.runtime.member import REJOIN_INTERVAL, GossipMember
 from gossipreg.runtime.memory import MemoryNetwork
 from gossipreg.testing import FAST_CONFIG, TEST_KEY, wait_until
@@ -156,3 +157,54 @@ async def test_refused_traffic_is_logged_once_with_its_likely_cause(
     assert len(warnings) == 1, warnings
     assert "latest from 10.0.0.2:7946" in warnings[0]
     assert a.core.statistics()["auth_failures"] >= 5
+
+
+async def test_with_retry_join_members_start_alone_and_join_a_seed_that_appears_20s_later(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    net = MemoryNetwork()
+    seed_address = Address("10.0.9.9", 7946)
+    seeds = [(seed_address.host, seed_address.port)]
+    web = Service("web", "1", nodes=(Node("w1", "10.1.1.1:80"),))
+    caplog.set_level(logging.INFO, logger="gossipreg")
+    async with contextlib.AsyncExitStack() as stack:
+        start = trio.current_time()
+        b = await stack.enter_async_context(
+            open_registry(transport=net.transport(), seeds=seeds, keyring=TEST_KEY, name="b",
+                          config=FAST_CONFIG, seed=2, timeout=1.0, retry_join=True)
+        )
+        c = await stack.enter_async_context(
+            open_registry(transport=net.transport(), seeds=seeds, keyring=TEST_KEY, name="c",
+                          config=FAST_CONFIG, seed=3, timeout=1.0, retry_join=True)
+        )
+        assert trio.current_time() == start  # both serve at once, no seed answering
+        await b.register(web)
+        assert [s.nodes[0].id for s in b.get_service("web")] == ["w1"]  # alone, it serves its own
+        await trio.sleep(20)
+        assert {m.name for m in b.members()} == {"b"}
+        a = await stack.enter_async_context(
+            open_registry(transport=net.transport(seed_address), keyring=TEST_KEY, name="a",
+                          config=FAST_CONFIG, seed=1)
+        )
+        appeared = trio.current_time()
+        names = {"a", "b", "c"}
+        await wait_until(lambda: all(alive_names(r) == names for r in (a, b, c)), "all to see each other")
+        # Joined within one backoff of the seed appearing, plus gossip to spread the news.
+        assert trio.current_time() - appeared <= 3.0
+        await wait_until(lambda: any(s.name == "web" for s in c.list_services()), "c to learn web")
+    failed = [r.getMessage() for r in caplog.records if "not joined yet after" in r.getMessage()]
+    assert len(failed) == 2, failed  # b and c warned once each after their first round (1 s) ...
+    joined = [r.getMessage() for r in caplog.records if "joined the cluster after" in r.getMessage()]
+    assert len(joined) == 2, joined  # ... and said when they joined
+
+
+async def test_without_retry_join_an_unanswered_seed_is_a_join_error() -> None:
+    net = MemoryNetwork()
+    with trio.fail_after(5), pytest.raises(JoinError, match="could not join through any seed"):
+        async with open_registry(transport=net.transport(), seeds=["10.0.9.9:7946"], keyring=TEST_KEY,
+                                 name="b", config=FAST_CONFIG, seed=2, timeout=0.5):
+            pytest.fail("b started without a seed")
+
+
+def alive_names(reg: AsyncRegistry) -> set[str]:
+    return {m.name for m in reg.members() if m.state == "alive"}
