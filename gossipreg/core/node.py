@@ -110,6 +110,7 @@ from .membership import (
     TableSnapshot,
 )
 from .model import Service, shown
+from .observe import HistogramSnapshot, Observations
 from .pushpull import Exchange, Role, Step, role_of
 from .tree import child_ranks
 
@@ -376,6 +377,7 @@ class NodeCore:
         self._outbox: list[Outgoing] = []
         self._events: list[NodeEvent] = []
         self._counters = _Counters()
+        self._observed = Observations()
         # Per cause: when the last TrafficRefused went out, and how many since.
         self._notices: dict[str, tuple[float, int]] = {}
         self._from = self.address  # the sender of the datagram or stream message being handled
@@ -493,6 +495,13 @@ class NodeCore:
         out["broadcast_dropped"] = self._queue.dropped
         out["broadcast_invalidated"] = self._queue.invalidated
         return out
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """Latency histograms (seconds), by name: ``probe_rtt`` (a probe's ping to its
+        ack), ``push_pull`` (INIT to FETCH of completed push-pulls this member started)
+        and ``spread`` (a record's owner stamp to its first merge here). See
+        :mod:`gossipreg.core.observe`."""
+        return self._observed.snapshot()
 
     # ================================================================ driver I/O
 
@@ -886,6 +895,7 @@ class NodeCore:
                 if not self._authorised_record(msg.record, defer=msg):
                     return
                 result = self.catalog.merge([msg.record], now)
+                self._observe_spread(result.accepted)
                 for rec in result.accepted:
                     self._queue_record(rec)
                 for rec in result.reply:
@@ -959,6 +969,7 @@ class NodeCore:
                 self.membership.heard_from(p.target, self._now)
             self.membership.awareness.apply_delta(-1)
             self._counters.inc("probes_acked")
+            self._observed.probe_rtt.observe(self._now - p.started)
             self._probe = None
 
     # ================================================================ probing
@@ -1258,6 +1269,7 @@ class NodeCore:
         self._pushpulls[sid] = Exchange(address, join, now + self.config.stream_timeout, Step.INIT_SENT,
                                         regossip=not join)
         self._counters.inc("push_pulls_started")
+        self._observed.push_pull_started(sid, now)
         self._stream_send(sid, address, [codec.PP_INIT, join, self._member_states(),
                                          codec.encode_digest(self.catalog.digest())])
         return sid
@@ -1511,6 +1523,7 @@ class NodeCore:
         if pp is None:
             return False
         self._counters.inc("push_pulls_failed")
+        self._observed.push_pull_ended(sid, self._now, completed=False)
         if pp.join and role_of(sid) is Role.INITIATOR:
             self._events.append(JoinResult(pp.address, False, reason))
         self._close_stream(sid)
@@ -1704,6 +1717,7 @@ class NodeCore:
         self._merge_transfers(fetched, now, regossip=pp.regossip)
         del self._pushpulls[sid]
         self._counters.inc("push_pulls_completed")
+        self._observed.push_pull_ended(sid, now, completed=True)
         if self._resync:
             self._synced_with(pp.address, sid)
         self._close_stream(sid)
@@ -1736,11 +1750,21 @@ class NodeCore:
         if self.trust is not None:
             items = [(r, a) for r, a in items if self._authorised_record(r)]
         result = self.catalog.merge_aged(items, now)
+        if regossip:  # not this member's own join: what it brings is old news
+            self._observe_spread(result.accepted)
         for rec in (*(result.accepted if regossip else ()), *result.reply):
             self._queue_record(rec)
         if result.rejected:
             self._refused("records_rejected_drift", result.rejected)
         return result
+
+
+    def _observe_spread(self, accepted: list[Record]) -> None:
+        """Spread time of other owners' records first merged here (reads the wall clock)."""
+        if accepted:
+            stamps = [r.stamp for r in accepted if r.owner != self.name]
+            if stamps:
+                self._observed.records_merged(stamps, self._wall())
 
 
 def _args(obj: list[Any], n: int) -> list[Any]:
