@@ -4,21 +4,23 @@
 ``watch`` act on :func:`default_registry`, a sync :class:`~gossipreg.Registry`
 created on first use (once, thread-safely) from these variables:
 
-=========================== ====================================================
-``GOSSIPREG_BIND``          ``host:port`` to bind (default ``127.0.0.1:7946``)
-``GOSSIPREG_ADVERTISE``     ``host[:port]`` other members reach this one at
-``GOSSIPREG_SEEDS``         comma-separated ``host[:port]`` of members to join
-``GOSSIPREG_NAME``          this member's unique name (at most 256 characters,
-                            no control characters)
-``GOSSIPREG_KEYRING``       comma-separated base64 keys, the first primary
-``GOSSIPREG_KEYRING_FILE``  a file of base64 keys, one a line, the first primary
-``GOSSIPREG_TLS_CA``        cluster CA certificate (PEM); with the next two
-``GOSSIPREG_TLS_CERT``      this member's certificate (PEM)
-``GOSSIPREG_TLS_KEY``       this member's private key (PEM)
-``GOSSIPREG_INSECURE``      ``1``/``true``/``yes`` to run without encryption
-``GOSSIPREG_RETRY_JOIN``    ``1``/``true``/``yes``: start at once and keep trying
-                            the seeds until one answers (``retry_join=True``)
-=========================== ====================================================
+============================ ====================================================
+``GOSSIPREG_BIND``           ``host:port`` to bind (default ``127.0.0.1:7946``)
+``GOSSIPREG_ADVERTISE``      ``host[:port]`` other members reach this one at
+``GOSSIPREG_SEEDS``          comma-separated ``host[:port]`` of members to join
+``GOSSIPREG_NAME``           this member's unique name (at most 256 characters,
+                             no control characters)
+``GOSSIPREG_KEYRING``        comma-separated base64 keys, the first primary
+``GOSSIPREG_KEYRING_FILE``   a file of base64 keys, one a line, the first primary
+``GOSSIPREG_TLS_CA``         cluster CA certificate (PEM); with the next two
+``GOSSIPREG_TLS_CERT``       this member's certificate (PEM)
+``GOSSIPREG_TLS_KEY``        this member's private key (PEM)
+``GOSSIPREG_INSECURE``       ``1``/``true``/``yes`` to run without encryption
+``GOSSIPREG_RETRY_JOIN``     ``1``/``true``/``yes``: start at once and keep trying
+                             the seeds until one answers (``retry_join=True``)
+``GOSSIPREG_HANDLE_SIGNALS`` ``0``/``false``/``no``: do not leave on SIGTERM
+                             (default on: ``handle_signals=True``)
+============================ ====================================================
 
 Set one of ``GOSSIPREG_KEYRING`` and ``GOSSIPREG_KEYRING_FILE``, or
 ``GOSSIPREG_INSECURE=1``. The TLS variables go together: all three or none.
@@ -85,6 +87,7 @@ class _Options:
     tls: TLSContexts | None
     insecure: bool
     retry_join: bool
+    handle_signals: bool
 
 
 def load_keyring_file(path: str | os.PathLike[str]) -> Keyring:
@@ -145,6 +148,7 @@ def _options(env: Mapping[str, str]) -> _Options:
 
     insecure = _flag(get, "GOSSIPREG_INSECURE")
     retry_join = _flag(get, "GOSSIPREG_RETRY_JOIN")
+    handle_signals = _flag(get, "GOSSIPREG_HANDLE_SIGNALS", default=True)
 
     ring_text, ring_file = get("GOSSIPREG_KEYRING"), get("GOSSIPREG_KEYRING_FILE")
     keyring: Keyring | None = None
@@ -179,12 +183,16 @@ def _options(env: Mapping[str, str]) -> _Options:
         except ConfigError as exc:
             raise ConfigError(f"GOSSIPREG_TLS_CA/CERT/KEY: {exc}") from None
 
-    return _Options(bind, advertise, seeds, name, keyring, tls, insecure, retry_join)
+    return _Options(bind, advertise, seeds, name, keyring, tls, insecure, retry_join, handle_signals)
 
 
-def _flag(get: Callable[[str], str | None], var: str) -> bool:
-    """A boolean variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``/unset."""
-    text = (get(var) or "").lower()
+def _flag(get: Callable[[str], str | None], var: str, *, default: bool = False) -> bool:
+    """A boolean variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``;
+    unset is ``default``."""
+    text = get(var)
+    if text is None:
+        return default
+    text = text.lower()
     if text not in _TRUE | _FALSE:
         raise ConfigError(f"{var}: expected 1/true/yes or 0/false/no, not {text!r}")
     return text in _TRUE
@@ -216,6 +224,7 @@ def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 
         advertise=o.advertise,
         timeout=timeout,
         retry_join=o.retry_join,
+        handle_signals=o.handle_signals,
     )
 
 

@@ -42,8 +42,9 @@ from typing import TypeVar
 
 import trio
 
+from . import _signals
 from ._groups import single_exception
-from ._options import check_options, check_watch
+from ._options import check_bool, check_options, check_watch
 from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import (
@@ -107,6 +108,15 @@ class Registry:
         retry_join: start at once and keep trying the seeds until one answers
             instead of raising :class:`~gossipreg.JoinError` (see
             :func:`gossipreg.open_registry`).
+        handle_signals: leave the cluster on SIGTERM (the stop signal of
+            Docker, Kubernetes and systemd, which otherwise kills the process
+            before it can say it leaves): when made in the main thread, the
+            registry installs a SIGTERM handler that closes it, then calls the
+            handler the program had installed, or dies of the signal as the
+            default would. ``False`` leaves SIGTERM alone. Whatever this
+            option, an open registry also closes at interpreter exit
+            (:mod:`atexit`: the end of the program, ``sys.exit``, an uncaught
+            exception or Ctrl-C's ``KeyboardInterrupt``).
 
     Raises:
         ConfigError: invalid or contradictory options, refused in the calling
@@ -141,6 +151,7 @@ class Registry:
         limits: DriverLimits | None = None,
         identity: TLSFiles | None = None,
         retry_join: bool = False,
+        handle_signals: bool = True,
     ) -> None:
         _refuse_trio_thread("gossipreg.Registry()")
         # Checked here, in the caller's thread, before any thread or socket exists.
@@ -149,8 +160,9 @@ class Registry:
             advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
             limits=limits, identity=identity, retry_join=retry_join,
         )
+        check_bool("handle_signals", handle_signals)
         self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a SIGTERM handler may close while it is held
         self._closed = False
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
@@ -186,6 +198,7 @@ class Registry:
         if error is not None:
             self._thread.join()
             raise error
+        _signals.track(self, handle_signals=handle_signals)
 
     # ------------------------------------------------------------ the trio thread
 
@@ -222,6 +235,7 @@ class Registry:
         finally:
             self._closed = True
             self._started.set()
+            _signals.forget(self)
 
     # ------------------------------------------------------------ calling in
 
@@ -467,6 +481,7 @@ class Registry:
         if os.getpid() != self._pid:
             self._closed = True
             return
+        _signals.forget(self)
         with self._lock:
             self._closed = True  # before reading the token: see main() in _run
             token = self._token

@@ -214,6 +214,7 @@ def test_retry_join_from_the_environment_starts_alone_instead_of_failing() -> No
         ({"GOSSIPREG_SEEDS": "10.0.0.1:7946,host:port", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_SEEDS"),
         ({"GOSSIPREG_INSECURE": "maybe"}, "GOSSIPREG_INSECURE"),
         ({"GOSSIPREG_RETRY_JOIN": "2", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_RETRY_JOIN"),
+        ({"GOSSIPREG_HANDLE_SIGNALS": "maybe", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_HANDLE_SIGNALS"),
         ({"GOSSIPREG_NAME": "m\nINFO forged", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_NAME"),
         ({"GOSSIPREG_NAME": "n" * 257, "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_NAME"),
         ({"GOSSIPREG_SEEDS": "10.0.0.1:0", "GOSSIPREG_INSECURE": "1"}, "GOSSIPREG_SEEDS"),
