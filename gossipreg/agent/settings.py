@@ -8,11 +8,18 @@ what the agent runs with (:class:`PreparedAgent`: the protocol
 parsed service files). Every problem is a :class:`~gossipreg.ConfigError`
 naming the option (as its command-line flag) or the file and key.
 
-Configuration file (every key optional; the flags win over it)::
+Sources, each over the ones before it: the defaults, the configuration file
+(:func:`load_config_file`), the ``GOSSIPREG_*`` environment variables
+(:func:`load_environment`, :data:`ENVIRONMENT`: the default registry's
+variables plus the agent's own) and the command-line flags
+(:func:`layered` lays them over each other).
+
+Configuration file (every key optional; the environment and the flags win over it)::
 
     bind = "0.0.0.0:7946"
     advertise = "10.0.0.7"
     join = ["10.0.0.5:7946", "seeds.example.internal"]
+    retry_join = false                # start at once and keep trying the seeds until one answers
     name = "agent-1"
     keyring_file = "keyring"          # relative paths: to the file's directory
     tls_ca = "ca.crt"
@@ -63,12 +70,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._options import DEFAULT_PORT
+from .._options import DEFAULT_PORT, check_address
 from ..core.config import Config
 from ..core.crypto import Keyring
 from ..core.errors import ConfigError, InvalidServiceError
-from ..core.model import Service
+from ..core.model import Service, name_problem
 from ..default import DEFAULT_BIND, load_keyring_file
+from ..default import _flag as _env_flag
 from ..runtime.driver import DriverLimits, TLSContexts
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_identity, load_tls
@@ -77,12 +85,16 @@ from .client import check_token, default_token_file, read_token_file
 
 __all__ = [
     "DEFAULT_HTTP",
+    "ENVIRONMENT",
+    "FLAGS",
     "LOG_LEVELS",
     "PROFILES",
     "AgentSettings",
     "PreparedAgent",
     "ensure_token_file",
+    "layered",
     "load_config_file",
+    "load_environment",
     "prepare",
 ]
 
@@ -93,6 +105,65 @@ PROFILES: Mapping[str, Callable[..., Config]] = {"lan": Config.lan, "wan": Confi
 #: Accepted log levels.
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+#: :class:`AgentSettings` field -> the command-line flag that sets it (how messages name an option
+#: given there, in the configuration file or in code). ``keyring`` has no flag: keys on a command
+#: line are visible to every user of the host.
+FLAGS: Mapping[str, str] = {
+    "bind": "--bind",
+    "advertise": "--advertise",
+    "join": "--join",
+    "retry_join": "--retry-join",
+    "name": "--name",
+    "keyring": "GOSSIPREG_KEYRING",
+    "keyring_file": "--keyring-file",
+    "tls_ca": "--tls-ca",
+    "tls_cert": "--tls-cert",
+    "tls_key": "--tls-key",
+    "identities": "--identities",
+    "profile": "--profile",
+    "insecure": "--insecure",
+    "http": "--http",
+    "http_token": "--http-token",
+    "http_token_file": "--http-token-file",
+    "services": "--service",
+    "service_ttl": "--service-ttl",
+    "join_timeout": "--join-timeout",
+    "log_json": "--log-json",
+    "log_level": "--log-level",
+}
+
+#: :class:`AgentSettings` field -> the environment variable that sets it. The first eleven are the
+#: default registry's (:mod:`gossipreg.default`), read the same way; the rest are the agent's own.
+#: ``GOSSIPREG_CONFIG`` (the file) and ``GOSSIPREG_STATE_DIR`` (where the token file is made) are
+#: read by the command and by :func:`~gossipreg.agent.client.default_token_file`.
+ENVIRONMENT: Mapping[str, str] = {
+    "bind": "GOSSIPREG_BIND",
+    "advertise": "GOSSIPREG_ADVERTISE",
+    "join": "GOSSIPREG_SEEDS",
+    "name": "GOSSIPREG_NAME",
+    "keyring": "GOSSIPREG_KEYRING",
+    "keyring_file": "GOSSIPREG_KEYRING_FILE",
+    "tls_ca": "GOSSIPREG_TLS_CA",
+    "tls_cert": "GOSSIPREG_TLS_CERT",
+    "tls_key": "GOSSIPREG_TLS_KEY",
+    "insecure": "GOSSIPREG_INSECURE",
+    "retry_join": "GOSSIPREG_RETRY_JOIN",
+    "identities": "GOSSIPREG_IDENTITIES",
+    "profile": "GOSSIPREG_PROFILE",
+    "http": "GOSSIPREG_HTTP",
+    "http_token": "GOSSIPREG_HTTP_TOKEN",
+    "http_token_file": "GOSSIPREG_HTTP_TOKEN_FILE",
+    "services": "GOSSIPREG_SERVICE_FILES",
+    "service_ttl": "GOSSIPREG_SERVICE_TTL",
+    "join_timeout": "GOSSIPREG_JOIN_TIMEOUT",
+    "log_json": "GOSSIPREG_LOG_JSON",
+    "log_level": "GOSSIPREG_LOG_LEVEL",
+}
+
+#: Fields that are one setting given two ways: a source that gives either replaces both from the
+#: sources below it (``--keyring-file`` on the command line wins over ``GOSSIPREG_KEYRING``).
+_ALTERNATIVES = (frozenset({"keyring", "keyring_file"}),)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
@@ -100,13 +171,18 @@ class AgentSettings:
 
     ``http_token`` is the API's bearer token; without it the token is read
     from (or created in) ``http_token_file``, by default
-    :func:`~gossipreg.agent.client.default_token_file`.
+    :func:`~gossipreg.agent.client.default_token_file`. ``keyring`` holds
+    base64 keys given directly (``GOSSIPREG_KEYRING``), the first primary: an
+    alternative to ``keyring_file``, whose changes through the API last until
+    the agent stops.
     """
 
     bind: str = DEFAULT_BIND
     advertise: str | None = None
     join: tuple[str, ...] = ()
+    retry_join: bool = False
     name: str | None = None
+    keyring: tuple[str, ...] = ()
     keyring_file: Path | None = None
     tls_ca: Path | None = None
     tls_cert: Path | None = None
@@ -124,6 +200,12 @@ class AgentSettings:
     join_timeout: float = 10.0
     log_json: bool = False
     log_level: str = "info"
+    origins: Mapping[str, str] = field(default_factory=dict)
+    """Field -> where it was given when not by its flag (an environment variable), for messages."""
+
+    def name_of(self, fld: str) -> str:
+        """How messages name the option ``fld``: its variable if the environment gave it, else its flag."""
+        return self.origins.get(fld) or FLAGS[fld]
 
     def replace(self, **changes: Any) -> AgentSettings:
         """A copy with ``changes`` applied."""
@@ -214,7 +296,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 out[key] = _text(raw_key, value)
             elif key in ("keyring_file", "tls_ca", "tls_cert", "tls_key", "http_token_file"):
                 out[key] = to_path(raw_key, value)
-            elif key in ("insecure", "log_json", "identities"):
+            elif key in ("insecure", "log_json", "identities", "retry_join"):
                 out[key] = _flag(raw_key, value)
             elif key in ("service_ttl", "join_timeout"):
                 out[key] = _seconds(raw_key, value)
@@ -237,6 +319,120 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- the environment
+
+
+def load_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read the ``GOSSIPREG_*`` variables of :data:`ENVIRONMENT` into :class:`AgentSettings` field values.
+
+    Only the variables set (and not blank) are returned, so that flags can be
+    laid over them and they over the configuration file. The variables the
+    default registry reads are read as it reads them
+    (:mod:`gossipreg.default`): comma-separated seeds and keys, ``1``/``true``/
+    ``yes``/``on`` or ``0``/``false``/``no``/``off`` for switches, the TLS
+    variables all three or none, one of ``GOSSIPREG_KEYRING`` and
+    ``GOSSIPREG_KEYRING_FILE``. ``GOSSIPREG_SERVICE_FILES`` is comma-separated
+    too. What needs files or the other options (a keyring file's keys, a
+    profile's name, a TTL's range) is checked by :func:`prepare`, whose
+    messages name the variable.
+
+    Args:
+        env: the variables (default :data:`os.environ`).
+
+    Raises:
+        ConfigError: a variable is invalid; the message names it, shows the
+            value and states the rule.
+    """
+    environ = os.environ if env is None else env
+
+    def get(var: str) -> str | None:
+        value = environ.get(var, "").strip()
+        return value or None
+
+    def items(var: str, text: str) -> list[str]:
+        found = [item.strip() for item in text.split(",") if item.strip()]
+        if not found:
+            raise ConfigError(f"{var}: lists nothing ({text!r}); unset it instead")
+        return found
+
+    out: dict[str, Any] = {}
+    for fld, var in ENVIRONMENT.items():
+        text = get(var)
+        if text is None:
+            continue
+        if fld in ("insecure", "retry_join", "identities", "log_json"):
+            out[fld] = _env_flag(get, var)
+        elif fld == "bind":
+            check_address(var, text, default_port=None, min_port=0)
+            out[fld] = text
+        elif fld == "advertise":
+            check_address(var, text, default_port=0, min_port=0)
+            out[fld] = text
+        elif fld == "join":
+            seeds = items(var, text)
+            for seed in seeds:
+                check_address(var, seed, default_port=DEFAULT_PORT, min_port=1)
+            out[fld] = tuple(seeds)
+        elif fld == "name":
+            problem = name_problem(text)
+            if problem is not None:
+                raise ConfigError(f"{var}: {problem} (a member's name travels in every message)")
+            out[fld] = text
+        elif fld == "keyring":
+            keys = items(var, text)
+            try:
+                Keyring.from_base64(keys)
+            except ConfigError as exc:
+                raise ConfigError(f"{var}: {exc}") from None
+            out[fld] = tuple(keys)
+        elif fld in ("keyring_file", "tls_ca", "tls_cert", "tls_key", "http_token_file"):
+            out[fld] = Path(text)
+        elif fld == "services":
+            out[fld] = tuple(Path(p) for p in items(var, text))
+        elif fld in ("service_ttl", "join_timeout"):
+            try:
+                out[fld] = float(text)
+            except ValueError:
+                raise ConfigError(f"{var}: must be a number of seconds, not {text!r}") from None
+        else:  # profile, http, http_token, log_level: checked by prepare()
+            out[fld] = text
+    if "keyring" in out and "keyring_file" in out:
+        raise ConfigError("GOSSIPREG_KEYRING: set it or GOSSIPREG_KEYRING_FILE, not both")
+    tls = [ENVIRONMENT[f] for f in ("tls_ca", "tls_cert", "tls_key")]
+    missing = [var for var in tls if get(var) is None]
+    if 0 < len(missing) < len(tls):
+        raise ConfigError(f"{', '.join(missing)}: the TLS variables go together; set all three or none")
+    return out
+
+
+def layered(
+    file: Mapping[str, Any], env: Mapping[str, Any], flags: Mapping[str, Any] | None = None
+) -> AgentSettings:
+    """Settings from the three sources, each over the ones before it: flags > environment > file > defaults.
+
+    Args:
+        file: field values of the configuration file (:func:`load_config_file`).
+        env: field values of the environment (:func:`load_environment`); their
+            variables become the settings' ``origins``, so that messages name them.
+        flags: field values given on the command line.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for source, names in ((file, None), (env, ENVIRONMENT), (flags or {}, None)):
+        for group in _ALTERNATIVES:
+            if group & source.keys():
+                for fld in group:
+                    values.pop(fld, None)
+                    origins.pop(fld, None)
+        for fld, value in source.items():
+            values[fld] = value
+            if names is not None and fld in names:
+                origins[fld] = names[fld]
+            else:
+                origins.pop(fld, None)
+    return AgentSettings(**values, origins=origins)
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -247,17 +443,17 @@ def _address(flag: str, text: str, default_port: int | None = None) -> tuple[str
         raise ConfigError(f"{flag}: {exc}") from None
 
 
-def _read_service(path: Path) -> Service:
+def _read_service(path: Path, where: str = "--service") -> Service:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"--service {os.fspath(path)!r}: cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{where} {os.fspath(path)!r}: cannot be read: {exc.strerror or exc}") from None
     try:
         service = Service.from_json(text)
     except InvalidServiceError as exc:
-        raise ConfigError(f"--service {os.fspath(path)!r}: {exc}") from None
+        raise ConfigError(f"{where} {os.fspath(path)!r}: {exc}") from None
     if not service.nodes:
-        raise ConfigError(f"--service {os.fspath(path)!r}: service.nodes: lists no node to register")
+        raise ConfigError(f"{where} {os.fspath(path)!r}: service.nodes: lists no node to register")
     return service
 
 
@@ -364,9 +560,10 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
             the message names the option.
     """
     s = settings
+    n = s.name_of
     profile = PROFILES.get(s.profile)
     if profile is None:
-        raise ConfigError(f"--profile: must be one of {', '.join(PROFILES)}, not {s.profile!r}")
+        raise ConfigError(f"{n('profile')}: must be one of {', '.join(PROFILES)}, not {s.profile!r}")
     try:
         config = profile(**dict(s.protocol))
     except ConfigError as exc:
@@ -387,29 +584,38 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         except ConfigError as exc:
             raise ConfigError(f"[limits] {exc}") from None
 
-    _address("--bind", s.bind)
+    _address(n("bind"), s.bind)
     if s.advertise is not None:
-        _address("--advertise", s.advertise, default_port=0)
+        _address(n("advertise"), s.advertise, default_port=0)
     for seed in s.join:
-        _address("--join", seed, default_port=DEFAULT_PORT)
+        _address(n("join"), seed, default_port=DEFAULT_PORT)
 
     keyring: Keyring | None = None
-    if s.insecure and s.keyring_file is not None:
-        raise ConfigError("--insecure: cannot be combined with --keyring-file")
+    if s.keyring and s.keyring_file is not None:
+        raise ConfigError(f"{n('keyring')}: cannot be combined with {n('keyring_file')}; give one keyring")
+    if s.insecure and (s.keyring_file is not None or s.keyring):
+        other = n("keyring_file") if s.keyring_file is not None else n("keyring")
+        raise ConfigError(f"{n('insecure')}: cannot be combined with {other}")
     if s.keyring_file is not None:
         try:
             keyring = load_keyring_file(s.keyring_file)
         except ConfigError as exc:
-            raise ConfigError(f"--keyring-file: {exc}") from None
+            raise ConfigError(f"{n('keyring_file')}: {exc}") from None
+    elif s.keyring:
+        try:
+            keyring = Keyring.from_base64(list(s.keyring))
+        except ConfigError as exc:
+            raise ConfigError(f"{n('keyring')}: {exc}") from None
     elif not s.insecure:
         raise ConfigError(
-            "--keyring-file: a cluster keyring is required (gossipreg keygen makes a key); "
-            "pass --insecure to run without encryption"
+            f"{n('keyring_file')}: a cluster keyring is required (gossipreg keygen makes a key); "
+            "pass --insecure to run without encryption (or set GOSSIPREG_KEYRING_FILE, "
+            "GOSSIPREG_KEYRING or GOSSIPREG_INSECURE=1)"
         )
 
     tls: TLSContexts | None = None
     identity: TLSFiles | None = None
-    tls_paths = {"--tls-ca": s.tls_ca, "--tls-cert": s.tls_cert, "--tls-key": s.tls_key}
+    tls_paths = {n("tls_ca"): s.tls_ca, n("tls_cert"): s.tls_cert, n("tls_key"): s.tls_key}
     if any(p is not None for p in tls_paths.values()):
         missing = [flag for flag, p in tls_paths.items() if p is None]
         if missing:
@@ -421,28 +627,31 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
                 identity = TLSFiles(ca, cert, key)
                 load_identity(identity, s.name)  # checked now: a member certificate for this name
         except ConfigError as exc:
-            raise ConfigError(f"--tls-ca/--tls-cert/--tls-key: {exc}") from None
+            raise ConfigError(f"{'/'.join(tls_paths)}: {exc}") from None
     elif s.identities:
-        raise ConfigError("--identities: needs --tls-ca, --tls-cert and --tls-key (the member's "
+        raise ConfigError(f"{n('identities')}: needs --tls-ca, --tls-cert and --tls-key (the member's "
                           "certificate of the cluster CA signs its statements)")
 
-    http_host, http_port = _address("--http", s.http)
+    http_host, http_port = _address(n("http"), s.http)
     if s.http_token is not None:
-        check_token(s.http_token)  # and it wins over http_token_file: that file is not read
+        check_token(s.http_token, n("http_token"))  # and it wins over http_token_file: that file is not read
     elif s.http_token_file is None and not is_loopback_host(http_host):
         raise ConfigError(
-            f"--http-token: required when --http binds a non-loopback address ({http_host}), "
-            "or --http-token-file naming a token file; clients then send 'Authorization: Bearer TOKEN'"
+            f"--http-token: required when {n('http')} binds a non-loopback address ({http_host}), "
+            "or --http-token-file naming a token file (or GOSSIPREG_HTTP_TOKEN, GOSSIPREG_HTTP_TOKEN_FILE); "
+            "clients then send 'Authorization: Bearer TOKEN'"
         )
 
     if not (math.isfinite(s.service_ttl) and s.service_ttl > 0):
-        raise ConfigError(f"--service-ttl: must be a positive number of seconds, not {s.service_ttl!r}")
+        raise ConfigError(f"{n('service_ttl')}: must be a positive number of seconds, not {s.service_ttl!r}")
     if not (math.isfinite(s.join_timeout) and s.join_timeout >= 0):
-        raise ConfigError(f"--join-timeout: must be a non-negative number of seconds, not {s.join_timeout!r}")
+        raise ConfigError(
+            f"{n('join_timeout')}: must be a non-negative number of seconds, not {s.join_timeout!r}"
+        )
     if s.log_level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"--log-level: must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
+        raise ConfigError(f"{n('log_level')}: must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
 
-    services = tuple(_read_service(p) for p in s.services)
+    services = tuple(_read_service(p, n("services")) for p in s.services)
 
     # Last, once everything else is known to be valid: the token file may be created.
     token_file: Path | None = None
@@ -454,6 +663,6 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
             token_file = s.http_token_file if s.http_token_file is not None else default_token_file()
             token, created = ensure_token_file(token_file)
         except ConfigError as exc:
-            raise ConfigError(f"--http-token-file: {exc}") from None
+            raise ConfigError(f"{n('http_token_file')}: {exc}") from None
     return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created,
                          identity, limits)
