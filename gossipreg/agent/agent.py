@@ -4,7 +4,9 @@
 registers the service files it was given (renewing them every ``ttl / 3``),
 serves the HTTP API (:class:`~gossipreg.agent.api.AgentAPI`) and runs until
 :meth:`Agent.stop`, or, under :meth:`Agent.run_until_signal`, until SIGINT or
-SIGTERM; then it leaves the cluster gracefully.
+SIGTERM; then it leaves the cluster gracefully. Under systemd (``Type=notify``)
+it reports ``READY=1`` once its member runs and its API listens, and
+``STOPPING=1`` when it begins to leave (:mod:`gossipreg.agent.sdnotify`).
 
 In a trio program (tests, embedding)::
 
@@ -30,6 +32,7 @@ from ..registry import AsyncRegistry, open_registry
 from .api import AgentAPI, is_loopback_host
 from .http import HTTPLimits, serve_http
 from .keyring import KeyringManager
+from .sdnotify import notify
 from .settings import PreparedAgent
 
 __all__ = ["Agent"]
@@ -105,7 +108,8 @@ class Agent:
         Raises:
             ConfigError: the options are invalid in a way only binding reveals
                 (e.g. no advertise address).
-            JoinError: seeds were given and none answered within ``join_timeout``.
+            JoinError: seeds were given and none answered within ``join_timeout``
+                (never with ``retry_join``: the agent starts alone and keeps trying them).
             OSError: an address cannot be bound.
         """
         p = self.prepared
@@ -122,6 +126,7 @@ class Agent:
                 advertise=s.advertise,
                 config=p.config,
                 timeout=s.join_timeout,
+                retry_join=s.retry_join,
                 seed=self._seed,
                 identity=p.identity,
                 limits=p.limits,
@@ -207,8 +212,12 @@ class Agent:
                     "members": len(reg.members()),
                 },
             )
+            alone = len(reg.members()) <= 1 and bool(s.join)
+            notify("READY=1", f"STATUS=member {reg.name}: gossip on {gossip}, HTTP API on {self.http_url}"
+                   + ("; not joined yet, trying the seeds" if alone else ""))
             task_status.started(self)
             await self._stop.wait()
+            notify("STOPPING=1", f"STATUS=member {reg.name}: leaving the cluster")
             log.info("agent %s leaving the cluster", reg.name, extra={"event": "agent.leaving"})
             await api.close()
             nursery.cancel_scope.cancel()

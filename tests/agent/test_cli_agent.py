@@ -1,8 +1,10 @@
-"""``gossipreg agent``: the real command in a subprocess (signals, config file, logs), and its errors."""
+"""``gossipreg agent``: the real command in a subprocess (signals, config file, logs, systemd's
+readiness), its errors, and retry-join on real sockets."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -17,13 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from click.testing import CliRunner
 
+from gossipreg.agent import Agent
 from gossipreg.agent.client import AgentClient, AgentError, find_token
 from gossipreg.agent.keyring import fingerprint
+from gossipreg.agent.sdnotify import notify, notify_address
 from gossipreg.cli.main import cli
 
-from .helpers import KEY1, write_keyring
+from .helpers import KEY1, request, start_agent, wait_until, write_keyring
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,13 +39,16 @@ WEB = {"name": "web", "version": "2.1", "nodes": [{"id": "web-1", "address": "10
 class AgentProcess:
     """``gossipreg agent ...`` in a subprocess, its stderr collected line by line."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("GOSSIPREG_HTTP_TOKEN", None)
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None,
+                 argv: list[str] | None = None) -> None:
+        """Run ``gossipreg agent ARGS`` (or ``argv``) with the environment plus ``env``."""
+        full = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        full.pop("GOSSIPREG_HTTP_TOKEN", None)
+        full.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", ENTRY, "agent", *args],
+            argv or [sys.executable, "-c", ENTRY, "agent", *args],
             cwd=cwd,
-            env=env,
+            env=full,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -317,3 +325,96 @@ def test_the_config_files_limits_table_sets_the_driver_limits(tmp_path: Path) ->
         prepare(AgentSettings(insecure=True, http_token="t0ken", limits={"max_streams": 1}))
     with pytest.raises(ConfigError, match=r"^\[limits\] max_inbound_streams: must be a positive int"):
         prepare(AgentSettings(insecure=True, http_token="t0ken", limits={"max_inbound_streams": 0}))
+
+
+# ---------------------------------------------------------------- retry-join
+
+
+async def test_a_retry_join_agent_serves_alone_until_its_seed_appears(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gossipreg")
+    # The seed's port is held (UDP bound, TCP bound but not listening): joins there are refused,
+    # and no other process can take the port before the seed starts on it.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp.bind(("127.0.0.1", port))
+        with trio.fail_after(45):
+            async with trio.open_nursery() as nursery:
+                waiting = await start_agent(
+                    nursery, name="waiting", join=(f"127.0.0.1:{port}",), retry_join=True, join_timeout=0.5
+                )
+                # Started without its seed: the API answers, and it keeps trying.
+                assert (await request(waiting.http_port or 0, "GET", "/v1/health")).status == 200
+                await wait_until(lambda: "not joined yet" in caplog.text, "a failed round of joins")
+                members = (await request(waiting.http_port or 0, "GET", "/v1/members")).json()["members"]
+                assert [m["name"] for m in members] == ["waiting"]
+                assert (await request(waiting.http_port or 0, "GET", "/v1/health")).status == 200
+
+                udp.close()
+                tcp.close()
+                seed = await start_agent(nursery, name="seed", bind=f"127.0.0.1:{port}")
+
+                def alive(agent: Agent) -> set[str]:
+                    return {m.name for m in agent.registry.members() if m.state == "alive"}
+
+                await wait_until(lambda: alive(waiting) == alive(seed) == {"waiting", "seed"}, "the join")
+                members = (await request(waiting.http_port or 0, "GET", "/v1/members")).json()["members"]
+                assert sorted(m["name"] for m in members) == ["seed", "waiting"]
+                await wait_until(lambda: "joined the cluster after" in caplog.text, "the join's notice")
+                waiting.stop()
+                seed.stop()
+    finally:
+        udp.close()
+        tcp.close()
+
+
+# ---------------------------------------------------------------- systemd's readiness protocol
+
+
+def test_notify_sends_one_datagram_to_a_path_or_an_abstract_name(tmp_path: Path) -> None:
+    assert notify_address({}) is None
+    assert notify_address({"NOTIFY_SOCKET": "vsock:2:9"}) is None
+    assert notify("READY=1", environ={}) is False  # not under systemd: nothing to do
+    with pytest.raises(ValueError, match="one KEY=value line"):
+        notify("READY=1\nSTATUS=x", environ={})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        assert notify("READY=1", "STATUS=all good", environ={"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        assert sock.recv(4096) == b"READY=1\nSTATUS=all good"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        name = f"gossipreg-test-{os.getpid()}-{id(sock)}"
+        sock.bind("\0" + name)
+        assert notify_address({"NOTIFY_SOCKET": "@" + name}) == "\0" + name
+        assert notify("STOPPING=1", environ={"NOTIFY_SOCKET": "@" + name})
+        assert sock.recv(4096) == b"STOPPING=1"
+    # Nobody listening: a warning, never an exception.
+    assert notify("READY=1", environ={"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+
+
+def test_the_agent_tells_systemd_it_is_ready_and_then_stopping(
+    tmp_path: Path, processes: list[AgentProcess]
+) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(30)  # a hang guard, not a measurement
+        agent = AgentProcess(
+            cwd=tmp_path,
+            env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "GOSSIPREG_INSECURE": "1",
+                 "GOSSIPREG_BIND": "127.0.0.1:0", "GOSSIPREG_HTTP": "127.0.0.1:0", "GOSSIPREG_NAME": "unit"},
+        )
+        processes.append(agent)
+        ready = sock.recv(4096).decode().split("\n")
+        assert ready[0] == "READY=1"
+        assert ready[1].startswith("STATUS=member unit: gossip on 127.0.0.1:")
+        # READY=1 comes once the API listens: it answers at once.
+        url = agent.wait_for(r"HTTP API on (http://\S+)").group(1)
+        assert url in ready[1]
+        assert AgentClient(url).members()["member"] == "unit"
+        agent.proc.send_signal(signal.SIGTERM)
+        assert sock.recv(4096) == b"STOPPING=1\nSTATUS=member unit: leaving the cluster"
+        assert agent.finish() == 0
+    assert "agent left the cluster" in "\n".join(agent.lines)
