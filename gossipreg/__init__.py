@@ -69,6 +69,7 @@ from .interface import WatcherProtocol as WatcherProtocol
 from .registry import AsyncRegistry as AsyncRegistry
 from .registry import Member as Member
 from .registry import Result as Result
+from .registry import Status as Status
 from .registry import Watcher as Watcher
 from .registry import open_registry as open_registry
 from .runtime.driver import DriverLimits as DriverLimits
@@ -99,6 +100,7 @@ __all__ = [
     "RegistryProtocol",
     "Result",
     "Service",
+    "Status",
     "SyncWatcher",
     "TLSFiles",
     "Value",

@@ -77,6 +77,7 @@ from .registry import (
     AsyncRegistry,
     Member,
     Result,
+    Status,
     Watcher,
     open_checked,
 )
@@ -156,6 +157,7 @@ class _Member:
         self.catalog: _Catalog = _EMPTY
         self.members: tuple[Member, ...] = ()
         self.statistics: Mapping[str, int] = {}
+        self.status: Status | None = None
 
     # ------------------------------------------------------------ to the asyncio side
 
@@ -232,6 +234,7 @@ class _Member:
         assert self.registry is not None
         self.members = tuple(self.registry.members())
         self.statistics = self.registry.statistics()
+        self.status = self.registry.status()
 
     def drain(self, first: Result | None = None, *, lost: bool = False) -> None:
         """Take every result the feed holds: republish the catalog, then hand them to the watchers.
@@ -539,6 +542,19 @@ class AsyncioRegistry:
         """
         self._check_open()
         return list(self._member.members)
+
+    def status(self) -> Status:
+        """Where this member stands: joined, alone or isolated (see :class:`~gossipreg.Status`).
+
+        A snapshot at most :data:`REFRESH_INTERVAL` seconds old; never waits
+        for the member's thread.
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        self._check_open()
+        assert self._member.status is not None  # published before the registry is handed out
+        return self._member.status
 
     def statistics(self) -> dict[str, int]:
         """Counters: packets, bytes, decode and authentication failures, suspicions, ...

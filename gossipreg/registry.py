@@ -43,6 +43,7 @@ from .core.config import Config
 from .core.crypto import Keyring
 from .core.errors import InvalidServiceError, NotFoundError, RegistryClosedError, WatcherStoppedError
 from .core.membership import Member as _CoreMember
+from .core.membership import MemberState
 from .core.model import Service, check_ttl
 from .core.node import NodeCore
 from .runtime.driver import DriverLimits, TLSContexts
@@ -50,12 +51,14 @@ from .runtime.member import LEAVE_TIMEOUT, GossipMember
 from .runtime.transport import NetTransport, Transport
 from .tls import TLSFiles, load_identity, load_tls
 
-__all__ = ["LEAVE_TIMEOUT", "AsyncRegistry", "Member", "Result", "Watcher", "open_registry"]
+__all__ = ["LEAVE_TIMEOUT", "AsyncRegistry", "Member", "Result", "Status", "Watcher", "open_registry"]
 
 log = logging.getLogger("gossipreg")
 
 #: Default bound of a watcher's buffer, in results.
 WATCH_BUFFER = 1024
+#: Probe intervals of hearing no member after which a member that has peers is ``isolated``.
+ISOLATION_PROBES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,57 @@ class Member:
     state: Literal["alive", "suspect", "dead", "left"]
     incarnation: int
     metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Where this member stands in its cluster, for health and readiness checks.
+
+    ``state`` is one of:
+
+    * ``"joined"``: other members are alive and this one hears from them;
+    * ``"alone"``: no other member is alive here (a new cluster; seeds that
+      have not answered yet, with ``retry_join``; or every peer left);
+    * ``"isolated"``: no datagram from any other member has arrived for
+      ``ISOLATION_PROBES`` (5) probe intervals while members are listed alive,
+      or after the last of them was declared dead (not left): this member's
+      network is down or cut off, and its view is going stale.
+    """
+
+    state: Literal["joined", "alone", "isolated"]
+    #: Other members alive or suspect in this member's view.
+    members: int
+    #: Seeds this member was configured with.
+    seeds: int
+    #: Seconds since an authenticated datagram from another member last arrived
+    #: (since the member started, if none has).
+    silent_for: float
+    #: Lifeguard local-health score: 0 is healthy; higher means this member's
+    #: own probes have been failing (its probes slow down accordingly).
+    awareness: int
+
+    @property
+    def ready(self) -> bool:
+        """Whether this member's view is fit to serve: joined, or alone without seeds
+        to wait for (a cluster of one). Alone with seeds, or isolated, is not."""
+        return self.state == "joined" or (self.state == "alone" and self.seeds == 0)
+
+
+def _status(core: NodeCore, seeds: int, now: float) -> Status:
+    awareness = core.membership.awareness.score
+    others = core.membership.alive_count() - 1
+    silent = max(0.0, now - core.last_heard)
+    interval, _ = core.config.scaled_probe(awareness)
+    # Peers lost to failure detection (not to a leave) while hearing nothing: cut off, not alone.
+    failed = others <= 0 and any(m.state is MemberState.DEAD for m in core.members())
+    state: Literal["joined", "alone", "isolated"]
+    if silent > ISOLATION_PROBES * interval and (others > 0 or failed):
+        state = "isolated"
+    elif others <= 0:
+        state = "alone"
+    else:
+        state = "joined"
+    return Status(state, max(others, 0), seeds, silent, awareness)
 
 
 def _decode_meta(meta: bytes) -> Mapping[str, str]:
@@ -318,6 +372,16 @@ class AsyncRegistry:
         """
         self._check_open()
         return [_member(m) for m in self._core.members()]
+
+    def status(self) -> Status:
+        """Where this member stands: joined, alone or isolated (see :class:`Status`);
+        ``status().ready`` is the readiness to report to a platform.
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        self._check_open()
+        return _status(self._core, len(self._member.seeds), self._driver.now())
 
     @property
     def name(self) -> str:

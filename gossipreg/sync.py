@@ -61,6 +61,7 @@ from .registry import (
     AsyncRegistry,
     Member,
     Result,
+    Status,
     Watcher,
     open_checked,
 )
@@ -435,6 +436,16 @@ class Registry:
             BlockingCallError: called inside a trio program.
         """
         return self._sync(lambda reg: reg.members())
+
+    def status(self) -> Status:
+        """Where this member stands: joined, alone or isolated (see :class:`~gossipreg.Status`);
+        ``status().ready`` is the readiness to report to a platform.
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+            BlockingCallError: called inside a trio program.
+        """
+        return self._sync(lambda reg: reg.status())
 
     @property
     def name(self) -> str:

@@ -81,6 +81,7 @@ EXPORTS = [
     "RegistryProtocol",
     "Result",
     "Service",
+    "Status",
     "SyncWatcher",
     "TLSFiles",
     "Value",
@@ -322,6 +323,7 @@ def _calls(reg: Any) -> dict[str, Callable[[], Any]]:
         "keep_alive": lambda: reg.keep_alive(SERVICE, 30),
         "members": lambda: reg.members(),
         "statistics": lambda: reg.statistics(),
+        "status": lambda: reg.status(),
     }
 
 

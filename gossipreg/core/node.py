@@ -436,6 +436,12 @@ class NodeCore:
         """The local view of all services, without nodes."""
         return self.catalog.list_services()
 
+    @property
+    def last_heard(self) -> float:
+        """When (``now``) an authenticated datagram last arrived from another member;
+        the creation time until one does."""
+        return self._last_heard
+
     def statistics(self) -> dict[str, int]:
         """Counters: packets, bytes, failures, protocol and catalog activity.
 

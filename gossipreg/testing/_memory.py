@@ -44,6 +44,7 @@ from ..registry import (
     WATCH_BUFFER,
     Member,
     Result,
+    Status,
     _member,
 )
 from ..sync import _refuse_trio_thread
@@ -163,6 +164,10 @@ class _Member:
         self.check_open()
         self.advance()
         return self.core.statistics()
+
+    def status(self) -> Status:
+        self.check_open()
+        return Status("alone", 0, 0, 0.0, 0)
 
     def snapshot(self, watcher: _Buffer, service: str | None) -> None:
         names = [service] if service is not None else sorted({s.name for s in self.core.list_services()})
@@ -410,6 +415,14 @@ class MemoryRegistry:
             RegistryClosedError: the registry is closed.
         """
         return self._member.members()
+
+    def status(self) -> Status:
+        """``alone`` and ready, as a real member without seeds (a memory registry has no peers).
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        return self._member.status()
 
     def statistics(self) -> dict[str, int]:
         """The member core's counters (registrations, expiries, renewals, ...; no traffic).
@@ -720,6 +733,15 @@ class SyncMemoryRegistry:
         with self._changed:
             self._renew()
             return self._member.members()
+
+    def status(self) -> Status:
+        """``alone`` and ready, as a real member without seeds (a memory registry has no peers).
+
+        Raises:
+            RegistryClosedError: the registry is closed.
+        """
+        with self._changed:
+            return self._member.status()
 
     def statistics(self) -> dict[str, int]:
         """The member core's counters (registrations, expiries, renewals, ...; no traffic).
