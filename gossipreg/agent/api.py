@@ -48,7 +48,6 @@ from typing import Any
 
 import trio
 
-from .. import __version__
 from ..core.errors import (
     ConfigError,
     InvalidServiceError,
@@ -453,80 +452,7 @@ class AgentAPI:
         )
 
     async def _metrics(self, request: Request) -> Response:
-        reg = self.registry
-        items = metrics.from_statistics(reg.statistics())
-        items.insert(
-            0,
-            (
-                "gossipreg_info",
-                "gauge",
-                "This member; always 1.",
-                [({"member": reg.name, "version": __version__}, 1.0)],
-            ),
-        )
-        items.append(
-            (
-                "gossipreg_services",
-                "gauge",
-                "Services (name, version) in this member's view.",
-                [({}, float(len(reg.list_services())))],
-            )
-        )
-        ring = self.keyring.keyring
-        items.append(
-            (
-                "gossipreg_keyring_keys",
-                "gauge",
-                "Keys in this member's keyring.",
-                [({}, float(len(ring) if ring is not None else 0))],
-            )
-        )
-        answered = sorted(self.server.requests.items())
-        items.append(
-            (
-                "gossipreg_http_responses_total",
-                "counter",
-                "Answers of the agent API, by status.",
-                [({"code": str(code)}, float(n)) for code, n in answered],
-            )
-        )
-        server = self.server
-        for name, kind, text, value in (
-            (
-                "gossipreg_http_connections",
-                "gauge",
-                "Connections the agent API serves now.",
-                server.connections,
-            ),
-            ("gossipreg_http_streams", "gauge", "Streamed answers (watches) in progress.", server.streams),
-            (
-                "gossipreg_http_evictions_total",
-                "counter",
-                "Connections waiting for a request closed to make room for a new one (connection limit).",
-                server.evictions,
-            ),
-            (
-                "gossipreg_http_refused_total",
-                "counter",
-                "Connections answered 503 because every slot was running a handler.",
-                server.refused,
-            ),
-            (
-                "gossipreg_http_streams_refused_total",
-                "counter",
-                "Streamed answers (watches) refused with 503 over the stream limit.",
-                server.streams_refused,
-            ),
-            (
-                "gossipreg_http_timeouts_total",
-                "counter",
-                "Requests that did not arrive in time (408).",
-                server.timeouts,
-            ),
-        ):
-            items.append((name, kind, text, [({}, float(value))]))
-        body = metrics.render(items).encode("utf-8")
-        return Response(200, body, metrics.CONTENT_TYPE)
+        return Response(200, metrics.exposition(self), metrics.CONTENT_TYPE)
 
     # ------------------------------------------------------------ keyring
 
