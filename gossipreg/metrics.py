@@ -101,7 +101,7 @@ COUNTERS: Mapping[str, str] = {
     "bytes_received": "Bytes of datagrams received, before authentication.",
     "stream_messages_sent": "Stream (push-pull) messages sent.",
     "stream_messages_received": "Stream (push-pull) messages received.",
-    "stream_bytes_sent": "Bytes of stream (push-pull) messages sent.",
+    "stream_bytes_sent": "Bytes of stream (push-pull) chunks sent, sealing overhead included.",
     "stream_bytes_received": "Bytes of stream (push-pull) chunks received.",
     # rejected input
     "auth_failures": "Datagrams and stream chunks refused: wrong key or cluster label, or tampered.",
@@ -112,6 +112,10 @@ COUNTERS: Mapping[str, str] = {
     "pings_misdirected": "Pings received for another member's name (an address reused by another member).",
     "records_rejected_drift": "Records refused because their owner's clock stamp was too far ahead.",
     "stream_messages_too_large": "Stream messages refused for exceeding Config.max_stream_frame.",
+    "stream_refusals_sent": "Refusals written on inbound streams whose first frame was not accepted "
+    "(another key or label, plaintext against sealed).",
+    "stream_refusals_received": "Refusals received on streams this member opened: the peer did not accept "
+    "its first frame.",
     "identity_unsigned": "Records, alives or member states refused for lacking their signer's signature.",
     "identity_unknown_signer": "Signed statements whose signer's certificate was not known here yet.",
     "identity_certificates_asked": "Certificates of unknown signers asked of the member that sent them.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import prometheus_client
 import trio
@@ -136,3 +137,9 @@ async def test_each_agent_has_its_own_metrics() -> None:
     assert "x1" not in texts[0]
     # The second scrape counts the first's answer.
     assert 'gossipreg_http_responses_total{code="200"} 1.0' in again
+
+
+def test_every_agent_metric_is_in_the_operations_guide() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name, kind in AGENT_METRICS.items():
+        assert f"`{name}_total" in guide if kind == "counter" else f"`{name}`" in guide, name

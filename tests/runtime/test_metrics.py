@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 import prometheus_client
 import pytest
@@ -208,3 +209,15 @@ async def test_serve_metrics_of_a_trio_member_reads_it_on_the_trio_thread() -> N
             assert value(families, "gossipreg_catalog_merged", "gossipreg_catalog_merged_total") == (
                 b.statistics()["catalog_merged"]
             )
+
+
+def test_every_metric_of_a_member_is_in_the_operations_guide() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    names = [f"{counter_name(k)}_total" for k in COUNTERS]
+    names += [name for name, _ in gossipreg.metrics.GAUGES.values()]
+    names += [name for name, _ in gossipreg.metrics.HISTOGRAMS.values()]
+    names += ["gossipreg_info", "gossipreg_members"]
+    missing = [n for n in names if f"`{n}" not in guide]
+    assert not missing, f"docs/operations.md does not list {missing}"
+    for key, text in COUNTERS.items():
+        assert text in guide, f"the help of {key} in docs/operations.md is not the code's"
