@@ -233,3 +233,15 @@ def test_the_command_reports_a_bad_variable_before_anything_starts(tmp_path: Pat
 
 def test_blank_variables_are_unset() -> None:
     assert load_environment({var: "  " for var in ENVIRONMENT.values()}) == {}
+
+
+def test_the_configuration_guide_lists_every_variable_with_its_flag() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    lines = [line for line in guide.splitlines() if line.startswith("| `GOSSIPREG_")]
+    rows = {line.split("|")[1].strip(): line for line in lines}
+    for fld, var in ENVIRONMENT.items():
+        row = next((line for names, line in rows.items() if f"`{var}`" in names), None)
+        assert row is not None, var
+        if FLAGS[fld].startswith("--"):
+            assert f"`{FLAGS[fld]}" in row, (var, FLAGS[fld])
+    assert "`GOSSIPREG_CONFIG`" in rows
