@@ -102,6 +102,13 @@ def check_address(what: str, value: object, *, default_port: int | None, min_por
         ConfigError: the message starts with ``what``, shows the value and states the rule.
     """
     form = "'host:port'" if default_port is None else "'host[:port]'"
+    if isinstance(value, str) and "://" in value:
+        raise ConfigError(f"{what}: {shown(value)} is a URL; give the address as {form}, no scheme or path")
+    if isinstance(value, str) and " " in value.strip():
+        raise ConfigError(
+            f"{what}: {shown(value)} holds spaces; give one address as {form}, and separate several "
+            "with commas"
+        )
     if isinstance(value, str):
         if len(value) > MAX_HOST_LENGTH + 8:  # '[' host ']:' port
             raise ConfigError(f"{what}: {shown(value)} is {len(value)} characters, too long for an address")

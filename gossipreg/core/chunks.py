@@ -48,6 +48,42 @@ MAX_FRAME = 1 + CHUNK + OVERHEAD
 STREAM_LABEL_SUFFIX = b"\x00gossipreg-stream"
 
 
+#: Start of a refusal: the one unsealed frame a member writes on an inbound stream
+#: whose first frame it cannot accept, before it closes the stream, so that a
+#: joiner learns why instead of seeing only a closed stream. It cannot be taken
+#: for a chunk: a sealed frame starts with the key version (1) and a plaintext
+#: chunk with its flag (0 or 1). It carries one byte after this prefix: a key of
+#: :data:`REFUSALS`. Unauthenticated, so only ever a hint for an error message.
+REFUSAL_PREFIX = b"\xffgossipreg-refused:"
+#: Why a member refused a stream, by code, as the refused member should read it.
+REFUSALS = {
+    1: "the seed cannot open this member's messages: no key of the two keyrings is shared, "
+    "or the cluster labels differ",
+    2: "the seed runs with a keyring and refuses plaintext, and this member runs insecure=True: "
+    "configure the cluster keyring here",
+    3: "the seed runs insecure=True and cannot open sealed messages: configure the same keyring "
+    "on the seed, or run this member insecure too",
+}
+#: The refusal codes, by the counter of the cause they report.
+REFUSAL_CODES = {"auth_failures": 1, "plaintext_rejected": 2, "sealed_received_while_insecure": 3}
+
+
+def refusal(code: int) -> bytes:
+    """The refusal frame of ``code`` (a key of :data:`REFUSALS`)."""
+    return REFUSAL_PREFIX + bytes([code])
+
+
+def read_refusal(frame: bytes) -> str | None:
+    """The reason a refusal frame gives, or ``None`` if ``frame`` is not a refusal
+    (an unknown code reads as an unspecified refusal)."""
+    if not frame.startswith(REFUSAL_PREFIX):
+        return None
+    code = frame[len(REFUSAL_PREFIX) :]
+    if len(code) == 1 and code[0] in REFUSALS:
+        return REFUSALS[code[0]]
+    return "the seed refused this member's stream (an unknown reason: a newer version?)"
+
+
 def chunk_label(label: bytes, *, initiator: bool, seq: int) -> bytes:
     """The additional authenticated data of chunk ``seq`` sent by the stream's
     initiator (``initiator=True``) or its responder."""

@@ -165,6 +165,9 @@ class JoinResult:
     address: Address
     ok: bool
     reason: str = ""
+    #: The seed refused for a reason that retrying will not change (another
+    #: cluster key or label, plaintext against sealed, not a gossip port).
+    permanent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +258,8 @@ _COUNTER_NAMES = (
     "stream_messages_sent", "stream_messages_received", "stream_bytes_sent", "stream_bytes_received",
     "push_pulls_started", "push_pulls_answered", "push_pulls_completed", "push_pulls_failed",
     "stream_messages_too_large",
+    "stream_refusals_sent",
+    "stream_refusals_received",
     "identity_unsigned", "identity_unknown_signer", "identity_bad_signature", "identity_bad_certificate",
     "identity_certificates_asked", "identity_certificates_sent", "identity_pending_dropped",
 )
@@ -270,6 +275,9 @@ class _Counters:
 
 #: Seconds between two :class:`TrafficRefused` events of the same cause.
 NOTICE_INTERVAL = 60.0
+#: Refusals (:func:`~gossipreg.core.chunks.refusal`) a member writes per second at
+#: most, on average (bursts of as many): beyond, a refused stream is just closed.
+REFUSALS_PER_SECOND = 10.0
 #: Message types that are updates (gossiped, and forwarded down broadcast trees).
 _UPDATE_TYPES = frozenset({codec.ALIVE, codec.SUSPECT, codec.DEAD, codec.LEAVE, codec.RECORD})
 #: Tolerance for comparing times computed along different paths (float rounding).
@@ -400,6 +408,8 @@ class NodeCore:
         self._failed_at: dict[Address, str] = {}  # the same members by address
         self._suspect_at: dict[Address, str] = {}  # members held SUSPECT, by address
         self._last_heard = now  # when an authenticated datagram last arrived
+        self._refusal_tokens = REFUSALS_PER_SECOND  # token bucket of refusals to write
+        self._refusal_at = now
         self._next_reconnect = now + rng.uniform(0.5, 1.0) * config.reconnect_interval
         self._next_reconnect_ping = now + rng.uniform(0, config.probe_interval)
         # Push-pulls begun because a member held dead spoke (address -> when), rate-limited.
@@ -458,6 +468,9 @@ class NodeCore:
           for another member's name), ``records_rejected_drift``,
           ``stream_messages_too_large`` (a stream message over
           ``Config.max_stream_frame``, reassembled from authenticated chunks),
+          ``stream_refusals_sent`` / ``stream_refusals_received`` (refusals
+          saying why a stream's first frame was not accepted: another key or
+          label, plaintext against sealed; at most ``REFUSALS_PER_SECOND``),
           and with member identities ``identity_unsigned`` (a record, alive or
           member state that needs its signer's signature and has none),
           ``identity_unknown_signer`` (a statement whose signer's certificate is
@@ -1523,7 +1536,7 @@ class NodeCore:
         self._chunks_out.pop(sid, None)
         self._chunks_in.pop(sid, None)
 
-    def _fail_push_pull(self, sid: StreamId, reason: str) -> bool:
+    def _fail_push_pull(self, sid: StreamId, reason: str, *, permanent: bool = False) -> bool:
         """Abandon the push-pull on ``sid`` and close it; False if there was none."""
         pp = self._pushpulls.pop(sid, None)
         if pp is None:
@@ -1531,20 +1544,37 @@ class NodeCore:
         self._counters.inc("push_pulls_failed")
         self._observed.push_pull_ended(sid, self._now, completed=False)
         if pp.join and role_of(sid) is Role.INITIATOR:
-            self._events.append(JoinResult(pp.address, False, reason))
+            self._events.append(JoinResult(pp.address, False, reason, permanent))
         self._close_stream(sid)
         return True
 
-    def _abort_stream(self, sid: StreamId, reason: str) -> None:
+    def _abort_stream(self, sid: StreamId, reason: str, *, permanent: bool = False) -> None:
         """Close ``sid`` after bad input, failing its push-pull if any (one CloseStream)."""
-        if not self._fail_push_pull(sid, reason):
+        if not self._fail_push_pull(sid, reason, permanent=permanent):
             self._close_stream(sid)
 
-    def stream_failed(self, stream: StreamId, now: float, reason: str = "stream failed") -> None:
+    def _refuse_stream(self, sid: StreamId, cause: str) -> None:
+        """Write a refusal saying ``cause`` on inbound stream ``sid``, whose first frame
+        this member cannot accept (at most :data:`REFUSALS_PER_SECOND`); the caller closes it."""
+        now = self._now
+        self._refusal_tokens = min(
+            REFUSALS_PER_SECOND, self._refusal_tokens + (now - self._refusal_at) * REFUSALS_PER_SECOND
+        )
+        self._refusal_at = now
+        if self._refusal_tokens < 1:
+            return
+        self._refusal_tokens -= 1
+        self._counters.inc("stream_refusals_sent")
+        self._outbox.append(SendStream(sid, self._from, chunks.refusal(chunks.REFUSAL_CODES[cause])))
+
+    def stream_failed(
+        self, stream: StreamId, now: float, reason: str = "stream failed", *, permanent: bool = False
+    ) -> None:
         """The driver could not open, or lost, ``stream`` (or it ended: drivers call this
-        for every stream they close, so its state goes)."""
+        for every stream they close, so its state goes). ``permanent``: for a join, the
+        reason will not change by retrying (say, the address speaks another protocol)."""
         self._now = now
-        self._fail_push_pull(stream, reason)
+        self._fail_push_pull(stream, reason, permanent=permanent)
         self._forget_stream(stream)
 
     def receive_stream(self, stream: StreamId, address: tuple[str, int], data: bytes, now: float) -> bool:
@@ -1566,14 +1596,25 @@ class NodeCore:
         if self._left:
             return False
         # The peer sent this as the initiator if this member's end is the inbound one.
+        inbound = role_of(stream) is Role.RESPONDER
+        first = stream not in self._chunks_in
         seq, partial = self._chunks_in.get(stream, (0, None))
+        if first and not inbound:
+            refused = chunks.read_refusal(data)
+            if refused is not None:  # the peer could not accept this member's first frame
+                c.inc("stream_refusals_received")
+                self._abort_stream(stream, f"refused: {refused}", permanent=True)
+                return False
         try:
             flag, piece = chunks.open_chunk(
-                self.keyring, self._stream_label, data, initiator=role_of(stream) is Role.RESPONDER, seq=seq
+                self.keyring, self._stream_label, data, initiator=inbound, seq=seq
             )
         except AuthenticationError:
             plaintext = len(data) > 1 and data[1] == codec.PROTOCOL_VERSION
-            self._refused("plaintext_rejected" if plaintext else "auth_failures")
+            cause = "plaintext_rejected" if plaintext else "auth_failures"
+            self._refused(cause)
+            if first and inbound:
+                self._refuse_stream(stream, cause)
             self._abort_stream(stream, "authentication failed")
             return False
         except DecodeError:
@@ -1585,7 +1626,10 @@ class NodeCore:
         if self.keyring is None and not partial and piece[:1] != bytes([codec.PROTOCOL_VERSION]):
             # A message starts with the protocol version; a sealed frame (version 1, which
             # also reads as the last-chunk flag) reached this plaintext member.
-            self._refused("sealed_received_while_insecure" if data[:1] == b"\x01" else "decode_errors")
+            sealed = data[:1] == b"\x01"
+            self._refused("sealed_received_while_insecure" if sealed else "decode_errors")
+            if sealed and first and inbound:
+                self._refuse_stream(stream, "sealed_received_while_insecure")
             self._abort_stream(stream, "not a plaintext stream message")
             return False
         if len(partial) + len(piece) > self.config.max_stream_frame:

@@ -49,7 +49,7 @@ from ..core import chunks
 from ..core.errors import ConfigError
 from ..core.membership import Address
 from ..core.node import CloseStream, NodeCore, NodeEvent, SendDatagram, SendStream, StreamId
-from .framing import FramedStream, FrameError
+from .framing import ForeignProtocolError, FramedStream, FrameError
 from .transport import Transport
 
 __all__ = ["DriverLimits", "MemberDriver", "TLSContexts"]
@@ -357,7 +357,7 @@ class MemberDriver:
             if stream is not None:
                 await trio.aclose_forcefully(stream)
             self._streams.pop(sid, None)
-            self._stream_failed(sid, f"connect failed: {exc!r}")
+            self._stream_failed(sid, _connect_failure(exc, limits.stream_timeout))
             return
         await self._converse(sid, address, FramedStream(stream, limits.max_frame, limits.stream_timeout),
                              messages)
@@ -442,6 +442,7 @@ class MemberDriver:
             if not authentic:
                 self._streams.pop(sid, None)
                 send.close()
+                await self._write_refusal(framed, recv)
                 self._stream_failed(sid, "stream closed")
                 return
             entry.authenticated = True
@@ -490,6 +491,7 @@ class MemberDriver:
     ) -> None:
         """Write what the core queues for ``sid`` and feed it what arrives, until either side ends."""
         failed: str | None = None
+        permanent = False
 
         async def writer(cancel: trio.CancelScope) -> None:
             nonlocal failed
@@ -503,7 +505,7 @@ class MemberDriver:
             cancel.cancel()
 
         async def reader(cancel: trio.CancelScope) -> None:
-            nonlocal failed
+            nonlocal failed, permanent
             try:
                 while True:
                     data = await framed.receive(idle_timeout=self.limits.stream_timeout)
@@ -515,6 +517,10 @@ class MemberDriver:
                         self._count("handler_errors")
                         log.exception("gossipreg: error handling a stream message from %s", peer)
                     self.flush()
+            except ForeignProtocolError as exc:
+                self._count("stream_errors")
+                failed, permanent = str(exc), True
+                log.debug("gossipreg: stream with %s: %r", peer, exc)
             except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._count("stream_errors")
                 failed = f"receive failed: {exc!r}"
@@ -531,15 +537,46 @@ class MemberDriver:
             if channel is not None:
                 channel.close()
             await trio.aclose_forcefully(framed.stream)
-            self._stream_failed(sid, failed or "stream closed")
+            self._stream_failed(sid, failed or "stream closed", permanent=permanent)
 
-    def _stream_failed(self, sid: StreamId, reason: str) -> None:
+    async def _write_refusal(
+        self, framed: FramedStream, queued: trio.MemoryReceiveChannel[bytes | None]
+    ) -> None:
+        """Write the refusal the core queued for a stream it did not accept (if any), briefly."""
+        with trio.move_on_after(min(1.0, self.limits.stream_timeout)):
+            while True:
+                try:
+                    data = queued.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    return
+                if data is None:
+                    return
+                try:
+                    await framed.send(data)
+                except (FrameError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    return
+
+    def _stream_failed(self, sid: StreamId, reason: str, *, permanent: bool = False) -> None:
         try:
-            self.core.stream_failed(sid, self.now(), reason)
+            self.core.stream_failed(sid, self.now(), reason, permanent=permanent)
         except Exception:
             self._count("handler_errors")
             log.exception("gossipreg: error handling the end of a stream")
         self.flush()
+
+
+def _connect_failure(exc: BaseException, timeout: float) -> str:
+    """Why a stream could not be opened, in words that suggest the fix."""
+    if isinstance(exc, trio.TooSlowError):
+        return (f"connect failed: no answer within {timeout:g}s (a wrong address, or a firewall "
+                "dropping the packets)")
+    errors = [exc, exc.__cause__, *getattr(exc.__cause__, "exceptions", ())]
+    if any(isinstance(e, ConnectionRefusedError) for e in errors):
+        return ("connect failed: connection refused: nothing listens there; is the seed running, "
+                "and is this its gossip port?")
+    if isinstance(exc, ssl.SSLError):
+        return f"connect failed: TLS handshake: {exc} (do both ends use TLS, with the same CA?)"
+    return f"connect failed: {exc!r}"
 
 
 def _at(deadline: float | None) -> float:

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["FrameError", "FramedStream"]
+__all__ = ["FrameError", "FramedStream", "ForeignProtocolError"]
 
 _HEADER = 4
 
 
 class FrameError(Exception):
     """The peer sent a frame that is too large, stalled, or closed mid-frame."""
+
+
+class ForeignProtocolError(FrameError):
+    """The peer speaks another protocol: what arrived is not a frame but, say, an
+    HTTP response (the address is an HTTP port, not a gossip port)."""
+
+
+#: First bytes of the answers of protocols a gossip port is mistaken for, and what they are.
+_FOREIGN = {b"HTTP": "HTTP (an agent's API port?)", b"SSH-": "SSH", b"\x15\x03\x01\x00": "TLS (an alert)"}
 
 
 class FramedStream:
@@ -71,6 +80,11 @@ class FramedStream:
             await self._fill(_HEADER, allow_eof=False)
             length = int.from_bytes(self._buffer[:_HEADER], "big")
             if length > self._max:
+                foreign = _FOREIGN.get(bytes(self._buffer[:_HEADER]))
+                if foreign is not None:
+                    raise ForeignProtocolError(
+                        f"the peer speaks {foreign}, not the gossip protocol: not a gossip port"
+                    )
                 raise FrameError(f"peer announced a {length}-byte frame; the limit is {self._max}")
             await self._fill(_HEADER + length, allow_eof=False)
         if scope.cancelled_caught:

@@ -165,10 +165,13 @@ class GossipMember:
         """Join through the seeds, retrying with backoff until ``timeout`` seconds have passed.
 
         Every retry resolves the seeds again. Returns at once without seeds.
+        When every seed refuses for a reason retrying will not change (another
+        cluster key or label, plaintext against sealed, not a gossip port),
+        gives up at once instead of at the deadline.
 
         Raises:
-            JoinError: seeds were given and none answered in time; the message
-                gives each seed's last reason.
+            JoinError: seeds were given and none answered in time, or all
+                refused; the message gives each seed's last reason.
         """
         if not self.seeds:
             return
@@ -177,6 +180,7 @@ class GossipMember:
         send, recv = trio.open_memory_channel[JoinResult](64)
         self._join_waiters.append(send)
         reasons: list[str] = []
+        refused = False  # every seed refused for a reason retrying will not change
         try:
             while True:
                 addresses = await self.resolve_seeds()
@@ -184,17 +188,20 @@ class GossipMember:
                     self.core.join(addresses, self.driver.now())
                     self.driver.flush()
                     pending = len(addresses)
+                    permanent = 0
                     with trio.move_on_at(deadline):
                         while pending:
                             result = await recv.receive()
                             if result.ok:
                                 return
                             pending -= 1
+                            permanent += result.permanent
                             reasons.append(f"{result.address.host}:{result.address.port}: {result.reason}")
+                    refused = permanent == len(addresses)
                 else:
                     reasons.append("no seed address could be resolved")
                 left = deadline - trio.current_time()
-                if left <= 0:
+                if left <= 0 or refused:
                     break
                 # Retry with backoff, and once more right at the deadline.
                 await trio.sleep(min(backoff, left))
@@ -202,7 +209,9 @@ class GossipMember:
         finally:
             self._join_waiters.remove(send)
         seeds = ", ".join(f"{h}:{p}" for h, p in self.seeds)
-        detail = "; ".join(reasons[-len(self.seeds) :]) or "no answer"
+        detail = "; ".join(dict.fromkeys(reasons[-len(self.seeds) :])) or "no answer"
+        if refused:
+            raise JoinError(f"could not join through any seed ({seeds}): {detail}")
         raise JoinError(f"could not join through any seed ({seeds}) within {timeout:g}s: {detail}")
 
     async def resolve_seeds(self) -> list[Address]:

@@ -142,8 +142,13 @@ class CoreNetwork:
         return None if self.insecure else Keyring(TEST_KEY)
 
     def add(self, name: str, *, config: Config | None = None, keyring: Keyring | None = None,
-            **kwargs: Any) -> NodeCore:
-        """A new member ``name`` at the next address ``10.0.0.N:7946``; ``kwargs`` go to :class:`NodeCore`."""
+            insecure: bool | None = None, **kwargs: Any) -> NodeCore:
+        """A new member ``name`` at the next address ``10.0.0.N:7946``; ``kwargs`` go to :class:`NodeCore`.
+
+        ``keyring`` and ``insecure`` default to the network's; ``insecure=True``
+        runs this member without a keyring (to test mixed clusters).
+        """
+        insecure = self.insecure if insecure is None else insecure
         index = len(self.by_address) + 1
         address = Address(f"10.0.0.{index}", 7946)
         core = NodeCore(
@@ -153,8 +158,8 @@ class CoreNetwork:
             rng=random.Random(f"{self.seed}/{name}"),
             wall_clock=lambda: self.wall0 + self.now,
             now=self.now,
-            keyring=keyring if keyring is not None else self.keyring(),
-            insecure=self.insecure,
+            keyring=None if insecure else keyring if keyring is not None else Keyring(TEST_KEY),
+            insecure=insecure,
             **kwargs,
         )
         self.cores[name] = core

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -310,45 +309,6 @@ async def test_the_watch_ends_when_the_agent_stops() -> None:
                 await watch.aclose()
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (-?[0-9.e+-]+)$')
-
-
-async def test_metrics_are_prometheus_text() -> None:
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            agent = await start_agent(nursery, name="m0")
-            port = agent.http_port
-            assert port is not None
-            await request(port, "PUT", "/v1/services", json_body=GREETER, token=agent.prepared.http_token)
-            await request(port, "GET", "/v1/nothing")
-            reply = await request(port, "GET", "/v1/metrics")
-            assert reply.status == 200
-            assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-            text = reply.body.decode()
-            assert text.endswith("\n")
-            typed: dict[str, str] = {}
-            samples: dict[str, float] = {}
-            for line in text.splitlines():
-                if line.startswith("# TYPE "):
-                    _, _, name, kind = line.split(" ")
-                    assert name not in typed, f"TYPE twice for {name}"
-                    assert kind in ("counter", "gauge")
-                    typed[name] = kind
-                elif line.startswith("# HELP "):
-                    continue
-                else:
-                    m = _SAMPLE.match(line)
-                    assert m, f"not a sample line: {line!r}"
-                    assert m.group(1) in typed, f"sample before its TYPE: {line!r}"
-                    samples[line.rsplit(" ", 1)[0]] = float(m.group(4))
-            assert all(name.endswith("_total") for name, kind in typed.items() if kind == "counter")
-            assert samples['gossipreg_members{state="alive"}'] == 1
-            assert samples['gossipreg_info{member="m0",version="0.1.0.dev0"}'] == 1
-            assert samples["gossipreg_services"] == 1
-            assert samples["gossipreg_keyring_keys"] == 0
-            assert samples['gossipreg_http_responses_total{code="404"}'] == 1
-            assert "gossipreg_datagrams_sent_total" in samples
-            agent.stop()
 
 
 async def test_keyring_rotation_through_the_api_persists_to_the_keyring_file(tmp_path: Path) -> None:

@@ -31,7 +31,14 @@ from gossipreg.core.membership import (
     Suspect,
 )
 from gossipreg.core.model import Endpoint, Node, Service, Value
-from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
+from gossipreg.core.node import (
+    REFUSALS_PER_SECOND,
+    CloseStream,
+    JoinResult,
+    NodeCore,
+    SendDatagram,
+    SendStream,
+)
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
 from .node_helpers import (
@@ -694,16 +701,57 @@ def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
     assert stat(a, "auth_failures") == 1
     assert stat(a, "push_pulls_answered") == 0
     assert [m.name for m in a.members()] == ["a"]
+    # a said why before closing: x's join fails at once, with the cause, for good.
     assert [e for e in net.events["x"] if isinstance(e, JoinResult)] == [
-        JoinResult(a.address, False, "closed by peer")
+        JoinResult(a.address, False, f"refused: {chunks.REFUSALS[1]}", permanent=True)
     ]
-    # a's answer to the bad message was to close its end.
+    assert (stat(a, "stream_refusals_sent"), stat(x, "stream_refusals_received")) == (1, 1)
+    # a's answer to the bad message: the refusal, unsealed, then the close of its end.
     direct = NodeCore("a2", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
                       now=0.0, keyring=Keyring(KEY))
     bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
     direct.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
-    assert direct.take_outbox() == [CloseStream(("in", 1))]
+    assert direct.take_outbox() == [
+        SendStream(("in", 1), Address("10.0.0.8", 1), chunks.refusal(1)), CloseStream(("in", 1))
+    ]
     assert stat(direct, "auth_failures") == 1
+
+
+@pytest.mark.parametrize(
+    ("joiner_insecure", "seed_insecure", "code"), [(True, False, 2), (False, True, 3)]
+)
+def test_a_join_across_sealed_and_plaintext_is_refused_with_the_cause(
+    joiner_insecure: bool, seed_insecure: bool, code: int
+) -> None:
+    net = CoreNetwork()
+    a = net.add("a", insecure=seed_insecure)
+    x = net.add("x", insecure=joiner_insecure)
+    x.join([a.address], net.now)
+    net.run(1)
+    [result] = [e for e in net.events["x"] if isinstance(e, JoinResult)]
+    assert (result.ok, result.permanent, result.reason) == (False, True, f"refused: {chunks.REFUSALS[code]}")
+    assert [m.name for m in a.members()] == ["a"]
+
+
+def test_refusals_are_rate_limited_and_only_answer_a_streams_first_frame() -> None:
+    core = NodeCore("a", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                    now=0.0, keyring=Keyring(KEY))
+    bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
+    burst = 3 * int(REFUSALS_PER_SECOND)
+    for n in range(burst):  # all at one instant: the bucket holds REFUSALS_PER_SECOND
+        core.receive_stream(("in", n), ("10.0.0.8", 1), bogus, 0.0)
+    refusals = [o for o in core.take_outbox() if isinstance(o, SendStream)]
+    assert len(refusals) == REFUSALS_PER_SECOND
+    assert stat(core, "stream_refusals_sent") == REFUSALS_PER_SECOND
+    core.receive_stream(("in", burst), ("10.0.0.8", 1), bogus, 0.5)  # half a second refills half
+    assert len([o for o in core.take_outbox() if isinstance(o, SendStream)]) == 1
+    # An outbound stream's bad frame, or a later frame of an inbound one, gets no refusal.
+    core.receive_stream(("out", 1), ("10.0.0.8", 1), bogus, 10.0)
+    assert not [o for o in core.take_outbox() if isinstance(o, SendStream)]
+    first, _ = chunks.seal_chunks(Keyring(KEY), STREAM_LABEL, bytes(chunks.CHUNK + 1), initiator=True, seq=0)
+    assert core.receive_stream(("in", 99), ("10.0.0.8", 1), first, 10.0)  # a message's first chunk
+    core.receive_stream(("in", 99), ("10.0.0.8", 1), bogus, 10.0)
+    assert not [o for o in core.take_outbox() if isinstance(o, SendStream)]
 
 
 def test_stream_messages_are_not_datagrams() -> None:
@@ -715,7 +763,7 @@ def test_stream_messages_are_not_datagrams() -> None:
     a.receive_stream(("in", 99), b.address, datagram, net.now)
     assert stat(a, "auth_failures") == 1
     assert stat(a, "push_pulls_answered") == answered
-    assert a.take_outbox() == [CloseStream(("in", 99))]
+    assert a.take_outbox() == [SendStream(("in", 99), b.address, chunks.refusal(1)), CloseStream(("in", 99))]
 
 
 # ====================================================================== replay

@@ -121,10 +121,12 @@ async def test_garbage_on_a_stream_closes_it_counted_and_the_member_carries_on(
         unsealed = await attacker.connect(addr(a))
         await unsealed.send_all(len(junk).to_bytes(4, "big") + junk)
 
-        # Both are closed at once (well within the stream timeout), and nothing is answered.
+        # Both are closed at once (well within the stream timeout): the first with nothing
+        # answered, the second after one refusal frame saying why (no key opened it).
+        refusal = chunks.refusal(chunks.REFUSAL_CODES["auth_failures"])
         with trio.fail_after(STREAM_TIMEOUT / 2):
             assert await read_to_eof(oversized) == b""
-            assert await read_to_eof(unsealed) == b""
+            assert await read_to_eof(unsealed) == len(refusal).to_bytes(4, "big") + refusal
         after = a.statistics()
         assert after["driver_stream_errors"] - before["driver_stream_errors"] == 1
         assert after["auth_failures"] - before["auth_failures"] == 1
@@ -497,12 +499,13 @@ async def test_exception_at_the_end_of_a_stream_is_counted_and_survived(
         real = a._core.stream_failed
         raised = 0
 
-        def flaky(stream: tuple[str, int], now: float, reason: str = "stream failed") -> None:
+        def flaky(stream: tuple[str, int], now: float, reason: str = "stream failed", *,
+                  permanent: bool = False) -> None:
             nonlocal raised
             if not raised:
                 raised += 1
                 raise RuntimeError("injected bug at stream end")
-            real(stream, now, reason)
+            real(stream, now, reason, permanent=permanent)
 
         a._core.stream_failed = flaky  # type: ignore[method-assign]
         stream = await net.transport().connect(addr(a))
