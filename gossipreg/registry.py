@@ -102,7 +102,9 @@ class Status:
     state: Literal["joined", "alone", "isolated"]
     #: Other members alive or suspect in this member's view.
     members: int
-    #: Seeds this member was configured with.
+    #: Seeds to wait for: the seed addresses other than this member's own at the
+    #: last resolution (the configured seeds until one resolves). A seed list that
+    #: names only this member (the headless Service of a single pod) counts 0.
     seeds: int
     #: Seconds since an authenticated datagram from another member last arrived
     #: (since the member started, if none has).
@@ -381,7 +383,9 @@ class AsyncRegistry:
             RegistryClosedError: the registry is closed.
         """
         self._check_open()
-        return _status(self._core, len(self._member.seeds), self._driver.now())
+        member = self._member
+        seeds = len(member.seeds) if member.seed_peers is None else member.seed_peers
+        return _status(self._core, seeds, self._driver.now())
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ Every route is documented in ``docs/http-api.md``. In short:
 ``GET``     ``/v1/members``             the member table as this agent sees it
 ``GET``     ``/v1/watch``               a JSON-lines stream of changes (``?service=&snapshot=1``)
 ``GET``     ``/v1/health``              liveness (never needs a token)
+``GET``     ``/v1/ready``               readiness: 503 while alone with seeds, or isolated (no token)
 ``GET``     ``/v1/metrics``             Prometheus text format
 ``GET``     ``/v1/keyring``             key fingerprints and the primary (token required)
 ``POST``    ``/v1/keyring/{op}``        ``install`` / ``use`` / ``remove`` ``{"key": base64}``
@@ -28,7 +29,7 @@ Who may do what:
   (:mod:`gossipreg.agent.settings`).
 * Plain reads (``GET`` of services, members, watch, metrics) are open
   without a token on a loopback address (``open_reads``); elsewhere they
-  need the token too. ``/v1/health`` never needs one.
+  need the token too. ``/v1/health`` and ``/v1/ready`` never need one.
 * A request without a valid token must carry a loopback ``Host`` header on
   a loopback address (``check_host``), which defeats DNS rebinding; and
   request bodies must be ``Content-Type: application/json``, which a
@@ -173,6 +174,7 @@ class AgentAPI:
             "/v1/members": {"GET": self._members},
             "/v1/watch": {"GET": self._watch},
             "/v1/health": {"GET": self._health},
+            "/v1/ready": {"GET": self._ready},
             "/v1/metrics": {"GET": self._metrics},
             "/v1/keyring": {"GET": self._keyring_list},
             "/v1/keyring/install": {"POST": self._keyring_install},
@@ -239,7 +241,7 @@ class AgentAPI:
         return route, None
 
     def _authorize(self, request: Request, route: _Route | None) -> None:
-        health = route == self._health
+        health = route in (self._health, self._ready)  # probes of orchestrators: never a token
         auth = request.headers.get("authorization")
         if auth is not None and not health:
             self._verify(auth)
@@ -442,14 +444,36 @@ class AgentAPI:
         counts = dict.fromkeys(("alive", "suspect", "dead", "left"), 0)
         for m in self.registry.members():
             counts[m.state] += 1
+        status = self.registry.status()
         return Response.json(
             {
                 "status": "ok",
                 "member": self.registry.name,
                 "address": _address(*self.registry.address),
                 "members": counts,
+                "state": status.state,
+                "ready": status.ready,
             }
         )
+
+    async def _ready(self, request: Request) -> Response:
+        status = self.registry.status()
+        body: dict[str, Any] = {
+            "ready": status.ready,
+            "state": status.state,
+            "member": self.registry.name,
+            "members": status.members,
+            "seeds": status.seeds,
+            "silent_for": round(status.silent_for, 3),
+            "awareness": status.awareness,
+        }
+        if not status.ready:
+            body["reason"] = (
+                "isolated: no member heard for several probe intervals; the view is going stale"
+                if status.state == "isolated"
+                else "alone: no seed has answered yet"
+            )
+        return Response.json(body, 200 if status.ready else 503)
 
     async def _metrics(self, request: Request) -> Response:
         return Response(200, metrics.exposition(self), metrics.CONTENT_TYPE)

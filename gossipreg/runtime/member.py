@@ -108,6 +108,10 @@ class GossipMember:
         self.driver = MemberDriver(core, transport, limits=limits, tls=tls, on_event=self._on_event)
         #: Called with every change of the catalog (the registry feeds its watchers from it).
         self.on_catalog: Callable[[CatalogEvent], None] = _ignore
+        #: Seed addresses other than this member's own at the last resolution in which
+        #: a seed resolved; ``None`` before one (a seed list naming only this member,
+        #: as a headless Service of one pod does, resolves to 0).
+        self.seed_peers: int | None = None
         self._join_waiters: list[trio.MemorySendChannel[JoinResult]] = []
 
     @contextlib.asynccontextmanager
@@ -219,16 +223,20 @@ class GossipMember:
         that does not resolve is logged and skipped."""
         out: list[Address] = []
         family = socket.AF_INET6 if ":" in self.core.address.host else socket.AF_INET
+        resolved = False
         for host, port in self.seeds:
             try:
                 infos = await trio.socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
             except OSError as exc:
                 log.warning("gossipreg: cannot resolve seed %s:%s: %s", host, port, exc)
                 continue
+            resolved = True
             for info in infos:
                 addr = Address(str(info[4][0]), int(info[4][1]))
                 if addr not in out and addr != self.core.address:
                     out.append(addr)
+        if resolved:
+            self.seed_peers = len(out)
         return out
 
     async def _join_then_rejoin(self, round_seconds: float) -> None:

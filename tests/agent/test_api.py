@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,35 @@ async def test_members_and_health() -> None:
             assert health["status"] == "ok"
             assert health["member"] == "a1"
             assert health["members"]["alive"] == 2
+            assert (health["state"], health["ready"]) == ("joined", True)
+            ready = await request(second.http_port, "GET", "/v1/ready")
+            assert ready.status == 200
+            assert ready.json() | {"silent_for": 0} == {
+                "ready": True, "state": "joined", "member": "a1", "members": 1, "seeds": 1,
+                "silent_for": 0, "awareness": 0,
+            }
             second.stop()
             first.stop()
+
+
+async def test_ready_is_503_while_alone_with_seeds_and_health_stays_200() -> None:
+    with trio.fail_after(30), socket.socket() as held:
+        held.bind(("127.0.0.1", 0))  # a seed address nothing answers on
+        seed = f"127.0.0.1:{held.getsockname()[1]}"
+        async with trio.open_nursery() as nursery:
+            agent = await start_agent(nursery, name="lone", join=(seed,), retry_join=True, join_timeout=0.5,
+                                      http="0.0.0.0:0", http_token="s3cret-token")
+            port = agent.http_port
+            assert port is not None
+            # Both probes are open off loopback, without a token (kubelet sends none).
+            ready = await request(port, "GET", "/v1/ready", host="10.1.2.3")
+            assert ready.status == 503
+            body = ready.json()
+            assert (body["ready"], body["state"], body["seeds"]) == (False, "alone", 1)
+            assert body["reason"] == "alone: no seed has answered yet"
+            health = await request(port, "GET", "/v1/health", host="10.1.2.3")
+            assert (health.status, health.json()["state"], health.json()["ready"]) == (200, "alone", False)
+            agent.stop()
 
 
 @pytest.mark.parametrize(

@@ -88,3 +88,15 @@ def test_the_asyncio_registry_reports_its_status() -> None:
 
     status = asyncio.run(main())
     assert (status.state, status.members, status.ready) == ("alone", 0, True)
+
+
+async def test_a_seed_list_naming_only_this_member_is_a_cluster_of_one_and_ready(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The headless Service of a single pod resolves to the pod itself.
+    net = MemoryNetwork()
+    own = Address("10.0.7.7", 7946)
+    async with open_registry(transport=net.transport(own), seeds=[f"{own.host}:{own.port}"], keyring=TEST_KEY,
+                             config=FAST_CONFIG, retry_join=True, timeout=1.0) as a:
+        await wait_until(lambda: a.status().ready, "the seed list to resolve to this member alone")
+        assert (a.status().state, a.status().seeds) == ("alone", 0)
