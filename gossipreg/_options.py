@@ -9,6 +9,7 @@ are also the rules of the test kit's and the default registry's options.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import socket
 import uuid
@@ -129,6 +130,17 @@ def check_address(what: str, value: object, *, default_port: int | None, min_por
             f"not {described(port)}"
         )
     return host, port
+
+
+def check_port(what: str, value: object) -> int:
+    """A TCP or UDP port: an int from 0 to 65535.
+
+    Raises:
+        ConfigError: anything else; the message names ``what`` and shows the value.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+        return value
+    raise ConfigError(f"{what}: must be an int from 0 to 65535, not {described(value)}")
 
 
 def parse_seeds(seeds: object) -> list[tuple[str, int]]:
@@ -268,6 +280,7 @@ class RegistryOptions:
     seed: int | None
     limits: DriverLimits
     retry_join: bool
+    metrics_port: int | None
 
 
 def check_options(
@@ -287,6 +300,7 @@ def check_options(
     limits: object = None,
     identity: object = None,
     retry_join: object = False,
+    metrics_port: object = None,
 ) -> RegistryOptions:
     """Check every option of :func:`gossipreg.open_registry` that needs no IO (all
     but reading TLS and identity files); the defaults are that function's.
@@ -303,6 +317,9 @@ def check_options(
     check_bool("insecure", insecure)
     check_bool("secure", secure, none_ok=True)
     check_bool("retry_join", retry_join)
+    port = None if metrics_port is None else check_port("metrics_port", metrics_port)
+    if port is not None and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError("metrics_port: serving metrics needs prometheus_client (the metrics extra)")
     ring = make_keyring(keyring)
     if secure and ring is None and tls is None:
         raise ConfigError("secure: set a keyring or tls (secure=True with neither)")
@@ -340,4 +357,5 @@ def check_options(
         seed=seed,
         limits=limits,
         retry_join=bool(retry_join),
+        metrics_port=port,
     )

@@ -846,6 +846,7 @@ async def open_registry(
     limits: DriverLimits | None = None,
     identity: TLSFiles | None = None,
     retry_join: bool = False,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[AsyncioRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncioRegistry`.
 
@@ -877,6 +878,8 @@ async def open_registry(
         retry_join: start at once and keep trying the seeds until one answers
             instead of raising :class:`~gossipreg.JoinError` (see
             :func:`gossipreg.open_registry`).
+        metrics_port: serve Prometheus metrics on this port of the bind host
+            (see :func:`gossipreg.open_registry`; the ``metrics`` extra).
 
     Raises:
         ConfigError: invalid or contradictory options, refused before any
@@ -888,7 +891,7 @@ async def open_registry(
     opts = check_options(
         bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
         advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-        limits=limits, identity=identity, retry_join=retry_join,
+        limits=limits, identity=identity, retry_join=retry_join, metrics_port=metrics_port,
     )
     registry = AsyncioRegistry(asyncio.get_running_loop(), opts)
     await registry._start()

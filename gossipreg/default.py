@@ -20,6 +20,8 @@ created on first use (once, thread-safely) from these variables:
                              the seeds until one answers (``retry_join=True``)
 ``GOSSIPREG_HANDLE_SIGNALS`` ``0``/``false``/``no``: do not leave on SIGTERM
                              (default on: ``handle_signals=True``)
+``GOSSIPREG_METRICS_PORT``   serve Prometheus metrics on this port of the bind
+                             host (``metrics_port``; the ``metrics`` extra)
 ============================ ====================================================
 
 Set one of ``GOSSIPREG_KEYRING`` and ``GOSSIPREG_KEYRING_FILE``, or
@@ -88,6 +90,7 @@ class _Options:
     insecure: bool
     retry_join: bool
     handle_signals: bool
+    metrics_port: int | None
 
 
 def load_keyring_file(path: str | os.PathLike[str]) -> Keyring:
@@ -149,6 +152,12 @@ def _options(env: Mapping[str, str]) -> _Options:
     insecure = _flag(get, "GOSSIPREG_INSECURE")
     retry_join = _flag(get, "GOSSIPREG_RETRY_JOIN")
     handle_signals = _flag(get, "GOSSIPREG_HANDLE_SIGNALS", default=True)
+    metrics_text = get("GOSSIPREG_METRICS_PORT")
+    metrics_port: int | None = None
+    if metrics_text is not None:
+        if not metrics_text.isdigit() or int(metrics_text) > 65535:
+            raise ConfigError(f"GOSSIPREG_METRICS_PORT: expected a port (0 to 65535), not {metrics_text!r}")
+        metrics_port = int(metrics_text)
 
     ring_text, ring_file = get("GOSSIPREG_KEYRING"), get("GOSSIPREG_KEYRING_FILE")
     keyring: Keyring | None = None
@@ -183,7 +192,9 @@ def _options(env: Mapping[str, str]) -> _Options:
         except ConfigError as exc:
             raise ConfigError(f"GOSSIPREG_TLS_CA/CERT/KEY: {exc}") from None
 
-    return _Options(bind, advertise, seeds, name, keyring, tls, insecure, retry_join, handle_signals)
+    return _Options(
+        bind, advertise, seeds, name, keyring, tls, insecure, retry_join, handle_signals, metrics_port
+    )
 
 
 def _flag(get: Callable[[str], str | None], var: str, *, default: bool = False) -> bool:
@@ -225,6 +236,7 @@ def registry_from_env(env: Mapping[str, str] | None = None, *, timeout: float = 
         timeout=timeout,
         retry_join=o.retry_join,
         handle_signals=o.handle_signals,
+        metrics_port=o.metrics_port,
     )
 
 

@@ -459,6 +459,7 @@ async def open_registry(
     limits: DriverLimits | None = None,
     identity: TLSFiles | None = None,
     retry_join: bool = False,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[AsyncRegistry]:
     """Start a gossip member, join the cluster, and yield its :class:`AsyncRegistry`.
 
@@ -507,6 +508,11 @@ async def open_registry(
             backoff (at most 2 s apart), and joins as soon as one answers;
             failed rounds are logged. For platforms that start every member at
             once (a Kubernetes Deployment joining its own headless Service).
+        metrics_port: serve this member's Prometheus metrics over HTTP on this
+            port of the bind host (``GET /metrics``), for as long as the
+            registry is open; needs the ``metrics`` extra (``prometheus_client``).
+            Or add :class:`gossipreg.metrics.RegistryCollector` to the program's
+            own metrics registry instead.
 
     Raises:
         ConfigError: invalid or contradictory options (raised before anything
@@ -522,7 +528,7 @@ async def open_registry(
     opts = check_options(
         bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
         advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-        limits=limits, identity=identity, retry_join=retry_join,
+        limits=limits, identity=identity, retry_join=retry_join, metrics_port=metrics_port,
     )
     async with open_checked(opts, transport=transport) as registry:
         yield registry
@@ -569,10 +575,19 @@ async def open_checked(
         registry = AsyncRegistry(member)
         try:
             async with member.running(opts.timeout, retry_join=opts.retry_join):
+                server = None
+                if opts.metrics_port is not None:
+                    from . import metrics  # the metrics extra, checked by check_options
+
+                    server = metrics.serve_metrics(registry, opts.metrics_port, opts.bind[0])
+                    log.info("gossipreg: serving metrics on %s:%d", opts.bind[0], server.port)
                 try:
                     yield registry
                 finally:
                     registry._close()
+                    if server is not None:
+                        with trio.CancelScope(shield=True):
+                            await server.aclose()
         finally:
             registry._stop_watchers()
     finally:

@@ -109,6 +109,8 @@ class Registry:
         retry_join: start at once and keep trying the seeds until one answers
             instead of raising :class:`~gossipreg.JoinError` (see
             :func:`gossipreg.open_registry`).
+        metrics_port: serve Prometheus metrics on this port of the bind host
+            (see :func:`gossipreg.open_registry`; the ``metrics`` extra).
         handle_signals: leave the cluster on SIGTERM (the stop signal of
             Docker, Kubernetes and systemd, which otherwise kills the process
             before it can say it leaves): when made in the main thread, the
@@ -152,6 +154,7 @@ class Registry:
         limits: DriverLimits | None = None,
         identity: TLSFiles | None = None,
         retry_join: bool = False,
+        metrics_port: int | None = None,
         handle_signals: bool = True,
     ) -> None:
         _refuse_trio_thread("gossipreg.Registry()")
@@ -159,7 +162,7 @@ class Registry:
         opts = check_options(
             bind, seeds, name=name, keyring=keyring, tls=tls, insecure=insecure, secure=secure,
             advertise=advertise, config=config, timeout=timeout, metadata=metadata, seed=seed,
-            limits=limits, identity=identity, retry_join=retry_join,
+            limits=limits, identity=identity, retry_join=retry_join, metrics_port=metrics_port,
         )
         check_bool("handle_signals", handle_signals)
         self._pid = os.getpid()

@@ -149,6 +149,9 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[RegistryError], str]] = [
     ({"limits": {"auth_timeout": 1}}, ConfigError, "limits: must be a DriverLimits, not dict"),
     ({"identity": ("ca.pem", "c.pem", "k.pem")}, ConfigError, "identity: must be a TLSFiles"),
     ({"retry_join": "yes"}, ConfigError, "retry_join: must be True or False, not str 'yes'"),
+    ({"metrics_port": "9100"}, ConfigError, "metrics_port: must be an int from 0 to 65535, not str '9100'"),
+    ({"metrics_port": 70000}, ConfigError, "not int 70000"),
+    ({"metrics_port": True}, ConfigError, "not bool True"),
 ]
 
 

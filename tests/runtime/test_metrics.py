@@ -10,6 +10,7 @@ own thread hop) and from a trio member (the HTTP thread reads it through
 from __future__ import annotations
 
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,38 @@ def test_every_metric_of_a_member_is_in_the_operations_guide() -> None:
     assert not missing, f"docs/operations.md does not list {missing}"
     for key, text in COUNTERS.items():
         assert text in guide, f"the help of {key} in docs/operations.md is not the code's"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_metrics_port_option_serves_the_members_metrics_while_the_registry_is_open() -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with Registry("127.0.0.1:0", name="served", insecure=True, handle_signals=False, metrics_port=port):
+        content_type, text = _get(url)
+        assert content_type.startswith("text/plain; version=")  # negotiated on Accept
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        [info] = families["gossipreg_info"].samples
+        assert info.labels["member"] == "served"
+        assert "process_resident_memory_bytes" in text or sys.platform != "linux"
+    with pytest.raises(urllib.error.URLError):
+        _get(url)  # closed with the registry
+
+
+def test_the_metrics_port_option_of_the_asyncio_registry() -> None:
+    import asyncio
+
+    import gossipreg.aio
+
+    port = _free_port()
+
+    async def main() -> str:
+        async with gossipreg.aio.open_registry("127.0.0.1:0", name="aio-served", insecure=True,
+                                               metrics_port=port):
+            return await asyncio.to_thread(lambda: _get(f"http://127.0.0.1:{port}/metrics")[1])
+
+    assert 'gossipreg_info{member="aio-served"' in asyncio.run(main())
