@@ -19,7 +19,7 @@ def test_every_route_is_documented() -> None:
     api = AgentAPI(cast(AsyncRegistry, object()), KeyringManager(None))
     routes = {(method, path) for path, methods in api._routes.items() for method in methods}
     routes.add(("GET", "/v1/services/{name}"))
-    assert len(routes) == 12
+    assert len(routes) == 13
     for method, path in routes:
         if path.startswith("/v1/keyring/"):
             assert "`POST /v1/keyring/install`, `/use`, `/remove`" in DOC
