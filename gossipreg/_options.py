@@ -24,6 +24,7 @@ from .core.crypto import Keyring
 from .core.errors import ConfigError, InvalidServiceError
 from .core.membership import Address
 from .core.model import MAX_NAME_LENGTH, name_problem, shown
+from .runtime import srv
 from .runtime.driver import DriverLimits, TLSContexts
 from .runtime.transport import parse_address
 from .tls import TLSFiles
@@ -143,15 +144,17 @@ def check_port(what: str, value: object) -> int:
     raise ConfigError(f"{what}: must be an int from 0 to 65535, not {described(value)}")
 
 
-def parse_seeds(seeds: object) -> list[tuple[str, int]]:
-    """The seeds option as ``(host, port)`` pairs (port 7946 when a str gives none).
+def parse_seeds(seeds: object) -> tuple[list[tuple[str, int]], list[str]]:
+    """The seeds option: ``(host, port)`` pairs (port 7946 when a str gives none),
+    and the names of ``srv:NAME`` seeds (DNS SRV records, :mod:`gossipreg.runtime.srv`).
 
     Raises:
-        ConfigError: not a str or a list, or a seed is not ``'host[:port]'`` nor a
-            ``(host, port)`` pair with a port from 1 to 65535; the message shows it.
+        ConfigError: not a str or a list, or a seed is not ``'host[:port]'``,
+            ``'srv:NAME'`` nor a ``(host, port)`` pair with a port from 1 to
+            65535, or an ``srv:`` seed without the ``dns`` extra; the message shows it.
     """
     if seeds is None:
-        return []
+        return [], []
     if isinstance(seeds, str):  # "h1:p1,h2:p2", as in GOSSIPREG_SEEDS
         seeds = [part for part in seeds.split(",") if part.strip()]
     elif isinstance(seeds, bytes | bytearray | memoryview | Mapping) or not isinstance(seeds, Iterable):
@@ -159,9 +162,31 @@ def parse_seeds(seeds: object) -> list[tuple[str, int]]:
             "seeds: must be a list of 'host[:port]' or (host, port), or one comma-separated str; "
             f"not {type(seeds).__name__} {shown(seeds)}"
         )
-    return [
-        check_address(f"seeds[{i}]", s, default_port=DEFAULT_PORT, min_port=1) for i, s in enumerate(seeds)
-    ]
+    addresses: list[tuple[str, int]] = []
+    names: list[str] = []
+    for i, s in enumerate(seeds):
+        if isinstance(s, str) and s.strip().startswith(srv.SRV_PREFIX):
+            names.append(check_srv_seed(f"seeds[{i}]", s))
+        else:
+            addresses.append(check_address(f"seeds[{i}]", s, default_port=DEFAULT_PORT, min_port=1))
+    return addresses, names
+
+
+def check_srv_seed(what: str, value: str) -> str:
+    """The record name of an ``srv:NAME`` seed.
+
+    Raises:
+        ConfigError: no name, a name that is not a host name, or no ``dns`` extra.
+    """
+    name = value.strip()[len(srv.SRV_PREFIX) :]
+    problem = name_problem(name, limit=MAX_HOST_LENGTH)
+    if problem is None and (" " in name or ":" in name or "/" in name):
+        problem = "must be a DNS name such as _gossipreg._udp.example.internal"
+    if problem is not None:
+        raise ConfigError(f"{what}: {shown(value)}: the SRV name {problem}")
+    if not srv.available():
+        raise ConfigError(f"{what}: {shown(value)}: SRV seeds need dnspython (the dns extra)")
+    return name
 
 
 def check_member_name(name: object) -> str | None:
@@ -270,6 +295,7 @@ class RegistryOptions:
     config: Config
     keyring: Keyring | None
     seeds: list[tuple[str, int]]
+    srv_seeds: list[str]
     bind: tuple[str, int]
     advertise: tuple[str, int] | None
     name: str | None
@@ -341,10 +367,12 @@ def check_options(
         )
     elif not isinstance(limits, DriverLimits):
         raise ConfigError(f"limits: must be a DriverLimits, not {type(limits).__name__}")
+    addresses, srv_names = parse_seeds(seeds)
     return RegistryOptions(
         config=config,
         keyring=ring,
-        seeds=parse_seeds(seeds),
+        seeds=addresses,
+        srv_seeds=srv_names,
         bind=check_address("bind", bind, default_port=None, min_port=0),
         advertise=None
         if advertise is None

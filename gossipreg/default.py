@@ -7,7 +7,8 @@ created on first use (once, thread-safely) from these variables:
 ============================ ====================================================
 ``GOSSIPREG_BIND``           ``host:port`` to bind (default ``127.0.0.1:7946``)
 ``GOSSIPREG_ADVERTISE``      ``host[:port]`` other members reach this one at
-``GOSSIPREG_SEEDS``          comma-separated ``host[:port]`` of members to join
+``GOSSIPREG_SEEDS``          comma-separated ``host[:port]`` (or ``srv:NAME``) of
+                             members to join
 ``GOSSIPREG_NAME``           this member's unique name (at most 256 characters,
                              no control characters)
 ``GOSSIPREG_KEYRING``        comma-separated base64 keys, the first primary
@@ -47,12 +48,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._options import DEFAULT_PORT, check_address, check_watch
+from ._options import DEFAULT_PORT, check_address, check_srv_seed, check_watch
 from .core.crypto import Keyring
 from .core.errors import ConfigError
 from .core.model import Service, check_ttl, name_problem
 from .registry import WATCH_BUFFER
 from .runtime.driver import TLSContexts
+from .runtime.srv import SRV_PREFIX
 from .sync import Registry, SyncWatcher, _refuse_trio_thread
 from .tls import TLSFiles, load_tls
 
@@ -141,7 +143,10 @@ def _options(env: Mapping[str, str]) -> _Options:
 
     seeds = [s.strip() for s in (get("GOSSIPREG_SEEDS") or "").split(",") if s.strip()]
     for s in seeds:
-        check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
+        if s.startswith(SRV_PREFIX):
+            check_srv_seed("GOSSIPREG_SEEDS", s)
+        else:
+            check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
 
     name = get("GOSSIPREG_NAME")
     if name is not None:

@@ -384,7 +384,7 @@ class AsyncRegistry:
         """
         self._check_open()
         member = self._member
-        seeds = len(member.seeds) if member.seed_peers is None else member.seed_peers
+        seeds = len(member.shown_seeds()) if member.seed_peers is None else member.seed_peers
         return _status(self._core, seeds, self._driver.now())
 
     @property
@@ -471,6 +471,8 @@ async def open_registry(
             port 0 picks a free one.
         seeds: ``host:port`` of members to join through (a list, or one
             comma-separated string); DNS names are re-resolved on every retry.
+            ``srv:NAME`` stands for the targets of DNS SRV record ``NAME``,
+            looked up on every retry (the ``dns`` extra).
             None or empty starts a new cluster.
         name: this member's unique name (default: hostname plus a random suffix).
         keyring: the cluster keyring (a :class:`Keyring`, raw key bytes, or
@@ -571,7 +573,9 @@ async def open_checked(
             identity=identities[0] if identities else None,
             trust=identities[1] if identities else None,
         )
-        member = GossipMember(core, transport, seeds=opts.seeds, limits=opts.limits, tls=tls_contexts)
+        member = GossipMember(
+            core, transport, seeds=opts.seeds, srv_seeds=opts.srv_seeds, limits=opts.limits, tls=tls_contexts
+        )
         registry = AsyncRegistry(member)
         try:
             async with member.running(opts.timeout, retry_join=opts.retry_join):

@@ -34,6 +34,7 @@ from ..core.catalog import CatalogEvent
 from ..core.errors import JoinError
 from ..core.membership import Address, MemberEvent
 from ..core.node import JoinResult, NodeCore, NodeEvent, RegistrationConflict, TrafficRefused
+from . import srv
 from .driver import DriverLimits, MemberDriver, TLSContexts
 from .transport import Transport
 
@@ -88,6 +89,7 @@ class GossipMember:
         core: the member's protocol state machine.
         transport: its sockets (bound; the member closes nothing it did not open).
         seeds: ``(host, port)`` of members to join and rejoin through.
+        srv_seeds: names of DNS SRV records of such members, looked up on every try.
         limits: the driver's resource limits.
         tls: mutual-TLS contexts for streams, or ``None``.
 
@@ -100,11 +102,14 @@ class GossipMember:
         transport: Transport,
         *,
         seeds: Sequence[tuple[str, int]] = (),
+        srv_seeds: Sequence[str] = (),
         limits: DriverLimits | None = None,
         tls: TLSContexts | None = None,
     ) -> None:
         self.core = core
         self.seeds = list(seeds)
+        #: Names of DNS SRV records whose targets are seeds too (:mod:`gossipreg.runtime.srv`).
+        self.srv_seeds = list(srv_seeds)
         self.driver = MemberDriver(core, transport, limits=limits, tls=tls, on_event=self._on_event)
         #: Called with every change of the catalog (the registry feeds its watchers from it).
         self.on_catalog: Callable[[CatalogEvent], None] = _ignore
@@ -136,7 +141,7 @@ class GossipMember:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.driver.run)
-                if retry_join and self.seeds:
+                if retry_join and self.has_seeds:
                     nursery.start_soon(self._join_then_rejoin, join_timeout)
                 else:
                     await self.join(join_timeout)
@@ -177,7 +182,7 @@ class GossipMember:
             JoinError: seeds were given and none answered in time, or all
                 refused; the message gives each seed's last reason.
         """
-        if not self.seeds:
+        if not self.has_seeds:
             return
         deadline = trio.current_time() + timeout
         backoff = 0.1
@@ -212,11 +217,20 @@ class GossipMember:
                 backoff = min(backoff * 2, JOIN_BACKOFF)
         finally:
             self._join_waiters.remove(send)
-        seeds = ", ".join(f"{h}:{p}" for h, p in self.seeds)
-        detail = "; ".join(dict.fromkeys(reasons[-len(self.seeds) :])) or "no answer"
+        seeds = ", ".join(self.shown_seeds())
+        detail = "; ".join(dict.fromkeys(reasons[-len(self.shown_seeds()) :])) or "no answer"
         if refused:
             raise JoinError(f"could not join through any seed ({seeds}): {detail}")
         raise JoinError(f"could not join through any seed ({seeds}) within {timeout:g}s: {detail}")
+
+    @property
+    def has_seeds(self) -> bool:
+        """Whether any seed (an address or an SRV name) was given."""
+        return bool(self.seeds or self.srv_seeds)
+
+    def shown_seeds(self) -> list[str]:
+        """The seeds as given: ``host:port`` and ``srv:NAME``."""
+        return [f"{h}:{p}" for h, p in self.seeds] + [srv.SRV_PREFIX + n for n in self.srv_seeds]
 
     async def resolve_seeds(self) -> list[Address]:
         """The seeds' addresses of this member's family, itself excluded; a seed
@@ -224,7 +238,15 @@ class GossipMember:
         out: list[Address] = []
         family = socket.AF_INET6 if ":" in self.core.address.host else socket.AF_INET
         resolved = False
-        for host, port in self.seeds:
+        targets = list(self.seeds)
+        for name in self.srv_seeds:
+            try:
+                found = await srv.lookup(name)
+            except OSError as exc:
+                log.warning("gossipreg: cannot resolve seed %s%s: %s", srv.SRV_PREFIX, name, exc)
+                continue
+            targets.extend(t for t in found if t not in targets)
+        for host, port in targets:
             try:
                 infos = await trio.socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
             except OSError as exc:
@@ -262,7 +284,7 @@ class GossipMember:
         """Retry the seeds while this member has no peer (re-resolving DNS names)."""
         while True:
             await trio.sleep(REJOIN_INTERVAL)
-            if self.core.membership.alive_count() <= 1 and self.seeds:
+            if self.core.membership.alive_count() <= 1 and self.has_seeds:
                 addresses = await self.resolve_seeds()
                 if addresses:
                     log.info("gossipreg: no peers left; rejoining through %d seed(s)", len(addresses))
