@@ -1,8 +1,10 @@
 """The agent: one long-running gossip member with its local HTTP API.
 
 :class:`Agent` opens a member with :func:`gossipreg.open_registry`,
-registers the service files it was given (renewing them every ``ttl / 3``),
-serves the HTTP API (:class:`~gossipreg.agent.api.AgentAPI`) and runs until
+registers the service files it was given (renewing them every ``ttl / 3``;
+a file with a ``"check"`` only while its check passes, see
+:mod:`~gossipreg.agent.checks` and :attr:`Agent.checks`), serves the HTTP
+API (:class:`~gossipreg.agent.api.AgentAPI`) and runs until
 :meth:`Agent.stop`, or, under :meth:`Agent.run_until_signal`, until SIGINT or
 SIGTERM; then it leaves the cluster gracefully. Under systemd (``Type=notify``)
 it reports ``READY=1`` once its member runs and its API listens, and
@@ -21,15 +23,21 @@ In a trio program (tests, embedding)::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Literal
 
 import trio
 
 from ..core.model import Service
 from ..registry import AsyncRegistry, open_registry
 from .api import AgentAPI, is_loopback_host
+from .checks import Check, CheckStatus, run_check
 from .http import HTTPLimits, serve_http
 from .keyring import KeyringManager
 from .sdnotify import notify
@@ -69,6 +77,26 @@ class Agent:
         self._api: AgentAPI | None = None
         #: The bound port of the HTTP API, once :meth:`run` has started.
         self.http_port: int | None = None
+        self._checks: dict[str, CheckStatus] = {}
+        for path, svc, check in zip(prepared.settings.services, prepared.services, self._service_checks(),
+                                    strict=True):
+            if check is not None:
+                self._checks[os.fspath(path)] = CheckStatus(
+                    os.fspath(path), svc.name, svc.version, tuple(n.id for n in svc.nodes), check
+                )
+
+    def _service_checks(self) -> tuple[Check | None, ...]:
+        p = self.prepared
+        return p.checks or (None,) * len(p.services)
+
+    @property
+    def checks(self) -> Mapping[str, CheckStatus]:
+        """The service files' checks: file (as given) -> :class:`~gossipreg.agent.checks.CheckStatus`.
+
+        A read-only view that follows the checks as they run; files without a
+        ``"check"`` are not in it. Each status is ``"unknown"`` until the first run.
+        """
+        return MappingProxyType(self._checks)
 
     @property
     def registry(self) -> AsyncRegistry:
@@ -166,7 +194,10 @@ class Agent:
                 },
             )
         self._api = api
-        for svc in p.services:
+        checks = self._service_checks()
+        for svc, check in zip(p.services, checks, strict=True):
+            if check is not None:
+                continue  # registered once its check passes (_check)
             await reg.register(svc, s.service_ttl)
             log.info(
                 "registered %s %s from a service file (ttl %gs, renewed every %gs)",
@@ -187,8 +218,12 @@ class Agent:
                 self.http_port = await nursery.start(serve_http, api.server, p.http_host, p.http_port)
             except OSError as exc:
                 raise _bind_error("--http", s.http, exc) from None
-            for svc in p.services:
-                nursery.start_soon(self._renew, reg, svc, s.service_ttl)
+            for path, svc, check in zip(s.services, p.services, checks, strict=True):
+                if check is None:
+                    nursery.start_soon(self._renew, reg, svc, s.service_ttl)
+                else:
+                    nursery.start_soon(self._check, reg, os.fspath(path), svc, check, s.service_ttl)
+                    nursery.start_soon(self._renew, reg, svc, s.service_ttl, os.fspath(path))
             host, port = reg.address
             gossip = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             if p.http_token_file is not None:
@@ -222,10 +257,77 @@ class Agent:
             await api.close()
             nursery.cancel_scope.cancel()
 
-    async def _renew(self, reg: AsyncRegistry, service: Service, ttl: float) -> None:
+    async def _renew(
+        self, reg: AsyncRegistry, service: Service, ttl: float, checked: str | None = None
+    ) -> None:
+        """Re-register ``service`` every ``ttl / 3``; with ``checked`` (its file), while its check passes."""
         while True:
             await trio.sleep(ttl / 3)
-            await reg.register(service, ttl)
+            if checked is None or self._checks[checked].status == "passing":
+                await reg.register(service, ttl)
+
+    async def _check(self, reg: AsyncRegistry, key: str, service: Service, check: Check, ttl: float) -> None:
+        """Run ``check`` every ``check.interval``; register ``service`` at once whenever it starts passing.
+
+        Renewal (:meth:`_renew`) stops while it fails, so the registration
+        expires after ``ttl`` unless the check passes again first.
+        """
+        while True:
+            started = trio.current_time()
+            reason = await run_check(check)
+            old = self._checks[key]
+            status: Literal["passing", "failing"] = "passing" if reason is None else "failing"
+            changed = status != old.status
+            self._checks[key] = dataclasses.replace(
+                old,
+                status=status,
+                reason=reason,
+                since=time.time() if changed else old.since,
+                runs=old.runs + 1,
+                failures=old.failures + (reason is not None),
+            )
+            if changed:
+                if reason is None:
+                    await reg.register(service, ttl)
+                self._log_check(old.status, self._checks[key], ttl)
+            await trio.sleep_until(max(started + check.interval, trio.current_time()))
+
+    @staticmethod
+    def _log_check(before: str, now: CheckStatus, ttl: float) -> None:
+        what = f"check of {now.service} {now.version or '-'} ({now.check.describe()})"
+        extra = {
+            "event": f"check.{now.status}",
+            "service": now.service,
+            "version": now.version,
+            "nodes": list(now.nodes),
+            "check": now.check.describe(),
+            "file": now.file,
+            "ttl": ttl,
+        }
+        if now.status == "passing":
+            log.info(
+                "%s %s: registered (ttl %gs, renewed every %gs while the check passes)",
+                what,
+                "passing again" if before == "failing" else "passing",
+                ttl,
+                ttl / 3,
+                extra=extra,
+            )
+        elif before == "passing":
+            log.warning(
+                "%s failing: %s; renewal stopped, the registration expires within %gs unless it passes again",
+                what,
+                now.reason,
+                ttl,
+                extra={**extra, "reason": now.reason},
+            )
+        else:
+            log.warning(
+                "%s failing: %s; not registered until it passes",
+                what,
+                now.reason,
+                extra={**extra, "reason": now.reason},
+            )
 
     async def run_until_signal(self) -> None:
         """:meth:`run`, stopping gracefully on SIGINT or SIGTERM (main thread only)."""

@@ -31,7 +31,7 @@ Configuration file (every key optional; the environment and the flags win over i
     http = "127.0.0.1:8946"
     http_token = "..."                # or:
     http_token_file = "http-token"    # made (0600) if missing; the default file if neither
-    service = ["web.json"]            # go-micro JSON, registered and kept alive
+    service = ["web.json"]            # go-micro JSON, registered and kept alive (while its "check" passes)
     service_ttl = 30
     join_timeout = 10
     log_json = false
@@ -61,6 +61,7 @@ refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import secrets
@@ -81,6 +82,7 @@ from ..runtime.driver import DriverLimits, TLSContexts
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_identity, load_tls
 from .api import is_loopback_host
+from .checks import Check, parse_check
 from .client import check_token, default_token_file, read_token_file
 
 __all__ = [
@@ -233,6 +235,9 @@ class PreparedAgent:
     """The certificate files members identities sign with (``--identities``), or ``None``."""
     limits: DriverLimits | None = None
     """The member's resource limits (the file's ``[limits]`` table), or ``None`` for the defaults."""
+    checks: tuple[Check | None, ...] = ()
+    """The check of each service file (``"check"``), in the order of ``services``; ``None`` for a
+    file without one. An empty tuple means no file has a check."""
 
 
 # ---------------------------------------------------------------- the file
@@ -443,18 +448,25 @@ def _address(flag: str, text: str, default_port: int | None = None) -> tuple[str
         raise ConfigError(f"{flag}: {exc}") from None
 
 
-def _read_service(path: Path, where: str = "--service") -> Service:
+def _read_service(path: Path, where: str = "--service") -> tuple[Service, Check | None]:
+    """The service of a go-micro JSON file, and its ``"check"`` (:mod:`~gossipreg.agent.checks`) if any."""
     try:
         text = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{where} {os.fspath(path)!r}: cannot be read: {exc.strerror or exc}") from None
     try:
-        service = Service.from_json(text)
+        service = Service.from_json(text)  # ignores "check", as it ignores every key it does not know
     except InvalidServiceError as exc:
         raise ConfigError(f"{where} {os.fspath(path)!r}: {exc}") from None
     if not service.nodes:
         raise ConfigError(f"{where} {os.fspath(path)!r}: service.nodes: lists no node to register")
-    return service
+    data = json.loads(text)  # valid JSON: from_json has parsed it
+    if "check" not in data:
+        return service, None
+    try:
+        return service, parse_check(data["check"])
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {os.fspath(path)!r}: {exc}") from None
 
 
 def _make_private_dirs(directory: Path) -> None:
@@ -651,7 +663,9 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
     if s.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"{n('log_level')}: must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
 
-    services = tuple(_read_service(p, n("services")) for p in s.services)
+    read = [_read_service(p, n("services")) for p in s.services]
+    services = tuple(service for service, _ in read)
+    checks = tuple(check for _, check in read)
 
     # Last, once everything else is known to be valid: the token file may be created.
     token_file: Path | None = None
@@ -665,4 +679,4 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
         except ConfigError as exc:
             raise ConfigError(f"{n('http_token_file')}: {exc}") from None
     return PreparedAgent(s, config, keyring, tls, services, http_host, http_port, token, token_file, created,
-                         identity, limits)
+                         identity, limits, checks)
