@@ -330,18 +330,32 @@ def test_the_config_files_limits_table_sets_the_driver_limits(tmp_path: Path) ->
 # ---------------------------------------------------------------- retry-join
 
 
+def _hold_port() -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same free port of 127.0.0.1 (the TCP one not
+    listening); a port whose TCP side another process holds is skipped (bounded tries)."""
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise AssertionError("no port free for both UDP and TCP in 100 tries")
+
+
 async def test_a_retry_join_agent_serves_alone_until_its_seed_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="gossipreg")
     # The seed's port is held (UDP bound, TCP bound but not listening): joins there are refused,
     # and no other process can take the port before the seed starts on it.
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    udp, tcp = _hold_port()
+    port = udp.getsockname()[1]
     try:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp.bind(("127.0.0.1", port))
         with trio.fail_after(45):
             async with trio.open_nursery() as nursery:
                 waiting = await start_agent(
