@@ -287,9 +287,9 @@ class Agent:
                 failures=old.failures + (reason is not None),
             )
             if changed:
+                self._log_check(old.status, self._checks[key], ttl)
                 if reason is None:
                     await reg.register(service, ttl)
-                self._log_check(old.status, self._checks[key], ttl)
             await trio.sleep_until(max(started + check.interval, trio.current_time()))
 
     @staticmethod

@@ -6,9 +6,12 @@ waits are bounded by ``wait_until`` limits, never by a measured duration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,9 @@ WEB = {"name": "web", "version": "2.1", "nodes": [{"id": "web-1", "address": "10
 WEB_SERVICE = Service("web", "2.1", nodes=(Node("web-1", "10.1.0.1:80"),))
 #: Small TTL and check period, so that expiry and recovery take about a second.
 TTL = 1.0
-FAST_CHECK = {"interval": 0.2, "timeout": 0.2}
+FAST_CHECK = {"interval": 0.3, "timeout": 0.3}
 #: Bound of a wait for expiry: ttl + interval + timeout, plus slack for a loaded host.
-EXPIRY_LIMIT = TTL + 0.2 + 0.2 + 8.0
+EXPIRY_LIMIT = TTL + 0.3 + 0.3 + 8.0
 
 
 # ---------------------------------------------------------------- parsing
@@ -195,12 +198,13 @@ class Server:
             )
 
 
-async def _closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    port: int = listener.socket.getsockname()[1]
-    await listener.aclose()
-    return port
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connections are refused: bound by a socket that does not listen,
+    so that nothing else (the agent under test) is given it meanwhile."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 # ---------------------------------------------------------------- running one check
@@ -253,8 +257,7 @@ async def test_run_check_http_fails_on_what_is_not_an_answer(answer: bytes, reas
 
 
 async def test_run_check_http_on_a_closed_port() -> None:
-    with trio.fail_after(20):
-        port = await _closed_port()
+    with trio.fail_after(20), closed_port() as port:
         assert await run_check(parse_check({"http": f"http://127.0.0.1:{port}/"})) == "connection refused"
 
 
@@ -347,8 +350,7 @@ async def test_a_service_whose_check_never_passes_is_never_registered(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="gossipreg.agent")
-    with trio.fail_after(30):
-        port = await _closed_port()
+    with trio.fail_after(30), closed_port() as port:
         checked = _write(tmp_path / "web.json", {**WEB, "check": {"tcp": f"127.0.0.1:{port}", **FAST_CHECK}})
         plain = _write(tmp_path / "plain.json", {**WEB, "name": "plain"})
         async with trio.open_nursery() as nursery:
