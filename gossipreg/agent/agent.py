@@ -180,7 +180,8 @@ class Agent:
         manager = KeyringManager(reg.keyring, s.keyring_file)
         loopback = is_loopback_host(p.http_host)
         api = AgentAPI(
-            reg, manager, token=p.http_token, open_reads=loopback, check_host=loopback, limits=self._limits
+            reg, manager, token=p.http_token, open_reads=loopback, check_host=loopback, limits=self._limits,
+            checks=self.checks,
         )
         if p.http_token_file is not None:
             log.info(

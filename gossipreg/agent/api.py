@@ -62,6 +62,7 @@ from ..core.errors import (
 from ..core.model import MAX_TTL, MIN_TTL, Service, check_ttl
 from ..registry import AsyncRegistry, Member, Result, Watcher
 from . import metrics
+from .checks import CheckStatus
 from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer, json_line
 from .keyring import KeyringManager, KeyringOp, decode_key
 
@@ -149,6 +150,7 @@ class AgentAPI:
             ``Host`` header is not a loopback host (set on a loopback
             address, against DNS rebinding).
         limits: limits of the HTTP server.
+        checks: the agent's service-file checks (shown by ``/v1/health``).
     """
 
     def __init__(
@@ -160,9 +162,12 @@ class AgentAPI:
         open_reads: bool = True,
         check_host: bool = True,
         limits: HTTPLimits | None = None,
+        checks: Mapping[str, CheckStatus] | None = None,
     ) -> None:
         self.registry = registry
         self.keyring = keyring
+        #: The agent's service-file checks, by file (:mod:`gossipreg.agent.checks`).
+        self.checks: Mapping[str, CheckStatus] = checks if checks is not None else {}
         self._token = token.encode("utf-8") if token else None
         self._open_reads = open_reads
         self._check_host = check_host
@@ -453,6 +458,7 @@ class AgentAPI:
                 "members": counts,
                 "state": status.state,
                 "ready": status.ready,
+                "checks": [c.to_dict() for c in self.checks.values()],
             }
         )
 

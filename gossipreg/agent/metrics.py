@@ -21,7 +21,7 @@ millisecond for a few hundred members.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 import prometheus_client
@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..metrics import RegistryCollector
 from ..registry import AsyncRegistry
+from .checks import CheckStatus
 from .http import HTTPServer
 from .keyring import KeyringManager
 
@@ -55,6 +56,11 @@ class MetricsOwner(Protocol):
     @property
     def server(self) -> HTTPServer:
         """The API's HTTP server."""
+        ...
+
+    @property
+    def checks(self) -> Mapping[str, CheckStatus]:
+        """The agent's service-file checks, by file."""
         ...
 
 
@@ -123,6 +129,24 @@ class AgentCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(name, text, value=value)
+        checks = list(owner.checks.values())
+        runs = CounterMetricFamily(
+            "gossipreg_service_checks", "Runs of the agent's service-file checks, by file.", labels=["file"]
+        )
+        failures = CounterMetricFamily(
+            "gossipreg_service_check_failures", "Failed runs of the agent's service-file checks, by file.",
+            labels=["file"],
+        )
+        for c in checks:
+            runs.add_metric([c.file], c.runs)
+            failures.add_metric([c.file], c.failures)
+        yield runs
+        yield failures
+        yield GaugeMetricFamily(
+            "gossipreg_service_checks_failing",
+            "Service-file checks failing now (their registrations are not renewed).",
+            value=sum(c.status == "failing" for c in checks),
+        )
 
 
 class AgentMetrics:

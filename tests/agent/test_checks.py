@@ -24,7 +24,7 @@ from gossipreg.agent.checks import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Check, par
 from gossipreg.core.errors import ConfigError
 from gossipreg.core.model import Node, Service
 
-from .helpers import settings, start_agent, visible, wait_until
+from .helpers import request, settings, start_agent, visible, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -377,3 +377,22 @@ def test_checks_start_unknown(tmp_path: Path) -> None:
         "check": {"tcp": "127.0.0.1:9", "interval": DEFAULT_INTERVAL, "timeout": DEFAULT_TIMEOUT},
         "status": "unknown", "reason": None, "since": 0.0, "runs": 0, "failures": 0,
     }
+
+
+async def test_health_and_metrics_show_the_checks(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # bound, never listening: the check fails
+        closed.bind(("127.0.0.1", 0))
+        path = _write(tmp_path / "web.json", {**WEB, "check": {"tcp": f"127.0.0.1:{closed.getsockname()[1]}",
+                                                               **FAST_CHECK}})
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                agent = await start_agent(nursery, services=(path,), service_ttl=TTL)
+                assert agent.http_port is not None
+                await wait_until(lambda: agent.checks[str(path)].runs >= 2, "two runs")
+                [shown] = (await request(agent.http_port, "GET", "/v1/health")).json()["checks"]
+                assert (shown["file"], shown["status"], shown["reason"]) == (str(path), "failing",
+                                                                             "connection refused")
+                text = (await request(agent.http_port, "GET", "/v1/metrics")).body.decode()
+                assert "gossipreg_service_checks_failing 1.0" in text
+                assert f'gossipreg_service_check_failures_total{{file="{path}"}}' in text
+                agent.stop()
