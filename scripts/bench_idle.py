@@ -1,0 +1,171 @@
+"""Idle cost of agent processes, the way a deployment runs them: one member per process.
+
+Starts ``--agents`` ``gossipreg agent`` processes on loopback (encryption on,
+the LAN profile), each joining the first, lets them settle for ``--warmup``
+seconds, then reads every process's CPU time (``/proc/PID/stat``) at the start
+and the end of ``--seconds`` and its resident memory (``VmRSS``) at the end.
+With ``--serf`` it does the same, in the same run, for as many ``serf agent``
+processes (``apt-get install serf``), encryption on, so the two compare as a
+ratio measured side by side.
+
+Prints JSON: per kind, each process's CPU (percent of one core) and RSS (MiB),
+and their mean, median and max. Example::
+
+    python scripts/bench_idle.py --agents 10 --seconds 60 --serf
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid``, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid``, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def gossipreg_agents(n: int, workdir: Path) -> list[subprocess.Popen[bytes]]:
+    """``n`` gossipreg agents, the first a seed for the others."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    ring = workdir / "keyring"
+    ring.write_text(key + "\n")
+    exe = Path(sys.executable).with_name("gossipreg")
+    ports = [free_port() for _ in range(n)]
+    procs = []
+    for i, port in enumerate(ports):
+        state = workdir / f"g{i}"
+        state.mkdir()
+        args = [str(exe), "agent", "--name", f"g{i}", "--bind", f"127.0.0.1:{port}",
+                "--http", "127.0.0.1:0", "--keyring-file", str(ring), "--log-level", "warning"]
+        if i:
+            args += ["--join", f"127.0.0.1:{ports[0]}", "--retry-join"]
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("GOSSIPREG_")},
+               "GOSSIPREG_STATE_DIR": str(state)}
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def serf_agents(n: int) -> list[subprocess.Popen[bytes]]:
+    """``n`` Serf agents, the first a seed for the others."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    ports = [free_port() for _ in range(n)]
+    procs = []
+    for i, port in enumerate(ports):
+        args = ["serf", "agent", f"-node=s{i}", f"-bind=127.0.0.1:{port}",
+                f"-rpc-addr=127.0.0.1:{free_port()}", f"-encrypt={key}", "-log-level=err"]
+        if i:
+            args.append(f"-join=127.0.0.1:{ports[0]}")
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"mean": round(statistics.fmean(values), 4), "median": round(statistics.median(values), 4),
+            "max": round(max(values), 4)}
+
+
+Procs = list[subprocess.Popen[bytes]]
+
+
+def measure(kinds: dict[str, Procs], warmup: float, seconds: float) -> dict[str, object]:
+    """CPU over ``seconds`` after ``warmup``, and RSS at the end, of every process of every kind."""
+    time.sleep(warmup)
+    for name, procs in kinds.items():
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{name}: a process exited during the warm-up: {dead[0]!r}")
+    start = {p.pid: cpu_seconds(p.pid) for procs in kinds.values() for p in procs}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    report: dict[str, object] = {}
+    for name, procs in kinds.items():
+        cpu = [100 * (cpu_seconds(p.pid) - start[p.pid]) / elapsed for p in procs]
+        rss = [rss_mib(p.pid) for p in procs]
+        report[name] = {
+            "processes": len(procs),
+            "cpu_percent": summary(cpu),
+            "rss_mib": summary(rss),
+            "per_process": [
+                {"cpu_percent": round(c, 4), "rss_mib": round(r, 1)} for c, r in zip(cpu, rss, strict=True)
+            ],
+        }
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=10, help="processes of each kind")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds to settle first")
+    parser.add_argument("--serf", action="store_true", help="also run as many Serf agents, side by side")
+    args = parser.parse_args()
+    if args.serf and shutil.which("serf") is None:
+        parser.error("--serf needs the serf command (apt-get install serf)")
+    kinds: dict[str, list[subprocess.Popen[bytes]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            kinds["gossipreg"] = gossipreg_agents(args.agents, Path(tmp))
+            if args.serf:
+                kinds["serf"] = serf_agents(args.agents)
+            report = measure(kinds, args.warmup, args.seconds)
+        finally:
+            for procs in kinds.values():
+                for p in procs:
+                    p.terminate()
+            for procs in kinds.values():
+                for p in procs:
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+    report["seconds"] = args.seconds
+    if "serf" in report:
+        g, s = report["gossipreg"], report["serf"]
+        assert isinstance(g, dict)
+        assert isinstance(s, dict)
+        cpu_g, cpu_s = g["cpu_percent"]["mean"], s["cpu_percent"]["mean"]
+        report["cpu_ratio_gossipreg_to_serf"] = round(cpu_g / max(cpu_s, 1e-9), 3)
+        report["rss_ratio_gossipreg_to_serf"] = round(g["rss_mib"]["mean"] / s["rss_mib"]["mean"], 3)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
