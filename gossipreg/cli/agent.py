@@ -114,8 +114,8 @@ def build_settings(ctx: click.Context, params: dict[str, Any]) -> AgentSettings:
     "--join",
     multiple=True,
     metavar="HOST[:PORT]",
-    help="A member to join through; repeatable. DNS names are re-resolved on every retry. "
-    "[env: GOSSIPREG_SEEDS, comma-separated]",
+    help="A member to join through; repeatable. DNS names are re-resolved on every retry; "
+    "srv:NAME stands for the targets of DNS SRV record NAME. [env: GOSSIPREG_SEEDS, comma-separated]",
 )
 @click.option(
     "--retry-join",

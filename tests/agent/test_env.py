@@ -29,7 +29,7 @@ from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import ConfigError
 from gossipreg.default import _options as default_options
 
-from .helpers import KEY1, KEY1_B64, KEY2, KEY2_B64, write_keyring
+from .helpers import KEY1, KEY1_B64, KEY2, KEY2_B64, settings, write_keyring
 
 
 @pytest.fixture(autouse=True)
@@ -245,3 +245,14 @@ def test_the_configuration_guide_lists_every_variable_with_its_flag() -> None:
         if FLAGS[fld].startswith("--"):
             assert f"`{FLAGS[fld]}" in row, (var, FLAGS[fld])
     assert "`GOSSIPREG_CONFIG`" in rows
+
+
+def test_an_srv_seed_is_accepted_by_the_flag_and_the_variable_and_checked() -> None:
+    prepared = prepare(settings(join=("srv:_gossipreg._udp.example.internal",)))
+    assert prepared.settings.join == ("srv:_gossipreg._udp.example.internal",)
+    with pytest.raises(ConfigError, match=r"^--join: 'srv:two words': the SRV name"):
+        prepare(settings(join=("srv:two words",)))
+    env = load_environment({"GOSSIPREG_SEEDS": "srv:_g._udp.example.internal,10.0.0.1"})
+    assert env["join"] == ("srv:_g._udp.example.internal", "10.0.0.1")
+    with pytest.raises(ConfigError, match=r"^GOSSIPREG_SEEDS: 'srv:': the SRV name"):
+        load_environment({"GOSSIPREG_SEEDS": "srv:"})
