@@ -37,9 +37,9 @@ happens to define it).
 
 from __future__ import annotations
 
-import importlib.metadata as _metadata
 import inspect as _inspect
 import typing as _typing
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .core.config import Config as Config
 from .core.crypto import Keyring as Keyring
@@ -121,14 +121,26 @@ __all__ = [
 def _version() -> str:
     """The installed distribution's version; a marker version when gossipreg runs from a
     source tree that was never installed (``pip install -e .`` installs it)."""
+    import importlib.metadata  # read on first use: it costs an import of the email package
+
     try:
-        return _metadata.version("gossipreg")
-    except _metadata.PackageNotFoundError:
+        return importlib.metadata.version("gossipreg")
+    except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-__version__: str = _version()
-"""The version of the installed ``gossipreg`` distribution (its package metadata)."""
+if _TYPE_CHECKING:
+    __version__: str
+    """The version of the installed ``gossipreg`` distribution (its package metadata)."""
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the package metadata on first use."""
+    if name == "__version__":
+        version = _version()
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module 'gossipreg' has no attribute {name!r}")
 
 
 def _fixup_module_metadata(module_name: str, namespace: dict[str, object], names: list[str]) -> None:
