@@ -231,38 +231,30 @@ async def test_a_bad_option_of_open_registry_is_a_typed_error_before_anything_st
     assert len(all_tasks()) == tasks, "a task was left behind"
 
 
-@pytest.mark.parametrize(("options", "error", "fragment"), BAD_OPTIONS, ids=_ids())
-def test_a_bad_option_of_the_sync_registry_is_the_same_error_in_the_calling_thread(
-    options: dict[str, Any],
-    error: type[RegistryError],
-    fragment: str,
-    nothing_binds: list[object],
-    started_threads: list[str],
-) -> None:
-    options = {"bind": "127.0.0.1:0", "keyring": KEY, **options}
-    with pytest.raises(error) as info:
-        Registry(**options).close()
-    check_message(info.value, error, fragment)
-    assert started_threads == [], "the member's thread was started"
-    assert nothing_binds == []
+def _open_sync(options: dict[str, Any]) -> None:
+    Registry(**options).close()
 
 
-@pytest.mark.parametrize(("options", "error", "fragment"), BAD_OPTIONS, ids=_ids())
-def test_a_bad_option_of_the_asyncio_registry_is_the_same_error_before_any_thread_starts(
-    options: dict[str, Any],
-    error: type[RegistryError],
-    fragment: str,
-    nothing_binds: list[object],
-    started_threads: list[str],
-) -> None:
-    options = {"bind": "127.0.0.1:0", "keyring": KEY, **options}
-
+def _open_asyncio(options: dict[str, Any]) -> None:
     async def main() -> None:
         async with gossipreg.aio.open_registry(**options):
             pytest.fail("the member started")
 
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("front", [_open_sync, _open_asyncio], ids=["sync", "asyncio"])
+@pytest.mark.parametrize(("options", "error", "fragment"), BAD_OPTIONS, ids=_ids())
+def test_a_bad_option_of_the_sync_and_asyncio_registries_is_the_same_error_before_any_thread_starts(
+    options: dict[str, Any],
+    error: type[RegistryError],
+    fragment: str,
+    front: Callable[[dict[str, Any]], None],
+    nothing_binds: list[object],
+    started_threads: list[str],
+) -> None:
     with pytest.raises(error) as info:
-        asyncio.run(main())
+        front({"bind": "127.0.0.1:0", "keyring": KEY, **options})
     check_message(info.value, error, fragment)
     assert started_threads == [], "the member's thread was started"
     assert nothing_binds == []
