@@ -71,6 +71,7 @@ from .core.errors import (
     WatchOverflowError,
 )
 from .core.model import Service, check_ttl
+from .core.observe import HistogramSnapshot
 from .registry import (
     LEAVE_TIMEOUT,
     WATCH_BUFFER,
@@ -158,6 +159,7 @@ class _Member:
         self.members: tuple[Member, ...] = ()
         self.statistics: Mapping[str, int] = {}
         self.status: Status | None = None
+        self.histograms: Mapping[str, HistogramSnapshot] = {}
 
     # ------------------------------------------------------------ to the asyncio side
 
@@ -235,6 +237,7 @@ class _Member:
         self.members = tuple(self.registry.members())
         self.statistics = self.registry.statistics()
         self.status = self.registry.status()
+        self.histograms = self.registry._core.histograms()
 
     def drain(self, first: Result | None = None, *, lost: bool = False) -> None:
         """Take every result the feed holds: republish the catalog, then hand them to the watchers.
@@ -542,6 +545,11 @@ class AsyncioRegistry:
         """
         self._check_open()
         return list(self._member.members)
+
+    def _histograms(self) -> Mapping[str, HistogramSnapshot]:
+        """The member's latency histograms (for :mod:`gossipreg.metrics`), a snapshot at most
+        :data:`REFRESH_INTERVAL` seconds old."""
+        return self._member.histograms
 
     def status(self) -> Status:
         """Where this member stands: joined, alone or isolated (see :class:`~gossipreg.Status`).

@@ -276,10 +276,11 @@ class _Reading:
 def _histograms(registry: object) -> Mapping[str, HistogramSnapshot]:
     """The member's latency histograms, if this front end can give them (else none).
 
-    A public ``histograms()`` method is used when the front end has one; otherwise
-    the node core of an AsyncRegistry (``_core``) or of a test kit registry (``core``).
+    A ``histograms()`` method is used when the front end has one (the asyncio
+    registry's snapshot is ``_histograms()``); otherwise the node core of an
+    AsyncRegistry (``_core``) or of a test kit registry (``core``).
     """
-    method = getattr(registry, "histograms", None)
+    method = getattr(registry, "histograms", None) or getattr(registry, "_histograms", None)
     if callable(method):
         found = method()
         return found if isinstance(found, Mapping) else {}

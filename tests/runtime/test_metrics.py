@@ -256,4 +256,6 @@ def test_the_metrics_port_option_of_the_asyncio_registry() -> None:
                                                metrics_port=port):
             return await asyncio.to_thread(lambda: _get(f"http://127.0.0.1:{port}/metrics")[1])
 
-    assert 'gossipreg_info{member="aio-served"' in asyncio.run(main())
+    text = asyncio.run(main())
+    assert 'gossipreg_info{member="aio-served"' in text
+    assert "gossipreg_probe_rtt_seconds_bucket" in text  # the histograms too, from the snapshot
