@@ -1470,3 +1470,161 @@ def test_an_expired_local_registration_is_no_longer_asserted() -> None:
     cat.tick(10.0)
     assert cat.local_records() == []
     assert not cat.is_visible(rec.key)
+
+
+# ------------------------------------------------ gaps found by mutation testing
+# (scripts/mutation; each test names the behaviour it protects)
+
+
+def test_a_collected_tombstone_leaves_no_key_hash_behind_for_fetch_or_reconcile() -> None:
+    # Members collect tombstones at different times: a peer may still offer or ask for a
+    # key this member has collected; it must be treated as unknown, never raise.
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10)
+    t = rec(("s", "1", "gone"), "x", stamp(1), deleted=True)
+    cat.merge([t], 0.0)
+    khash = key_hash(t.key)
+    assert cat.fetch([khash], 50.0) == [(t, 50.0)]
+    cat.tick(100.0)
+    assert cat.records() == []
+    assert cat.fetch([khash], 100.0) == []
+    push, want = cat.reconcile(Offer({"x": {khash: t.stamp}}, [], []), 100.0)
+    assert push == []
+    assert want == [khash]
+
+
+def test_a_purged_owners_records_leave_no_key_hash_behind() -> None:
+    cat = catalog("me")
+    r = rec(("s", "1", "n"), "x", stamp(1))
+    cat.merge([r], 0.0)
+    cat.purge_owner("x")
+    khash = key_hash(r.key)
+    assert cat.fetch([khash], 1.0) == []
+    _, want = cat.reconcile(Offer({"y": {khash: r.stamp}}, [], []), 1.0)
+    assert want == [khash]
+
+
+def test_owner_authority_correction_keeps_the_whole_registration() -> None:
+    a = catalog("a")
+    svc = service(metadata={"team": "blue"}, endpoints=("Greeter.Hello", "Greeter.Bye"))
+    (live,) = a.register(svc, 30, 0.0)
+    forged = Record(*live.key, "a", live.stamp + 1, None, False, node("n1", 6666), {}, ())
+    (fix,) = a.merge([forged], 0.0).reply
+    assert fix.endpoints == live.endpoints == svc.endpoints
+    assert fix.metadata == {"team": "blue"}
+    assert fix.node == live.node
+    assert fix.ttl == 30
+    assert a.get_service("greeter") == [svc]
+
+
+def test_a_reasserted_shared_registration_keeps_the_whole_registration() -> None:
+    a = catalog("a")
+    svc = service(metadata={"team": "blue"}, endpoints=("Greeter.Hello",))
+    (mine,) = a.register(svc, None, 0.0)
+    theirs = rec(mine.key, "z", mine.stamp + 1)
+    a.merge([theirs], 0.0)
+    (fix,) = a.merge([rec(mine.key, "z", mine.stamp + 2, deleted=True)], 0.0).reply
+    assert (fix.owner, fix.endpoints, fix.node) == ("a", svc.endpoints, mine.node)
+    assert fix.metadata == {"team": "blue"}
+    assert a.get_service("greeter") == [svc]
+
+
+def test_anti_entropy_hands_out_no_record_of_a_down_owner() -> None:
+    a = catalog("a")
+    down = [rec(("s", "1", f"d{i}"), "dead", stamp(i)) for i in range(2)]
+    up = [rec(("s", "1", f"u{i}"), "live", stamp(i)) for i in range(2)]
+    a.merge(down + up, 0.0)
+    a.owner_down("dead")
+    assert "dead" not in a.digest()
+    # offer: neither whole records nor key versions of the down owner
+    offer = a.offer({}, 0.0)
+    assert [r for r, _ in offer.records] == up
+    offer = a.offer({"dead": (0, 0), "live": (0, 0)}, 0.0)
+    assert set(offer.versions) == {"live"}
+    assert offer.absent == []
+    # export
+    assert [r for r, _ in a.export(0.0)] == up
+    # reconcile: named absent, or listed with versions, the down owner's records stay here
+    push, want = a.reconcile(Offer({}, [], ["dead"]), 0.0)
+    assert push == []
+    assert want == []
+    push, want = a.reconcile(Offer({"dead": {}}, [], []), 0.0)
+    assert push == []
+    assert want == []
+
+
+def test_reconcile_goes_on_to_every_owner_after_a_down_one() -> None:
+    a = catalog("a")
+    d = rec(("s", "1", "d"), "dead", stamp(1))
+    mine = [rec(("s", "1", f"l{i}"), "live", stamp(i)) for i in range(2)]
+    a.merge([d, *mine], 0.0)
+    a.owner_down("dead")
+    wanted = key_hash(("s", "1", "new"))
+    # The down owner comes first in the offer; the owners after it are still reconciled.
+    offer = Offer({"dead": {key_hash(d.key): d.stamp}, "live": {wanted: stamp(5)}}, [], [])
+    push, want = a.reconcile(offer, 0.0)
+    assert [r for r, _ in push] == mine
+    assert want == [wanted]
+
+
+def test_root_summarises_the_digest() -> None:
+    a, b = catalog("a"), catalog("b")
+    assert a.root() == b.root() == 0
+    rs = [rec(("s", "1", f"n{i}"), "x", stamp(i)) for i in range(3)]
+    a.merge(rs, 0.0)
+    assert a.root() != 0
+    b.merge(rs[:2], 0.0)
+    assert a.root() != b.root()
+    b.merge(rs[2:], 0.0)
+    assert a.root() == b.root()
+    # Every field of the digest counts: owner name, newest stamp, fingerprint.
+    c = catalog("c")
+    c.merge([dataclasses.replace(r, owner="y") for r in rs], 0.0)
+    assert c.root() != a.root()
+    d = catalog("d")
+    d.merge([*rs[:2], dataclasses.replace(rs[2], stamp=stamp(7))], 0.0)
+    assert d.root() != a.root()
+    # Owners known down are left out, as in the digest.
+    e = catalog("e")
+    e.merge([*rs, rec(("s", "1", "z"), "zz", stamp(1))], 0.0)
+    assert e.root() != a.root()
+    e.owner_down("zz")
+    assert e.root() == a.root()
+
+
+def test_deregistering_after_the_own_lease_expired_is_quiet() -> None:
+    cat = catalog("me")
+    svc = service(nodes=("n1", "n2"))
+    cat.register(svc, 10, 0.0)
+    expired = cat.tick(10.0)
+    assert len(expired) == 2
+    assert cat.deregister(svc, 11.0) == []
+    assert cat.deregister(service(nodes=()), 11.0) == []
+    assert cat.local_records() == []
+
+
+def test_writes_without_a_lease_schedule_no_expiry() -> None:
+    cat = catalog("me")
+    for port in range(50):
+        cat.register(service(nodes=(node("n1", port + 1),)), None, float(port))
+    assert cat.next_deadline() is None
+
+
+def test_registering_again_without_a_lease_cancels_the_lease() -> None:
+    cat = catalog("me")
+    cat.register(service(nodes=(node("n1", 1),)), 10, 0.0)
+    (second,) = cat.register(service(nodes=(node("n1", 2),)), None, 1.0)
+    assert cat.tick(20.0) == []
+    assert cat.is_visible(second.key)
+    assert cat.local_records() == [second]
+
+
+def test_renewing_a_lease_keeps_one_live_deadline() -> None:
+    cat = catalog("me")
+    svc = service()
+    cat.register(svc, 10, 0.0)
+    for t in range(1, 30):
+        cat.register(svc, 10, float(t))  # renewed every second
+        assert cat.tick(float(t)) == []
+    assert cat.is_visible(("greeter", "1.0", "n1"))
+    (tomb,) = cat.tick(39.0)
+    assert tomb.deleted

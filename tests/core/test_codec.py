@@ -464,3 +464,145 @@ def test_peek_update_reads_the_fields_that_judge_news_and_nothing_else() -> None
                 [DEAD, "a", 3, ""], [RECORD, rec[:8]], [RECORD, [*rec[:4], "5", *rec[5:]]], [True, "a"],
                 "x", [], [ALIVE, "a"]):
         assert peek_update(raw) is None, raw
+
+
+# ------------------------------------------------ gaps found by mutation testing
+# (scripts/mutation; each test names the behaviour it protects)
+
+
+def _wrong_length(obj: list[Any]) -> list[list[Any]]:
+    """The array one item short and one item long."""
+    return [obj[:-1], [*obj, None]]
+
+
+def test_nested_arrays_of_the_wrong_length_raise_decode_error() -> None:
+    rec = encode_record(live())
+    node = rec[7]
+    fields = unpack(rec[8])
+    endpoint = fields[1][0]
+    value = endpoint[1]
+    cases: list[tuple[Any, Any]] = []
+    for bad in _wrong_length(node):
+        cases.append((decode_record, [*rec[:7], bad, rec[8]]))
+    for bad in _wrong_length(fields):
+        cases.append((decode_record, [*rec[:8], pack(bad)]))
+    for bad in _wrong_length(endpoint):
+        cases.append((decode_record, [*rec[:8], pack([fields[0], [bad]])]))
+    for bad in _wrong_length(value):
+        cases.append((decode_record, [*rec[:8], pack([fields[0], [[endpoint[0], bad, None, {}]]])]))
+    transfer = encode_transfer(live(), 1.0)
+    cases += [(decode_transfer, bad) for bad in _wrong_length(transfer)]
+    cases += [(decode_digest, {"m1": bad}) for bad in _wrong_length([1, 2])]
+    offer = encode_offer(Offer({}, [], []))
+    cases += [(decode_offer, bad) for bad in _wrong_length(offer)]
+    member = encode_member(Member("a", Address("10.0.0.1", 1), 1, MemberState.ALIVE))
+    cases += [(decode_member, bad) for bad in _wrong_length(member)]
+    for decode, bad in cases:
+        with pytest.raises(DecodeError):
+            decode(unpack(pack(bad)))
+
+
+@pytest.mark.parametrize("state", [[], {}, ["alive"], b"alive", 1, None, "zombie"])
+def test_a_member_state_of_the_wrong_type_raises_decode_error(state: object) -> None:
+    raw = encode_member(Member("a", Address("10.0.0.1", 1), 1, MemberState.ALIVE))
+    raw[5] = state
+    with pytest.raises(DecodeError, match=r"member\.state"):
+        decode_member(raw)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x00", bytes([0x47]), bytes([0x47]) + pack([]), bytes([0x47]) + pack(["x", 1]),
+     bytes([0x47]) + pack({"a": 1}), bytes([0x47]) + pack(3), bytes([0x47]) + pack([True])],
+)
+def test_bad_stream_documents_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        unpack_stream(data)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 1023, 1024])
+def test_datagrams_of_any_message_count_round_trip(n: int) -> None:
+    msgs = [encode_message(Ack(i, "m")) for i in range(n)]
+    raw = unpack_datagram(pack_datagram(msgs))
+    assert [decode_message(r) for r in raw] == [Ack(i, "m") for i in range(n)]
+
+
+def test_a_datagram_of_more_than_max_messages_is_refused() -> None:
+    from gossipreg.core.codec import MAX_MESSAGES
+
+    data = pack_datagram([encode_message(Ack(0, "m"))] * (MAX_MESSAGES + 1))
+    with pytest.raises(DecodeError, match="too many"):
+        unpack_datagram(data)
+
+
+def test_alive_and_member_meta_limits_are_exact() -> None:
+    from gossipreg.core.codec import MAX_META
+
+    ok = Alive("a", 1, Address("10.0.0.1", 1), b"m" * MAX_META)
+    assert decode_message(unpack(encode_message(ok))) == ok
+    raw = unpack(encode_message(ok))
+    raw[5] = b"m" * (MAX_META + 1)
+    with pytest.raises(DecodeError, match=r"alive\.meta"):
+        decode_message(raw)
+    member = Member("a", Address("10.0.0.1", 1), 1, MemberState.ALIVE, b"m" * MAX_META)
+    assert decode_member(unpack(pack(encode_member(member)))) == member
+    raw_member = encode_member(member)
+    raw_member[4] = b"m" * (MAX_META + 1)
+    with pytest.raises(DecodeError, match=r"member\.meta"):
+        decode_member(raw_member)
+
+
+def test_host_length_limit_is_exact() -> None:
+    ok = Ack(1, "m")
+    assert decode_message(unpack(encode_message(ok))) == ok
+    host = "h" * 255
+    ping = Ping(1, "t", "s", Address(host, 1))
+    assert decode_message(unpack(encode_message(ping))) == ping
+    raw = unpack(encode_message(ping))
+    raw[4] = "h" * 256
+    with pytest.raises(DecodeError):
+        decode_message(raw)
+
+
+def test_endpoint_count_limit_is_exact() -> None:
+    from gossipreg.core.model import MAX_ENDPOINTS
+
+    eps = tuple(Endpoint(f"E.m{i:03d}") for i in range(MAX_ENDPOINTS))
+    rec = live(endpoints=eps)
+    assert roundtrip(rec) == rec
+    raw = encode_record(rec)
+    fields = unpack(raw[8])
+    fields[1].append(fields[1][0])
+    raw[8] = pack(fields)
+    with pytest.raises(DecodeError, match="endpoints"):
+        decode_record(raw)
+
+
+def _nested(depth: int) -> Value:
+    v = Value("leaf", "string")
+    for i in range(depth - 1):
+        v = Value(f"v{i}", "T", (v,))
+    return v
+
+
+def test_value_nesting_limit_is_exact() -> None:
+    rec = live(endpoints=(Endpoint("E.deep", _nested(8)),))
+    assert roundtrip(rec) == rec
+    raw = encode_record(rec)
+    fields = unpack(raw[8])
+    fields[1][0][1] = ["top", "T", [fields[1][0][1]]]  # one level more, past the model's checks
+    raw[8] = pack(fields)
+    with pytest.raises(DecodeError, match="deep"):
+        decode_record(raw)
+
+
+@pytest.mark.parametrize(
+    ("age", "ms"),
+    [(0.0, 0), (-5.0, 0), (0.001, 1), (0.0010000001, 1), (0.0011, 2), (1.5, 1500), (1e12, (1 << 32) - 1)],
+)
+def test_transfer_ages_round_up_to_whole_milliseconds_within_range(age: float, ms: int) -> None:
+    enc = encode_transfer(live(), age)
+    assert enc[1] == ms
+    rec, back = decode_transfer(unpack(pack(enc)))
+    assert rec == live()
+    assert back == ms / 1000

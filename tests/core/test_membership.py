@@ -7,6 +7,7 @@ seeded :class:`random.Random`, and moves messages between them by hand.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from random import Random
 
 import pytest
@@ -950,3 +951,55 @@ def test_a_replayed_alive_of_a_reaped_member_is_ignored() -> None:
     # Forgotten after tombstone_ttl.
     fresh.tick(cfg.tombstone_ttl + 1)
     assert fresh.graveyard() == ()
+
+
+# ------------------------------------------------ gaps found by mutation testing
+# (scripts/mutation; each test names the behaviour it protects)
+
+
+def test_merge_remote_applies_every_entry_after_an_unknown_dead_member() -> None:
+    m = make()
+    remote = [
+        Member("ghost", Address(*addr(9)), 3, DEAD),  # never known here: only remembered
+        Member("a", Address(*addr(1)), 1, ALIVE),
+        Member("b", Address(*addr(2)), 2, ALIVE),
+    ]
+    outcomes = m.merge_remote(remote, 0.0)
+    assert [o.action for o in outcomes] == [Action.IGNORED, Action.APPLIED, Action.APPLIED]
+    assert m.get("a") is not None
+    assert m.get("b") is not None
+    assert [g.name for g in m.graveyard()] == ["ghost"]
+
+
+def test_the_graveyard_keeps_the_highest_incarnation_it_heard() -> None:
+    m = make()
+    m.merge_remote([Member("ghost", Address(*addr(9)), 5, DEAD)], 0.0)
+    m.merge_remote([Member("ghost", Address(*addr(9)), 2, LEFT)], 1.0)  # an older report
+    ((g),) = m.graveyard()
+    assert g.incarnation == 5
+    # So an alive the removed member sent before its death stays a replay.
+    assert m.on_alive("ghost", 4, addr(9), b"", 2.0).action is Action.IGNORED
+    assert m.get("ghost") is None
+    # A newer report replaces it.
+    m.merge_remote([Member("ghost", Address(*addr(9)), 8, DEAD)], 3.0)
+    assert [g.incarnation for g in m.graveyard()] == [8]
+
+
+@pytest.mark.parametrize("bad", [-1, True, False, 1.0, "1", None])
+def test_every_entry_point_refuses_an_invalid_incarnation(bad: object) -> None:
+    m = make()
+    put(m, "a", ALIVE, 1)
+    calls: list[Callable[[], object]] = [
+        lambda: m.on_alive("a", bad, addr(1), b"", 1.0),  # type: ignore[arg-type]
+        lambda: m.on_alive("new", bad, addr(2), b"", 1.0),  # type: ignore[arg-type]
+        lambda: m.on_suspect("a", bad, "x", 1.0),  # type: ignore[arg-type]
+        lambda: m.on_dead("a", bad, "x", 1.0),  # type: ignore[arg-type]
+        lambda: m.on_leave("a", bad, 1.0),  # type: ignore[arg-type]
+        lambda: m.merge_remote([Member(LOCAL, Address(*LOCAL_ADDR), bad, SUSPECT)], 1.0),  # type: ignore[arg-type]
+        lambda: Membership(LOCAL, LOCAL_ADDR, LAN, Random(0), 0.0, incarnation=bad),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="incarnation"):
+            call()
+    assert m.get("a") == Member("a", Address(*addr(1)), 1, ALIVE, b"", 0.0)
+    assert m.get("new") is None
