@@ -51,6 +51,19 @@ def total(agents: list[Agent], counter: str) -> int:
     return sum(a.registry.statistics()[counter] for a in agents)
 
 
+async def gossip_for_a_while(agents: list[Agent], what: str, datagrams: int = 10) -> None:
+    """Wait until every member has received ``datagrams`` more datagrams: the cluster has
+    gossiped in its current state (a condition, not a span of wall-clock time)."""
+    before = [a.registry.statistics()["datagrams_received"] for a in agents]
+    await wait_until(
+        lambda: all(
+            a.registry.statistics()["datagrams_received"] >= b + datagrams
+            for a, b in zip(agents, before, strict=True)
+        ),
+        what,
+    )
+
+
 async def test_rotation_across_a_running_cluster_loses_nothing(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -112,7 +125,7 @@ async def test_rotation_across_a_running_cluster_loses_nothing(tmp_path: Path) -
             result = await cli_run("keyring", "install", KEY2_B64, *every_agent)
             assert result.exit_code == 0, result.output
             assert result.output.count(f"installed {fp2}") == N
-            await trio.sleep(1.0)  # let the cluster gossip for a while in this state
+            await gossip_for_a_while(agents, "gossip with both keys installed")
 
             # 2. use everywhere
             result = await cli_run("keyring", "use", KEY2_B64, *every_agent)
@@ -141,7 +154,7 @@ async def test_rotation_across_a_running_cluster_loses_nothing(tmp_path: Path) -
             assert rings == [[{"fingerprint": fp2, "primary": True}]] * N
             assert all(load_keyring_file(tmp_path / f"keyring-{i}").keys == (KEY2,) for i in range(N))
 
-            await trio.sleep(1.0)  # more gossip with KEY2 alone
+            await gossip_for_a_while(agents, "gossip with KEY2 alone")
             final = service("svc-after-remove", "node-y")
             await agents[4].registry.register(final)
             await wait_until(

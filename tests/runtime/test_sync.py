@@ -247,14 +247,20 @@ def test_keep_alive_renews_until_stopped(make_registry: RegistryFactory) -> None
     with pytest.raises(ValueError, match="nodes"):
         reg.keep_alive(Service("k", "1"), ttl=1)
 
-    ttl = 0.6
+    ttl = 1.5
     handle = reg.keep_alive(service("k", "k1"), ttl=ttl)
     assert reg.get_service("k")[0].nodes[0].id == "k1"  # registered before keep_alive returned
-    # Without renewals the registration would expire after ttl; it must outlive 3 ttl.
-    until = time.monotonic() + 3 * ttl
-    while time.monotonic() < until:
+    # Without renewals the registration would expire after ttl. Wait on the renewals
+    # themselves, not on the clock: four of them, every ttl / 3, span more than one ttl,
+    # and the registration is there at every check. (A renewal may come up to 2/3 ttl
+    # late on a loaded machine before the lease runs out.)
+    renewals = reg.statistics()["catalog_renewals"]
+
+    def renewed_four_times() -> bool:
         assert reg.get_service("k")[0].nodes[0].id == "k1"
-        time.sleep(0.05)
+        return reg.statistics()["catalog_renewals"] >= renewals + 4
+
+    wait_until(renewed_four_times, timeout=4 * ttl + WAIT)
     handle.stop()
     handle.stop()
 
