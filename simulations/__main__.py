@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import tomllib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from . import scenarios
+from .metrics import scenario_summary
 from .run_command import PROFILES, RunParams, run
 
 __all__ = ["main"]
@@ -210,7 +212,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="write only the JSON report (no matplotlib needed)%(default).0s")
     p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (it is also off when stderr is not a terminal)%(default).0s")
+                   help="no progress report on stderr (a bar on a terminal, otherwise a plain line "
+                   "per finished run)%(default).0s")
 
 
 def _add_scenarios(sub: Any) -> None:
@@ -329,13 +332,47 @@ class _RichProgress(scenarios.Progress):
         self._bar.stop()
 
 
+class LineProgress(scenarios.Progress):
+    """One plain line per finished run (a log, a CI job, a pipe: stderr is not a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._label: str | None = None
+        self._total = 0.0
+        self._virtual = 0.0
+        self._wall0 = 0.0
+        self._runs = 0
+
+    def phase(self, label: str, total: float) -> None:
+        self._finish()
+        self._label, self._total, self._virtual = label, total, 0.0
+        self._wall0 = time.perf_counter()
+
+    def update(self, virtual: float) -> None:
+        self._virtual = virtual
+
+    def close(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._label is None:
+            return
+        self._runs += 1
+        wall = time.perf_counter() - self._wall0
+        print(f"[run {self._runs}] {self._label}: {self._virtual:.1f} s virtual (at most {self._total:g}), "
+              f"{wall:.1f} s wall", file=self._stream, flush=True)
+        self._label = None
+
+
 def _progress(enabled: bool) -> scenarios.Progress:
-    if not enabled or not sys.stderr.isatty():
+    if not enabled:
         return scenarios.Progress()
+    if not sys.stderr.isatty():
+        return LineProgress(sys.stderr)
     try:
         return _RichProgress()
     except ImportError:
-        return scenarios.Progress()
+        return LineProgress(sys.stderr)
 
 
 def _scenario_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -393,8 +430,8 @@ def run_scenario(args: argparse.Namespace) -> int:
     written = [path]
     if args.plots:
         written += plot(report, out)
-    for w in written:
-        print(w)
+    print(scenario_summary(report))
+    print("wrote " + ", ".join(str(w) for w in written))
     return 0
 
 

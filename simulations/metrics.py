@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gossipreg.core.catalog import CatalogEvent, Key
 from gossipreg.core.membership import EventKind, MemberEvent, MemberState
@@ -58,7 +59,7 @@ from gossipreg.core.node import JoinResult, NodeEvent
 
 from .engine import SimMember, Simulation
 
-__all__ = ["Crash", "FalseDeath", "Tracker", "percentiles"]
+__all__ = ["Crash", "FalseDeath", "Tracker", "format_table", "key_figures", "percentiles", "scenario_summary"]
 
 
 @dataclass
@@ -563,3 +564,200 @@ def percentiles(values: Iterable[float | None]) -> dict[str, object]:
 
 def _rel(t: float | None, since: float) -> float | None:
     return None if t is None else round(t - since, 6)
+
+
+# ====================================================================== summaries of reports
+#
+# The key figures of each scenario's report as rows of a small table: what the scenario commands
+# print, and what ``python -m simulations sweep`` merges (one row per job, in CSV and JSON).
+# Keys are identifiers (units as suffixes: ``_s`` virtual seconds, ``wall_s`` real ones).
+
+
+def _get(d: Any, *path: str) -> Any:
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _of(done: Any, n: Any) -> str:
+    return f"{done}/{n}"
+
+
+def _convergence_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for r in report["runs"]:
+        regs = r["registrations"]
+        rows.append({
+            "nodes": r["nodes"], "eager_push": r["eager_push"], "loss": r["loss"],
+            # The slowest registration of the run, to each fraction of the members.
+            "p50_s": r["max"]["p50"], "p99_s": r["max"]["p99"], "p9999_s": r["max"]["p9999"],
+            "p100_s": r["max"]["p100"], "complete": _of(r["complete"], len(regs)),
+            "ideal_s": r["ideal_s"], "serf_p9999_s": r["serf_model_s"]["p9999"],
+            "wall_s": r.get("wall_seconds"),
+        })
+    return rows
+
+
+def _detection_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    p, first, dead = report["params"], report["first"], report["all"]
+    lo, hi = report["expected"]["all_dead_range_s"]
+    return [{
+        "nodes": p["nodes"], "crashes": p["crashes"], "loss": p["loss"],
+        "first_p50_s": first["p50"], "first_max_s": first["max"],
+        "dead_p50_s": dead["p50"], "dead_max_s": dead["max"], "detected": _of(dead["complete"], dead["n"]),
+        "expected_dead_s": f"{lo:.1f}-{hi:.1f}", "false_dead": report["false_dead"],
+        "false_suspicions": report["false_suspicions"], "wall_s": report.get("wall_seconds"),
+    }]
+
+
+def _false_positives_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    p = report["params"]
+    return [{
+        "variant": v["variant"], "nodes": p["nodes"], "loss": p["loss"], "slow": v["slow_members"],
+        "pauses": v["pauses"], "suspicion_episodes": v["false_suspicion_episodes"],
+        "about_healthy": v["false_suspicion_episodes_about_healthy"],
+        "death_episodes": v["false_death_episodes"],
+        "deaths_about_healthy": v["false_death_episodes_about_healthy"],
+        "unrefuted_at_end": v["false_deaths_unrefuted_at_end"], "wall_s": v.get("wall_seconds"),
+    } for v in report["variants"]]
+
+
+def _partition_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    p = report["params"]
+    anomalies = report.get("anomalies") or {}
+    return [{
+        "nodes": p["nodes"], "split_s": p["split_seconds"], "loss": p["loss"],
+        "views_identical": report["views_identical"],
+        "converged_after_heal_s": report["converged_after_heal_s"],
+        "members_after_heal_s": report["membership_converged_after_heal_s"],
+        "push_pull_interval_s": report["push_pull_interval_s"],
+        "lost": len(report["lost"]), "resurrected": len(report["resurrected"]),
+        "stale_reappearances": anomalies.get("stale_reappearance"),
+        "false_disappearances": anomalies.get("false_disappearance"),
+        "false_dead": report["false_dead_at_end"], "wall_s": report.get("wall_seconds"),
+    }]
+
+
+def _churn_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    p, ev, div = report["params"], report["events"], report["divergence"]
+    anomalies = report.get("anomalies") or {}
+    return [{
+        "nodes": p["nodes"], "seconds": p["seconds"], "loss": p["loss"],
+        "joins": ev["join"] + ev["restart"], "leaves": ev["leave"], "crashes": ev["crash"],
+        "registrations": ev["register"], "divergence_mean": div["mean"], "divergence_max": div["max"],
+        "msg_per_member_s": report["messages_per_member_per_s"],
+        "bytes_per_member_s": report["bytes_per_member_per_s"],
+        "stale_reappearances": anomalies.get("stale_reappearance"),
+        "false_disappearances": anomalies.get("false_disappearance"),
+        "live_at_end": report["live_at_end"], "false_dead": report["false_dead_at_end"],
+        "wall_s": report.get("wall_seconds"),
+    }]
+
+
+def _bandwidth_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for r in report["rows"]:
+        idle, load = r["idle"], r["load"]
+        rows.append({
+            "nodes": r["nodes"], "push_pull_interval_s": r["push_pull_interval_s"],
+            "idle_window_s": round(r["idle_window_s"][1] - r["idle_window_s"][0], 3),
+            "idle_msg_per_member_s": idle["messages_per_member_per_s"],
+            "idle_bytes_per_member_s": idle["bytes_per_member_per_s"],
+            "idle_push_pulls": idle.get("push_pull_checks"),
+            "load_window_s": round(r["load_window_s"][1] - r["load_window_s"][0], 3),
+            "load_msg_per_member_s": load["messages_per_member_per_s"],
+            "load_bytes_per_member_s": load["bytes_per_member_per_s"],
+            "load_push_pulls": load.get("push_pull_checks"),
+            "wall_s": r.get("wall_seconds"),
+        })
+    return rows
+
+
+_ROWS = {
+    "convergence": _convergence_rows,
+    "detection": _detection_rows,
+    "false-positives": _false_positives_rows,
+    "partition": _partition_rows,
+    "churn": _churn_rows,
+    "bandwidth": _bandwidth_rows,
+}
+
+
+def key_figures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The key figures of a scenario report: one row per run (size, loss, variant...).
+
+    Raises:
+        ValueError: not a report of a known scenario.
+    """
+    fn = _ROWS.get(str(report.get("scenario")))
+    if fn is None:
+        raise ValueError(f"not a scenario report: scenario {report.get('scenario')!r}")
+    return fn(report)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
+    return str(v)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """``rows`` as a plain-text table (``-`` for a missing or unfinished figure).
+
+    ``columns`` defaults to every key, in the order first seen.
+    """
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(row.get(c), int | float) or row.get(c) is None for row in rows)
+               for c in columns]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def scenario_summary(report: dict[str, Any]) -> str:
+    """One screen about a scenario report: its settings in one line, then its key figures."""
+    p = report.get("params", {})
+    settings = [f"seed {p.get('seed')}", "AES-GCM" if p.get("crypto", True) else "plaintext",
+                "warm start" if str(p.get("start", "warm")).startswith("warm") else "real joins"]
+    overrides = p.get("config_overrides") or {}
+    if overrides:
+        settings.append("--set " + " ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+    head = f"{report['scenario']} ({', '.join(settings)}): {_get(report, 'wall_seconds')} s wall"
+    rows = key_figures(report)
+    if len(rows) == 1:  # one run: a figure per line reads better than one long row
+        width = max(len(k) for k in rows[0])
+        table = "\n".join(f"  {k.ljust(width)}  {_cell(v)}" for k, v in rows[0].items())
+    else:
+        table = format_table(rows)
+    return "\n".join([head, table, _NOTES.get(report["scenario"], "")]).rstrip()
+
+
+_NOTES = {
+    "convergence": "p50_s..p100_s: seconds (virtual) from the register call until 50/99/99.99/100 % of the "
+    "members hold it, slowest registration of the run; '-': not reached within the limit.",
+    "detection": "first: crash to first suspicion; dead: crash to declared dead by every live member "
+    "(virtual seconds).",
+    "false-positives": "episodes: a member suspected (or declared dead) at one incarnation, however many "
+    "members learnt of it; nobody crashed, so all are false.",
+    "partition": "after heal: virtual seconds until every catalog is identical (members: every member "
+    "ALIVE everywhere).",
+    "churn": "divergence: fraction of live members whose view differs from the truth (sampled each second).",
+    "bandwidth": "per live member per virtual second, datagrams + stream messages sent; push_pulls: "
+    "periodic anti-entropy exchanges started in the window (N = every member's).",
+}

@@ -301,6 +301,7 @@ def _convergence_one(
                                   loss=loss))
             for name, q in QUANTILES
         },
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
         "wall_bootstrap_seconds": round(wall_boot, 3),
     }
@@ -375,6 +376,7 @@ def detection(
         },
         "false_dead": tracker.false_dead,
         "false_suspicions": tracker.false_suspicions,
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
@@ -510,6 +512,7 @@ def _false_positives_one(
         "false_deaths_unrefuted_at_end": tracker.false_dead,
         "members_falsely_declared_dead": len({f.subject for f in tracker.false_deaths}),
         "breakdown": counts,
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
@@ -642,6 +645,7 @@ def partition(
                                        "unsettled": sum(1 for t in view_times if t is None),
                                        "per_member": {name: _r(None if t is None else t - heal_at)
                                                       for name, t in sorted(settled.items())}},
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
@@ -802,6 +806,7 @@ def churn(
         "live_at_end": len(tracker.live),
         "false_dead_at_end": tracker.false_dead,
         "anomalies": audit.report(),
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
@@ -890,13 +895,20 @@ def _bandwidth_one(
             sim.schedule(1.0 + 10.0 * j / count, functools.partial(sim.register, owner, svc, lease))
     c.run_until(start, step=1.0)
 
+    def checks() -> int:
+        # Periodic anti-entropy exchanges begun (each starts with a summary check): read, so
+        # the report can say how many members' push/pulls fall in a window.
+        return sum(m.core.statistics()["push_pull_checks"] for m in sim.live_members())
+
     def window(end: float) -> dict[str, Any]:
         st0 = dict(sim.stats)
         ms0 = tracker.live_member_seconds()
+        pp0 = checks()
         c.run_until(end, step=1.0)
         ms = tracker.live_member_seconds() - ms0
         d = {k: sim.stats[k] - st0[k] for k in st0}
         return {
+            "push_pull_checks": checks() - pp0,
             "messages_per_member_per_s": _rate(d["datagrams"] + d["stream_messages"], ms),
             "bytes_per_member_per_s": _rate(d["datagram_bytes"] + d["stream_bytes"], ms),
             "datagrams_per_member_per_s": _rate(d["datagrams"], ms),
@@ -929,6 +941,7 @@ def _bandwidth_one(
         "renewals": i if leased else 0,
         "idle": idle,
         "load": load,
+        "trace_hash": sim.trace_hash,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
     }
 
