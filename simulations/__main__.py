@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import tomllib
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true",
                    help="print the report as one JSON object on one line (default: a readable summary)")
     _add_scenarios(sub)
+    _add_sweep(sub)
     pl = sub.add_parser(
         "plot",
         help="draw the plots of saved reports (several of one scenario are merged)",
@@ -303,6 +305,165 @@ def _add_scenarios(sub: Any) -> None:
     _common(b)
 
 
+def _values(text: str) -> list[object]:
+    """``V,V,...``: each read as a TOML value (``20``, ``0.5``, ``true``, a bare word as a string)."""
+    return [_override(f"v={item}")[1] for item in text.split(",") if item.strip()]
+
+
+def _axis(text: str) -> tuple[str, list[object]]:
+    """``NAME=V,V,...`` of the sweep's ``--set`` and ``--opt``."""
+    name, sep, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name or not values.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,VALUE...], got {text!r}")
+    return name, _values(values)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of integers, got {text!r}") from None
+
+
+def _add_sweep(sub: Any) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="a grid of one scenario's parameters as independent jobs (local processes or Dask)",
+        description=(
+            "Run one scenario for every combination of the given values (sizes, loss rates, seeds, "
+            "protocol parameters, other scenario options), each combination one job with one run, "
+            "in a local process pool or on a Dask cluster (--scheduler). Each job's report is "
+            "written to OUT/<hash of its parameters>.json as it finishes; jobs whose report is "
+            "already there are skipped, so an interrupted sweep resumes when run again. At the "
+            "end the reports are merged into one table (printed, and OUT/sweep.csv, "
+            "OUT/sweep.json) and one plot per metric against the swept parameter "
+            "(OUT/sweep_<metric>.png)."
+        ),
+        epilog=(
+            "Example: python -m simulations sweep convergence --nodes 100,1000 --loss 0,0.05,0.1 "
+            "--set probe_interval=0.5,1.0 --seeds 1,2 --opt eager=true --no-crypto --out sim-sweep. "
+            "Any other scenario option is an --opt (e.g. --opt registrations=2 --opt limit=10 for "
+            "convergence; --opt crashes=5 for detection); see python -m simulations SCENARIO --help."
+        ),
+    )
+    sw.add_argument("scenario", choices=list(scenarios.SCENARIOS), help="the scenario to sweep")
+    sw.add_argument("--nodes", type=_sizes, default=None, metavar="N,N,...",
+                    help="cluster sizes (default: the scenario's)")
+    sw.add_argument("--loss", type=_probabilities, default=None, metavar="P,P,...",
+                    help="datagram loss rates (default: the scenario's)")
+    sw.add_argument("--seeds", type=_seeds, default=[0], metavar="K,K,...",
+                    help="seeds; the plots average over them (default: 0)")
+    sw.add_argument("--set", dest="sets", action="append", type=_axis, default=[],
+                    metavar="NAME=V,V,...",
+                    help="a protocol parameter (any Config field) and its values (repeatable)")
+    sw.add_argument("--opt", dest="opts", action="append", type=_axis, default=[],
+                    metavar="NAME=V,V,...",
+                    help="another keyword of the scenario and its values (repeatable), e.g. "
+                    "registrations=2, limit=10, eager=true,false, variant=lifeguard")
+    sw.add_argument("--workers", type=lambda t: _positive_int(t, 1), default=None, metavar="N",
+                    help="local worker processes (default: one per CPU)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run the jobs on this Dask scheduler (tcp://host:8786) instead of local "
+                    "processes; needs the sweep extra: pip install 'gossipreg[sweep]'")
+    sw.add_argument("--x", default=None, metavar="NAME",
+                    help="the parameter on the plots' x axis (default: the first swept one)")
+    sw.add_argument("--metric", dest="metrics", action="append", default=None, metavar="NAME",
+                    help="a column of the table to plot (repeatable; default: the scenario's key "
+                    "figures)")
+    sw.add_argument("--out", default="sim-sweep", metavar="DIR",
+                    help="directory of the job reports, the merged table and plots (default: sim-sweep)")
+    sw.add_argument("--no-crypto", dest="crypto", action="store_false",
+                    help="run plaintext instead of AES-GCM sealing (faster; part of every job's key)")
+    sw.add_argument("--cold", dest="warm", action="store_false",
+                    help="members join for real instead of the warm bootstrap")
+    sw.add_argument("--no-plots", dest="plots", action="store_false",
+                    help="write only the table (no matplotlib needed)")
+    sw.add_argument("--quiet", action="store_true", help="no line per finished job on stderr")
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """``python -m simulations sweep``: run the grid, merge, print the table."""
+    from pathlib import Path
+
+    from . import sweep
+    from .metrics import format_table
+    from .plots import MissingMatplotlib, plot_sweep, require_matplotlib
+
+    prog = "python -m simulations sweep"
+    axes: dict[str, list[object]] = {}
+    if args.nodes is not None:
+        axes["nodes"] = list(args.nodes)
+    if args.loss is not None:
+        axes["loss"] = list(args.loss)
+    for name, values in args.sets:
+        axes[f"set.{name}"] = values
+    for name, values in args.opts:
+        axes[{"losses": "loss", "variants": "variant"}.get(name, name)] = values
+    axes["seed"] = list(args.seeds)
+    axes["crypto"] = [args.crypto]
+    axes["warm"] = [args.warm]
+    try:
+        if args.plots:
+            require_matplotlib()
+        grid = sweep.Grid(args.scenario, axes)
+        x, lines = sweep.plot_axes(grid, args.x)
+    except (ValueError, MissingMatplotlib) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    jobs = grid.jobs()
+    where = f"Dask scheduler {args.scheduler}" if args.scheduler else (
+        f"{args.workers or os.cpu_count() or 1} local processes")
+    start = time.perf_counter()
+
+    def on_done(done: int, total: int, job: sweep.Job, saved: dict[str, Any] | None,
+                error: str | None) -> None:
+        if args.quiet and error is None:
+            return
+        what = f"failed: {error}" if error else f"{job.key}.json, {saved_wall(saved)} s wall"
+        print(f"[{done}/{total}] {job.label(grid.swept() or None)}: {what}", file=sys.stderr, flush=True)
+
+    def saved_wall(saved: dict[str, Any] | None) -> object:
+        return None if saved is None else saved["report"].get("wall_seconds")
+
+    try:
+        with sweep.open_executor(args.workers, args.scheduler) as executor:
+            done = [j for j in jobs if (out / f"{j.key}.json").exists()]
+            print(f"{prog} {args.scenario}: {len(jobs)} jobs, {len(done)} already done in {out} (skipped), "
+                  f"{len(jobs) - len(done)} to run on {where}", file=sys.stderr, flush=True)
+            result = sweep.run_sweep(grid, out, executor, on_done=on_done)
+    except sweep.MissingDask as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; the reports written so far are kept: run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    columns, rows = sweep.merge(grid, out)
+    command = " ".join(["python -m simulations", *sys.argv[1:]]) if sys.argv[1:] else prog
+    written = sweep.write_table(out, grid, columns, rows, command)
+    if args.plots and rows:
+        metrics = args.metrics or [m for m in sweep.PLOT_METRICS[args.scenario] if m in columns]
+        unknown = [m for m in metrics if m not in columns]
+        if unknown:
+            print(f"{prog}: error: --metric {', '.join(unknown)}: not a column ({', '.join(columns)})",
+                  file=sys.stderr)
+            return 2
+        seeds = len(grid.axes["seed"])
+        title = f"{args.scenario}, {len(rows)} runs" + (
+            f", mean of {seeds} seeds (bars: min to max)" if seeds > 1 else "")
+        written += plot_sweep(rows, x=x, lines=lines, metrics=metrics, out=out, title=title)
+    fixed = " ".join(f"{k.removeprefix('set.')}={v}" for k, v in grid.fixed().items())
+    print(f"{args.scenario} sweep: {len(jobs)} jobs ({result.ran} run now, {result.skipped} skipped: "
+          f"report already in {out}; {len(result.failed)} failed), {time.perf_counter() - start:.1f} s wall")
+    print(f"fixed: {fixed}" if fixed else "fixed: nothing")
+    print(format_table(rows, columns) if rows else "(no report)")
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 1 if result.failed else 0
+
+
 class _RichProgress(scenarios.Progress):
     """A rich progress bar: virtual seconds of the current phase, with wall time elapsed."""
 
@@ -464,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "plot":
         return plot_reports(args)
+    if args.command == "sweep":
+        return run_sweep_command(args)
     if args.command != "run":
         return run_scenario(args)
     params = RunParams(
