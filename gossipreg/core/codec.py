@@ -509,10 +509,15 @@ class Nack:
 class Tree:
     """Marks a datagram whose updates travel along the broadcast tree rooted at
     ``root``; ``hops`` counts the edges travelled so far (a bound against
-    cycles when members' views differ). Only ever the first message."""
+    cycles when members' views differ). Only ever the first message.
+
+    ``seq``, when present, asks the receiver to acknowledge the datagram with
+    an :class:`Ack` of that sequence number (the tree repair,
+    ``Config.tree_resends``); ``None`` is the marker without it."""
 
     root: str
     hops: int
+    seq: int | None = None
 
 
 #: Most edges a tree datagram travels (a tree over 2**32 members is 32 deep).
@@ -572,8 +577,8 @@ def encode_message(msg: Message) -> bytes:
             obj = [LEAVE, name, inc] + ([signature] if signature else [])
         case RecordMsg(rec):
             obj = [RECORD, encode_record(rec)]
-        case Tree(root, hops):
-            obj = [TREE, root, hops]
+        case Tree(root, hops, seq):
+            obj = [TREE, root, hops] if seq is None else [TREE, root, hops, seq]
         case CertWant(name):
             obj = [CERT_WANT, name]
         case Cert(name, certificate):
@@ -663,8 +668,12 @@ def decode_message(obj: object) -> Message:
             name, inc = _fixed(args, 2, "leave")
             return Leave(_name(name, "leave.name"), _uint(inc, "leave.incarnation", MAX_STAMP), signature)
         if kind == TREE and type(kind) is int:
+            seq = None
+            if len(args) == 3:
+                seq = _uint(args[2], "tree.seq", MAX_STAMP)
+                args = args[:2]
             root, hops = _fixed(args, 2, "tree")
-            return Tree(_name(root, "tree.root"), _uint(hops, "tree.hops", MAX_TREE_HOPS))
+            return Tree(_name(root, "tree.root"), _uint(hops, "tree.hops", MAX_TREE_HOPS), seq)
         if kind == RECORD and type(kind) is int:
             (rec,) = _fixed(args, 1, "record")
             return RecordMsg(decode_record(rec))
