@@ -44,7 +44,11 @@ Dissemination
     members with ``gossip_nodes`` children per level (``docs/protocol.md``),
     which every member forwards at once. Spread time then approaches
     ``log_(gossip_nodes+1) n`` hop latencies instead of hops x
-    ``gossip_interval``, and random gossip repairs what the tree misses.
+    ``gossip_interval``. Each tree datagram is acknowledged by its child and
+    sent again every ``tree_ack_timeout`` until it is (at most
+    ``tree_resends`` times; a repeat is acked but not passed on twice), so a
+    lost one delays its subtree by an ack timeout, not a gossip round; random
+    gossip repairs whatever the tree still misses.
 
 Reconnect and re-merge
     Every ``reconnect_interval`` one random member declared dead within
@@ -233,6 +237,17 @@ class _Relay:
 
 
 @dataclass(slots=True)
+class _TreeSend:
+    """A broadcast-tree datagram awaiting its child's ack (``Config.tree_resends``)."""
+
+    child: str
+    address: Address
+    messages: list[bytes]  # the marker (with its seq) and the updates, sent again as they are
+    resends_left: int
+    due: float  # when to send it again if no ack came
+
+
+@dataclass(slots=True)
 class _Resync:
     """An owner back from down whose records stay hidden until a push-pull with it completes."""
 
@@ -289,6 +304,12 @@ _MAX_PENDING_PER_SIGNER = 16
 _MAX_OWN_SIGNATURES = 65536
 #: Most members remembered as reconnect candidates.
 _MAX_RECONNECT_CANDIDATES = 4096
+#: Tree repair: most tree datagrams awaiting an ack (the oldest is given up beyond),
+#: and most (sender, seq) pairs of received tree datagrams remembered to pass on once.
+_MAX_TREE_UNACKED = 4096
+_MAX_TREE_SEEN = 16384
+#: The largest Tree marker's extra bytes for its seq (a msgpack uint64).
+_TREE_SEQ_BYTES = 9
 
 
 class NodeCore:
@@ -403,6 +424,17 @@ class NodeCore:
         self._fresh = False
         # Updates this member originated, to send down its own broadcast tree.
         self._tree_pending: list[bytes] = []
+        # Tree repair: datagrams sent down a tree awaiting their ack, by seq; and the
+        # tree datagrams received lately, (sender address, seq) -> forget at.
+        self._tree_sends: dict[int, _TreeSend] = {}
+        self._tree_seen: dict[tuple[Address, int], float] = {}
+        #: The tree repair's own counts (not in :meth:`statistics` yet, whose every
+        #: counter is also a documented Prometheus metric): ``acks_received``,
+        #: ``resends``, ``unacked`` (given up: no ack after every re-send, the child no
+        #: longer live, or too many awaiting), ``duplicates`` (repeats received).
+        self.tree_repair_counts: dict[str, int] = dict.fromkeys(
+            ("acks_received", "resends", "unacked", "duplicates"), 0
+        )
         # Members declared dead, as reconnect candidates: name -> (address, since).
         self._failed: dict[str, tuple[Address, float]] = {}
         self._failed_at: dict[Address, str] = {}  # the same members by address
@@ -553,6 +585,7 @@ class NodeCore:
         if len(self._queue) and self.membership.has_peers():
             times.append(self._gossip_due())
         times.extend(r.deadline if r.nack_at is None else r.nack_at for r in self._relays.values())
+        times.extend(t.due for t in self._tree_sends.values())
         times.extend(p.deadline for p in self._pushpulls.values())
         times.extend(
             t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
@@ -579,6 +612,8 @@ class NodeCore:
         if self._left:
             return
         self._probe_timers(now)
+        if self._tree_sends:
+            self._tree_timers(now)
         for seq, relay in list(self._relays.items()):
             if relay.nack_at is not None and relay.nack_at <= now:
                 relay.nack_at = None
@@ -842,6 +877,8 @@ class NodeCore:
             if passes_on:
                 forward.append(codec.pack(raw))
             self._handle(msg, now)
+        if tree is not None and tree.seq is not None and not self._tree_ack(tree.seq, now):
+            tree = None  # a repeat of a tree datagram already passed on: acked, not again
         if tree is not None:
             # Pass the updates on down the tree, whether or not they were new here:
             # the subtree below this member hears them only from it.
@@ -981,6 +1018,12 @@ class NodeCore:
         relay = self._relays.pop(ack.seq, None)
         if relay is not None:
             self._send(relay.source_address, [Ack(relay.source_seq, ack.source)])
+            return
+        sent = self._tree_sends.get(ack.seq)
+        if sent is not None:
+            if sent.child == ack.source:
+                del self._tree_sends[ack.seq]
+                self.tree_repair_counts["acks_received"] += 1
             return
         p = self._probe
         if p is not None and p.seq == ack.seq:
@@ -1153,7 +1196,8 @@ class NodeCore:
         if not children:
             return
         marker = codec.encode_message(Tree(root, hops + 1))
-        budget = self._budget() - len(marker)
+        repair = self.config.tree_resends > 0
+        budget = self._budget() - len(marker) - (_TREE_SEQ_BYTES if repair else 0)
         batches: list[list[bytes]] = [[]]
         used = 0
         for data in updates:
@@ -1165,7 +1209,56 @@ class NodeCore:
         for child in children:
             for batch in batches:
                 self._counters.inc("tree_datagrams")
-                self._emit(child.address, [marker, *batch])
+                if not repair:
+                    self._emit(child.address, [marker, *batch])
+                    continue
+                seq = self._next_seq()
+                messages = [codec.encode_message(Tree(root, hops + 1, seq)), *batch]
+                self._emit(child.address, messages)
+                if len(self._tree_sends) >= _MAX_TREE_UNACKED:
+                    del self._tree_sends[next(iter(self._tree_sends))]
+                    self.tree_repair_counts["unacked"] += 1
+                self._tree_sends[seq] = _TreeSend(
+                    child.name, child.address, messages, self.config.tree_resends,
+                    self._now + self.config.tree_ack_timeout,
+                )
+
+    def _tree_ack(self, seq: int, now: float) -> bool:
+        """Acknowledge the tree datagram ``seq`` just received (the tree repair); whether
+        it is the first copy of it, to be passed on (a re-send is not passed on again)."""
+        self._emit(self._from, [codec.encode_message(Ack(seq, self.name))])
+        seen = self._tree_seen
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] > now and len(seen) < _MAX_TREE_SEEN:
+                break
+            del seen[oldest]
+        key = (self._from, seq)
+        if key in seen:
+            self.tree_repair_counts["duplicates"] += 1
+            return False
+        cfg = self.config
+        seen[key] = now + (cfg.tree_resends + 2) * cfg.tree_ack_timeout
+        return True
+
+    def _tree_timers(self, now: float) -> None:
+        """Send again every tree datagram whose ack is overdue, while re-sends are left
+        and its child is live; give up on the rest."""
+        for seq in [s for s, t in self._tree_sends.items() if t.due <= now + _EPSILON]:
+            sent = self._tree_sends[seq]
+            child = self.membership.get(sent.child)
+            if (
+                sent.resends_left <= 0
+                or child is None
+                or child.state not in (MemberState.ALIVE, MemberState.SUSPECT)
+            ):
+                del self._tree_sends[seq]
+                self.tree_repair_counts["unacked"] += 1
+                continue
+            sent.resends_left -= 1
+            sent.due = now + self.config.tree_ack_timeout
+            self.tree_repair_counts["resends"] += 1
+            self._emit(sent.address, sent.messages)
 
     def _after(self, now: float) -> None:
         """End of every entry point: apply membership changes to the catalog, eager-push."""

@@ -7,9 +7,11 @@ through the real codec and, unless a test says ``insecure``, the real keyring.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +21,7 @@ from gossipreg.core.catalog import CatalogEvent, Record
 from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.errors import AuthenticationError, ConfigError, NotFoundError
+from gossipreg.core.errors import AuthenticationError, ConfigError, DecodeError, NotFoundError
 from gossipreg.core.membership import (
     Address,
     Alive,
@@ -1218,6 +1220,181 @@ def test_broadcast_tree_reaches_every_member_exactly_once(n: int, gossip_nodes: 
             frontier = nxt
         assert set(depth) == set(names)
         assert max(depth.values()) <= max(0, math.ceil(math.log(n, gossip_nodes + 1) - 1e-9))
+
+
+# ---------------------------------------------------------------- broadcast tree repair
+
+
+def tree_cluster(**changes: object) -> tuple[CoreNetwork, list[NodeCore]]:
+    """Eight members with ``gossip_nodes=1``: m0's tree (rank = index) is 0 -> 1, 2, 4;
+    1 -> 3, 5; 2 -> 6; 3 -> 7, so m1's subtree is m1, m3, m5, m7."""
+    net = CoreNetwork(config=Config.lan(gossip_nodes=1, **changes), insecure=True)
+    cores = net.cluster(*[f"m{i}" for i in range(8)])
+    net.run(2)
+    assert [c.name for c in cores[0]._tree_children("m0")] == ["m1", "m2", "m4"]
+    assert [c.name for c in cores[1]._tree_children("m0")] == ["m3", "m5"]
+    return net, cores
+
+
+def messages(data: bytes) -> list[Message]:
+    return decode_datagram(data, None)
+
+
+def tree_marker(data: bytes) -> Tree | None:
+    msgs = messages(data)
+    return msgs[0] if msgs and isinstance(msgs[0], Tree) else None
+
+
+def gossip_of_records(data: bytes) -> bool:
+    """A datagram carrying a record other than down a tree (eager push, gossip, piggyback)."""
+    return tree_marker(data) is None and any(isinstance(m, RecordMsg) for m in messages(data))
+
+
+SUBTREE = ("m1", "m3", "m5", "m7")
+
+
+def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_without_gossip() -> None:
+    net, cores = tree_cluster()
+    lost: list[Tree] = []
+
+    def drop(src: str, dst: str, data: bytes) -> bool:
+        # Only the tree carries records; m0's first tree datagram to m1 is lost.
+        if gossip_of_records(data):
+            return True
+        marker = tree_marker(data)
+        if (src, dst) == ("m0", "m1") and marker is not None and not lost:
+            lost.append(marker)
+            return True
+        return False
+
+    net.drop = drop
+    t0 = net.now
+    cores[0].register(service("svc"), None, net.now)
+    config = net.config
+    done = net.wait_for(lambda: all(has_service(net.cores[n], "svc") for n in SUBTREE), 1.0)
+    assert lost
+    assert lost[0].seq is not None
+    # One ack timeout late, plus the hops down (m1, then m3 and m5, then m7); long before
+    # the first gossip round could have helped (and gossip carries no record here).
+    assert done - t0 <= config.tree_ack_timeout + 3 * net.latency + 1e-9
+    assert done - t0 < config.gossip_interval
+    assert cores[0].tree_repair_counts["resends"] == 1
+    assert all(has_service(c, "svc") for c in cores)
+
+
+def test_without_the_repair_a_lost_tree_datagram_leaves_its_subtree_to_gossip() -> None:
+    net, cores = tree_cluster(tree_resends=0)
+    lost: list[bool] = []
+
+    def drop(src: str, dst: str, data: bytes) -> bool:
+        if gossip_of_records(data):
+            return True
+        if (src, dst) == ("m0", "m1") and tree_marker(data) is not None and not lost:
+            lost.append(True)
+            return True
+        return False
+
+    net.drop = drop
+    cores[0].register(service("svc"), None, net.now)
+    net.run(net.config.gossip_interval)
+    assert lost
+    assert not any(has_service(net.cores[n], "svc") for n in SUBTREE)
+    assert all(has_service(c, "svc") for c in cores if c.name not in SUBTREE)
+    # And no marker asks for an ack.
+    assert all(m.seq is None for d in net.log if (m := tree_marker(d.data)) is not None)
+
+
+def test_a_repeated_tree_datagram_is_acked_again_but_passed_on_once() -> None:
+    net, cores = tree_cluster()
+    seqs: set[int] = set()
+    dropped: list[int] = []
+
+    def drop(src: str, dst: str, data: bytes) -> bool:
+        marker = tree_marker(data)
+        if (src, dst) == ("m0", "m1") and marker is not None and marker.seq is not None:
+            seqs.add(marker.seq)
+        if (src, dst) == ("m1", "m0") and not dropped:
+            acks = [m.seq for m in messages(data) if isinstance(m, Ack) and m.seq in seqs]
+            if acks:
+                dropped.extend(acks)  # m1's ack is lost: m0 sends the datagram again
+                return True
+        return False
+
+    net.drop = drop
+    start = len(net.log)
+    cores[0].register(service("svc"), None, net.now)
+    net.run(0.1)
+    assert dropped
+    assert cores[0].tree_repair_counts["resends"] == 1
+    assert net.cores["m1"].tree_repair_counts["duplicates"] == 1
+    # m1 passed the updates on to its children once, not once per copy it received.
+    from_m1 = [d for d in net.log[start:] if d.src == "m1" and tree_marker(d.data) is not None]
+    assert sorted(net.name_of(d.dst) or "" for d in from_m1) == ["m3", "m5"]
+    assert all(has_service(c, "svc") for c in cores)
+    assert not cores[0]._tree_sends  # the second ack arrived
+
+
+def test_without_loss_the_repair_costs_one_ack_per_tree_datagram_and_no_resend() -> None:
+    net, cores = tree_cluster()
+
+    def total(name: str) -> int:
+        return sum(c.tree_repair_counts[name] for c in cores)
+
+    before = {name: total(name) for name in ("resends", "duplicates", "acks_received")}
+    start = len(net.log)
+    cores[0].register(service("svc"), None, net.now)
+    net.run(0.1)
+    window = net.log[start:]
+    tree = [d for d in window if tree_marker(d.data) is not None]
+    # (sender, child, seq) of each tree datagram; an ack goes back from child to sender.
+    sent = {(d.src, net.name_of(d.dst), m.seq) for d in tree if (m := tree_marker(d.data)) is not None}
+    acks = [
+        d for d in window
+        if any(isinstance(m, Ack) and (net.name_of(d.dst), d.src, m.seq) in sent for m in messages(d.data))
+    ]
+    assert len(tree) == len(acks) == len(cores) - 1  # every member once, each acked once
+    assert total("resends") == before["resends"]
+    assert total("duplicates") == before["duplicates"]
+    assert total("acks_received") - before["acks_received"] == len(cores) - 1
+    assert all(not c._tree_sends for c in cores)
+
+
+def test_tree_resends_are_bounded_when_a_child_never_answers() -> None:
+    # m1 is down (its peers do not know yet): m0 sends its tree datagram to m1 once and
+    # tree_resends times more, one ack timeout apart, then gives up; nothing else repeats.
+    net, cores = tree_cluster()
+    config = net.config
+    net.down.add("m1")
+    resends = sum(c.tree_repair_counts["resends"] for c in cores)
+    unacked = cores[0].tree_repair_counts["unacked"]
+    start = len(net.log)
+    cores[0].register(service("svc"), None, net.now)
+    net.run(0.5)
+    window = net.log[start:]
+    to_m1 = [d for d in window if net.name_of(d.dst) == "m1" and tree_marker(d.data) is not None]
+    assert len(to_m1) == 1 + config.tree_resends
+    gaps = [b.at - a.at for a, b in itertools.pairwise(to_m1)]
+    assert all(abs(g - config.tree_ack_timeout) < 1e-6 for g in gaps)
+    assert cores[0].tree_repair_counts["unacked"] == unacked + 1
+    assert not cores[0]._tree_sends
+    # The other members' tree datagrams were acked at once: no other re-send at all.
+    assert sum(c.tree_repair_counts["resends"] for c in cores) - resends == config.tree_resends
+    net.run(1.0)
+    later = [d for d in net.log[start + len(window):] if tree_marker(d.data) is not None]
+    assert later == []
+
+
+def test_a_tree_marker_with_a_seq_round_trips_and_is_decoded_strictly() -> None:
+    for marker in (Tree("m0", 1), Tree("m0", 2, 7), Tree("m0", 3, 2**64 - 1)):
+        assert codec.decode_message(msgpack_unpack(codec.encode_message(marker))) == marker
+    for bad in ([codec.TREE, "m0", 1, -1], [codec.TREE, "m0", 1, 2**64], [codec.TREE, "m0", 1, "7"],
+                [codec.TREE, "m0", 1, 7, 8], [codec.TREE, "m0"]):
+        with pytest.raises(DecodeError):
+            codec.decode_message(bad)
+
+
+def msgpack_unpack(data: bytes) -> object:
+    return msgpack.unpackb(data)
 
 
 # ---------------------------------------------------------------- reconnect
