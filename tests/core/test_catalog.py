@@ -1628,3 +1628,12 @@ def test_renewing_a_lease_keeps_one_live_deadline() -> None:
     assert cat.is_visible(("greeter", "1.0", "n1"))
     (tomb,) = cat.tick(39.0)
     assert tomb.deleted
+
+
+def test_default_lease_bounds_follow_their_documented_formulas() -> None:
+    from gossipreg.core.config import Config
+
+    # Ten push-pull rounds at the lan interval; the longest lease is what is left of an hour.
+    assert DEFAULT_CONVERGENCE_BOUND == 10 * Config.lan().push_pull_interval == 300.0
+    assert DEFAULT_TOMBSTONE_TTL == 3600.0
+    assert catalog().max_ttl == 3300.0

@@ -38,7 +38,7 @@ PROFILE_TABLE: dict[str, tuple[Any, Any, Any]] = {
     "eager_push_rate": (50.0, 50.0, 50.0),
     "eager_round_rate": (10.0, 10.0, 10.0),
     "broadcast_queue_limit": (4096, 4096, 4096),
-    "tree_resends": (8, 8, 8),
+    "tree_resends": (16, 16, 16),
     "tree_ack_timeout": (0.01, 0.3, 0.005),
     "tombstone_ttl": (3600.0, 3600.0, 3600.0),
     "max_clock_drift": (60.0, 60.0, 60.0),
