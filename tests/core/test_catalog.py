@@ -1637,3 +1637,140 @@ def test_default_lease_bounds_follow_their_documented_formulas() -> None:
     assert DEFAULT_CONVERGENCE_BOUND == 10 * Config.lan().push_pull_interval == 300.0
     assert DEFAULT_TOMBSTONE_TTL == 3600.0
     assert catalog().max_ttl == 3300.0
+
+
+def test_key_hashes_fingerprints_and_roots_are_stable_across_versions() -> None:
+    """Members of different versions compare these over the wire (push-pull digests, offers,
+    the root check): the functions are part of the protocol, so their values are pinned."""
+    from gossipreg.core.catalog import _fingerprint
+
+    assert key_hash(("greeter", "1.0", "n1")) == 9296240766893885185
+    assert key_hash(("s", "", "n")) == 8107553833459895134
+    assert key_hash(("a\x00b", "c", "d")) == 5486350147931124871
+    assert key_hash(("\ud800", "1", "n")) == 15985417706936330441  # lone surrogates hash too
+    assert _fingerprint(key_hash(("greeter", "1.0", "n1")), 12345 << 16) == 1613723463093089830
+    assert _fingerprint(0, 0) == 0
+    assert _fingerprint((1 << 64) - 1, 1) == 15719503542151743746
+    cat = catalog("a")
+    w = 1_000_000_000
+    cat.merge(
+        [Record("s", "1", f"n{i}", "x", make_stamp(w + i, 0), None, False, node(f"n{i}")) for i in range(3)],
+        0.0,
+    )
+    assert cat.digest() == {"x": (65536000131072, 8562441546831401606)}
+    assert cat.root() == 5871841017846975367
+
+
+def test_wins_over_answers_a_bool() -> None:
+    r = rec(st=stamp(3))
+    assert r.wins_over(rec(st=stamp(3))) is False
+    assert rec(st=stamp(4)).wins_over(r) is True
+    assert r.wins_over(rec(st=stamp(4))) is False
+
+
+def test_digest_of_records_stamped_zero() -> None:
+    # The smallest stamps a peer may send (decoding allows 0) are summarised as they are.
+    cat = catalog("me")
+    cat.merge([rec(("s", "1", "a"), "x", 0)], 0.0)
+    assert cat.digest()["x"][0] == 0
+    cat.merge([rec(("s", "1", "b"), "x", 1)], 0.0)
+    assert cat.digest()["x"][0] == 1
+
+
+def test_is_stale_answers_a_bool() -> None:
+    cat = catalog("me")
+    r = rec(("s", "1", "n"), "x", stamp(5))
+    cat.merge([r], 0.0)
+    assert cat.is_stale(("s", "1", "other"), stamp(1), "x", False) is False
+    assert cat.is_stale(r.key, stamp(6), "x", False) is False
+    assert cat.is_stale(r.key, stamp(5), "x", False) is True
+
+
+def test_a_small_convergence_bound_is_accepted() -> None:
+    cat = catalog(tombstone_ttl=2.0, convergence_bound=0.5)
+    assert cat.max_ttl == 1.5
+    with pytest.raises(ValueError, match="exceed"):
+        catalog(tombstone_ttl=2.0, convergence_bound=0.0)
+
+
+def test_deregister_goes_on_past_a_node_it_does_not_own() -> None:
+    cat = catalog("me")
+    cat.merge([rec(("greeter", "1.0", "theirs"), "x", stamp(1))], 0.0)
+    cat.register(service(nodes=("mine",)), None, 0.0)
+    tombs = cat.deregister(service(nodes=("theirs", "mine")), 1.0)
+    assert [t.node_id for t in tombs] == ["mine"]
+    assert visible_nodes(cat) == {"1.0": ["theirs"]}
+
+
+def test_one_refused_record_does_not_stop_the_rest_of_a_batch() -> None:
+    # Each reason to refuse one record of a merged batch: the records after it still count.
+    ok = rec(("s", "1", "ok"), "y", stamp(9))
+    cat = catalog("me")
+    cat.owner_epoch("x", stamp(5))
+    res = cat.merge([rec(("s", "1", "old"), "x", stamp(1)), ok], 0.0)  # a previous process's
+    assert res.accepted == [ok]
+    assert cat.counters["previous_process"] == 1
+    cat = catalog("me", max_records_per_owner=1)
+    cat.merge([rec(("s", "1", "a"), "x", stamp(1))], 0.0)
+    res = cat.merge([rec(("s", "1", "b"), "x", stamp(2)), ok], 0.0)  # over x's limit
+    assert res.accepted == [ok]
+    assert cat.counters["over_owner_limit"] == 1
+    cat = catalog("me")
+    (mine,) = cat.register(service(), None, 0.0)
+    cat.merge([rec(mine.key, "z", mine.stamp + 1)], 0.0)
+    res = cat.merge([rec(mine.key, "z", mine.stamp + 2, deleted=True), ok], 0.0)  # reasserted
+    assert [r.owner for r in res.reply] == ["me"]
+    assert res.accepted == [ok]
+
+
+def test_a_conflict_is_counted_once_per_other_owner() -> None:
+    cat = catalog("me")
+    (mine,) = cat.register(service(), None, 0.0)
+    cat.merge([rec(mine.key, "z", mine.stamp + 1)], 0.0)
+    cat.merge([rec(mine.key, "z", mine.stamp + 2, port=9090)], 0.0)  # z updates its own
+    assert cat.counters["conflicts"] == 1
+    assert [(k, o, shown) for k, o, shown in cat.take_conflicts()] == [(mine.key, "z", False)]
+    cat.merge([rec(mine.key, "w", mine.stamp + 3)], 0.0)  # another owner
+    assert cat.counters["conflicts"] == 2
+
+
+def test_an_owner_authority_tombstone_is_kept_its_full_time() -> None:
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10)
+    forged = rec(("s", "1", "never"), "me", stamp(1))  # names this member, which never registered it
+    (fix,) = cat.merge([forged], 50.0).reply
+    assert fix.deleted
+    assert cat.next_deadline() == 150.0
+    cat.tick(149.9)
+    assert cat.get(fix.key) == fix
+    cat.tick(150.0)
+    assert cat.get(fix.key) is None
+
+
+def test_epochs_hide_exactly_the_records_stamped_before_them() -> None:
+    cat = catalog("me")
+    at = rec(("s", "1", "at"), "x", stamp(5))
+    before = rec(("s", "1", "before"), "x", stamp(4))
+    cat.merge([at, before], 0.0)
+    cat.owner_epoch("x", stamp(5))
+    assert cat.is_visible(at.key)
+    assert not cat.is_visible(before.key)
+    assert visible_nodes(cat, "s") == {"1": ["at"]}
+    check_views(cat)
+    # A record stamped at the epoch is the current process's: accepted and shown.
+    later = rec(("s", "1", "later"), "x", stamp(5))
+    assert cat.merge([later], 0.0).accepted == [later]
+    assert cat.is_visible(later.key)
+    # Owners without a known epoch: any stamp is current, even 0.
+    zero = rec(("s", "1", "zero"), "y", 0)
+    assert cat.merge([zero], 0.0).accepted == [zero]
+    assert cat.is_visible(zero.key)
+    cat.owner_down("y")
+    cat.owner_up("y")
+    cat.owner_synced("y")
+    assert cat.is_visible(zero.key)
+    # The smallest epoch counts too.
+    first = rec(("s", "1", "first"), "z", 0)
+    cat.merge([first], 0.0)
+    cat.owner_epoch("z", 1)
+    assert not cat.is_visible(first.key)
+    check_views(cat)
