@@ -802,6 +802,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout-factor", type=float, default=5.0, help="limit: x its tests' time")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("--progress", action="store_true", help="one line per mutant on stderr")
+    p.add_argument(
+        "--survivors-of", type=Path, default=None,
+        help="run only the mutants that survived in this earlier --json report",
+    )
     p.add_argument("--rev", default=None, help="test a commit's tree (git archive REV), not the working tree")
     p.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="exclusions file")
     args = p.parse_args(argv)
@@ -832,6 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for module in modules:
             mutants = generate(module, work)
             total = len(mutants)
+            if args.survivors_of is not None:
+                earlier = json.loads(args.survivors_of.read_text())["modules"].get(module, {})
+                wanted = {e["id"] for e in [*earlier.get("survivors", []), *earlier.get("equivalents", [])]}
+                mutants = [m for m in mutants if m.ident in wanted]
             if args.sample is not None and args.sample < total:
                 mutants = sorted(random.Random(args.seed).sample(mutants, args.sample), key=lambda x: x.index)
             t0 = time.monotonic()

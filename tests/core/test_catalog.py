@@ -1659,6 +1659,8 @@ def test_key_hashes_fingerprints_and_roots_are_stable_across_versions() -> None:
     )
     assert cat.digest() == {"x": (65536000131072, 8562441546831401606)}
     assert cat.root() == 5871841017846975367
+    cat.merge([Record("s", "1", "u", "\ud800", make_stamp(w, 0), None, False, node("u"))], 0.0)
+    assert cat.root() == 10285771028291622257
 
 
 def test_wins_over_answers_a_bool() -> None:
@@ -1774,3 +1776,75 @@ def test_epochs_hide_exactly_the_records_stamped_before_them() -> None:
     cat.owner_epoch("z", 1)
     assert not cat.is_visible(first.key)
     check_views(cat)
+
+
+def test_collection_goes_on_past_a_replaced_tombstone() -> None:
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10)
+    t1 = rec(("s", "1", "a"), "x", stamp(1), deleted=True)
+    t2 = rec(("s", "1", "b"), "x", stamp(1), deleted=True)
+    cat.merge([t1, t2], 0.0)
+    revived = rec(t1.key, "x", stamp(2))  # replaces t1: its collection entry is stale
+    cat.merge([revived], 0.0)
+    cat.tick(100.0)
+    assert cat.records() == [revived]
+    assert cat.counters["collected"] == 1
+
+
+def test_a_collected_tombstone_frees_nothing_of_its_owners_record_limit() -> None:
+    cat = catalog("me", tombstone_ttl=100, convergence_bound=10, max_records_per_owner=2)
+    cat.merge([rec(("s", "1", "a"), "x", stamp(1)), rec(("s", "1", "b"), "x", stamp(2))], 0.0)
+    cat.merge([rec(("s", "1", "t"), "x", stamp(3), deleted=True)], 0.0)
+    cat.tick(100.0)  # the tombstone is collected; x still has two live records
+    assert cat.merge([rec(("s", "1", "c"), "x", stamp(4))], 100.0).accepted == []
+    assert cat.counters["over_owner_limit"] == 1
+
+
+def test_a_purged_owner_is_no_longer_in_resync() -> None:
+    cat = catalog("me")
+    cat.merge([rec(("s", "1", "a"), "x", stamp(1))], 0.0)
+    cat.owner_down("x")
+    assert cat.owner_up("x") is True  # back, with records stored: resync
+    cat.purge_owner("x")  # then reaped: its records are gone
+    assert not cat.in_resync("x")
+    assert cat.owner_up("x") is False
+    r = rec(("s", "1", "b"), "x", stamp(2))
+    cat.merge([r], 0.0)
+    assert cat.is_visible(r.key)
+
+
+def test_reconcile_pushes_a_newer_record_the_responder_holds_under_another_owner() -> None:
+    a = catalog("a")
+    newer = rec(("s", "1", "k"), "y", stamp(5))
+    a.merge([newer], 0.0)
+    offer = Offer({"z": {key_hash(newer.key): stamp(1)}}, [], [])  # the responder's older z record
+    push, want = a.reconcile(offer, 0.0)
+    assert push == [(newer, 0.0)]
+    assert want == []
+    older = Offer({"z": {key_hash(newer.key): stamp(9)}}, [], [])  # and a newer one: wanted
+    push, want = a.reconcile(older, 0.0)
+    assert push == []
+    assert want == [key_hash(newer.key)]
+
+
+def test_a_fresh_tombstone_has_age_zero() -> None:
+    cat = catalog("me")
+    t = rec(("s", "1", "a"), "x", stamp(1), deleted=True)
+    cat.merge([t], 10.0)
+    assert cat.export(10.0) == [(t, 0.0)]
+    assert cat.fetch([key_hash(t.key)], 10.5) == [(t, 0.5)]
+    assert cat.export(9.0) == [(t, 0.0)]  # never negative
+
+
+def test_a_record_is_live_without_a_lease_by_default() -> None:
+    r = Record("s", "1", "n", "o", 1)
+    assert (r.ttl, r.deleted, r.node) == (None, False, None)
+    assert (dict(r.metadata), r.endpoints, r.signature) == ({}, (), b"")
+
+
+def test_a_signature_is_no_part_of_a_records_identity() -> None:
+    r = rec(st=stamp(1))
+    signed = dataclasses.replace(r, signature=b"s" * 64)
+    assert signed == r
+    assert hash(signed) == hash(r)
+    assert not signed.wins_over(r)
+    assert not r.wins_over(signed)
