@@ -525,6 +525,7 @@ class Baseline:
     durations: dict[str, float]
     tests: list[str]
     paths: list[str]  # the test paths given
+    import_lines: set[int]  # lines executed while the tests were imported and collected
 
 
 def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
@@ -540,27 +541,30 @@ def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
 
         def local(frame: FrameType, event: str, arg: object) -> Any:
             if event == "line":
-                current.add(frame.f_lineno)
+                sink[0].add(frame.f_lineno)
             return local
 
         def global_trace(frame: FrameType, event: str, arg: object) -> Any:
             if frame.f_code.co_filename == target:
-                current.add(frame.f_lineno)
+                sink[0].add(frame.f_lineno)
                 return local
             return None
 
-        current: set[int] = set()
+        # Lines run at import (module code, and functions it calls, such as tables built
+        # once) belong to every test; the others to the test that ran them.
+        import_lines: set[int] = set()
+        sink = [import_lines]
 
         class Plugin:
             @pytest.hookimpl(hookwrapper=True)
             def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Iterator[None]:
-                current.clear()
+                current: set[int] = set()
+                sink[0] = current
                 t0 = time.monotonic()
-                sys.settrace(global_trace)
                 try:
                     yield
                 finally:
-                    sys.settrace(None)
+                    sink[0] = import_lines
                     durations[item.nodeid] = time.monotonic() - t0
                     lines[item.nodeid] = sorted(current)
 
@@ -569,8 +573,14 @@ def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
                     failures.append(report.nodeid)
 
         failures: list[str] = []
+        sys.settrace(global_trace)
         code = pytest.main(_pytest_args(tests, []), plugins=[Plugin()])
-        out_file.write_text(json.dumps({"lines": lines, "durations": durations, "failures": failures}))
+        sys.settrace(None)
+        out_file.write_text(
+            json.dumps(
+                {"lines": lines, "durations": durations, "failures": failures, "import": sorted(import_lines)}
+            )
+        )
         return int(code)
 
     status, _ = _run_forked(child, timeout=3600)
@@ -581,7 +591,11 @@ def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
         raise SystemExit(f"the tests fail on the unchanged {module}{detail}: fix them first")
     data = json.loads(out_file.read_text())
     return Baseline(
-        {k: set(v) for k, v in data["lines"].items()}, data["durations"], list(data["durations"]), list(tests)
+        {k: set(v) for k, v in data["lines"].items()},
+        data["durations"],
+        list(data["durations"]),
+        list(tests),
+        set(data["import"]),
     )
 
 
@@ -625,8 +639,8 @@ def run_mutant(
 
 def _select(m: Mutant, base: Baseline) -> list[str]:
     """The tests that execute the mutated lines, fastest first (all tests at module level)."""
-    if m.in_function:
-        span = set(range(m.lines[0], m.lines[1] + 1))
+    span = set(range(m.lines[0], m.lines[1] + 1))
+    if m.in_function and not span & base.import_lines:
         chosen = [t for t in base.tests if base.lines.get(t, set()) & span]
     else:
         chosen = list(base.tests)  # runs at import: every test depends on it
@@ -699,7 +713,9 @@ def run_fast(
                 items = {it.nodeid: it for it in session.items}
                 mod = sys.modules.get(name)
                 for m in mutants:
-                    target = _live_function(mod, m.function) if mod and m.in_function else None
+                    at_import = set(range(m.lines[0], m.lines[1] + 1)) & base.import_lines
+                    swappable = m.in_function and not at_import
+                    target = _live_function(mod, m.function) if mod is not None and swappable else None
                     code = None
                     if target is not None:
                         code = _mutated_code(m, path, m.function, target.__code__.co_firstlineno)
@@ -890,6 +906,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": round(time.monotonic() - t0, 1),
                 "survivors": sorted(results["survived"] + results["uncovered"], key=lambda e: e["line"]),
                 "equivalents": results["equivalent"],
+                "killed_by": {e["id"]: e.get("killed_by") for e in results["killed"]},
                 "stale_exclusions": results["stale_exclusions"],
             }
             report["modules"][module] = summary

@@ -1003,3 +1003,48 @@ def test_every_entry_point_refuses_an_invalid_incarnation(bad: object) -> None:
             call()
     assert m.get("a") == Member("a", Address(*addr(1)), 1, ALIVE, b"", 0.0)
     assert m.get("new") is None
+
+
+def test_properties_name_the_member_and_its_config() -> None:
+    m = make()
+    assert m.local_name == LOCAL
+    assert m.config is LAN
+
+
+def test_the_table_fingerprint_is_stable_across_versions() -> None:
+    """Members of different versions compare fingerprints in the push-pull check: the
+    hash is part of the protocol, so its values are pinned."""
+    m = make()
+    assert m.fingerprint() == 5613207259579553961
+    m.on_alive("a", 3, addr(1), b"", 0.0)
+    m.on_alive("\ud800", 1, addr(2), b"", 0.0)  # lone surrogates hash too
+    assert m.fingerprint() == 269684269037474363
+
+
+def test_a_member_back_in_the_same_probe_pass_is_probed_again() -> None:
+    m = make(seed=3)
+    for i in range(1, 5):
+        put(m, f"m{i}", ALIVE, 1, address=i)
+    drawn = [m.next_probe_target()]  # a pass over m1..m4 begins
+    m.on_alive("late", 1, addr(9), b"", 0.0)  # joins during the pass: visited in it
+    while "late" not in [d.name for d in drawn if d is not None]:
+        drawn.append(m.next_probe_target())
+    m.on_dead("late", 1, "x", 1.0)
+    m.on_alive("late", 2, addr(9), b"", 2.0)  # back after it was visited: visited again
+    rest = [m.next_probe_target() for _ in range(6 - len(drawn))]
+    names = [d.name for d in [*drawn, *rest] if d is not None]
+    assert sorted(names) == ["late", "late", "m1", "m2", "m3", "m4"]
+
+
+def test_receive_refuses_what_is_not_a_membership_message() -> None:
+    m = make()
+    with pytest.raises(TypeError, match="not a membership message"):
+        m.receive(object(), 0.0)  # type: ignore[arg-type]
+
+
+def test_alive_is_stale_answers_a_bool() -> None:
+    m = make()
+    put(m, "a", ALIVE, 2)
+    assert m.alive_is_stale("new", 1, *addr(1)) is False
+    assert m.alive_is_stale("a", 3, *addr(1)) is False
+    assert m.alive_is_stale("a", 2, *addr(1)) is True
