@@ -1048,3 +1048,104 @@ def test_alive_is_stale_answers_a_bool() -> None:
     assert m.alive_is_stale("new", 1, *addr(1)) is False
     assert m.alive_is_stale("a", 3, *addr(1)) is False
     assert m.alive_is_stale("a", 2, *addr(1)) is True
+
+
+GRACE = Config.lan(death_grace=10.0)
+
+
+def test_a_stale_accusation_is_counted_as_stale_not_as_out_of_range() -> None:
+    m = make()
+    put(m, "a", ALIVE, 5)
+    assert m.accusation_is_stale("a", 3, "x", False, 0.0) is True  # older incarnation
+    assert (m.statistics().stale, m.statistics().accusations_out_of_range) == (1, 0)
+    assert m.accusation_is_stale("a", 9, "x", False, 0.0) is True  # far beyond the announced one
+    assert (m.statistics().stale, m.statistics().accusations_out_of_range) == (1, 1)
+
+
+def test_a_repeated_death_within_the_grace_is_stale_only_at_the_same_incarnation() -> None:
+    m = make(config=GRACE, now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    m.on_dead("a", 1, "x", 1001.0)  # within the grace: deferred, the suspicion doomed
+    assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
+    assert m.accusation_is_stale("a", 1, "y", True, 1002.0) is True
+    assert m.accusation_is_stale("a", 2, "y", True, 1002.0) is False  # a higher incarnation: full path
+    # Once the grace is over, a death is believed: not stale.
+    assert m.accusation_is_stale("a", 1, "y", True, 1010.0) is False
+    assert m.on_dead("a", 1, "y", 1010.0).action is Action.APPLIED
+
+
+def test_a_death_arriving_exactly_at_the_end_of_the_grace_is_believed() -> None:
+    m = make(config=GRACE, now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    assert m.on_dead("a", 1, "x", 1010.0).action is Action.APPLIED
+    assert m.get("a").state is DEAD  # type: ignore[union-attr]
+
+
+def test_a_member_heard_from_during_a_long_suspicion_gets_a_new_grace() -> None:
+    m = make(config=GRACE, now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    m.heard_from("a", 1995.0)  # a partition healed under the suspicion
+    m.on_dead("a", 1, "x", 2000.0)  # declared on the far side: the grace runs from 1995
+    assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
+    n = make(config=GRACE, now=1000.0)  # not heard from: the grace ran out long ago
+    put(n, "a", ALIVE, 1, now=1000.0)
+    n.on_suspect("a", 1, "x", 1000.0)
+    n.on_dead("a", 1, "x", 2000.0)
+    assert n.get("a").state is DEAD  # type: ignore[union-attr]
+
+
+def test_held_suspicions_do_not_expire_before_the_hold() -> None:
+    for hold_all in (True, False):
+        m = make()
+        put(m, "a", ALIVE, 1)
+        put(m, "b", ALIVE, 1, address=2)
+        m.on_suspect("a", 1, "x", 0.0)
+        deadline = m.next_deadline()
+        assert deadline is not None
+        m.hold_suspicion("nobody", deadline + 100.0)  # no suspicion: nothing happens
+        if hold_all:
+            m.hold_suspicions(deadline + 100.0)
+        else:
+            m.hold_suspicion("a", deadline + 100.0)
+        assert m.tick(deadline + 1.0) == ()
+        assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
+        assert [d.name for d in m.tick(deadline + 100.0)] == ["a"]
+
+
+def test_a_deferred_death_of_a_suspect_takes_its_incarnation_and_counts_once() -> None:
+    m = make(config=GRACE, now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    first = m.on_dead("a", 1, "x", 1001.0)  # the first death within the grace dooms the suspicion
+    assert first.action is Action.CONFIRMED
+    assert first.broadcast == (Dead("a", 1, "x"),)
+    assert m.statistics().deaths_deferred == 1
+    again = m.on_dead("a", 1, "y", 1002.0)  # the same again: nothing new
+    assert again.action is Action.IGNORED
+    assert again.member == m.get("a")
+    higher = m.on_dead("a", 2, "y", 1003.0)  # a higher incarnation: taken, still a suspect
+    assert higher.action is Action.APPLIED
+    assert higher.member == m.get("a")
+    assert (m.get("a").incarnation, m.get("a").state) == (2, SUSPECT)  # type: ignore[union-attr]
+    assert m.statistics().deaths_deferred == 1
+
+
+def test_the_graveyard_forgets_exactly_tombstone_ttl_after_the_last_burial() -> None:
+    ttl = LAN.tombstone_ttl
+    m = make()
+    m.merge_remote([Member("ghost", Address(*addr(9)), 5, DEAD)], 0.0)
+    m.merge_remote([Member("ghost", Address(*addr(9)), 5, DEAD)], 100.0)  # heard again: kept longer
+    m.tick(ttl)
+    assert [g.name for g in m.graveyard()] == ["ghost"]
+    m.tick(100.0 + ttl)
+    assert m.graveyard() == ()
+
+
+def test_random_members_include_the_dead_up_to_the_limit() -> None:
+    m = make()
+    put(m, "gone", DEAD, 1, now=10.0)
+    assert [x.name for x in m.random_members(5, include_dead_within=5.0, now=15.0)] == ["gone"]
+    assert m.random_members(5, include_dead_within=5.0, now=15.5) == []
