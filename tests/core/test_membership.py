@@ -1149,3 +1149,43 @@ def test_random_members_include_the_dead_up_to_the_limit() -> None:
     put(m, "gone", DEAD, 1, now=10.0)
     assert [x.name for x in m.random_members(5, include_dead_within=5.0, now=15.0)] == ["gone"]
     assert m.random_members(5, include_dead_within=5.0, now=15.5) == []
+
+
+def test_refutations_reach_the_largest_incarnation_exactly() -> None:
+    m = make(incarnation=MAX_INCARNATION - 2)
+    assert m.on_suspect(LOCAL, MAX_INCARNATION - 1, "x", 1.0).action is Action.REFUTED
+    assert m.local.incarnation == MAX_INCARNATION
+    n = make(incarnation=MAX_INCARNATION - 1)
+    [out] = n.merge_remote([Member(LOCAL, Address(*LOCAL_ADDR), MAX_INCARNATION, DEAD)], 1.0)
+    assert out.action is Action.REFUTED  # past the message is impossible: one step is taken
+    assert n.local.incarnation == MAX_INCARNATION
+
+
+def test_an_old_accusation_is_answered_once_per_probe_interval_per_accuser() -> None:
+    interval = LAN.probe_interval
+    m = make(incarnation=3)
+    out = m.on_suspect(LOCAL, 1, "x", 0.0)  # the accuser missed the refutation
+    assert out.action is Action.IGNORED
+    assert out.broadcast == (m.local_alive(),)
+    assert (m.statistics().stale, m.statistics().reassertions) == (1, 1)
+    assert m.on_suspect(LOCAL, 1, "x", interval / 2).broadcast == ()
+    assert m.on_suspect(LOCAL, 1, "y", interval / 2).broadcast == (m.local_alive(),)  # another accuser
+    assert m.on_suspect(LOCAL, 1, "x", interval).broadcast == (m.local_alive(),)
+    assert m.statistics().stale == 4
+
+
+def test_the_accusers_answered_are_remembered_however_many_there_are() -> None:
+    m = make(incarnation=3)
+    for i in range(1024):
+        m.on_suspect(LOCAL, 1, f"a{i}", 0.0)
+    assert m.on_suspect(LOCAL, 1, "new", 0.5).broadcast == (m.local_alive(),)  # the table is full
+    assert m.on_suspect(LOCAL, 1, "a0", 0.6).broadcast == ()  # still remembered
+
+
+def test_a_dead_member_may_come_back_at_another_address_after_the_reclaim_time() -> None:
+    config = Config.lan(death_grace=0.0, dead_node_reclaim_time=0.5)
+    m = make(config=config)
+    put(m, "a", DEAD, 1)
+    out = m.on_alive("a", 2, addr(2), b"", 1.0)
+    assert out.action is Action.APPLIED
+    assert m.get("a").address == Address(*addr(2))  # type: ignore[union-attr]
