@@ -1189,3 +1189,27 @@ def test_a_dead_member_may_come_back_at_another_address_after_the_reclaim_time()
     out = m.on_alive("a", 2, addr(2), b"", 1.0)
     assert out.action is Action.APPLIED
     assert m.get("a").address == Address(*addr(2))  # type: ignore[union-attr]
+
+
+def test_a_member_heard_from_keeps_its_grace_through_a_new_suspicion_incarnation() -> None:
+    m = make(config=GRACE, now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    m.heard_from("a", 1995.0)
+    m.on_suspect("a", 2, "x", 1996.0)  # still a suspect, at a new incarnation
+    m.on_dead("a", 2, "x", 2000.0)
+    assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_member_joining_twice_in_one_probe_pass_is_visited_once(seed: int) -> None:
+    m = make(seed=seed)
+    for i in range(1, 5):
+        put(m, f"m{i}", ALIVE, 1, address=i)
+    first = m.next_probe_target()  # a pass over m1..m4 begins
+    assert first is not None
+    m.on_alive("late", 1, addr(9), b"", 0.0)  # joins during the pass
+    m.on_dead("late", 1, "x", 0.0)
+    m.on_alive("late", 2, addr(9), b"", 0.0)  # and again, before it was visited
+    rest = [m.next_probe_target() for _ in range(4)]
+    assert sorted([first.name, *(r.name for r in rest if r is not None)]) == ["late", "m1", "m2", "m3", "m4"]
