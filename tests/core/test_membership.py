@@ -1213,3 +1213,10 @@ def test_a_member_joining_twice_in_one_probe_pass_is_visited_once(seed: int) -> 
     m.on_alive("late", 2, addr(9), b"", 0.0)  # and again, before it was visited
     rest = [m.next_probe_target() for _ in range(4)]
     assert sorted([first.name, *(r.name for r in rest if r is not None)]) == ["late", "m1", "m2", "m3", "m4"]
+
+
+def test_member_states_and_record_defaults_are_part_of_the_protocol() -> None:
+    # The state values travel in push-pull member lists (codec.encode_member).
+    assert [s.value for s in MemberState] == ["alive", "suspect", "dead", "left"]
+    m = Member("a", Address(*addr(1)), 1, ALIVE)
+    assert (m.meta, m.state_changed_at, m.epoch) == (b"", 0.0, 0)
