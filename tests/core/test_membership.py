@@ -1220,3 +1220,12 @@ def test_member_states_and_record_defaults_are_part_of_the_protocol() -> None:
     assert [s.value for s in MemberState] == ["alive", "suspect", "dead", "left"]
     m = Member("a", Address(*addr(1)), 1, ALIVE)
     assert (m.meta, m.state_changed_at, m.epoch) == (b"", 0.0, 0)
+
+
+def test_a_short_death_grace_still_restarts_when_heard_from() -> None:
+    m = make(config=Config.lan(death_grace=1.0), now=1000.0)
+    put(m, "a", ALIVE, 1, now=1000.0)
+    m.on_suspect("a", 1, "x", 1000.0)
+    m.heard_from("a", 1999.5)
+    m.on_dead("a", 1, "x", 2000.0)  # within a second of being heard from: deferred
+    assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
