@@ -138,6 +138,11 @@ COUNTERS: Mapping[str, str] = {
     "eager_rounds_deferred": "Eager rounds left to the next gossip round because eager_round_rate was spent.",
     "gossip_datagrams": "Periodic gossip rounds sent (every gossip_interval).",
     "tree_datagrams": "Datagrams sent down a broadcast tree (originated or forwarded).",
+    "tree_acks_received": "Acks of this member's broadcast-tree datagrams received from its children.",
+    "tree_resends": "Broadcast-tree datagrams sent again because their ack was overdue (the tree repair).",
+    "tree_unacked": "Broadcast-tree datagrams given up on: no ack after every re-send, the child gone, "
+    "or too many awaiting.",
+    "tree_duplicates": "Repeated broadcast-tree datagrams received (acked again, not passed on).",
     "records_too_large_for_gossip": "Records too large for one datagram: left to push-pull.",
     # anti-entropy
     "push_pulls_started": "Push-pull (anti-entropy) exchanges this member started, joins included.",

@@ -265,7 +265,8 @@ _COUNTER_NAMES = (
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
     "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
-    "tree_datagrams", "reconnect_attempts", "reconnect_pings", "remerges_started",
+    "tree_datagrams", "tree_acks_received", "tree_resends", "tree_unacked", "tree_duplicates",
+    "reconnect_attempts", "reconnect_pings", "remerges_started",
     "owner_resyncs", "owner_resyncs_abandoned", "stale_skipped", "push_pull_checks",
     "push_pull_checks_matched",
     "eager_pushes", "eager_rounds_deferred", "gossip_datagrams", "records_rejected_drift",
@@ -428,13 +429,6 @@ class NodeCore:
         # tree datagrams received lately, (sender address, seq) -> forget at.
         self._tree_sends: dict[int, _TreeSend] = {}
         self._tree_seen: dict[tuple[Address, int], float] = {}
-        #: The tree repair's own counts (not in :meth:`statistics` yet, whose every
-        #: counter is also a documented Prometheus metric): ``acks_received``,
-        #: ``resends``, ``unacked`` (given up: no ack after every re-send, the child no
-        #: longer live, or too many awaiting), ``duplicates`` (repeats received).
-        self.tree_repair_counts: dict[str, int] = dict.fromkeys(
-            ("acks_received", "resends", "unacked", "duplicates"), 0
-        )
         # Members declared dead, as reconnect candidates: name -> (address, since).
         self._failed: dict[str, tuple[Address, float]] = {}
         self._failed_at: dict[Address, str] = {}  # the same members by address
@@ -519,6 +513,9 @@ class NodeCore:
         * dissemination: ``eager_pushes``, ``eager_rounds_deferred`` (fresh news
           left to the next gossip round: ``eager_round_rate`` spent),
           ``gossip_datagrams``, ``tree_datagrams``, ``records_too_large_for_gossip``;
+        * the broadcast tree's repair: ``tree_acks_received``, ``tree_resends``,
+          ``tree_unacked`` (given up: no ack after every re-send, the child no
+          longer live, or too many awaiting), ``tree_duplicates`` (repeats received);
         * anti-entropy: ``push_pulls_started``, ``push_pulls_answered``,
           ``push_pulls_completed``, ``push_pulls_failed``, ``reconnect_attempts``,
           ``reconnect_pings`` (pings to a member held dead, to notice a healed
@@ -1023,7 +1020,7 @@ class NodeCore:
         if sent is not None:
             if sent.child == ack.source:
                 del self._tree_sends[ack.seq]
-                self.tree_repair_counts["acks_received"] += 1
+                self._counters.inc("tree_acks_received")
             return
         p = self._probe
         if p is not None and p.seq == ack.seq:
@@ -1217,7 +1214,7 @@ class NodeCore:
                 self._emit(child.address, messages)
                 if len(self._tree_sends) >= _MAX_TREE_UNACKED:
                     del self._tree_sends[next(iter(self._tree_sends))]
-                    self.tree_repair_counts["unacked"] += 1
+                    self._counters.inc("tree_unacked")
                 self._tree_sends[seq] = _TreeSend(
                     child.name, child.address, messages, self.config.tree_resends,
                     self._now + self.config.tree_ack_timeout,
@@ -1235,7 +1232,7 @@ class NodeCore:
             del seen[oldest]
         key = (self._from, seq)
         if key in seen:
-            self.tree_repair_counts["duplicates"] += 1
+            self._counters.inc("tree_duplicates")
             return False
         cfg = self.config
         seen[key] = now + (cfg.tree_resends + 2) * cfg.tree_ack_timeout
@@ -1253,11 +1250,11 @@ class NodeCore:
                 or child.state not in (MemberState.ALIVE, MemberState.SUSPECT)
             ):
                 del self._tree_sends[seq]
-                self.tree_repair_counts["unacked"] += 1
+                self._counters.inc("tree_unacked")
                 continue
             sent.resends_left -= 1
             sent.due = now + self.config.tree_ack_timeout
-            self.tree_repair_counts["resends"] += 1
+            self._counters.inc("tree_resends")
             self._emit(sent.address, sent.messages)
 
     def _after(self, now: float) -> None:

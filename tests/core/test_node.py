@@ -1278,7 +1278,7 @@ def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_with
     # the first gossip round could have helped (and gossip carries no record here).
     assert done - t0 <= config.tree_ack_timeout + 3 * net.latency + 1e-9
     assert done - t0 < config.gossip_interval
-    assert cores[0].tree_repair_counts["resends"] == 1
+    assert stat(cores[0], "tree_resends") == 1
     assert all(has_service(c, "svc") for c in cores)
 
 
@@ -1325,8 +1325,8 @@ def test_a_repeated_tree_datagram_is_acked_again_but_passed_on_once() -> None:
     cores[0].register(service("svc"), None, net.now)
     net.run(0.1)
     assert dropped
-    assert cores[0].tree_repair_counts["resends"] == 1
-    assert net.cores["m1"].tree_repair_counts["duplicates"] == 1
+    assert stat(cores[0], "tree_resends") == 1
+    assert stat(net.cores["m1"], "tree_duplicates") == 1
     # m1 passed the updates on to its children once, not once per copy it received.
     from_m1 = [d for d in net.log[start:] if d.src == "m1" and tree_marker(d.data) is not None]
     assert sorted(net.name_of(d.dst) or "" for d in from_m1) == ["m3", "m5"]
@@ -1338,7 +1338,7 @@ def test_without_loss_the_repair_costs_one_ack_per_tree_datagram_and_no_resend()
     net, cores = tree_cluster()
 
     def total(name: str) -> int:
-        return sum(c.tree_repair_counts[name] for c in cores)
+        return sum(stat(c, f"tree_{name}") for c in cores)
 
     before = {name: total(name) for name in ("resends", "duplicates", "acks_received")}
     start = len(net.log)
@@ -1365,8 +1365,8 @@ def test_tree_resends_are_bounded_when_a_child_never_answers() -> None:
     net, cores = tree_cluster()
     config = net.config
     net.down.add("m1")
-    resends = sum(c.tree_repair_counts["resends"] for c in cores)
-    unacked = cores[0].tree_repair_counts["unacked"]
+    resends = sum(stat(c, "tree_resends") for c in cores)
+    unacked = stat(cores[0], "tree_unacked")
     start = len(net.log)
     cores[0].register(service("svc"), None, net.now)
     net.run(0.5)
@@ -1375,10 +1375,10 @@ def test_tree_resends_are_bounded_when_a_child_never_answers() -> None:
     assert len(to_m1) == 1 + config.tree_resends
     gaps = [b.at - a.at for a, b in itertools.pairwise(to_m1)]
     assert all(abs(g - config.tree_ack_timeout) < 1e-6 for g in gaps)
-    assert cores[0].tree_repair_counts["unacked"] == unacked + 1
+    assert stat(cores[0], "tree_unacked") == unacked + 1
     assert not cores[0]._tree_sends
     # The other members' tree datagrams were acked at once: no other re-send at all.
-    assert sum(c.tree_repair_counts["resends"] for c in cores) - resends == config.tree_resends
+    assert sum(stat(c, "tree_resends") for c in cores) - resends == config.tree_resends
     net.run(1.0)
     later = [d for d in net.log[start + len(window):] if tree_marker(d.data) is not None]
     assert later == []
