@@ -91,7 +91,7 @@ def serf_agents(n: int) -> list[subprocess.Popen[bytes]]:
         args = ["serf", "agent", f"-node=s{i}", f"-bind=127.0.0.1:{port}",
                 f"-rpc-addr=127.0.0.1:{free_port()}", f"-encrypt={key}", "-log-level=err"]
         if i:
-            args.append(f"-join=127.0.0.1:{ports[0]}")
+            args += [f"-retry-join=127.0.0.1:{ports[0]}", "-retry-interval=1s"]
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 
