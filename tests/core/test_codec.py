@@ -606,3 +606,46 @@ def test_transfer_ages_round_up_to_whole_milliseconds_within_range(age: float, m
     rec, back = decode_transfer(unpack(pack(enc)))
     assert rec == live()
     assert back == ms / 1000
+
+
+def test_documents_up_to_the_size_limit_are_read() -> None:
+    from gossipreg.core.codec import MAX_DOCUMENT
+
+    payload = b"x" * (MAX_DOCUMENT - 5)
+    doc = pack(payload)  # a bin 32 header (5 bytes) and the payload: exactly the limit
+    assert len(doc) == MAX_DOCUMENT
+    assert unpack(doc) == payload
+    with pytest.raises(DecodeError, match="exceeds"):
+        unpack(doc + b"\x00")
+
+
+@pytest.mark.parametrize("field", [7, 8, 5])
+def test_a_tombstone_carrying_anything_is_refused(field: int) -> None:
+    raw = encode_record(Record("greeter", "1.0", "n1", "m1", 99 << 16, None, True))
+    whole = encode_record(live())
+    raw[field] = whole[field]  # a node, service fields or a ttl
+    with pytest.raises(DecodeError, match="tombstone"):
+        decode_record(raw)
+
+
+def test_transfer_age_rounding_absorbs_only_float_error() -> None:
+    assert encode_transfer(live(), 0.0010000015)[1] == 2  # 1.5 ns past a millisecond is past it
+    assert encode_transfer(live(), 0.003)[1] == 3  # 0.003 * 1000 is 3.0000000000000004
+
+
+def test_member_proofs_are_checked_to_the_byte() -> None:
+    from gossipreg.core.codec import MAX_CERTIFICATE, SIGNATURE_SIZE, decode_member_proofs
+
+    member = encode_member(Member("a", Address("10.0.0.1", 1), 1, MemberState.ALIVE))
+    ok = [*member, b"s" * SIGNATURE_SIZE, b"c" * MAX_CERTIFICATE]
+    [(_, proof)] = decode_member_proofs([ok])
+    assert proof is not None
+    assert (proof.signature, proof.certificate) == (ok[7], ok[8])
+    for bad in (
+        [*member, b"s" * (SIGNATURE_SIZE - 1), b"c"],
+        [*member, "s" * SIGNATURE_SIZE, b"c"],
+        [*member, b"s" * SIGNATURE_SIZE, b"c" * (MAX_CERTIFICATE + 1)],
+        [*member, b"s" * SIGNATURE_SIZE, b""],
+    ):
+        with pytest.raises(DecodeError):
+            decode_member_proofs([bad])
