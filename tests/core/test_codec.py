@@ -649,3 +649,13 @@ def test_member_proofs_are_checked_to_the_byte() -> None:
     ):
         with pytest.raises(DecodeError):
             decode_member_proofs([bad])
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 1024])
+def test_datagram_overhead_covers_the_version_byte_and_array_header(n: int) -> None:
+    from gossipreg.core.codec import DATAGRAM_OVERHEAD
+
+    msgs = [encode_message(Ack(i, "m")) for i in range(n)]
+    overhead = len(pack_datagram(msgs)) - sum(len(m) for m in msgs)
+    assert overhead <= DATAGRAM_OVERHEAD == 1 + 3
+    assert overhead == (2 if n < 16 else 4)
