@@ -619,6 +619,14 @@ def test_documents_up_to_the_size_limit_are_read() -> None:
         unpack(doc + b"\x00")
 
 
+def test_the_largest_document_a_peer_can_make_a_member_parse_is_64_mib() -> None:
+    # A bound of the threat model (docs/security.md): what one authenticated
+    # document may cost a member to parse. Changing it is a decision, not a refactor.
+    from gossipreg.core.codec import MAX_DOCUMENT
+
+    assert MAX_DOCUMENT == 64 * 2**20
+
+
 @pytest.mark.parametrize("field", [7, 8, 5])
 def test_a_tombstone_carrying_anything_is_refused(field: int) -> None:
     raw = encode_record(Record("greeter", "1.0", "n1", "m1", 99 << 16, None, True))
