@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gossipreg.default import close_default_registry
+from tests.agent.processes import AgentProcess
 
 
 @pytest.fixture
@@ -21,3 +22,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     close_default_registry()
     yield
     close_default_registry()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[AgentProcess]]:
+    """A list to append started agent processes to; each is killed after the test."""
+    started: list[AgentProcess] = []
+    yield started
+    for p in started:
+        p.kill()

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from gossipreg.agent.client import AgentClient, AgentError
 from gossipreg.agent.settings import ENVIRONMENT, load_environment
 from gossipreg.core.errors import NotFoundError
 from tests.agent.helpers import KEY1_B64
-from tests.agent.test_cli_agent import AgentProcess
+from tests.agent.processes import AgentProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -156,14 +155,6 @@ def test_the_image_is_slim_unprivileged_and_configured_by_the_environment() -> N
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     for p in copied:
         assert f"!{p}" in ignore or f"!{p}/" in ignore, p
-
-
-@pytest.fixture
-def processes() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for p in started:
-        p.kill()
 
 
 def image_environment(tmp_path: Path, http_port: int, **extra: str) -> dict[str, str]:
