@@ -165,11 +165,24 @@ def parse_seeds(seeds: object) -> tuple[list[tuple[str, int]], list[str]]:
     addresses: list[tuple[str, int]] = []
     names: list[str] = []
     for i, s in enumerate(seeds):
-        if isinstance(s, str) and s.strip().startswith(srv.SRV_PREFIX):
-            names.append(check_srv_seed(f"seeds[{i}]", s))
+        seed = check_seed(f"seeds[{i}]", s)
+        if isinstance(seed, str):
+            names.append(seed)
         else:
-            addresses.append(check_address(f"seeds[{i}]", s, default_port=DEFAULT_PORT, min_port=1))
+            addresses.append(seed)
     return addresses, names
+
+
+def check_seed(what: str, value: object) -> tuple[str, int] | str:
+    """One seed: ``(host, port)`` of ``'host[:port]'`` or a pair (port 7946 when
+    omitted), or the record name of ``'srv:NAME'``.
+
+    Raises:
+        ConfigError: as :func:`check_address` or :func:`check_srv_seed` (starting with ``what``).
+    """
+    if isinstance(value, str) and value.strip().startswith(srv.SRV_PREFIX):
+        return check_srv_seed(what, value)
+    return check_address(what, value, default_port=DEFAULT_PORT, min_port=1)
 
 
 def check_srv_seed(what: str, value: str) -> str:

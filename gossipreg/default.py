@@ -48,13 +48,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._options import DEFAULT_PORT, check_address, check_srv_seed, check_watch
+from ._options import check_address, check_seed, check_watch
 from .core.crypto import Keyring
 from .core.errors import ConfigError
 from .core.model import Service, check_ttl, name_problem
 from .registry import WATCH_BUFFER
 from .runtime.driver import TLSContexts
-from .runtime.srv import SRV_PREFIX
 from .sync import Registry, SyncWatcher, _refuse_trio_thread
 from .tls import TLSFiles, load_tls
 
@@ -143,10 +142,7 @@ def _options(env: Mapping[str, str]) -> _Options:
 
     seeds = [s.strip() for s in (get("GOSSIPREG_SEEDS") or "").split(",") if s.strip()]
     for s in seeds:
-        if s.startswith(SRV_PREFIX):
-            check_srv_seed("GOSSIPREG_SEEDS", s)
-        else:
-            check_address("GOSSIPREG_SEEDS", s, default_port=DEFAULT_PORT, min_port=1)
+        check_seed("GOSSIPREG_SEEDS", s)
 
     name = get("GOSSIPREG_NAME")
     if name is not None:

@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._options import DEFAULT_PORT, check_address, check_srv_seed
+from .._options import check_address, check_seed
 from ..core.config import Config
 from ..core.crypto import Keyring
 from ..core.errors import ConfigError, InvalidServiceError
@@ -79,7 +79,6 @@ from ..core.model import Service, name_problem
 from ..default import DEFAULT_BIND, load_keyring_file
 from ..default import _flag as _env_flag
 from ..runtime.driver import DriverLimits, TLSContexts
-from ..runtime.srv import SRV_PREFIX
 from ..runtime.transport import parse_address
 from ..tls import TLSFiles, load_identity, load_tls
 from .api import is_loopback_host
@@ -377,10 +376,7 @@ def load_environment(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         elif fld == "join":
             seeds = items(var, text)
             for seed in seeds:
-                if seed.startswith(SRV_PREFIX):
-                    check_srv_seed(var, seed)
-                else:
-                    check_address(var, seed, default_port=DEFAULT_PORT, min_port=1)
+                check_seed(var, seed)
             out[fld] = tuple(seeds)
         elif fld == "name":
             problem = name_problem(text)
@@ -604,10 +600,7 @@ def prepare(settings: AgentSettings) -> PreparedAgent:
     if s.advertise is not None:
         _address(n("advertise"), s.advertise, default_port=0)
     for seed in s.join:
-        if seed.startswith(SRV_PREFIX):
-            check_srv_seed(n("join"), seed)
-        else:
-            _address(n("join"), seed, default_port=DEFAULT_PORT)
+        check_seed(n("join"), seed)
 
     keyring: Keyring | None = None
     if s.keyring and s.keyring_file is not None:
