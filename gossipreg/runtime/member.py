@@ -217,8 +217,9 @@ class GossipMember:
                 backoff = min(backoff * 2, JOIN_BACKOFF)
         finally:
             self._join_waiters.remove(send)
-        seeds = ", ".join(self.shown_seeds())
-        detail = "; ".join(dict.fromkeys(reasons[-len(self.shown_seeds()) :])) or "no answer"
+        shown = self.shown_seeds()
+        seeds = ", ".join(shown)
+        detail = "; ".join(dict.fromkeys(reasons[-len(shown) :])) or "no answer"
         if refused:
             raise JoinError(f"could not join through any seed ({seeds}): {detail}")
         raise JoinError(f"could not join through any seed ({seeds}) within {timeout:g}s: {detail}")
