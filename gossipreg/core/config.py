@@ -178,7 +178,11 @@ class Config:
     fail and suspicions and refutations pour in, a member would send well over
     a hundred eager datagrams a second. With the bucket empty, fresh updates
     wait for the next regular gossip round (``gossip_interval``), so the
-    bound is ``eager_round_rate * gossip_nodes`` datagrams a second.
+    bound is ``eager_round_rate * gossip_nodes`` datagrams a second. One kind
+    of news is exempt: the first news of a member this one never knew (a
+    join), which is rare outside a burst of joins and would otherwise wait for
+    gossip rounds (at most one round per datagram bringing such news; the
+    per-destination ``eager_push_rate`` still applies).
     Rounds per second, must be positive.
     """
 
@@ -188,26 +192,32 @@ class Config:
 
     Without it, a lost tree datagram cuts off the child's whole subtree, whose
     members then wait for random gossip (up to ``gossip_interval`` per hop).
-    With it, each tree datagram asks for an ack; the sender re-sends it after
-    ``tree_ack_timeout`` until it is acknowledged, the child is no longer
-    live, or this many re-sends went unanswered. The child passes a repeated
-    datagram on to its own children only once. Cost: one small ack per tree
-    datagram, plus about ``1 / (1 - loss)**2 - 1`` re-sends per tree edge at a
-    datagram loss rate ``loss`` (0.23 at 10 %, 3 at 50 %); with loss ``p`` a
-    child misses the datagram with probability ``p ** (tree_resends + 1)``
-    (random gossip still repairs that). A child that is down costs its parent
-    this many re-sends per tree datagram until it is declared dead. 16 in
-    every profile: at 50 % loss a child is then missed with probability
-    8e-6 (with 8, 0.2 %: at 1,000 members and 50 % loss the last member of
-    one registration in three waited 2.8 s for gossip, with 16 none over
-    0.16 s); at most 64.
+    With it, each tree datagram asks for an ack; the sender sends it again
+    when the ack is overdue (see ``tree_ack_timeout``), each time waiting
+    twice as long as before (up to ``probe_interval``), until it is
+    acknowledged, the child is no longer live, or this many re-sends went
+    unanswered. The child passes a repeated datagram on to its own children
+    only once. Cost: one small ack per tree datagram, plus about
+    ``1 / (1 - loss)**2 - 1`` re-sends per tree edge at a datagram loss rate
+    ``loss`` (0.23 at 10 %, 3 at 50 %); with loss ``p`` a child misses the
+    datagram with probability ``p ** (tree_resends + 1)`` (random gossip still
+    repairs that). A child that is down costs its parent at most this many
+    re-sends per tree datagram, spaced ever further apart, until it is
+    declared dead. 16 in every profile: at 50 % loss a child is then missed
+    with probability 8e-6 (with 8, 0.2 %); at most 64.
     """
 
     tree_ack_timeout: float = 0.01
-    """Seconds a broadcast-tree datagram waits for its ack before it is sent
-    again (see ``tree_resends``). Should be just above the round-trip time: a
-    loss delays the child (and its subtree) by about this much. LAN 0.01 s,
-    WAN 0.3 s, local 0.005 s.
+    """Least seconds a broadcast-tree datagram waits for its ack before it is
+    sent again (see ``tree_resends``), and the wait before any round trip to
+    the child is known. The wait is the child's retransmission timeout, as
+    TCP's: the smoothed round trip plus four times its variation, measured on
+    tree datagrams acknowledged without a re-send, never below this; after a
+    wait runs out the next datagrams to that child wait twice as long until a
+    round trip is measured again. So a slow child or a loaded host is not sent
+    each datagram many times before its ack can arrive. Should be just above
+    the round-trip time: a loss delays the child (and its subtree) by about
+    this much. LAN 0.01 s, WAN 0.3 s, local 0.005 s.
     """
 
     broadcast_queue_limit: int = 4096

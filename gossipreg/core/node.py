@@ -116,7 +116,7 @@ from .membership import (
 from .model import Service, shown
 from .observe import HistogramSnapshot, Observations
 from .pushpull import Exchange, Role, Step, role_of
-from .tree import child_ranks
+from .tree import RoundTrip, child_ranks, resend_span
 
 __all__ = [
     "CloseStream",
@@ -245,6 +245,8 @@ class _TreeSend:
     messages: list[bytes]  # the marker (with its seq) and the updates, sent again as they are
     resends_left: int
     due: float  # when to send it again if no ack came
+    sent_at: float  # when it was first sent (the round trip is sampled only if never re-sent)
+    wait: float  # how long the current copy waits for its ack; doubles with each re-send
 
 
 @dataclass(slots=True)
@@ -309,6 +311,7 @@ _MAX_RECONNECT_CANDIDATES = 4096
 #: and most (sender, seq) pairs of received tree datagrams remembered to pass on once.
 _MAX_TREE_UNACKED = 4096
 _MAX_TREE_SEEN = 16384
+_MAX_TREE_RTTS = 16384
 #: The largest Tree marker's extra bytes for its seq (a msgpack uint64).
 _TREE_SEQ_BYTES = 9
 
@@ -421,6 +424,7 @@ class NodeCore:
         self._pushpulls: dict[StreamId, Exchange] = {}
         self._eager_last: dict[str, float] = {}
         self._eager_tokens = config.eager_round_rate
+        self._new_member = False  # a member unknown until now joined in this entry point
         self._eager_refilled = now
         self._fresh = False
         # Updates this member originated, to send down its own broadcast tree.
@@ -429,6 +433,10 @@ class NodeCore:
         # tree datagrams received lately, (sender address, seq) -> forget at.
         self._tree_sends: dict[int, _TreeSend] = {}
         self._tree_seen: dict[tuple[Address, int], float] = {}
+        self._tree_rtts: dict[str, RoundTrip] = {}  # per child: its ack timeout (the tree repair)
+        self._tree_resend_span = resend_span(
+            config.tree_ack_timeout, config.tree_resends, config.probe_interval
+        )
         # Members declared dead, as reconnect candidates: name -> (address, since).
         self._failed: dict[str, tuple[Address, float]] = {}
         self._failed_at: dict[Address, str] = {}  # the same members by address
@@ -1021,6 +1029,9 @@ class NodeCore:
             if sent.child == ack.source:
                 del self._tree_sends[ack.seq]
                 self._counters.inc("tree_acks_received")
+                if sent.resends_left == self.config.tree_resends:
+                    # Karn's rule: an ack of a re-sent datagram may answer any copy.
+                    self._tree_rtt(sent.child).sample(self._now - sent.sent_at)
             return
         p = self._probe
         if p is not None and p.seq == ack.seq:
@@ -1215,10 +1226,21 @@ class NodeCore:
                 if len(self._tree_sends) >= _MAX_TREE_UNACKED:
                     del self._tree_sends[next(iter(self._tree_sends))]
                     self._counters.inc("tree_unacked")
+                wait = self._tree_rtt(child.name).timeout()
                 self._tree_sends[seq] = _TreeSend(
                     child.name, child.address, messages, self.config.tree_resends,
-                    self._now + self.config.tree_ack_timeout,
+                    self._now + wait, self._now, wait,
                 )
+
+    def _tree_rtt(self, child: str) -> RoundTrip:
+        """The ack timeout of tree datagrams to ``child`` (created on first use; at most
+        ``_MAX_TREE_RTTS`` kept, the oldest dropped first; dropped when the child is down)."""
+        rtt = self._tree_rtts.get(child)
+        if rtt is None:
+            if len(self._tree_rtts) >= _MAX_TREE_RTTS:
+                del self._tree_rtts[next(iter(self._tree_rtts))]
+            rtt = self._tree_rtts[child] = RoundTrip(self.config.tree_ack_timeout, self.config.probe_interval)
+        return rtt
 
     def _tree_ack(self, seq: int, now: float) -> bool:
         """Acknowledge the tree datagram ``seq`` just received (the tree repair); whether
@@ -1234,8 +1256,7 @@ class NodeCore:
         if key in seen:
             self._counters.inc("tree_duplicates")
             return False
-        cfg = self.config
-        seen[key] = now + (cfg.tree_resends + 2) * cfg.tree_ack_timeout
+        seen[key] = now + self._tree_resend_span
         return True
 
     def _tree_timers(self, now: float) -> None:
@@ -1253,7 +1274,10 @@ class NodeCore:
                 self._counters.inc("tree_unacked")
                 continue
             sent.resends_left -= 1
-            sent.due = now + self.config.tree_ack_timeout
+            # Exponential backoff: a slow child (or path) is not sent more copies the
+            # longer it takes; a lost datagram on a healthy path is re-sent within an RTO.
+            sent.wait = self._tree_rtt(sent.child).expired(sent.wait)
+            sent.due = now + sent.wait
             self._counters.inc("tree_resends")
             self._emit(sent.address, sent.messages)
 
@@ -1268,10 +1292,11 @@ class NodeCore:
         if self.config.eager_push and not self._left:
             if self._tree_pending:
                 self._send_tree(self.name, 0, self._tree_pending)
-            if self._fresh and self._take_eager_token(now):
+            if self._fresh and (self._new_member or self._take_eager_token(now)):
                 self._gossip_round(now, eager=True)
         self._tree_pending = []
         self._fresh = False
+        self._new_member = False
         if len(self._eager_last) > 4 * max(16, self.membership.alive_count()):
             horizon = now - 1.0 / self.config.eager_push_rate
             self._eager_last = {k: t for k, t in self._eager_last.items() if t >= horizon}
@@ -1298,6 +1323,7 @@ class NodeCore:
             elif self._suspect_at and self._suspect_at.get(ev.member.address) == name:
                 del self._suspect_at[ev.member.address]
             if kind in (EventKind.FAILED, EventKind.LEFT):
+                self._tree_rtts.pop(name, None)
                 self.catalog.owner_down(name)
                 self._resync.pop(name, None)
                 if kind is EventKind.FAILED:
@@ -1306,6 +1332,8 @@ class NodeCore:
                 else:
                     self._forget_failed(name)
             elif kind is EventKind.JOINED or kind is EventKind.UPDATED:
+                if ev.previous_state is None:
+                    self._new_member = True  # first news of this member: eager, token or not
                 self.catalog.owner_epoch(name, ev.member.epoch)
                 if kind is EventKind.UPDATED and ev.previous_state is not MemberState.SUSPECT:
                     pass  # an address or meta change: liveness unchanged

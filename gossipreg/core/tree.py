@@ -13,7 +13,7 @@ cleared).
 
 from __future__ import annotations
 
-__all__ = ["child_ranks", "parent_rank"]
+__all__ = ["RoundTrip", "child_ranks", "parent_rank", "resend_span"]
 
 
 def child_ranks(rank: int, n: int, fanout: int) -> list[int]:
@@ -54,3 +54,65 @@ def parent_rank(rank: int, fanout: int) -> int | None:
     while place * base <= rank:
         place *= base
     return rank % place
+
+
+class RoundTrip:
+    """How long a tree datagram waits for its ack: a retransmission timeout.
+
+    As TCP's (RFC 6298): ``srtt + 4 * rttvar`` from the round trips of tree
+    datagrams acknowledged without a re-send (Karn's rule: the ack of a
+    re-sent datagram may answer any copy), never below ``floor``
+    (``Config.tree_ack_timeout``), which is also the timeout before the first
+    sample. When a datagram's wait runs out, the timeout for datagrams sent
+    after it is backed off to twice that wait (at most ``cap``) until the next
+    valid sample: a member whose peers answer slowly (a loaded host, a longer
+    path) then sends each datagram about once, not once per ``floor`` until the
+    ack can arrive, and learns the real round trip from the next one.
+    """
+
+    __slots__ = ("_backoff", "_cap", "_floor", "_rttvar", "_srtt")
+
+    def __init__(self, floor: float, cap: float) -> None:
+        self._floor = floor
+        self._cap = max(floor, cap)
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._backoff = 0.0
+
+    def sample(self, rtt: float) -> None:
+        """Account one round trip (seconds from a datagram's only send to its ack)."""
+        rtt = max(0.0, rtt)
+        if self._srtt is None:
+            self._srtt = rtt
+            self._rttvar = rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._backoff = 0.0
+
+    def expired(self, wait: float) -> float:
+        """A datagram waited ``wait`` seconds in vain: back off, and return how long
+        its next copy waits (twice as long, at most ``cap`` unless ``wait`` was longer)."""
+        following = min(2 * wait, max(wait, self._cap))
+        self._backoff = max(self._backoff, following)
+        return following
+
+    def timeout(self) -> float:
+        """Seconds a datagram sent now waits for its ack before it is sent again."""
+        rto = self._floor if self._srtt is None else max(self._floor, self._srtt + 4 * self._rttvar)
+        return min(max(rto, self._backoff), max(rto, self._cap))
+
+
+def resend_span(first_wait: float, resends: int, cap: float) -> float:
+    """Seconds from a tree datagram's first send to its last re-send's deadline.
+
+    Each re-send waits twice as long as the one before, at most ``cap`` (or
+    ``first_wait`` if that is longer); ``resends`` re-sends follow the first
+    copy. A receiver keeps the datagram's sequence number this long, so that
+    a late copy is acknowledged but not passed on again.
+    """
+    total, wait = 0.0, first_wait
+    for _ in range(resends + 1):
+        total += wait
+        wait = min(2 * wait, max(wait, cap))
+    return total

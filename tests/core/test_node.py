@@ -8,6 +8,7 @@ through the real codec and, unless a test says ``insecure``, the real keyring.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable
 
@@ -540,6 +541,33 @@ def test_eager_rounds_are_bounded_per_second_whatever_the_news_rate() -> None:
     # Nothing deferred is lost: the broadcast tree and the gossip rounds carry it.
     net.run(3 * config.gossip_interval)
     assert all(has_service(x, name) for x in (b, c) for name in [f"s{i}" for i in range(10)] + ["late"])
+
+
+def test_news_of_a_member_never_seen_before_is_pushed_at_once_with_no_eager_round_left() -> None:
+    # Members joining at once are news of members nobody knew: each is passed on
+    # eagerly even when the bucket of eager rounds is empty (a burst of joins would
+    # otherwise wait for gossip rounds). Suspicions, refutations and other repeats of
+    # known members stay bounded by the bucket.
+    config = Config.lan(eager_push_rate=1e6, eager_round_rate=1.0)
+    net = CoreNetwork(config=config)
+    a, b, _ = net.cluster("a", "b", "c")
+    net.run(2)
+    for i in range(3):  # 1 ms apart: the bucket (one round) is empty after the first
+        net.run(0.001)
+        a.register(service(f"s{i}"), None, net.now)
+    deferred = stat(a, "eager_rounds_deferred")
+    assert deferred >= 2
+    pushes = stat(a, "eager_pushes")
+    d = net.add("d")
+    d.join([b.address], net.now)
+    net.wait_for(lambda: net.state("a", "d") is MemberState.ALIVE, 0.05)
+    net.run(0.01)  # well within one gossip round
+    assert stat(a, "eager_pushes") > pushes
+    assert stat(a, "eager_rounds_deferred") == deferred
+    # News of a member a already knows (b's registration) waits with the bucket empty.
+    net.run(0.001)
+    a.register(service("s3"), None, net.now)
+    assert stat(a, "eager_rounds_deferred") == deferred + 1
 
 
 def test_a_datagram_never_carries_more_messages_than_a_receiver_accepts() -> None:
@@ -1359,9 +1387,10 @@ def test_without_loss_the_repair_costs_one_ack_per_tree_datagram_and_no_resend()
     assert all(not c._tree_sends for c in cores)
 
 
-def test_tree_resends_are_bounded_when_a_child_never_answers() -> None:
+def test_tree_resends_are_bounded_and_back_off_when_a_child_never_answers() -> None:
     # m1 is down (its peers do not know yet): m0 sends its tree datagram to m1 once and
-    # tree_resends times more, one ack timeout apart, then gives up; nothing else repeats.
+    # again with each wait twice the last (from the ack timeout up to a probe interval),
+    # until tree_resends copies went unanswered or m1 is declared dead; nothing else repeats.
     net, cores = tree_cluster()
     config = net.config
     net.down.add("m1")
@@ -1369,19 +1398,51 @@ def test_tree_resends_are_bounded_when_a_child_never_answers() -> None:
     unacked = stat(cores[0], "tree_unacked")
     start = len(net.log)
     cores[0].register(service("svc"), None, net.now)
-    net.run(0.5)
+    wait, expected = config.tree_ack_timeout, []
+    for _ in range(config.tree_resends):
+        expected.append(wait)
+        wait = min(2 * wait, max(wait, config.probe_interval))
+    net.run(sum(expected) + 1.0)
     window = net.log[start:]
     to_m1 = [d for d in window if net.name_of(d.dst) == "m1" and tree_marker(d.data) is not None]
-    assert len(to_m1) == 1 + config.tree_resends
     gaps = [b.at - a.at for a, b in itertools.pairwise(to_m1)]
-    assert all(abs(g - config.tree_ack_timeout) < 1e-6 for g in gaps)
+    assert 8 <= len(gaps) <= config.tree_resends  # backed off to the cap, or m1 declared dead
+    assert gaps == pytest.approx(expected[: len(gaps)], abs=1e-6)
     assert stat(cores[0], "tree_unacked") == unacked + 1
     assert not cores[0]._tree_sends
     # The other members' tree datagrams were acked at once: no other re-send at all.
-    assert sum(stat(c, "tree_resends") for c in cores) - resends == config.tree_resends
+    assert sum(stat(c, "tree_resends") for c in cores) - resends == len(gaps)
     net.run(1.0)
     later = [d for d in net.log[start + len(window):] if tree_marker(d.data) is not None]
     assert later == []
+
+
+def test_a_slow_child_gets_each_tree_datagram_about_once_not_once_per_ack_timeout() -> None:
+    # Every datagram now takes 60 ms each way (a loaded host): an ack comes back 120 ms
+    # after its datagram, twelve ack timeouts. A fixed timeout would send every tree
+    # datagram 12 times. Here the first datagram to each child is sent again only while
+    # its wait doubles up to the round trip (10, 20, 40 ms: 3 re-sends), the next waits
+    # as long as the last wait that ran out, doubled, and from then on the round trip is
+    # known: each datagram is sent once.
+    net, cores = tree_cluster()
+    config = net.config
+    net.latency = 0.06
+    rtt = 2 * net.latency
+    edges = len(cores) - 1  # one tree edge per member but the root
+
+    def resends() -> int:
+        return sum(stat(c, "tree_resends") for c in cores)
+
+    per_registration = []
+    for i in range(4):
+        before = resends()
+        cores[0].register(service(f"svc{i}"), None, net.now)
+        net.run(2.0)
+        assert all(has_service(c, f"svc{i}") for c in cores)
+        per_registration.append(resends() - before)
+    doublings = math.ceil(math.log2(rtt / config.tree_ack_timeout)) - 1
+    assert per_registration == [doublings * edges, edges, 0, 0]
+    assert all(not c._tree_sends for c in cores)
 
 
 def test_a_tree_marker_with_a_seq_round_trips_and_is_decoded_strictly() -> None:
