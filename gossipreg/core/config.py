@@ -193,11 +193,11 @@ class Config:
     Without it, a lost tree datagram cuts off the child's whole subtree, whose
     members then wait for random gossip (up to ``gossip_interval`` per hop).
     With it, each tree datagram asks for an ack; the sender sends it again
-    when the ack is overdue (see ``tree_ack_timeout``), each time waiting
-    twice as long as before (up to ``probe_interval``), until it is
-    acknowledged, the child is no longer live, or this many re-sends went
-    unanswered. The child passes a repeated datagram on to its own children
-    only once. Cost: one small ack per tree datagram, plus about
+    when the ack is overdue (see ``tree_ack_timeout``): the first three
+    re-sends one timeout apart, then each waiting twice as long as the one
+    before (up to ``probe_interval``), until it is acknowledged, the child is
+    no longer live, or this many re-sends went unanswered. The child passes
+    a repeated datagram on to its own children only once. Cost: one small ack per tree datagram, plus about
     ``1 / (1 - loss)**2 - 1`` re-sends per tree edge at a datagram loss rate
     ``loss`` (0.23 at 10 %, 3 at 50 %); with loss ``p`` a child misses the
     datagram with probability ``p ** (tree_resends + 1)`` (random gossip still
@@ -209,15 +209,14 @@ class Config:
 
     tree_ack_timeout: float = 0.01
     """Least seconds a broadcast-tree datagram waits for its ack before it is
-    sent again (see ``tree_resends``), and the wait before any round trip to
-    the child is known. The wait is the child's retransmission timeout, as
-    TCP's: the smoothed round trip plus four times its variation, measured on
-    tree datagrams acknowledged without a re-send, never below this; after a
-    wait runs out the next datagrams to that child wait twice as long until a
-    round trip is measured again. So a slow child or a loaded host is not sent
-    each datagram many times before its ack can arrive. Should be just above
-    the round-trip time: a loss delays the child (and its subtree) by about
-    this much. LAN 0.01 s, WAN 0.3 s, local 0.005 s.
+    sent again (see ``tree_resends``), and the wait before any round trip is
+    known. The wait is the child's retransmission timeout, as TCP's: the
+    smoothed round trip plus four times its variation, never below this. Each
+    ack names the copy it answers, so every ack is a round trip; a child not
+    measured yet starts from the round trips to all children. So a slow child
+    or a loaded host is not sent each datagram many times before its ack can
+    arrive. Should be just above the round-trip time: a loss delays the child
+    (and its subtree) by about this much. LAN 0.01 s, WAN 0.3 s, local 0.005 s.
     """
 
     broadcast_queue_limit: int = 4096

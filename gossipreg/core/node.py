@@ -116,7 +116,7 @@ from .membership import (
 from .model import Service, shown
 from .observe import HistogramSnapshot, Observations
 from .pushpull import Exchange, Role, Step, role_of
-from .tree import RoundTrip, child_ranks, resend_span
+from .tree import RoundTrip, child_ranks, next_wait, resend_span
 
 __all__ = [
     "CloseStream",
@@ -242,11 +242,13 @@ class _TreeSend:
 
     child: str
     address: Address
-    messages: list[bytes]  # the marker (with its seq) and the updates, sent again as they are
+    root: str  # the tree's root and this datagram's hop count, for each copy's marker
+    hops: int
+    updates: list[bytes]  # sent again as they are, behind a marker naming the copy
     resends_left: int
     due: float  # when to send it again if no ack came
-    sent_at: float  # when it was first sent (the round trip is sampled only if never re-sent)
-    wait: float  # how long the current copy waits for its ack; doubles with each re-send
+    wait: float  # how long the latest copy waits for its ack (tree.next_wait)
+    sent_at: list[float]  # when each copy was sent: an ack names its copy, a round trip
 
 
 @dataclass(slots=True)
@@ -312,6 +314,12 @@ _MAX_RECONNECT_CANDIDATES = 4096
 _MAX_TREE_UNACKED = 4096
 _MAX_TREE_SEEN = 16384
 _MAX_TREE_RTTS = 16384
+# A tree datagram's seq: this flag (above any probe seq), a per-member counter, and in
+# the low bits the copy (0 for the first send, then each re-send's number), so an ack
+# names the copy it answers and gives a round trip even for a re-sent datagram.
+_TREE_SEQ_FLAG = 1 << 62
+_TREE_COPY_BITS = 7  # tree_resends is at most 64
+_TREE_COPY_MASK = (1 << _TREE_COPY_BITS) - 1
 #: The largest Tree marker's extra bytes for its seq (a msgpack uint64).
 _TREE_SEQ_BYTES = 9
 
@@ -431,9 +439,13 @@ class NodeCore:
         self._tree_pending: list[bytes] = []
         # Tree repair: datagrams sent down a tree awaiting their ack, by seq; and the
         # tree datagrams received lately, (sender address, seq) -> forget at.
-        self._tree_sends: dict[int, _TreeSend] = {}
+        self._tree_sends: dict[int, _TreeSend] = {}  # by seq of the first copy
+        self._tree_counter = 0
         self._tree_seen: dict[tuple[Address, int], float] = {}
         self._tree_rtts: dict[str, RoundTrip] = {}  # per child: its ack timeout (the tree repair)
+        # Every child's round trips: the timeout towards a child not measured yet, so that
+        # a host slowed down as a whole does not learn it again from each of its children.
+        self._tree_rtt_all = RoundTrip(config.tree_ack_timeout)
         self._tree_resend_span = resend_span(
             config.tree_ack_timeout, config.tree_resends, config.probe_interval
         )
@@ -1024,14 +1036,15 @@ class NodeCore:
         if relay is not None:
             self._send(relay.source_address, [Ack(relay.source_seq, ack.source)])
             return
-        sent = self._tree_sends.get(ack.seq)
-        if sent is not None:
-            if sent.child == ack.source:
-                del self._tree_sends[ack.seq]
+        if ack.seq >= _TREE_SEQ_FLAG:
+            base, copy = ack.seq & ~_TREE_COPY_MASK, ack.seq & _TREE_COPY_MASK
+            sent = self._tree_sends.get(base)
+            if sent is not None and sent.child == ack.source and copy < len(sent.sent_at):
+                del self._tree_sends[base]
                 self._counters.inc("tree_acks_received")
-                if sent.resends_left == self.config.tree_resends:
-                    # Karn's rule: an ack of a re-sent datagram may answer any copy.
-                    self._tree_rtt(sent.child).sample(self._now - sent.sent_at)
+                rtt = self._now - sent.sent_at[copy]
+                self._tree_rtt(sent.child).sample(rtt)
+                self._tree_rtt_all.sample(rtt)
             return
         p = self._probe
         if p is not None and p.seq == ack.seq:
@@ -1220,16 +1233,17 @@ class NodeCore:
                 if not repair:
                     self._emit(child.address, [marker, *batch])
                     continue
-                seq = self._next_seq()
-                messages = [codec.encode_message(Tree(root, hops + 1, seq)), *batch]
-                self._emit(child.address, messages)
+                self._tree_counter += 1
+                seq = _TREE_SEQ_FLAG | (self._tree_counter << _TREE_COPY_BITS)
+                self._emit(child.address, [codec.encode_message(Tree(root, hops + 1, seq)), *batch])
                 if len(self._tree_sends) >= _MAX_TREE_UNACKED:
                     del self._tree_sends[next(iter(self._tree_sends))]
                     self._counters.inc("tree_unacked")
-                wait = self._tree_rtt(child.name).timeout()
+                rtt = self._tree_rtt(child.name)
+                wait = (rtt if rtt.measured else self._tree_rtt_all).timeout()
                 self._tree_sends[seq] = _TreeSend(
-                    child.name, child.address, messages, self.config.tree_resends,
-                    self._now + wait, self._now, wait,
+                    child.name, child.address, root, hops + 1, batch, self.config.tree_resends,
+                    self._now + wait, wait, [self._now],
                 )
 
     def _tree_rtt(self, child: str) -> RoundTrip:
@@ -1239,7 +1253,7 @@ class NodeCore:
         if rtt is None:
             if len(self._tree_rtts) >= _MAX_TREE_RTTS:
                 del self._tree_rtts[next(iter(self._tree_rtts))]
-            rtt = self._tree_rtts[child] = RoundTrip(self.config.tree_ack_timeout, self.config.probe_interval)
+            rtt = self._tree_rtts[child] = RoundTrip(self.config.tree_ack_timeout)
         return rtt
 
     def _tree_ack(self, seq: int, now: float) -> bool:
@@ -1252,7 +1266,8 @@ class NodeCore:
             if seen[oldest] > now and len(seen) < _MAX_TREE_SEEN:
                 break
             del seen[oldest]
-        key = (self._from, seq)
+        # The copies of one datagram differ only in their copy bits.
+        key = (self._from, seq & ~_TREE_COPY_MASK if seq >= _TREE_SEQ_FLAG else seq)
         if key in seen:
             self._counters.inc("tree_duplicates")
             return False
@@ -1274,12 +1289,13 @@ class NodeCore:
                 self._counters.inc("tree_unacked")
                 continue
             sent.resends_left -= 1
-            # Exponential backoff: a slow child (or path) is not sent more copies the
-            # longer it takes; a lost datagram on a healthy path is re-sent within an RTO.
-            sent.wait = self._tree_rtt(sent.child).expired(sent.wait)
+            copy = len(sent.sent_at)
+            sent.wait = next_wait(sent.wait, copy, self.config.probe_interval)
             sent.due = now + sent.wait
+            sent.sent_at.append(now)
             self._counters.inc("tree_resends")
-            self._emit(sent.address, sent.messages)
+            marker = codec.encode_message(Tree(sent.root, sent.hops, seq | copy))
+            self._emit(sent.address, [marker, *sent.updates])
 
     def _after(self, now: float) -> None:
         """End of every entry point: apply membership changes to the catalog, eager-push."""

@@ -13,7 +13,7 @@ cleared).
 
 from __future__ import annotations
 
-__all__ = ["RoundTrip", "child_ranks", "parent_rank", "resend_span"]
+__all__ = ["FLAT_RESENDS", "RoundTrip", "child_ranks", "next_wait", "parent_rank", "resend_span"]
 
 
 def child_ranks(rank: int, n: int, fanout: int) -> list[int]:
@@ -56,31 +56,31 @@ def parent_rank(rank: int, fanout: int) -> int | None:
     return rank % place
 
 
-class RoundTrip:
-    """How long a tree datagram waits for its ack: a retransmission timeout.
+FLAT_RESENDS = 3
+"""Re-sends of a tree datagram that wait one retransmission timeout each before
+the waits start doubling (see :func:`next_wait`)."""
 
-    As TCP's (RFC 6298): ``srtt + 4 * rttvar`` from the round trips of tree
-    datagrams acknowledged without a re-send (Karn's rule: the ack of a
-    re-sent datagram may answer any copy), never below ``floor``
+
+class RoundTrip:
+    """How long a tree datagram to one child waits for its ack: a retransmission timeout.
+
+    As TCP's (RFC 6298): ``srtt + 4 * rttvar``, never below ``floor``
     (``Config.tree_ack_timeout``), which is also the timeout before the first
-    sample. When a datagram's wait runs out, the timeout for datagrams sent
-    after it is backed off to twice that wait (at most ``cap``) until the next
-    valid sample: a member whose peers answer slowly (a loaded host, a longer
-    path) then sends each datagram about once, not once per ``floor`` until the
-    ack can arrive, and learns the real round trip from the next one.
+    sample. Every ack names the copy it answers (its sequence number carries
+    the copy's index), so every ack is a sample, re-sent datagrams included:
+    a child slowed down by a loaded host, or a path longer than the profile
+    expects, raises the timeout from its first answered datagram on.
     """
 
-    __slots__ = ("_backoff", "_cap", "_floor", "_rttvar", "_srtt")
+    __slots__ = ("_floor", "_rttvar", "_srtt")
 
-    def __init__(self, floor: float, cap: float) -> None:
+    def __init__(self, floor: float) -> None:
         self._floor = floor
-        self._cap = max(floor, cap)
         self._srtt: float | None = None
         self._rttvar = 0.0
-        self._backoff = 0.0
 
     def sample(self, rtt: float) -> None:
-        """Account one round trip (seconds from a datagram's only send to its ack)."""
+        """Account one round trip (seconds from sending a copy to the ack naming it)."""
         rtt = max(0.0, rtt)
         if self._srtt is None:
             self._srtt = rtt
@@ -88,31 +88,41 @@ class RoundTrip:
         else:
             self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
             self._srtt = 0.875 * self._srtt + 0.125 * rtt
-        self._backoff = 0.0
 
-    def expired(self, wait: float) -> float:
-        """A datagram waited ``wait`` seconds in vain: back off, and return how long
-        its next copy waits (twice as long, at most ``cap`` unless ``wait`` was longer)."""
-        following = min(2 * wait, max(wait, self._cap))
-        self._backoff = max(self._backoff, following)
-        return following
+    @property
+    def measured(self) -> bool:
+        """Whether any round trip was sampled."""
+        return self._srtt is not None
 
     def timeout(self) -> float:
         """Seconds a datagram sent now waits for its ack before it is sent again."""
-        rto = self._floor if self._srtt is None else max(self._floor, self._srtt + 4 * self._rttvar)
-        return min(max(rto, self._backoff), max(rto, self._cap))
+        if self._srtt is None:
+            return self._floor
+        return max(self._floor, self._srtt + 4 * self._rttvar)
+
+
+def next_wait(wait: float, resend: int, cap: float) -> float:
+    """How long re-send number ``resend`` (1 for the first) of a tree datagram waits
+    for its ack, when the copy before it waited ``wait`` seconds in vain.
+
+    The first :data:`FLAT_RESENDS` re-sends wait as long as the first copy (a
+    loss on a healthy path is repaired within a few timeouts); later ones twice
+    as long as the one before, at most ``cap`` (or ``wait``, if that is longer),
+    so a child that answers far later than its timeout, or not at all, is sent
+    a handful of copies, not one per timeout.
+    """
+    if resend <= FLAT_RESENDS:
+        return wait
+    return min(2 * wait, max(wait, cap))
 
 
 def resend_span(first_wait: float, resends: int, cap: float) -> float:
-    """Seconds from a tree datagram's first send to its last re-send's deadline.
-
-    Each re-send waits twice as long as the one before, at most ``cap`` (or
-    ``first_wait`` if that is longer); ``resends`` re-sends follow the first
-    copy. A receiver keeps the datagram's sequence number this long, so that
-    a late copy is acknowledged but not passed on again.
-    """
-    total, wait = 0.0, first_wait
-    for _ in range(resends + 1):
+    """Seconds from a tree datagram's first send to its last copy's deadline, with
+    ``resends`` re-sends waiting as :func:`next_wait` says. A receiver keeps the
+    datagram's sequence number this long, so that a late copy is acknowledged
+    but not passed on again."""
+    total, wait = first_wait, first_wait
+    for resend in range(1, resends + 1):
+        wait = next_wait(wait, resend, cap)
         total += wait
-        wait = min(2 * wait, max(wait, cap))
     return total

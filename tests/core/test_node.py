@@ -42,6 +42,7 @@ from gossipreg.core.node import (
     SendDatagram,
     SendStream,
 )
+from gossipreg.core.tree import next_wait
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
 from .node_helpers import (
@@ -1221,7 +1222,6 @@ def test_periodic_anti_entropy_stops_at_the_check_when_views_agree() -> None:
 def test_broadcast_tree_reaches_every_member_exactly_once(n: int, gossip_nodes: int) -> None:
     """With agreeing views, following the tree from any root visits every member once,
     in at most ceil(log_b n) hops, b = gossip_nodes + 1."""
-    import math
 
     from gossipreg.core.membership import Member, MemberState
 
@@ -1389,8 +1389,9 @@ def test_without_loss_the_repair_costs_one_ack_per_tree_datagram_and_no_resend()
 
 def test_tree_resends_are_bounded_and_back_off_when_a_child_never_answers() -> None:
     # m1 is down (its peers do not know yet): m0 sends its tree datagram to m1 once and
-    # again with each wait twice the last (from the ack timeout up to a probe interval),
-    # until tree_resends copies went unanswered or m1 is declared dead; nothing else repeats.
+    # again, first one ack timeout apart, then each wait twice the last (up to a probe
+    # interval), until tree_resends copies went unanswered or m1 is declared dead;
+    # nothing else repeats.
     net, cores = tree_cluster()
     config = net.config
     net.down.add("m1")
@@ -1398,14 +1399,15 @@ def test_tree_resends_are_bounded_and_back_off_when_a_child_never_answers() -> N
     unacked = stat(cores[0], "tree_unacked")
     start = len(net.log)
     cores[0].register(service("svc"), None, net.now)
-    wait, expected = config.tree_ack_timeout, []
-    for _ in range(config.tree_resends):
+    wait, expected = config.tree_ack_timeout, [config.tree_ack_timeout]
+    for resend in range(1, config.tree_resends):
+        wait = next_wait(wait, resend, config.probe_interval)
         expected.append(wait)
-        wait = min(2 * wait, max(wait, config.probe_interval))
     net.run(sum(expected) + 1.0)
     window = net.log[start:]
     to_m1 = [d for d in window if net.name_of(d.dst) == "m1" and tree_marker(d.data) is not None]
     gaps = [b.at - a.at for a, b in itertools.pairwise(to_m1)]
+    assert expected[:5] == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.02])
     assert 8 <= len(gaps) <= config.tree_resends  # backed off to the cap, or m1 declared dead
     assert gaps == pytest.approx(expected[: len(gaps)], abs=1e-6)
     assert stat(cores[0], "tree_unacked") == unacked + 1
@@ -1417,32 +1419,69 @@ def test_tree_resends_are_bounded_and_back_off_when_a_child_never_answers() -> N
     assert later == []
 
 
-def test_a_slow_child_gets_each_tree_datagram_about_once_not_once_per_ack_timeout() -> None:
+def test_a_slow_child_gets_a_handful_of_copies_once_then_each_datagram_once() -> None:
     # Every datagram now takes 60 ms each way (a loaded host): an ack comes back 120 ms
-    # after its datagram, twelve ack timeouts. A fixed timeout would send every tree
-    # datagram 12 times. Here the first datagram to each child is sent again only while
-    # its wait doubles up to the round trip (10, 20, 40 ms: 3 re-sends), the next waits
-    # as long as the last wait that ran out, doubled, and from then on the round trip is
-    # known: each datagram is sent once.
+    # after its datagram, twelve ack timeouts, where a fixed timeout sent 11 copies of
+    # every tree datagram. Here the first datagram to each child is sent at 0, 10, 20,
+    # 30, 40, 60 and 100 ms (the waits double after three re-sends) before the first
+    # copy's ack arrives; that ack names its copy, so the child's round trip is known
+    # from then on and every later datagram is sent once.
     net, cores = tree_cluster()
-    config = net.config
     net.latency = 0.06
-    rtt = 2 * net.latency
     edges = len(cores) - 1  # one tree edge per member but the root
 
     def resends() -> int:
         return sum(stat(c, "tree_resends") for c in cores)
 
     per_registration = []
-    for i in range(4):
+    for i in range(3):
         before = resends()
         cores[0].register(service(f"svc{i}"), None, net.now)
         net.run(2.0)
         assert all(has_service(c, f"svc{i}") for c in cores)
         per_registration.append(resends() - before)
-    doublings = math.ceil(math.log2(rtt / config.tree_ack_timeout)) - 1
-    assert per_registration == [doublings * edges, edges, 0, 0]
+    assert per_registration == [6 * edges, 0, 0]
     assert all(not c._tree_sends for c in cores)
+    # A member joining now is a child no one has measured: its parents start from the
+    # round trip they measured to their other children, not from the ack timeout.
+    newcomer = net.add("m8")
+    newcomer.join([cores[0].address], net.now)
+    net.run(3.0)
+    assert all(net.state(c.name, "m8") is MemberState.ALIVE for c in cores)
+    before = resends()
+    cores[0].register(service("after-join"), None, net.now)
+    net.run(2.0)
+    assert has_service(newcomer, "after-join")
+    assert resends() == before
+
+
+def test_each_copy_of_a_tree_datagram_names_itself_and_its_ack_gives_the_round_trip() -> None:
+    # The ack of a re-sent datagram answers a known copy, so m0 learns m1's round trip
+    # from it: 30 ms each way, m0's first copy to m1 lost, copies at 0, 10, 20, 30, 40
+    # and 60 ms; the ack of copy 1 (sent at 10 ms) arrives at 70 ms: a 60 ms round trip.
+    net, cores = tree_cluster()
+    net.latency = 0.03
+    lost: list[int] = []
+
+    def drop(src: str, dst: str, data: bytes) -> bool:
+        marker = tree_marker(data)
+        if (src, dst) == ("m0", "m1") and marker is not None and marker.seq is not None and not lost:
+            lost.append(marker.seq)
+            return True
+        return False
+
+    net.drop = drop
+    start = len(net.log)
+    cores[0].register(service("svc"), None, net.now)
+    net.run(0.5)
+    copies = [
+        m.seq for d in net.log[start:]
+        if d.src == "m0" and net.name_of(d.dst) == "m1" and (m := tree_marker(d.data)) is not None
+    ]
+    assert copies[0] == lost[0]
+    assert copies == [copies[0] + i for i in range(6)]  # one datagram, copies 0 to 5
+    assert stat(net.cores["m1"], "tree_duplicates") == 4  # copies 2 to 5 repeat copy 1
+    assert cores[0]._tree_rtts["m1"].timeout() == pytest.approx(0.06 + 4 * 0.03)
 
 
 def test_a_tree_marker_with_a_seq_round_trips_and_is_decoded_strictly() -> None:

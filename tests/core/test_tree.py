@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gossipreg.core.tree import RoundTrip, child_ranks, parent_rank, resend_span
+from gossipreg.core.tree import FLAT_RESENDS, RoundTrip, child_ranks, next_wait, parent_rank, resend_span
 
 
 def _walk(n: int, fanout: int) -> dict[int, int]:
@@ -60,14 +60,14 @@ def test_the_root_has_no_parent() -> None:
 
 
 def test_the_ack_timeout_is_the_floor_until_a_round_trip_is_measured() -> None:
-    rtt = RoundTrip(0.01, 1.0)
+    rtt = RoundTrip(0.01)
     assert rtt.timeout() == 0.01
     rtt.sample(0.002)  # fast: srtt + 4 * rttvar = 0.002 + 0.004, below the floor
     assert rtt.timeout() == 0.01
 
 
 def test_the_ack_timeout_follows_slow_round_trips_as_tcp_does() -> None:
-    rtt = RoundTrip(0.01, 1.0)
+    rtt = RoundTrip(0.01)
     rtt.sample(0.1)  # first sample: srtt = 0.1, rttvar = 0.05
     assert rtt.timeout() == pytest.approx(0.1 + 4 * 0.05)
     rtt.sample(0.1)  # rttvar = 0.75 * 0.05 + 0.25 * 0; srtt unchanged
@@ -77,30 +77,19 @@ def test_the_ack_timeout_follows_slow_round_trips_as_tcp_does() -> None:
     assert rtt.timeout() == 0.01
 
 
-def test_a_wait_that_runs_out_doubles_and_holds_until_the_next_sample() -> None:
-    rtt = RoundTrip(0.01, 1.0)
-    assert rtt.expired(0.01) == 0.02
-    assert rtt.timeout() == 0.02  # datagrams sent now wait as long as the next copy
-    assert rtt.expired(0.04) == 0.08
-    assert rtt.expired(0.02) == 0.04  # a shorter wait running out does not lower it
-    assert rtt.timeout() == 0.08
-    assert rtt.expired(0.8) == 1.0  # capped
-    assert rtt.expired(1.0) == 1.0
-    assert rtt.timeout() == 1.0
-    rtt.sample(0.002)
-    assert rtt.timeout() == 0.01  # a valid sample ends the back-off
+def test_resends_wait_one_timeout_each_then_twice_as_long_each_time_up_to_the_cap() -> None:
+    waits, wait = [], 0.01
+    for resend in range(1, 12):
+        wait = next_wait(wait, resend, 1.0)
+        waits.append(wait)
+    assert FLAT_RESENDS == 3
+    assert waits == pytest.approx([0.01, 0.01, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0])
+    assert next_wait(2.0, 5, 1.0) == 2.0  # a timeout above the cap is kept, not shortened
 
 
-def test_a_wait_above_the_cap_is_kept_not_shortened() -> None:
-    rtt = RoundTrip(0.01, 1.0)
-    rtt.sample(2.0)  # a round trip longer than the cap
-    assert rtt.timeout() == pytest.approx(2.0 + 4 * 1.0)
-    assert rtt.expired(6.0) == 6.0
-
-
-def test_the_resend_span_sums_the_doubling_waits_up_to_the_cap() -> None:
+def test_the_resend_span_sums_the_waits_of_every_copy() -> None:
     assert resend_span(0.01, 0, 1.0) == pytest.approx(0.01)
-    assert resend_span(0.01, 3, 1.0) == pytest.approx(0.01 + 0.02 + 0.04 + 0.08)
-    # 10 ms doubling to 640 ms (7 waits), then 1 s for the other 10 of 17.
-    assert resend_span(0.01, 16, 1.0) == pytest.approx(1.27 + 10 * 1.0)
+    assert resend_span(0.01, 3, 1.0) == pytest.approx(0.04)
+    # 4 copies of 10 ms, then 20 ms doubling to 640 ms (6), then 1 s for the last 7.
+    assert resend_span(0.01, 16, 1.0) == pytest.approx(0.04 + 1.26 + 7 * 1.0)
     assert resend_span(2.0, 2, 1.0) == pytest.approx(6.0)
