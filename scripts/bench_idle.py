@@ -2,8 +2,13 @@
 
 Starts ``--agents`` ``gossipreg agent`` processes on loopback (encryption on,
 the LAN profile), each joining the first, lets them settle for ``--warmup``
-seconds, then reads every process's CPU time (``/proc/PID/stat``) at the start
-and the end of ``--seconds`` and its resident memory (``VmRSS``) at the end.
+seconds, then reads every process's CPU time at the start and the end of
+``--seconds`` and its resident memory (``VmRSS``, split into ``RssAnon``, the
+process's own, and ``RssFile``, pages of the interpreter, the libraries and
+the binary, which processes share) at the end. CPU time is the scheduler's
+nanosecond count (``/proc/PID/task/*/schedstat``, every thread), where the
+kernel has it: ``/proc/PID/stat`` counts in 10 ms ticks, too coarse for an
+idle process (at 0.05 % of a core a minute is 3 ticks).
 With ``--serf`` it does the same, in the same run, for as many ``serf agent``
 processes (``apt-get install serf``), encryption on, so the two compare as a
 ratio measured side by side.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -47,18 +53,37 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def schedstat_available() -> bool:
+    """Whether the kernel keeps per-task run times (``/proc/PID/schedstat``, CONFIG_SCHEDSTATS)."""
+    return Path(f"/proc/{os.getpid()}/schedstat").exists()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid``, in seconds."""
+    """CPU time of ``pid`` (every thread), in seconds: the scheduler's nanoseconds if
+    available, else user plus system time in clock ticks."""
+    if schedstat_available():
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def memory_mib(pid: int) -> dict[str, float]:
+    """``VmRSS``, ``RssAnon`` and ``RssFile`` of ``pid``, in MiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) / 1024
+    return out
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of ``pid``, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return memory_mib(pid).get("VmRSS", float("nan"))
 
 
 def gossipreg_agents(n: int, workdir: Path) -> list[subprocess.Popen[bytes]]:
@@ -118,15 +143,19 @@ def measure(kinds: dict[str, Procs], warmup: float, seconds: float) -> dict[str,
     report: dict[str, object] = {}
     for name, procs in kinds.items():
         cpu = [100 * (cpu_seconds(p.pid) - start[p.pid]) / elapsed for p in procs]
-        rss = [rss_mib(p.pid) for p in procs]
+        memory = [memory_mib(p.pid) for p in procs]
+        rss = [m["VmRSS"] for m in memory]
         report[name] = {
             "processes": len(procs),
             "cpu_percent": summary(cpu),
             "rss_mib": summary(rss),
+            "rss_anon_mib": summary([m["RssAnon"] for m in memory]),
+            "rss_file_mib": summary([m["RssFile"] for m in memory]),
             "per_process": [
                 {"cpu_percent": round(c, 4), "rss_mib": round(r, 1)} for c, r in zip(cpu, rss, strict=True)
             ],
         }
+    report["cpu_clock"] = "schedstat" if schedstat_available() else "ticks"
     return report
 
 
