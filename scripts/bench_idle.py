@@ -2,14 +2,23 @@
 
 Starts ``--agents`` ``gossipreg agent`` processes on loopback (encryption on,
 the LAN profile), each joining the first, lets them settle for ``--warmup``
-seconds, then reads every process's CPU time (``/proc/PID/stat``) at the start
-and the end of ``--seconds`` and its resident memory (``VmRSS``) at the end.
+seconds, then reads every process's CPU time at the start and the end of
+``--seconds`` and its resident memory (``VmRSS``, split into ``RssAnon``, the
+process's own, and ``RssFile``, pages of the interpreter, the libraries and
+the binary, which processes share) at the end. CPU time is the scheduler's
+nanosecond count (``/proc/PID/task/*/schedstat``, every thread), where the
+kernel has it: ``/proc/PID/stat`` counts in 10 ms ticks, too coarse for an
+idle process (at 0.05 % of a core a minute is 3 ticks).
 With ``--serf`` it does the same, in the same run, for as many ``serf agent``
 processes (``apt-get install serf``), encryption on, so the two compare as a
-ratio measured side by side.
+ratio measured side by side. With ``--trio-floor RATE`` it also runs as many
+processes that only import trio and wake ``RATE`` times a second
+(``trio.sleep``, a deadline like the member's timer): the cost of the wake-ups
+alone, which no member that wakes that often can go below.
 
 Prints JSON: per kind, each process's CPU (percent of one core) and RSS (MiB),
-and their mean, median and max. Example::
+and their mean, median and max, and how often its threads were woken (voluntary
+context switches per second). Example::
 
     python scripts/bench_idle.py --agents 10 --seconds 60 --serf
 """
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -47,18 +57,48 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def schedstat_available() -> bool:
+    """Whether the kernel keeps per-task run times (``/proc/PID/schedstat``, CONFIG_SCHEDSTATS)."""
+    return Path(f"/proc/{os.getpid()}/schedstat").exists()
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid``, in seconds."""
+    """CPU time of ``pid`` (every thread), in seconds: the scheduler's nanoseconds if
+    available, else user plus system time in clock ticks."""
+    if schedstat_available():
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def wakeups(pid: int) -> int:
+    """Times the threads of ``pid`` went to sleep and were woken (voluntary context switches)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """``VmRSS``, ``RssAnon`` and ``RssFile`` of ``pid``, in MiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) / 1024
+    return out
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of ``pid``, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return memory_mib(pid).get("VmRSS", float("nan"))
 
 
 def gossipreg_agents(n: int, workdir: Path) -> list[subprocess.Popen[bytes]]:
@@ -96,6 +136,21 @@ def serf_agents(n: int) -> list[subprocess.Popen[bytes]]:
     return procs
 
 
+#: A process that only wakes, ``sys.argv[1]`` times a second, on trio.
+FLOOR = """
+import sys, trio
+async def main():
+    while True:
+        await trio.sleep(1 / float(sys.argv[1]))
+trio.run(main)
+"""
+
+
+def trio_floor(n: int, rate: float) -> list[subprocess.Popen[bytes]]:
+    """``n`` trio processes that do nothing but wake ``rate`` times a second."""
+    return [subprocess.Popen([sys.executable, "-c", FLOOR, str(rate)]) for _ in range(n)]
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 4), "median": round(statistics.median(values), 4),
             "max": round(max(values), 4)}
@@ -112,21 +167,28 @@ def measure(kinds: dict[str, Procs], warmup: float, seconds: float) -> dict[str,
         if dead:
             raise RuntimeError(f"{name}: a process exited during the warm-up: {dead[0]!r}")
     start = {p.pid: cpu_seconds(p.pid) for procs in kinds.values() for p in procs}
+    woken = {p.pid: wakeups(p.pid) for procs in kinds.values() for p in procs}
     t0 = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - t0
     report: dict[str, object] = {}
     for name, procs in kinds.items():
         cpu = [100 * (cpu_seconds(p.pid) - start[p.pid]) / elapsed for p in procs]
-        rss = [rss_mib(p.pid) for p in procs]
+        woke = [(wakeups(p.pid) - woken[p.pid]) / elapsed for p in procs]
+        memory = [memory_mib(p.pid) for p in procs]
+        rss = [m["VmRSS"] for m in memory]
         report[name] = {
             "processes": len(procs),
             "cpu_percent": summary(cpu),
             "rss_mib": summary(rss),
+            "wakeups_per_second": summary(woke),
+            "rss_anon_mib": summary([m["RssAnon"] for m in memory]),
+            "rss_file_mib": summary([m["RssFile"] for m in memory]),
             "per_process": [
                 {"cpu_percent": round(c, 4), "rss_mib": round(r, 1)} for c, r in zip(cpu, rss, strict=True)
             ],
         }
+    report["cpu_clock"] = "schedstat" if schedstat_available() else "ticks"
     return report
 
 
@@ -136,6 +198,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds to settle first")
     parser.add_argument("--serf", action="store_true", help="also run as many Serf agents, side by side")
+    parser.add_argument("--trio-floor", type=float, metavar="RATE",
+                        help="also run as many trio processes that only wake RATE times a second")
     args = parser.parse_args()
     if args.serf and shutil.which("serf") is None:
         parser.error("--serf needs the serf command (apt-get install serf)")
@@ -145,6 +209,8 @@ def main() -> None:
             kinds["gossipreg"] = gossipreg_agents(args.agents, Path(tmp))
             if args.serf:
                 kinds["serf"] = serf_agents(args.agents)
+            if args.trio_floor:
+                kinds["trio_floor"] = trio_floor(args.agents, args.trio_floor)
             report = measure(kinds, args.warmup, args.seconds)
         finally:
             for procs in kinds.values():
@@ -157,6 +223,8 @@ def main() -> None:
                     except subprocess.TimeoutExpired:
                         p.kill()
     report["seconds"] = args.seconds
+    if args.trio_floor:
+        report["trio_floor_wakeups_per_second"] = args.trio_floor
     if "serf" in report:
         g, s = report["gossipreg"], report["serf"]
         assert isinstance(g, dict)

@@ -27,6 +27,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -51,6 +52,25 @@ log = logging.getLogger("gossipreg.agent")
 def _bind_error(flag: str, address: str, exc: OSError) -> OSError:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     return OSError(exc.errno, f"{flag} {address}: cannot bind: {reason.lower()}")
+
+
+def release_startup_memory() -> None:
+    """Give back to the system the heap that starting up used and freed.
+
+    Reading the settings, the imports and the join leave freed blocks in the C
+    heap that the allocator keeps for later; an idle agent never needs them
+    again. glibc's ``malloc_trim(0)`` returns them (about 2 MiB of resident
+    memory); elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # already imported by trio
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc (musl has no malloc_trim)
+        return
+    trim(0)
 
 
 def _url(host: str, port: int) -> str:
@@ -252,6 +272,7 @@ class Agent:
             notify("READY=1", f"STATUS=member {reg.name}: gossip on {gossip}, HTTP API on {self.http_url}"
                    + ("; not joined yet, trying the seeds" if alone else ""))
             task_status.started(self)
+            release_startup_memory()
             await self._stop.wait()
             notify("STOPPING=1", f"STATUS=member {reg.name}: leaving the cluster")
             log.info("agent %s leaving the cluster", reg.name, extra={"event": "agent.leaving"})

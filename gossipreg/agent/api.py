@@ -61,7 +61,6 @@ from ..core.errors import (
 )
 from ..core.model import MAX_TTL, MIN_TTL, Service, check_ttl
 from ..registry import AsyncRegistry, Member, Result, Watcher
-from . import metrics
 from .checks import CheckStatus
 from .http import HTTPLimits, HTTPServer, Request, Response, StreamResponse, Writer, json_line
 from .keyring import KeyringManager, KeyringOp, decode_key
@@ -482,6 +481,10 @@ class AgentAPI:
         return Response.json(body, 200 if status.ready else 503)
 
     async def _metrics(self, request: Request) -> Response:
+        # prometheus_client (and the http.server, email and urllib it imports) is loaded
+        # at the first scrape: an agent nobody scrapes does not hold it in memory.
+        from . import metrics
+
         return Response(200, metrics.exposition(self), metrics.CONTENT_TYPE)
 
     # ------------------------------------------------------------ keyring

@@ -24,7 +24,6 @@ token, ``GOSSIPREG_HTTP_TOKEN``, a given token file,
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import os
@@ -32,10 +31,16 @@ import socket
 import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from ..core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import http.client
+
+# http.client (and the email package it imports) is imported by the methods that send
+# requests: the agent imports this module for its token helpers and sends none.
 
 __all__ = [
     "DEFAULT_AGENT",
@@ -266,6 +271,8 @@ class AgentClient:
     def _open(
         self, method: str, path: str, body: object | None, query: Mapping[str, str] | None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        import http.client
+
         target = self._prefix + path
         if query:
             target += "?" + urlencode(query)
@@ -336,6 +343,8 @@ class AgentClient:
         self, method: str, path: str, *, body: object | None = None, query: Mapping[str, str] | None = None
     ) -> str:
         """Like :meth:`request`, but return the answer's text undecoded (``/v1/metrics``)."""
+        import http.client
+
         conn, response = self._open(method, path, body, query)
         try:
             return response.read().decode("utf-8", errors="replace")
@@ -353,6 +362,8 @@ class AgentClient:
             AgentError: the agent cannot be reached, refused the request, broke
                 off the stream, or reported an error (e.g. the watch overflowed).
         """
+        import http.client
+
         query = {"snapshot": "1" if snapshot else "0"}
         if service:
             query["service"] = service

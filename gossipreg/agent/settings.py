@@ -65,7 +65,6 @@ import json
 import math
 import os
 import secrets
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +278,8 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: the file cannot be read or parsed, a key is unknown, or a
             value has the wrong type; the message names the file and the key.
     """
+    import tomllib  # only an agent given a config file reads TOML
+
     where = os.fspath(path)
     try:
         with open(path, "rb") as f:

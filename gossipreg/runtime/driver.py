@@ -8,7 +8,10 @@ The driver owns no protocol logic. It runs four kinds of task in one nursery:
   earlier or later, so an idle member wakes once per probe cycle (a probe
   answered in time cancels its timeout) and for little else;
 * a **sender** draining a bounded queue of outgoing datagrams (a full queue
-  drops, like a full socket buffer, and counts);
+  drops, like a full socket buffer, and counts). A datagram goes straight
+  to the socket instead when nothing is queued and the transport can send
+  it without waiting (:meth:`~gossipreg.runtime.transport.Transport.send_datagram_nowait`),
+  so an idle member wakes no task to send its probe or its ack;
 * **stream tasks**, one per open stream: outbound ones connect (with TLS if
   configured) and inbound ones are accepted by the transport. Each stream
   carries length-prefixed frames (:mod:`gossipreg.runtime.framing`), each
@@ -162,6 +165,7 @@ class MemberDriver:
         self._send_in, self._send_out = trio.open_memory_channel[tuple[bytes, Address]](
             self.limits.send_queue
         )
+        self._queued = 0  # datagrams queued for the sender or being sent by it
         self._streams: dict[StreamId, trio.MemorySendChannel[bytes | None]] = {}
         self._nursery: trio.Nursery | None = None
         self._sleep: trio.CancelScope | None = None  # the timer loop's sleep, while it sleeps
@@ -234,10 +238,7 @@ class MemberDriver:
         """
         for out in self.core.take_outbox():
             if isinstance(out, SendDatagram):
-                try:
-                    self._send_in.send_nowait((out.data, out.address))
-                except trio.WouldBlock:
-                    self._count("datagrams_dropped_queue_full")
+                self._send_datagram(out.data, out.address)
             elif isinstance(out, SendStream):
                 self._stream_send(out)
             elif isinstance(out, CloseStream):
@@ -257,6 +258,23 @@ class MemberDriver:
         # is overslept, or later, so it does not wake for a timer that is gone.
         if self._sleep is not None:
             self._sleep.deadline = _at(self.core.next_deadline())
+
+    def _send_datagram(self, data: bytes, address: Address) -> None:
+        """Send at once if nothing is queued before it and the socket takes it; else queue it."""
+        if not self._queued:
+            try:
+                if self.transport.send_datagram_nowait(data, address):
+                    return
+            except OSError as exc:
+                self._count("send_errors")
+                log.debug("gossipreg: send to %s failed: %s", address, exc)
+                return
+        try:
+            self._send_in.send_nowait((data, address))
+        except trio.WouldBlock:
+            self._count("datagrams_dropped_queue_full")
+        else:
+            self._queued += 1
 
     def _stream_send(self, out: SendStream) -> None:
         channel = self._streams.get(out.stream)
@@ -310,6 +328,8 @@ class MemberDriver:
             except OSError as exc:
                 self._count("send_errors")
                 log.debug("gossipreg: send to %s failed: %s", addr, exc)
+            finally:
+                self._queued -= 1
 
     async def send_remaining(self) -> None:
         """Send, from the calling task, every datagram still queued or in the core's outbox.
@@ -325,6 +345,7 @@ class MemberDriver:
                 pending.append(self._send_out.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
+            self._queued -= 1
         for data, addr in pending:
             try:
                 await self.transport.send_datagram(data, addr)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -118,6 +119,9 @@ class GossipMember:
         #: as a headless Service of one pod does, resolves to 0).
         self.seed_peers: int | None = None
         self._join_waiters: list[trio.MemorySendChannel[JoinResult]] = []
+        # Set when a member event leaves this member without a peer: wakes the rejoin loop,
+        # which otherwise sleeps through its checks.
+        self._alone = trio.Event()
 
     @contextlib.asynccontextmanager
     async def running(self, join_timeout: float, *, retry_join: bool = False) -> AsyncIterator[GossipMember]:
@@ -282,9 +286,21 @@ class GossipMember:
         await self._rejoin_loop()
 
     async def _rejoin_loop(self) -> None:
-        """Retry the seeds while this member has no peer (re-resolving DNS names)."""
+        """Retry the seeds while this member has no peer (re-resolving DNS names).
+
+        Checks every :data:`REJOIN_INTERVAL` seconds, on a fixed schedule from
+        its start; while the member has peers it sleeps through the checks
+        instead of waking for each, until a member event (a peer failed or
+        left) leaves it alone: then it wakes for the next check on the schedule.
+        """
+        start = trio.current_time()
+        check = 0
         while True:
-            await trio.sleep(REJOIN_INTERVAL)
+            if self.core.membership.alive_count() > 1:
+                self._alone = trio.Event()
+                await self._alone.wait()
+            check = max(check + 1, math.floor((trio.current_time() - start) / REJOIN_INTERVAL) + 1)
+            await trio.sleep_until(start + check * REJOIN_INTERVAL)
             if self.core.membership.alive_count() <= 1 and self.has_seeds:
                 addresses = await self.resolve_seeds()
                 if addresses:
@@ -301,6 +317,8 @@ class GossipMember:
                     ch.send_nowait(ev)
         elif isinstance(ev, MemberEvent):
             log.debug("gossipreg: %s %s", ev.kind.value, ev.member.name)
+            if self.core.membership.alive_count() <= 1:
+                self._alone.set()
         elif isinstance(ev, RegistrationConflict):
             service, version, node_id = ev.key
             log.warning(

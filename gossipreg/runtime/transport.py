@@ -101,6 +101,18 @@ class Transport(abc.ABC):
         """Send one datagram, best effort. Errors are swallowed and counted by the caller's
         statistics only through the exception it raises (``OSError``)."""
 
+    def send_datagram_nowait(self, data: bytes, address: Address) -> bool:
+        """Send one datagram at once if that needs no waiting; ``False`` if the caller must
+        use :meth:`send_datagram` instead (the default: never at once).
+
+        Lets the driver send from where the core's outbox is taken, without
+        waking a sender task for each datagram.
+
+        Raises:
+            OSError: as :meth:`send_datagram`.
+        """
+        return False
+
     @abc.abstractmethod
     async def receive_datagram(self) -> tuple[bytes, Address]:
         """Wait for the next datagram."""
@@ -136,10 +148,19 @@ class NetTransport(Transport):
     """UDP datagrams and TCP streams on one host and port.
 
     Use :meth:`bind` to create one.
+
+    Datagrams go straight through the (non-blocking) socket: a send that would
+    block, or to an address that is not numeric, falls back to trio's
+    ``sendto``; a receive waits for the socket to be readable, then reads one
+    datagram. Each costs one system call and one pass of trio's scheduler
+    when the socket is idle, where trio's socket methods try first, fail with
+    ``EAGAIN`` and yield once more after succeeding.
     """
 
-    def __init__(self, udp: trio.socket.SocketType, listeners: list[trio.SocketListener]) -> None:
-        self._udp = udp
+    def __init__(self, udp: socket.socket, listeners: list[trio.SocketListener]) -> None:
+        self._raw = udp
+        self._udp = trio.socket.from_stdlib_socket(udp)
+        self._family = udp.family
         self._listeners = listeners
         host, port = udp.getsockname()[:2]
         self._address = Address(host, port)
@@ -154,11 +175,11 @@ class NetTransport(Transport):
         family = socket.AF_INET6 if _is_v6(host) else socket.AF_INET
         attempts = 20 if port == 0 else 1
         for attempt in range(attempts):
-            udp = trio.socket.socket(family, socket.SOCK_DGRAM)
+            udp = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 if family == socket.AF_INET6:
                     udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                await udp.bind((host, port))
+                await trio.socket.from_stdlib_socket(udp).bind((host, port))
                 real_port = udp.getsockname()[1]
                 listeners = await trio.open_tcp_listeners(real_port, host=host)
             except OSError as exc:
@@ -177,9 +198,25 @@ class NetTransport(Transport):
     async def send_datagram(self, data: bytes, address: Address) -> None:
         await self._udp.sendto(data, (address.host, address.port))
 
+    def send_datagram_nowait(self, data: bytes, address: Address) -> bool:
+        try:
+            socket.inet_pton(self._family, address.host)
+        except OSError:
+            return False  # e.g. a scoped IPv6 address: trio's sendto resolves it
+        try:
+            self._raw.sendto(data, (address.host, address.port))
+        except BlockingIOError:
+            return False
+        return True
+
     async def receive_datagram(self) -> tuple[bytes, Address]:
-        data, addr = await self._udp.recvfrom(MAX_DATAGRAM)
-        return data, Address(addr[0], addr[1])
+        while True:
+            await trio.lowlevel.wait_readable(self._raw)
+            try:
+                data, addr = self._raw.recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:  # pragma: no cover - readable, yet nothing (a spurious wake-up)
+                continue
+            return data, Address(addr[0], addr[1])
 
     async def connect(self, address: Address) -> trio.abc.Stream:
         return await trio.open_tcp_stream(address.host, address.port)
@@ -255,6 +292,11 @@ class KillableTransport(Transport):
             await trio.lowlevel.checkpoint()
             return
         await self._inner.send_datagram(data, address)
+
+    def send_datagram_nowait(self, data: bytes, address: Address) -> bool:
+        if self.killed:
+            return True  # gone, like every datagram after kill()
+        return self._inner.send_datagram_nowait(data, address)
 
     async def receive_datagram(self) -> tuple[bytes, Address]:
         while True:

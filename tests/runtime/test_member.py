@@ -136,6 +136,57 @@ async def test_a_member_left_alone_rejoins_through_its_seed_when_the_seed_return
                 assert "b" in alive(a2)
 
 
+class _StepCounter(trio.abc.Instrument):
+    """Counts the steps (wake-ups) of the tasks whose name ends with ``suffix``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.steps += 1
+
+
+async def test_the_rejoin_loop_sleeps_while_the_member_has_peers_and_checks_on_schedule_once_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork()
+    a = make_member(net, "a")
+    address = a.core.address
+    counter = _StepCounter("._rejoin_loop")
+    async with trio.open_nursery() as nursery:
+
+        async def run_a(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+            with trio.CancelScope() as scope:
+                async with running(a):
+                    task_status.started(scope)
+                    await trio.sleep_forever()
+
+        crash_a = await nursery.start(run_a)
+        b = make_member(net, "b", seeds=seed_of(a))
+        async with running(b):
+            start = trio.current_time()  # b's rejoin schedule starts about here
+            # Its first check may come before b has merged a's view; from then on it has a peer.
+            await trio.sleep(REJOIN_INTERVAL + 0.5)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                await trio.sleep(6 * REJOIN_INTERVAL)
+                assert counter.steps == 0  # six checks slept through: b has a peer
+                net.drop(address)  # a crashes
+                crash_a.cancel()
+                await wait_until(lambda: alive(b) == {"b"}, "b to see a fail")
+                assert counter.steps > 0  # woken by a's failure
+                net.restore(address)
+                a2 = make_member(net, "a2", address=address)
+                async with running(a2):
+                    await wait_until(lambda: "a2" in alive(b), "b to rejoin", limit=REJOIN_INTERVAL + 5)
+                    # at a check of the schedule (plus the join's round trip)
+                    assert (trio.current_time() - start) % REJOIN_INTERVAL < 1.0
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+
+
 async def test_a_member_that_stops_leaves_and_its_peers_see_it_left_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
