@@ -463,7 +463,10 @@ class Tracker:
         else:
             states[subject] = new
             if new is not None:
-                self.held.setdefault(subject, {s: set() for s in MemberState})[new].add(observer)
+                by_state = self.held.get(subject)
+                if by_state is None:
+                    by_state = self.held[subject] = {s: set() for s in MemberState}
+                by_state[new].add(observer)
             if base is not None and not explicit:
                 self._overrides.setdefault(subject, set()).add(observer)
         was_alive = old is MemberState.ALIVE

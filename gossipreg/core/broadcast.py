@@ -55,6 +55,10 @@ class BroadcastQueue:
         self._items: dict[Hashable, _Item] = {}
         # Buckets by transmit count; each bucket maps key -> item in queue order.
         self._buckets: list[dict[Hashable, _Item]] = []
+        # A lower bound on the size of every update in each bucket (the smallest put
+        # there since it was last seen empty): :meth:`take` skips a bucket where
+        # nothing can fit, without looking at its updates.
+        self._floors: list[int] = []
         #: Updates dropped on overflow.
         self.dropped = 0
         #: Updates replaced by a newer one under the same key.
@@ -79,15 +83,16 @@ class BroadcastQueue:
         elif len(self._items) >= self.max_items:
             self._drop_one()
         item = _Item(key, data, 0)
-        if len(data) < self._min_size:
-            self._min_size = len(data)
+        size = len(data)
+        if size < self._min_size:
+            self._min_size = size
         self._items[key] = item
-        self._bucket(0)[key] = item
-
-    def _bucket(self, transmits: int) -> dict[Hashable, _Item]:
-        while len(self._buckets) <= transmits:
+        if not self._buckets:
             self._buckets.append({})
-        return self._buckets[transmits]
+            self._floors.append(_NO_SIZE)
+        self._buckets[0][key] = item
+        if size < self._floors[0]:
+            self._floors[0] = size
 
     def _drop_one(self) -> None:
         for bucket in reversed(self._buckets):
@@ -112,9 +117,16 @@ class BroadcastQueue:
             return []
         chosen: list[_Item] = []
         smallest = max(self._min_size, 1) + overhead
-        for bucket in self._buckets:
+        buckets = self._buckets
+        floors = self._floors
+        for t, bucket in enumerate(buckets):
             if budget < smallest:
                 break
+            if not bucket:
+                floors[t] = _NO_SIZE
+                continue
+            if budget < floors[t] + overhead:
+                continue  # nothing in this bucket fits: the choice is the same without looking
             # Newest first within a bucket: dicts keep insertion order.
             for item in reversed(bucket.values()):
                 cost = len(item.data) + overhead
@@ -123,14 +135,24 @@ class BroadcastQueue:
                     budget -= cost
                     if budget < smallest:
                         break
+        if not chosen:
+            return []
+        items = self._items
         for item in chosen:
-            del self._buckets[item.transmits][item.key]
-            item.transmits += 1
-            if item.transmits >= limit:
-                del self._items[item.key]
+            t = item.transmits
+            del buckets[t][item.key]
+            t += 1
+            item.transmits = t
+            if t >= limit:
+                del items[item.key]
             else:
-                self._bucket(item.transmits)[item.key] = item
-        if not self._items:
+                if t == len(buckets):
+                    buckets.append({})
+                    floors.append(_NO_SIZE)
+                buckets[t][item.key] = item
+                if len(item.data) < floors[t]:
+                    floors[t] = len(item.data)
+        if not items:
             self._min_size = _NO_SIZE
         return [item.data for item in chosen]
 
@@ -138,4 +160,5 @@ class BroadcastQueue:
         """Drop every queued update."""
         self._items.clear()
         self._buckets.clear()
+        self._floors.clear()
         self._min_size = _NO_SIZE

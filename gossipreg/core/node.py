@@ -571,23 +571,35 @@ class NodeCore:
         (and the rarer push-pull, expiries and reaps)."""
         if self._left:
             return None
-        times = [self._next_probe, self._next_push_pull]
+        # The least of the candidates below (asked after every datagram: no list built).
+        due = min(self._next_probe, self._next_push_pull)
         if self._failed:
-            times.append(self._next_reconnect)
-            times.append(self._next_reconnect_ping)
-        if self._resync:
-            times.append(self._resync_due)
-        if self._probe is not None:
-            times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
+            due = min(due, self._next_reconnect, self._next_reconnect_ping)
+        if self._resync and self._resync_due < due:
+            due = self._resync_due
+        p = self._probe
+        if p is not None:
+            t = p.timeout_at if not p.indirect else p.period_end
+            if t < due:
+                due = t
         if len(self._queue) and self.membership.has_peers():
-            times.append(self._gossip_due())
-        times.extend(r.deadline if r.nack_at is None else r.nack_at for r in self._relays.values())
-        times.extend(t.due for t in self._tree_sends.values())
-        times.extend(p.deadline for p in self._pushpulls.values())
-        times.extend(
-            t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
-        )
-        return min(times)
+            t = self._gossip_due()
+            if t < due:
+                due = t
+        for r in self._relays.values():
+            t = r.deadline if r.nack_at is None else r.nack_at
+            if t < due:
+                due = t
+        for sent in self._tree_sends.values():
+            if sent.due < due:
+                due = sent.due
+        for pp in self._pushpulls.values():
+            if pp.deadline < due:
+                due = pp.deadline
+        for other in (self.membership.next_deadline(), self.catalog.next_deadline()):
+            if other is not None and other < due:
+                due = other
+        return due
 
     def _gossip_due(self) -> float:
         """The next gossip round, on the member's fixed gossip schedule.
@@ -989,13 +1001,17 @@ class NodeCore:
         (:func:`codec.peek_update`) saves their validation. Anything not
         certainly stale is decoded and handled in full.
         """
-        match codec.peek_update(raw):
-            case codec.PeekedAlive(name, inc, host, port):
-                return self.membership.alive_is_stale(name, inc, host, port)
-            case codec.PeekedAccusation(name, inc, frm, dead):
-                return self.membership.accusation_is_stale(name, inc, frm, dead, now)
-            case codec.PeekedRecord(key, stamp, owner, deleted):
-                return self.catalog.is_stale(key, stamp, owner, deleted)
+        # (isinstance and unpacking: cheaper than class patterns, for every message)
+        peeked = codec.peek_update(raw)
+        if isinstance(peeked, codec.PeekedAccusation):
+            name, inc, frm, dead = peeked
+            return self.membership.accusation_is_stale(name, inc, frm, dead, now)
+        if isinstance(peeked, codec.PeekedAlive):
+            name, inc, host, port = peeked
+            return self.membership.alive_is_stale(name, inc, host, port)
+        if isinstance(peeked, codec.PeekedRecord):
+            key, stamp, owner, deleted = peeked
+            return self.catalog.is_stale(key, stamp, owner, deleted)
         return False
 
     def _nack_delay(self) -> float:
