@@ -67,6 +67,9 @@ class BroadcastQueue:
         # since the queue was last empty): once the budget left is below it, no
         # further update can fit and :meth:`take` stops looking.
         self._min_size = _NO_SIZE
+        # The bytes of every queued update, summed: when they all fit, take() has no
+        # choice to make.
+        self._size = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -79,11 +82,13 @@ class BroadcastQueue:
         old = self._items.pop(key, None)
         if old is not None:
             del self._buckets[old.transmits][key]
+            self._size -= len(old.data)
             self.invalidated += 1
         elif len(self._items) >= self.max_items:
             self._drop_one()
         item = _Item(key, data, 0)
         size = len(data)
+        self._size += size
         if size < self._min_size:
             self._min_size = size
         self._items[key] = item
@@ -99,7 +104,7 @@ class BroadcastQueue:
             if bucket:
                 key = next(iter(bucket))  # the oldest of the most-sent
                 del bucket[key]
-                del self._items[key]
+                self._size -= len(self._items.pop(key).data)
                 self.dropped += 1
                 return
 
@@ -115,6 +120,8 @@ class BroadcastQueue:
         """
         if not self._items:
             return []
+        if self._min_size >= 1 and self._size + overhead * len(self._items) <= budget:
+            return self._take_all(limit)
         chosen: list[_Item] = []
         smallest = max(self._min_size, 1) + overhead
         buckets = self._buckets
@@ -145,6 +152,7 @@ class BroadcastQueue:
             item.transmits = t
             if t >= limit:
                 del items[item.key]
+                self._size -= len(item.data)
             else:
                 if t == len(buckets):
                     buckets.append({})
@@ -156,8 +164,39 @@ class BroadcastQueue:
             self._min_size = _NO_SIZE
         return [item.data for item in chosen]
 
+    def _take_all(self, limit: int) -> list[bytes]:
+        """:meth:`take` when every queued update fits: it would choose them all, so
+        here they are, in its order, each bucket moved up one whole."""
+        items = self._items
+        old = self._buckets
+        floors = self._floors
+        out: list[bytes] = []
+        buckets: list[dict[Hashable, _Item]] = [{}]
+        new_floors = [_NO_SIZE]
+        for t, bucket in enumerate(old):
+            up = t + 1
+            moved: dict[Hashable, _Item] = {}
+            # Newest first, as take() chooses them (and so re-queues them, one bucket up).
+            for key, item in reversed(bucket.items()):
+                out.append(item.data)
+                item.transmits = up
+                if up >= limit:
+                    del items[key]
+                    self._size -= len(item.data)
+                else:
+                    moved[key] = item
+            if moved or up < len(old):
+                buckets.append(moved)
+                new_floors.append(floors[t] if moved else _NO_SIZE)
+        self._buckets = buckets
+        self._floors = new_floors
+        if not items:
+            self._min_size = _NO_SIZE
+        return out
+
     def clear(self) -> None:
         """Drop every queued update."""
+        self._size = 0
         self._items.clear()
         self._buckets.clear()
         self._floors.clear()

@@ -164,7 +164,7 @@ from typing import NamedTuple
 from .awareness import REFUTED, Awareness
 from .config import Config
 from .layered import LayeredDict, SortedOverlay
-from .suspicion import Suspicion, suspicion_for
+from .suspicion import Suspicion
 
 __all__ = [
     "MAX_INCARNATION",
@@ -700,6 +700,7 @@ class Membership:
         # do not scan every running suspicion (hundreds each under heavy loss).
         self._suspicions_due: float | None = math.inf
         self._gone_due: float | None = math.inf
+        self._suspicion_sizes: tuple[int, int, float, float] | None = None  # see _new_suspicion
         self._events: list[MemberEvent] = []
         self._counters = _Counters()
         self._probe = _ProbeRound()
@@ -843,15 +844,16 @@ class Membership:
 
     def receive(self, message: Message, now: float) -> Outcome:
         """Dispatch a decoded membership message to its handler."""
-        match message:
-            case Alive(name, incarnation, address, meta, epoch):
-                return self.on_alive(name, incarnation, address, meta, now, epoch=epoch)
-            case Suspect(name, incarnation, from_member):
-                return self.on_suspect(name, incarnation, from_member, now)
-            case Dead(name, incarnation, from_member):
-                return self.on_dead(name, incarnation, from_member, now)
-            case Leave(name, incarnation):
-                return self.on_leave(name, incarnation, now)
+        # (isinstance and attributes: cheaper than class patterns, for every message)
+        if isinstance(message, Suspect):
+            return self.on_suspect(message.name, message.incarnation, message.from_member, now)
+        if isinstance(message, Alive):
+            m = message
+            return self.on_alive(m.name, m.incarnation, m.address, m.meta, now, epoch=m.epoch)
+        if isinstance(message, Dead):
+            return self.on_dead(message.name, message.incarnation, message.from_member, now)
+        if isinstance(message, Leave):
+            return self.on_leave(message.name, message.incarnation, now)
         raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
 
     def on_alive(
@@ -866,7 +868,8 @@ class Membership:
     ) -> Outcome:
         """``name`` is alive at ``address`` (a join, a refutation or an update)."""
         _check_incarnation(incarnation)
-        msg = Alive(name, incarnation, Address(*address), bytes(meta), epoch)
+        at = address if type(address) is Address else Address(*address)
+        msg = Alive(name, incarnation, at, bytes(meta), epoch)
         old = self._members.get(name)
         if name == self._name:
             assert old is not None
@@ -974,7 +977,7 @@ class Membership:
         if decision is Decision.BECOME_SUSPECT:
             new = _changed(old, incarnation, MemberState.SUSPECT, now)
             self._transition(old, new)
-            self._suspect(name, suspicion_for(self._config, self.alive_count(), from_member, now))
+            self._suspect(name, self._new_suspicion(from_member, now))
             return Outcome(Action.APPLIED, new, (msg,))
         if decision is Decision.CONFIRM:
             s = self._suspicions[name]
@@ -1075,7 +1078,7 @@ class Membership:
         if old.state is MemberState.ALIVE:
             new = _changed(old, incarnation, MemberState.SUSPECT, now)
             self._transition(old, new)
-            self._suspect(old.name, suspicion_for(self._config, self.alive_count(), from_member, now))
+            self._suspect(old.name, self._new_suspicion(from_member, now))
         elif incarnation > old.incarnation:
             new = _changed(old, incarnation, old.state, old.state_changed_at)
             self._transition(old, new)
@@ -1221,6 +1224,16 @@ class Membership:
         if due is None:
             due = self._gone_due = min(self._gone.values(), default=math.inf)
         return due
+
+    def _new_suspicion(self, from_member: str, now: float) -> Suspicion:
+        """:func:`~gossipreg.core.suspicion.suspicion_for` this table's live count, its sizes
+        computed once per count."""
+        n = self.alive_count()
+        sizes = self._suspicion_sizes
+        if sizes is None or sizes[0] != n:
+            low, high = self._config.suspicion_timeout_bounds(n)
+            sizes = self._suspicion_sizes = (n, self._config.suspicion_confirmations(n), low, high)
+        return Suspicion(from_member, sizes[1], sizes[2], sizes[3], now)
 
     def _suspect(self, name: str, s: Suspicion) -> None:
         """Start the suspicion ``s`` of ``name``."""

@@ -848,7 +848,7 @@ class NodeCore:
     def receive_datagram(self, data: bytes, address: tuple[str, int], now: float) -> None:
         """Handle one datagram from ``address``. Never raises for bad input."""
         self._now = now
-        self._from = Address(*address)
+        self._from = address if type(address) is Address else Address(*address)
         c = self._counters
         c.inc("datagrams_received")
         c.inc("bytes_received", len(data))
@@ -865,12 +865,13 @@ class NodeCore:
             return
         tree: Tree | None = None
         forward: list[bytes] = []
+        stale = 0
         for i, raw in enumerate(raw_messages):
             # Updates of a tree datagram are passed on whether or not they are new here;
             # every receiver decodes (and so checks) them itself.
             passes_on = i > 0 and tree is not None and self._is_update(raw)
             if self._known_stale(raw, now):
-                c.inc("stale_skipped")
+                stale += 1
                 if passes_on:
                     forward.append(codec.pack(raw))
                 continue
@@ -886,6 +887,8 @@ class NodeCore:
             if passes_on:
                 forward.append(codec.pack(raw))
             self._handle(msg, now)
+        if stale:
+            c.inc("stale_skipped", stale)
         if tree is not None and tree.seq is not None and not self._tree_ack(tree.seq, now):
             tree = None  # a repeat of a tree datagram already passed on: acked, not again
         if tree is not None:
@@ -930,6 +933,27 @@ class NodeCore:
     def _handle(self, msg: Message, now: float) -> None:
         c = self._counters
         match msg:
+            # (The membership updates first: most messages are.)
+            case Alive() | Suspect() | Dead() | Leave():
+                if isinstance(msg, Alive) and not self._authorised_alive(msg, defer=msg):
+                    return
+                if isinstance(msg, Leave) and not self._authorised_leave(msg):
+                    return
+                outcome = self.membership.receive(msg, now)
+                for b in outcome.broadcast:
+                    # Passed on as received: with identities, its signature rides along.
+                    self._queue_message(msg if b == msg else b)
+                if (
+                    outcome.action is Action.IGNORED
+                    and outcome.broadcast
+                    and isinstance(msg, Suspect | Dead)
+                    and msg.from_member != self.name
+                ):
+                    # This member's alive, re-announced because the accuser missed it: tell
+                    # the accuser first, or its suspicion runs out (Membership._reassert).
+                    accuser = self.membership.get(msg.from_member)
+                    if accuser is not None and accuser.state in (MemberState.ALIVE, MemberState.SUSPECT):
+                        self._send(accuser.address, list(outcome.broadcast))
             case Ping():
                 c.inc("pings_received")
                 if msg.target != self.name:
@@ -967,26 +991,6 @@ class NodeCore:
                     self._queue_record(rec)
                 if result.rejected:
                     self._refused("records_rejected_drift", result.rejected)
-            case Alive() | Suspect() | Dead() | Leave():
-                if isinstance(msg, Alive) and not self._authorised_alive(msg, defer=msg):
-                    return
-                if isinstance(msg, Leave) and not self._authorised_leave(msg):
-                    return
-                outcome = self.membership.receive(msg, now)
-                for b in outcome.broadcast:
-                    # Passed on as received: with identities, its signature rides along.
-                    self._queue_message(msg if b == msg else b)
-                if (
-                    outcome.action is Action.IGNORED
-                    and outcome.broadcast
-                    and isinstance(msg, Suspect | Dead)
-                    and msg.from_member != self.name
-                ):
-                    # This member's alive, re-announced because the accuser missed it: tell
-                    # the accuser first, or its suspicion runs out (Membership._reassert).
-                    accuser = self.membership.get(msg.from_member)
-                    if accuser is not None and accuser.state in (MemberState.ALIVE, MemberState.SUSPECT):
-                        self._send(accuser.address, list(outcome.broadcast))
 
     @staticmethod
     def _is_update(raw: object) -> bool:
