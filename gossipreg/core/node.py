@@ -940,9 +940,11 @@ class NodeCore:
                 if isinstance(msg, Leave) and not self._authorised_leave(msg):
                     return
                 outcome = self.membership.receive(msg, now)
+                signed = not isinstance(msg, Suspect | Dead)  # (their fields all compare)
                 for b in outcome.broadcast:
-                    # Passed on as received: with identities, its signature rides along.
-                    self._queue_message(msg if b == msg else b)
+                    # Passed on as received: with identities, its signature rides along. (A
+                    # suspect or dead equal to the message encodes as it does: no need to ask.)
+                    self._queue_message(msg if signed and b == msg else b)
                 if (
                     outcome.action is Action.IGNORED
                     and outcome.broadcast
