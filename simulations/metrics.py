@@ -447,9 +447,12 @@ class Tracker:
         if kind is EventKind.CONFLICT:
             return
         subject = ev.member.name
-        now = self._sim().now
+        sim = self.sim
+        assert sim is not None, "Tracker.attach(sim) first"
+        now = sim.now
         states = ob.states
-        base = self._baseline(ob, observer, subject)
+        # (_baseline, inline: this runs for every member event of every member)
+        base = MemberState.ALIVE if ob.warm and subject in self._warm and subject != observer else None
         explicit = subject in states
         old = states[subject] if explicit else base
         new: MemberState | None = None if kind is EventKind.REAPED else ev.member.state
@@ -463,7 +466,10 @@ class Tracker:
         else:
             states[subject] = new
             if new is not None:
-                self.held.setdefault(subject, {s: set() for s in MemberState})[new].add(observer)
+                by_state = self.held.get(subject)
+                if by_state is None:
+                    by_state = self.held[subject] = {s: set() for s in MemberState}
+                by_state[new].add(observer)
             if base is not None and not explicit:
                 self._overrides.setdefault(subject, set()).add(observer)
         was_alive = old is MemberState.ALIVE
@@ -474,7 +480,8 @@ class Tracker:
                 self._full.add(observer)
             else:
                 self._full.discard(observer)
-            self._check_joined(now)
+            if self.join_converged_at is None:
+                self._check_joined(now)
         if kind is EventKind.SUSPECTED:
             self.suspicions += 1
             ob.suspect_since[subject] = now

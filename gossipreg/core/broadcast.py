@@ -55,6 +55,10 @@ class BroadcastQueue:
         self._items: dict[Hashable, _Item] = {}
         # Buckets by transmit count; each bucket maps key -> item in queue order.
         self._buckets: list[dict[Hashable, _Item]] = []
+        # A lower bound on the size of every update in each bucket (the smallest put
+        # there since it was last seen empty): :meth:`take` skips a bucket where
+        # nothing can fit, without looking at its updates.
+        self._floors: list[int] = []
         #: Updates dropped on overflow.
         self.dropped = 0
         #: Updates replaced by a newer one under the same key.
@@ -63,6 +67,9 @@ class BroadcastQueue:
         # since the queue was last empty): once the budget left is below it, no
         # further update can fit and :meth:`take` stops looking.
         self._min_size = _NO_SIZE
+        # The bytes of every queued update, summed: when they all fit, take() has no
+        # choice to make.
+        self._size = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -75,26 +82,29 @@ class BroadcastQueue:
         old = self._items.pop(key, None)
         if old is not None:
             del self._buckets[old.transmits][key]
+            self._size -= len(old.data)
             self.invalidated += 1
         elif len(self._items) >= self.max_items:
             self._drop_one()
         item = _Item(key, data, 0)
-        if len(data) < self._min_size:
-            self._min_size = len(data)
+        size = len(data)
+        self._size += size
+        if size < self._min_size:
+            self._min_size = size
         self._items[key] = item
-        self._bucket(0)[key] = item
-
-    def _bucket(self, transmits: int) -> dict[Hashable, _Item]:
-        while len(self._buckets) <= transmits:
+        if not self._buckets:
             self._buckets.append({})
-        return self._buckets[transmits]
+            self._floors.append(_NO_SIZE)
+        self._buckets[0][key] = item
+        if size < self._floors[0]:
+            self._floors[0] = size
 
     def _drop_one(self) -> None:
         for bucket in reversed(self._buckets):
             if bucket:
                 key = next(iter(bucket))  # the oldest of the most-sent
                 del bucket[key]
-                del self._items[key]
+                self._size -= len(self._items.pop(key).data)
                 self.dropped += 1
                 return
 
@@ -110,11 +120,20 @@ class BroadcastQueue:
         """
         if not self._items:
             return []
+        if self._min_size >= 1 and self._size + overhead * len(self._items) <= budget:
+            return self._take_all(limit)
         chosen: list[_Item] = []
         smallest = max(self._min_size, 1) + overhead
-        for bucket in self._buckets:
+        buckets = self._buckets
+        floors = self._floors
+        for t, bucket in enumerate(buckets):
             if budget < smallest:
                 break
+            if not bucket:
+                floors[t] = _NO_SIZE
+                continue
+            if budget < floors[t] + overhead:
+                continue  # nothing in this bucket fits: the choice is the same without looking
             # Newest first within a bucket: dicts keep insertion order.
             for item in reversed(bucket.values()):
                 cost = len(item.data) + overhead
@@ -123,19 +142,62 @@ class BroadcastQueue:
                     budget -= cost
                     if budget < smallest:
                         break
+        if not chosen:
+            return []
+        items = self._items
         for item in chosen:
-            del self._buckets[item.transmits][item.key]
-            item.transmits += 1
-            if item.transmits >= limit:
-                del self._items[item.key]
+            t = item.transmits
+            del buckets[t][item.key]
+            t += 1
+            item.transmits = t
+            if t >= limit:
+                del items[item.key]
+                self._size -= len(item.data)
             else:
-                self._bucket(item.transmits)[item.key] = item
-        if not self._items:
+                if t == len(buckets):
+                    buckets.append({})
+                    floors.append(_NO_SIZE)
+                buckets[t][item.key] = item
+                if len(item.data) < floors[t]:
+                    floors[t] = len(item.data)
+        if not items:
             self._min_size = _NO_SIZE
         return [item.data for item in chosen]
 
+    def _take_all(self, limit: int) -> list[bytes]:
+        """:meth:`take` when every queued update fits: it would choose them all, so
+        here they are, in its order, each bucket moved up one whole."""
+        items = self._items
+        old = self._buckets
+        floors = self._floors
+        out: list[bytes] = []
+        buckets: list[dict[Hashable, _Item]] = [{}]
+        new_floors = [_NO_SIZE]
+        for t, bucket in enumerate(old):
+            up = t + 1
+            moved: dict[Hashable, _Item] = {}
+            # Newest first, as take() chooses them (and so re-queues them, one bucket up).
+            for key, item in reversed(bucket.items()):
+                out.append(item.data)
+                item.transmits = up
+                if up >= limit:
+                    del items[key]
+                    self._size -= len(item.data)
+                else:
+                    moved[key] = item
+            if moved or up < len(old):
+                buckets.append(moved)
+                new_floors.append(floors[t] if moved else _NO_SIZE)
+        self._buckets = buckets
+        self._floors = new_floors
+        if not items:
+            self._min_size = _NO_SIZE
+        return out
+
     def clear(self) -> None:
         """Drop every queued update."""
+        self._size = 0
         self._items.clear()
         self._buckets.clear()
+        self._floors.clear()
         self._min_size = _NO_SIZE

@@ -117,9 +117,24 @@ MAX_DOCUMENT = 64 * 1024 * 1024
 
 
 
+def _packb(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+# One packer for every call: msgpack.packb builds a new Packer each time, which costs
+# more than packing a small message. The C packer's pack resets it after each call
+# (and after an error) and never releases the GIL, so calls from several threads never
+# see each other's bytes; msgpack's pure-Python fallback would not be safe to share.
+_PACK = (
+    msgpack.Packer(use_bin_type=True).pack
+    if msgpack.Packer.__module__ == "msgpack._cmsgpack"
+    else _packb
+)
+
+
 def pack(obj: object) -> bytes:
     """Encode a structure built by this module's encoders."""
-    return msgpack.packb(obj, use_bin_type=True)
+    return _PACK(obj)
 
 
 def unpack(data: bytes) -> Any:
@@ -550,8 +565,24 @@ Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | Leave | RecordM
 """Anything a datagram can carry."""
 
 
+# Names and addresses that passed the checks below, remembered (a bounded memo): the
+# same few appear in nearly every datagram, and checking a str for control characters
+# costs more than looking it up. Only exact str and int values are looked up.
+_MEMO_SIZE = 1 << 16
+_CHECKED_NAMES: set[str] = set()
+_CHECKED_ADDRESSES: dict[tuple[str, int], Address] = {}
+
+
 def _addr(host: object, port: object, what: str) -> Address:
-    return Address(_no_control(_str(host, what, _MAX_HOST), what), _uint(port, what, 65535))
+    if type(host) is str and type(port) is int:
+        known = _CHECKED_ADDRESSES.get((host, port))
+        if known is not None:
+            return known
+    address = Address(_no_control(_str(host, what, _MAX_HOST), what), _uint(port, what, 65535))
+    if len(_CHECKED_ADDRESSES) >= _MEMO_SIZE:
+        _CHECKED_ADDRESSES.clear()
+    _CHECKED_ADDRESSES[address.host, address.port] = address
+    return address
 
 
 def encode_message(msg: Message) -> bytes:
@@ -589,10 +620,16 @@ def encode_message(msg: Message) -> bytes:
 
 
 def _name(obj: object, what: str) -> str:
+    if type(obj) is str and obj in _CHECKED_NAMES:
+        return obj
     s = _str(obj, what, _MAX_NAME)
     if not s:
         raise DecodeError(f"{what}: empty")
-    return _no_control(s, what)
+    _no_control(s, what)
+    if len(_CHECKED_NAMES) >= _MEMO_SIZE:
+        _CHECKED_NAMES.clear()
+    _CHECKED_NAMES.add(s)
+    return s
 
 
 def _no_control(s: str, what: str) -> str:
@@ -835,6 +872,11 @@ class PeekedRecord(NamedTuple):
     deleted: bool
 
 
+# A named tuple built as tuple.__new__ does in its constructor, without the call of that
+# (Python-level) constructor: peek_update runs for every message received.
+_new_tuple = tuple.__new__
+
+
 def peek_update(raw: object) -> PeekedAlive | PeekedAccusation | PeekedRecord | None:
     """The few fields of an undecoded update (``alive``, ``suspect``/``dead`` or
     ``record`` array) a member needs to judge whether it already has it.
@@ -849,7 +891,7 @@ def peek_update(raw: object) -> PeekedAlive | PeekedAccusation | PeekedRecord | 
     if kind == ALIVE and 7 <= len(raw) <= 9:
         name, inc = raw[1], raw[2]
         if type(name) is str and type(inc) is int:
-            return PeekedAlive(name, inc, raw[3], raw[4])
+            return _new_tuple(PeekedAlive, (name, inc, raw[3], raw[4]))
         return None
     if kind in (SUSPECT, DEAD) and len(raw) == 4:
         name, inc, frm = raw[1], raw[2], raw[3]
@@ -860,7 +902,7 @@ def peek_update(raw: object) -> PeekedAlive | PeekedAccusation | PeekedRecord | 
             and type(frm) is str
             and 0 < len(frm) <= MAX_NAME_LENGTH
         ):
-            return PeekedAccusation(name, inc, frm, kind == DEAD)
+            return _new_tuple(PeekedAccusation, (name, inc, frm, kind == DEAD))
         return None
     if kind == RECORD and len(raw) == 2:
         rec = raw[1]
@@ -875,5 +917,5 @@ def peek_update(raw: object) -> PeekedAlive | PeekedAccusation | PeekedRecord | 
             and type(stamp) is int
             and type(deleted) is bool
         ):
-            return PeekedRecord((service, version, node_id), stamp, owner, deleted)
+            return _new_tuple(PeekedRecord, ((service, version, node_id), stamp, owner, deleted))
     return None

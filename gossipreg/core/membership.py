@@ -152,7 +152,9 @@ Driver contract (the node core)
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
+import math
 from collections.abc import Collection, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from random import Random
@@ -162,7 +164,7 @@ from typing import NamedTuple
 from .awareness import REFUTED, Awareness
 from .config import Config
 from .layered import LayeredDict, SortedOverlay
-from .suspicion import Suspicion, suspicion_for
+from .suspicion import Suspicion
 
 __all__ = [
     "MAX_INCARNATION",
@@ -194,6 +196,12 @@ __all__ = [
 
 class MemberState(enum.Enum):
     """A member's state in the local table."""
+
+    # Hashed by identity, in C, rather than by Enum's hash(name) in Python: these
+    # enums key the lookups made for every message (a member is its own only
+    # instance, so equal means identical anyway; neither hash is stable across
+    # processes, so nothing may depend on it).
+    __hash__ = object.__hash__
 
     ALIVE = "alive"
     SUSPECT = "suspect"
@@ -291,6 +299,8 @@ Message = Alive | Suspect | Dead | Leave
 class MessageKind(enum.Enum):
     """The kind of a membership message."""
 
+    __hash__ = object.__hash__  # by identity, as MemberState
+
     ALIVE = "alive"
     SUSPECT = "suspect"
     DEAD = "dead"
@@ -299,6 +309,8 @@ class MessageKind(enum.Enum):
 
 class Order(enum.Enum):
     """An incoming incarnation compared with the record's."""
+
+    __hash__ = object.__hash__  # by identity, as MemberState
 
     LOWER = "lower"
     EQUAL = "equal"
@@ -310,6 +322,8 @@ class Order(enum.Enum):
 
 class Decision(enum.Enum):
     """What an incoming message does to a record."""
+
+    __hash__ = object.__hash__  # by identity, as MemberState
 
     IGNORE = "ignore"
     """Stale or no news: nothing changes, nothing is re-gossiped."""
@@ -369,6 +383,12 @@ TRANSITIONS: Mapping[tuple[MessageKind, MemberState], Mapping[Order, Decision]] 
 """Messages about *another* member, for a record in each state (an ``alive``
 at a different address first passes the name-conflict rule)."""
 
+# TRANSITIONS of a suspect (index False) and a dead (True), in plain dicts: the
+# fast path of :meth:`Membership.accusation_is_stale` reads it for every accusation.
+_ACCUSATIONS: tuple[dict[MemberState, dict[Order, Decision]], ...] = tuple(
+    {state: dict(TRANSITIONS[(kind, state)]) for state in MemberState} for kind in (_S.SUSPECT, _S.DEAD)
+)
+
 SELF_TRANSITIONS: Mapping[MessageKind, Mapping[Order, Decision]] = MappingProxyType(
     {
         _S.ALIVE: _row(_I, Decision.REFUTE_IF_DIFFERENT, _R),
@@ -398,6 +418,8 @@ MAX_INCARNATION = (1 << 64) - 1
 
 class Action(enum.Enum):
     """What a handler did."""
+
+    __hash__ = object.__hash__  # by identity, as MemberState
 
     IGNORED = "ignored"
     """Stale, duplicate, or about an unknown member: no change."""
@@ -429,6 +451,8 @@ class Outcome:
 
 class EventKind(enum.Enum):
     """Kinds of :class:`MemberEvent`."""
+
+    __hash__ = object.__hash__  # by identity, as MemberState
 
     JOINED = "joined"
     UPDATED = "updated"
@@ -566,8 +590,20 @@ class _ProbeRound:
 
 
 def _member_hash(m: Member) -> int:
-    data = f"{m.name}\x00{m.incarnation}\x00{m.state.value}".encode("utf-8", "surrogatepass")
+    return _state_hash(m.name, m.incarnation, m.state)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _state_hash(name: str, incarnation: int, state: MemberState) -> int:
+    # Cached: a change hashes the old record and the new one, and under heavy loss
+    # every member makes the same changes (the same suspicions and refutations).
+    data = f"{name}\x00{incarnation}\x00{state.value}".encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def _changed(old: Member, incarnation: int, state: MemberState, state_changed_at: float) -> Member:
+    """``old`` at another incarnation and state (``dataclasses.replace`` without its cost)."""
+    return Member(old.name, old.address, incarnation, state, old.meta, state_changed_at, old.epoch)
 
 
 class TableSnapshot:
@@ -659,6 +695,12 @@ class Membership:
         self._counts = dict.fromkeys(MemberState, 0)
         self._counts[MemberState.ALIVE] = 1
         self._suspicions: dict[str, Suspicion] = {}
+        # The earliest deadline of ``_suspicions`` and of ``_gone`` (None: to be found
+        # again), kept so that next_deadline and tick, asked after every datagram,
+        # do not scan every running suspicion (hundreds each under heavy loss).
+        self._suspicions_due: float | None = math.inf
+        self._gone_due: float | None = math.inf
+        self._suspicion_sizes: tuple[int, int, float, float] | None = None  # see _new_suspicion
         self._events: list[MemberEvent] = []
         self._counters = _Counters()
         self._probe = _ProbeRound()
@@ -802,15 +844,16 @@ class Membership:
 
     def receive(self, message: Message, now: float) -> Outcome:
         """Dispatch a decoded membership message to its handler."""
-        match message:
-            case Alive(name, incarnation, address, meta, epoch):
-                return self.on_alive(name, incarnation, address, meta, now, epoch=epoch)
-            case Suspect(name, incarnation, from_member):
-                return self.on_suspect(name, incarnation, from_member, now)
-            case Dead(name, incarnation, from_member):
-                return self.on_dead(name, incarnation, from_member, now)
-            case Leave(name, incarnation):
-                return self.on_leave(name, incarnation, now)
+        # (isinstance and attributes: cheaper than class patterns, for every message)
+        if isinstance(message, Suspect):
+            return self.on_suspect(message.name, message.incarnation, message.from_member, now)
+        if isinstance(message, Alive):
+            m = message
+            return self.on_alive(m.name, m.incarnation, m.address, m.meta, now, epoch=m.epoch)
+        if isinstance(message, Dead):
+            return self.on_dead(message.name, message.incarnation, message.from_member, now)
+        if isinstance(message, Leave):
+            return self.on_leave(message.name, message.incarnation, now)
         raise TypeError(f"not a membership message: {message!r}")  # pragma: no cover
 
     def on_alive(
@@ -825,7 +868,8 @@ class Membership:
     ) -> Outcome:
         """``name`` is alive at ``address`` (a join, a refutation or an update)."""
         _check_incarnation(incarnation)
-        msg = Alive(name, incarnation, Address(*address), bytes(meta), epoch)
+        at = address if type(address) is Address else Address(*address)
+        msg = Alive(name, incarnation, at, bytes(meta), epoch)
         old = self._members.get(name)
         if name == self._name:
             assert old is not None
@@ -845,14 +889,14 @@ class Membership:
         if decision is Decision.IGNORE:
             return self._stale(old)
         assert decision is Decision.BECOME_ALIVE
-        new = replace(
-            old,
-            incarnation=incarnation,
-            address=msg.address,
-            meta=msg.meta,
-            epoch=epoch,
-            state=MemberState.ALIVE,
-            state_changed_at=old.state_changed_at if old.state is MemberState.ALIVE else now,
+        new = Member(
+            name,
+            msg.address,
+            incarnation,
+            MemberState.ALIVE,
+            msg.meta,
+            old.state_changed_at if old.state is MemberState.ALIVE else now,
+            epoch,
         )
         self._transition(old, new)
         return Outcome(Action.APPLIED, new, (msg,))
@@ -897,7 +941,7 @@ class Membership:
         if old is None or name == self._name or (dead and from_member == name):
             return False
         order = _order(incarnation, old.incarnation)
-        decision = TRANSITIONS[(_S.DEAD if dead else _S.SUSPECT, old.state)][order]
+        decision = _ACCUSATIONS[dead][old.state][order]
         if decision is Decision.IGNORE and order is Order.BEYOND:
             self._counters.accusations_out_of_range += 1
             return True
@@ -931,16 +975,18 @@ class Membership:
         order = _order(incarnation, old.incarnation)
         decision = TRANSITIONS[(_S.SUSPECT, old.state)][order]
         if decision is Decision.BECOME_SUSPECT:
-            new = replace(old, incarnation=incarnation, state=MemberState.SUSPECT, state_changed_at=now)
+            new = _changed(old, incarnation, MemberState.SUSPECT, now)
             self._transition(old, new)
-            self._suspicions[name] = suspicion_for(self._config, self.alive_count(), from_member, now)
+            self._suspect(name, self._new_suspicion(from_member, now))
             return Outcome(Action.APPLIED, new, (msg,))
         if decision is Decision.CONFIRM:
-            counted = self._suspicions[name].confirm(from_member, now)
+            s = self._suspicions[name]
+            counted = s.confirm(from_member, now)
+            self._lowered(s.deadline())
             if counted:
                 self._counters.confirmations += 1
             if incarnation > old.incarnation:
-                new = replace(old, incarnation=incarnation)
+                new = _changed(old, incarnation, old.state, old.state_changed_at)
                 self._transition(old, new)
                 return Outcome(Action.APPLIED, new, (msg,))
             if counted:
@@ -970,7 +1016,7 @@ class Membership:
         grace_end = self._grace_end(old, now)
         if grace_end is not None:
             return self._defer_death(old, incarnation, from_member, grace_end, now)
-        new = replace(old, incarnation=incarnation, state=MemberState.DEAD, state_changed_at=now)
+        new = _changed(old, incarnation, MemberState.DEAD, now)
         self._transition(old, new)
         return Outcome(Action.APPLIED, new, (Dead(name, incarnation, from_member),))
 
@@ -1002,11 +1048,13 @@ class Membership:
         partition has likely healed and the suspects beyond it need a moment to refute."""
         for s in self._suspicions.values():
             s.hold(until)
+        self._suspicions_due = None
 
     def hold_suspicion(self, name: str, until: float) -> None:
         """Let the suspicion of ``name`` (if any) not expire before ``until``: it spoke."""
         s = self._suspicions.get(name)
         if s is not None:
+            self._raising(s.deadline())
             s.hold(until)
 
     def heard_from(self, name: str, now: float) -> None:
@@ -1028,13 +1076,15 @@ class Membership:
         msg = Dead(old.name, incarnation, from_member)
         new = old
         if old.state is MemberState.ALIVE:
-            new = replace(old, incarnation=incarnation, state=MemberState.SUSPECT, state_changed_at=now)
+            new = _changed(old, incarnation, MemberState.SUSPECT, now)
             self._transition(old, new)
-            self._suspicions[old.name] = suspicion_for(self._config, self.alive_count(), from_member, now)
+            self._suspect(old.name, self._new_suspicion(from_member, now))
         elif incarnation > old.incarnation:
-            new = replace(old, incarnation=incarnation)
+            new = _changed(old, incarnation, old.state, old.state_changed_at)
             self._transition(old, new)
-        first = self._suspicions[old.name].doom(grace_end)
+        s = self._suspicions[old.name]
+        first = s.doom(grace_end)
+        self._lowered(s.deadline())
         if first:
             self._counters.deaths_deferred += 1
         if new is not old:
@@ -1056,7 +1106,7 @@ class Membership:
         if decision is Decision.IGNORE:
             return self._ignore(old, order)
         assert decision is Decision.BECOME_LEFT
-        new = replace(old, incarnation=incarnation, state=MemberState.LEFT, state_changed_at=now)
+        new = _changed(old, incarnation, MemberState.LEFT, now)
         self._transition(old, new)
         return Outcome(Action.APPLIED, new, (Leave(name, incarnation),))
 
@@ -1117,17 +1167,22 @@ class Membership:
             The :class:`Dead` messages (from this member) to broadcast, one per
             suspicion that expired, in deadline order.
         """
-        expired = sorted((s.deadline(), name) for name, s in self._suspicions.items() if s.expired(now))
+        expired = []
+        if self._suspicions and now >= self._next_suspicion_deadline():
+            expired = sorted((s.deadline(), name) for name, s in self._suspicions.items() if s.expired(now))
         dead = []
         for _, name in expired:
             old = self._members[name]
-            new = replace(old, state=MemberState.DEAD, state_changed_at=now)
+            new = _changed(old, old.incarnation, MemberState.DEAD, now)
             self._transition(old, new)
             self._counters.suspicion_timeouts += 1
             dead.append(Dead(name, old.incarnation, self._name))
-        for name in sorted(n for n, at in self._gone.items() if now >= at):
+        reaped = []
+        if self._gone and now >= self._next_reap():
+            reaped = sorted(n for n, at in self._gone.items() if now >= at)
+        for name in reaped:
             m = self._pop(name)
-            del self._gone[name]
+            self._ungone(name)
             self._bury(m, now)
             self._counters.reaped += 1
             self._events.append(MemberEvent(EventKind.REAPED, m, m.state))
@@ -1153,9 +1208,65 @@ class Membership:
 
     def next_deadline(self) -> float | None:
         """The earliest suspicion expiry or reap time, or None if nothing is pending."""
-        times = [s.deadline() for s in self._suspicions.values()]
-        times.extend(self._gone.values())
-        return min(times, default=None)
+        if not self._suspicions and not self._gone:
+            return None
+        return min(self._next_suspicion_deadline(), self._next_reap())
+
+    def _next_suspicion_deadline(self) -> float:
+        due = self._suspicions_due
+        if due is None:
+            due = min((s.deadline() for s in self._suspicions.values()), default=math.inf)
+            self._suspicions_due = due
+        return due
+
+    def _next_reap(self) -> float:
+        due = self._gone_due
+        if due is None:
+            due = self._gone_due = min(self._gone.values(), default=math.inf)
+        return due
+
+    def _new_suspicion(self, from_member: str, now: float) -> Suspicion:
+        """:func:`~gossipreg.core.suspicion.suspicion_for` this table's live count, its sizes
+        computed once per count."""
+        n = self.alive_count()
+        sizes = self._suspicion_sizes
+        if sizes is None or sizes[0] != n:
+            low, high = self._config.suspicion_timeout_bounds(n)
+            sizes = self._suspicion_sizes = (n, self._config.suspicion_confirmations(n), low, high)
+        return Suspicion(from_member, sizes[1], sizes[2], sizes[3], now)
+
+    def _suspect(self, name: str, s: Suspicion) -> None:
+        """Start the suspicion ``s`` of ``name``."""
+        old = self._suspicions.get(name)
+        if old is not None:
+            self._raising(old.deadline())
+        self._suspicions[name] = s
+        self._lowered(s.deadline())
+
+    def _lowered(self, deadline: float) -> None:
+        """A suspicion now expires at ``deadline`` (begun, or brought forward)."""
+        due = self._suspicions_due
+        if due is not None and deadline < due:
+            self._suspicions_due = deadline
+
+    def _raising(self, deadline: float) -> None:
+        """A suspicion that expires at ``deadline`` is about to end or be put off."""
+        due = self._suspicions_due
+        if due is not None and deadline <= due:
+            self._suspicions_due = None
+
+    def _set_gone(self, name: str, reap_at: float) -> None:
+        self._ungone(name)
+        self._gone[name] = reap_at
+        due = self._gone_due
+        if due is not None and reap_at < due:
+            self._gone_due = reap_at
+
+    def _ungone(self, name: str) -> None:
+        at = self._gone.pop(name, None)
+        due = self._gone_due
+        if at is not None and due is not None and at <= due:
+            self._gone_due = None
 
     def leave(self, now: float) -> Leave:
         """Leave gracefully: this member becomes LEFT; returns the :class:`Leave` to broadcast.
@@ -1276,7 +1387,7 @@ class Membership:
             target = me.incarnation + 1
             if target > MAX_INCARNATION:
                 return Outcome(Action.IGNORED, me)
-        new = replace(me, incarnation=target)
+        new = _changed(me, target, me.state, me.state_changed_at)
         self._put(new)
         self.awareness.apply_delta(REFUTED)
         self._counters.refutations += 1
@@ -1337,15 +1448,17 @@ class Membership:
         self._put(new)
         was_live = old is not None and old.state in _LIVE
         if new.state in _LIVE:
-            self._gone.pop(new.name, None)
+            self._ungone(new.name)
             if not was_live:
                 self._live.add(new.name)
         else:
-            self._gone[new.name] = self._reap_at(new)
+            self._set_gone(new.name, self._reap_at(new))
             if was_live:
                 self._live.discard(new.name)
         if new.state is not MemberState.SUSPECT:
-            self._suspicions.pop(new.name, None)
+            s = self._suspicions.pop(new.name, None)
+            if s is not None:
+                self._raising(s.deadline())
         if new.state in _GONE:
             self._heard.pop(new.name, None)
         prev = old.state if old is not None else None

@@ -591,23 +591,35 @@ class NodeCore:
         (and the rarer push-pull, expiries and reaps)."""
         if self._left:
             return None
-        times = [self._next_probe, self._next_push_pull]
+        # The least of the candidates below (asked after every datagram: no list built).
+        due = min(self._next_probe, self._next_push_pull)
         if self._failed:
-            times.append(self._next_reconnect)
-            times.append(self._next_reconnect_ping)
-        if self._resync:
-            times.append(self._resync_due)
-        if self._probe is not None:
-            times.append(self._probe.timeout_at if not self._probe.indirect else self._probe.period_end)
+            due = min(due, self._next_reconnect, self._next_reconnect_ping)
+        if self._resync and self._resync_due < due:
+            due = self._resync_due
+        p = self._probe
+        if p is not None:
+            t = p.timeout_at if not p.indirect else p.period_end
+            if t < due:
+                due = t
         if len(self._queue) and self.membership.has_peers():
-            times.append(self._gossip_due())
-        times.extend(r.deadline if r.nack_at is None else r.nack_at for r in self._relays.values())
-        times.extend(t.due for t in self._tree_sends.values())
-        times.extend(p.deadline for p in self._pushpulls.values())
-        times.extend(
-            t for t in (self.membership.next_deadline(), self.catalog.next_deadline()) if t is not None
-        )
-        return min(times)
+            t = self._gossip_due()
+            if t < due:
+                due = t
+        for r in self._relays.values():
+            t = r.deadline if r.nack_at is None else r.nack_at
+            if t < due:
+                due = t
+        for sent in self._tree_sends.values():
+            if sent.due < due:
+                due = sent.due
+        for pp in self._pushpulls.values():
+            if pp.deadline < due:
+                due = pp.deadline
+        for other in (self.membership.next_deadline(), self.catalog.next_deadline()):
+            if other is not None and other < due:
+                due = other
+        return due
 
     def _gossip_due(self) -> float:
         """The next gossip round, on the member's fixed gossip schedule.
@@ -856,7 +868,7 @@ class NodeCore:
     def receive_datagram(self, data: bytes, address: tuple[str, int], now: float) -> None:
         """Handle one datagram from ``address``. Never raises for bad input."""
         self._now = now
-        self._from = Address(*address)
+        self._from = address if type(address) is Address else Address(*address)
         c = self._counters
         c.inc("datagrams_received")
         c.inc("bytes_received", len(data))
@@ -873,12 +885,13 @@ class NodeCore:
             return
         tree: Tree | None = None
         forward: list[bytes] = []
+        stale = 0
         for i, raw in enumerate(raw_messages):
             # Updates of a tree datagram are passed on whether or not they are new here;
             # every receiver decodes (and so checks) them itself.
             passes_on = i > 0 and tree is not None and self._is_update(raw)
             if self._known_stale(raw, now):
-                c.inc("stale_skipped")
+                stale += 1
                 if passes_on:
                     forward.append(codec.pack(raw))
                 continue
@@ -894,6 +907,8 @@ class NodeCore:
             if passes_on:
                 forward.append(codec.pack(raw))
             self._handle(msg, now)
+        if stale:
+            c.inc("stale_skipped", stale)
         if tree is not None and tree.seq is not None and not self._tree_ack(tree.seq, now):
             tree = None  # a repeat of a tree datagram already passed on: acked, not again
         if tree is not None:
@@ -938,6 +953,29 @@ class NodeCore:
     def _handle(self, msg: Message, now: float) -> None:
         c = self._counters
         match msg:
+            # (The membership updates first: most messages are.)
+            case Alive() | Suspect() | Dead() | Leave():
+                if isinstance(msg, Alive) and not self._authorised_alive(msg, defer=msg):
+                    return
+                if isinstance(msg, Leave) and not self._authorised_leave(msg):
+                    return
+                outcome = self.membership.receive(msg, now)
+                signed = not isinstance(msg, Suspect | Dead)  # (their fields all compare)
+                for b in outcome.broadcast:
+                    # Passed on as received: with identities, its signature rides along. (A
+                    # suspect or dead equal to the message encodes as it does: no need to ask.)
+                    self._queue_message(msg if signed and b == msg else b)
+                if (
+                    outcome.action is Action.IGNORED
+                    and outcome.broadcast
+                    and isinstance(msg, Suspect | Dead)
+                    and msg.from_member != self.name
+                ):
+                    # This member's alive, re-announced because the accuser missed it: tell
+                    # the accuser first, or its suspicion runs out (Membership._reassert).
+                    accuser = self.membership.get(msg.from_member)
+                    if accuser is not None and accuser.state in (MemberState.ALIVE, MemberState.SUSPECT):
+                        self._send(accuser.address, list(outcome.broadcast))
             case Ping():
                 c.inc("pings_received")
                 if msg.target != self.name:
@@ -975,26 +1013,6 @@ class NodeCore:
                     self._queue_record(rec)
                 if result.rejected:
                     self._refused("records_rejected_drift", result.rejected)
-            case Alive() | Suspect() | Dead() | Leave():
-                if isinstance(msg, Alive) and not self._authorised_alive(msg, defer=msg):
-                    return
-                if isinstance(msg, Leave) and not self._authorised_leave(msg):
-                    return
-                outcome = self.membership.receive(msg, now)
-                for b in outcome.broadcast:
-                    # Passed on as received: with identities, its signature rides along.
-                    self._queue_message(msg if b == msg else b)
-                if (
-                    outcome.action is Action.IGNORED
-                    and outcome.broadcast
-                    and isinstance(msg, Suspect | Dead)
-                    and msg.from_member != self.name
-                ):
-                    # This member's alive, re-announced because the accuser missed it: tell
-                    # the accuser first, or its suspicion runs out (Membership._reassert).
-                    accuser = self.membership.get(msg.from_member)
-                    if accuser is not None and accuser.state in (MemberState.ALIVE, MemberState.SUSPECT):
-                        self._send(accuser.address, list(outcome.broadcast))
 
     @staticmethod
     def _is_update(raw: object) -> bool:
@@ -1009,13 +1027,17 @@ class NodeCore:
         (:func:`codec.peek_update`) saves their validation. Anything not
         certainly stale is decoded and handled in full.
         """
-        match codec.peek_update(raw):
-            case codec.PeekedAlive(name, inc, host, port):
-                return self.membership.alive_is_stale(name, inc, host, port)
-            case codec.PeekedAccusation(name, inc, frm, dead):
-                return self.membership.accusation_is_stale(name, inc, frm, dead, now)
-            case codec.PeekedRecord(key, stamp, owner, deleted):
-                return self.catalog.is_stale(key, stamp, owner, deleted)
+        # (isinstance and unpacking: cheaper than class patterns, for every message)
+        peeked = codec.peek_update(raw)
+        if isinstance(peeked, codec.PeekedAccusation):
+            name, inc, frm, dead = peeked
+            return self.membership.accusation_is_stale(name, inc, frm, dead, now)
+        if isinstance(peeked, codec.PeekedAlive):
+            name, inc, host, port = peeked
+            return self.membership.alive_is_stale(name, inc, host, port)
+        if isinstance(peeked, codec.PeekedRecord):
+            key, stamp, owner, deleted = peeked
+            return self.catalog.is_stale(key, stamp, owner, deleted)
         return False
 
     def _nack_delay(self) -> float:

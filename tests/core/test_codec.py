@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from gossipreg.core.catalog import Offer, Record
 from gossipreg.core.codec import (
+    ALIVE,
+    SUSPECT,
     Ack,
     Message,
     Nack,
@@ -667,3 +669,21 @@ def test_datagram_overhead_covers_the_version_byte_and_array_header(n: int) -> N
     overhead = len(pack_datagram(msgs)) - sum(len(m) for m in msgs)
     assert overhead <= DATAGRAM_OVERHEAD == 1 + 3
     assert overhead == (2 if n < 16 else 4)
+
+
+class _Str(str):
+    """A str subclass: equal to a name the decoder has checked, but not a str."""
+
+
+def test_remembered_names_and_addresses_still_refuse_lookalikes() -> None:
+    """The decoder remembers names and addresses it has checked; values equal to them but
+    of another type (a bool port, a str subclass) are still refused, not remembered."""
+    good = [ALIVE, "lookalike", 1, "10.9.9.9", 1, b"", 0]
+    assert decode_message(good) == Alive("lookalike", 1, Address("10.9.9.9", 1))
+    assert decode_message(list(good)) == decode_message(good)  # now from the memo: the same
+    with pytest.raises(DecodeError, match="address"):
+        decode_message([ALIVE, "lookalike", 1, "10.9.9.9", True, b"", 0])
+    with pytest.raises(DecodeError, match=r"alive\.name"):
+        decode_message([ALIVE, _Str("lookalike"), 1, "10.9.9.9", 1, b"", 0])
+    with pytest.raises(DecodeError, match=r"suspect\.from"):
+        decode_message([SUSPECT, "lookalike", 1, _Str("lookalike")])

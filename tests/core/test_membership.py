@@ -1229,3 +1229,53 @@ def test_a_short_death_grace_still_restarts_when_heard_from() -> None:
     m.heard_from("a", 1999.5)
     m.on_dead("a", 1, "x", 2000.0)  # within a second of being heard from: deferred
     assert m.get("a").state is SUSPECT  # type: ignore[union-attr]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["suspect", "alive", "dead", "leave", "hold", "hold_all", "probe_failed", "tick"]
+            ),
+            st.integers(1, 5),  # which member
+            st.integers(0, 3),  # incarnation (or how far to hold / advance)
+            st.sampled_from(["m1", "m2", "m3", "x"]),  # accuser
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([0.0, 1.0]),  # death_grace: deaths believed at once, or deferred
+)
+def test_kept_deadlines_match_a_full_scan(
+    ops: list[tuple[str, int, int, str]], grace: float
+) -> None:
+    """next_deadline (kept up to date rather than rescanned) is always the least running
+    suspicion deadline or reap time, and tick expires exactly what a full scan would."""
+    m = cluster(6, config=Config.lan(death_grace=grace))
+    now = 0.0
+    for op, i, k, accuser in ops:
+        now += 0.25
+        name = f"m{i}"
+        record = m.get(name)
+        inc = (record.incarnation if record is not None else 0) + (k % 2)
+        if op == "suspect":
+            m.on_suspect(name, inc, accuser, now)
+        elif op == "alive":
+            m.on_alive(name, inc + k, addr(i), b"", now)
+        elif op == "dead":
+            m.on_dead(name, inc, accuser, now)
+        elif op == "leave":
+            m.on_leave(name, inc, now)
+        elif op == "hold":
+            m.hold_suspicion(name, now + k)
+        elif op == "hold_all":
+            m.hold_suspicions(now + k)
+        elif op == "probe_failed":
+            m.probe_failed(name, now)
+        else:
+            now += 10.0 * k
+            due = [n for n in m._suspicions if m._suspicions[n].expired(now)]
+            dead = m.tick(now)
+            assert sorted(d.name for d in dead) == sorted(due)
+        times = [s.deadline() for s in m._suspicions.values()] + list(m._gone.values())
+        assert m.next_deadline() == min(times, default=None)
