@@ -61,8 +61,10 @@ def test_the_root_has_no_parent() -> None:
 
 def test_the_ack_timeout_is_the_floor_until_a_round_trip_is_measured() -> None:
     rtt = RoundTrip(0.01)
+    assert rtt.measured is False
     assert rtt.timeout() == 0.01
     rtt.sample(0.002)  # fast: srtt + 4 * rttvar = 0.002 + 0.004, below the floor
+    assert rtt.measured is True
     assert rtt.timeout() == 0.01
 
 
@@ -72,6 +74,9 @@ def test_the_ack_timeout_follows_slow_round_trips_as_tcp_does() -> None:
     assert rtt.timeout() == pytest.approx(0.1 + 4 * 0.05)
     rtt.sample(0.1)  # rttvar = 0.75 * 0.05 + 0.25 * 0; srtt unchanged
     assert rtt.timeout() == pytest.approx(0.1 + 4 * 0.0375)
+    rtt.sample(0.2)  # srtt moves by an eighth of the gap, rttvar by a quarter of it
+    srtt, rttvar = 0.875 * 0.1 + 0.125 * 0.2, 0.75 * 0.0375 + 0.25 * 0.1
+    assert rtt.timeout() == pytest.approx(srtt + 4 * rttvar)
     for _ in range(200):
         rtt.sample(0.001)  # the host recovered: back down to the floor
     assert rtt.timeout() == 0.01
