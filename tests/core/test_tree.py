@@ -61,10 +61,12 @@ def test_the_root_has_no_parent() -> None:
 
 def test_the_ack_timeout_is_the_floor_until_a_round_trip_is_measured() -> None:
     rtt = RoundTrip(0.01)
-    assert rtt.measured is False
+    before: object = rtt.measured  # a bool, not merely falsy or truthy
+    assert before is False
     assert rtt.timeout() == 0.01
     rtt.sample(0.002)  # fast: srtt + 4 * rttvar = 0.002 + 0.004, below the floor
-    assert rtt.measured is True
+    after: object = rtt.measured
+    assert after is True
     assert rtt.timeout() == 0.01
 
 
