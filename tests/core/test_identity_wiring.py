@@ -249,6 +249,35 @@ def test_signed_statements_cost_bytes_only_with_identities() -> None:
     assert a.trust.verify("a", RECORD_DOMAIN, codec.record_payload(rec), a._signed_record(rec).signature)
 
 
+def test_an_alive_carries_its_certificate_down_the_tree_but_not_in_gossip() -> None:
+    # The certificate (hundreds of bytes) rides where every member gets it once: down
+    # the broadcast tree after a join. Gossip and piggybacked copies carry the
+    # signature alone; a member lacking the certificate asks for it.
+    net, (a, b, _) = cluster("a", "b", "c")
+    start = len(net.log)
+    # b's suspicion of a makes a refute: a new alive, gossiped (refutations use no tree).
+    a.receive_datagram(sealed(codec.Suspect("a", a.membership.local.incarnation, "b")), b.address, net.now)
+    net.run(1.0)
+    alives = [
+        m for dg in net.log[start:] if dg.src == "a"
+        for m in net.messages(dg) if isinstance(m, Alive) and m.name == "a"
+    ]
+    assert alives
+    assert all(m.signature and not m.certificate for m in alives)
+    # A joiner's own alive goes down its tree with the certificate.
+    d = net.add("d", **identified("d"))
+    start = len(net.log)
+    d.join([a.address], net.now)
+    net.run(1.0)
+    down_tree = [
+        m for dg in net.log[start:] if dg.src == "d"
+        for msgs in [net.messages(dg)] if msgs and isinstance(msgs[0], codec.Tree)
+        for m in msgs if isinstance(m, Alive) and m.name == "d"
+    ]
+    assert down_tree
+    assert all(m.certificate for m in down_tree)
+
+
 @pytest.mark.parametrize("identities", [True, False], ids=["with-identities", "without"])
 def test_a_forged_leave_hides_a_member_only_without_identities(identities: bool) -> None:
     net, (_a, b, c) = cluster("a", "b", "c", identities=identities)

@@ -35,12 +35,14 @@ from gossipreg.core.membership import (
 )
 from gossipreg.core.model import Endpoint, Node, Service, Value
 from gossipreg.core.node import (
+    NOTICE_INTERVAL,
     REFUSALS_PER_SECOND,
     CloseStream,
     JoinResult,
     NodeCore,
     SendDatagram,
     SendStream,
+    TrafficRefused,
 )
 from gossipreg.core.tree import next_wait
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
@@ -438,6 +440,40 @@ def test_a_bad_reply_fails_the_join_and_closes_the_stream_once() -> None:
     assert d.take_outbox() == [CloseStream(sid2)]
     assert stat(d, "decode_errors") == 1
     assert stat(d, "push_pulls_failed") == 2
+
+
+def test_a_stream_message_with_too_few_or_too_many_items_is_a_decode_error() -> None:
+    # Every push-pull step checks its message's length before unpacking it: a wrong
+    # count is a counted decode error and a closed stream, never an exception.
+    net = CoreNetwork()
+    a = net.add("a")
+    for n, bad in enumerate(([codec.PP_INIT, False, []], [codec.PP_INIT, False, [], {}, 1])):
+        sid = ("in", 100 + n)
+        a.receive_stream(sid, Address("10.0.0.9", 1), stream_frame(bad), net.now)
+        assert CloseStream(sid) in a.take_outbox()
+        assert stat(a, "decode_errors") == n + 1
+    assert [m.name for m in a.members()] == ["a"]
+
+
+def test_refused_traffic_is_reported_at_once_then_once_per_notice_interval() -> None:
+    net = CoreNetwork()
+    a = net.add("a")
+    other = Keyring(OTHER_KEY)
+    ping = codec.encode_message(Ping(1, "a", "x", Address("10.0.0.9", 1)))
+    sealed = other.seal(codec.pack_datagram([ping]), b"")
+    source = ("10.0.0.9", 1)
+
+    def refused() -> list[TrafficRefused]:
+        return [e for e in a.take_events() if isinstance(e, TrafficRefused)]
+
+    a.receive_datagram(sealed, source, 100.0)
+    assert [(e.cause, e.count) for e in refused()] == [("auth_failures", 1)]  # the first: at once
+    for k in range(5):
+        a.receive_datagram(sealed, source, 100.0 + k)
+    assert refused() == []  # within the interval: counted, not reported
+    a.receive_datagram(sealed, source, 100.0 + NOTICE_INTERVAL)
+    assert [(e.cause, e.count) for e in refused()] == [("auth_failures", 6)]
+    assert stat(a, "auth_failures") == 7
 
 
 def test_join_times_out_when_the_driver_never_answers() -> None:
