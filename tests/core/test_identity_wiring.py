@@ -24,7 +24,7 @@ from gossipreg.core.codec import Cert, RecordMsg
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import ConfigError
 from gossipreg.core.identity import RECORD_DOMAIN, Identity, TrustStore
-from gossipreg.core.membership import Address, Alive, Leave, MemberState
+from gossipreg.core.membership import Address, Alive, Leave, MemberState, Suspect
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
 from gossipreg.testing import CoreNetwork
@@ -256,7 +256,7 @@ def test_an_alive_carries_its_certificate_down_the_tree_but_not_in_gossip() -> N
     net, (a, b, _) = cluster("a", "b", "c")
     start = len(net.log)
     # b's suspicion of a makes a refute: a new alive, gossiped (refutations use no tree).
-    a.receive_datagram(sealed(codec.Suspect("a", a.membership.local.incarnation, "b")), b.address, net.now)
+    a.receive_datagram(sealed(Suspect("a", a.membership.local.incarnation, "b")), b.address, net.now)
     net.run(1.0)
     alives = [
         m for dg in net.log[start:] if dg.src == "a"
