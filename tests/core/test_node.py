@@ -476,6 +476,40 @@ def test_refused_traffic_is_reported_at_once_then_once_per_notice_interval() -> 
     assert stat(a, "auth_failures") == 7
 
 
+def test_a_plaintext_member_closes_a_stream_that_is_not_plaintext() -> None:
+    # A sealed first frame is refused with its cause and closed; any other frame that
+    # is not a plaintext message is a decode error, closed too: no stream stays open.
+    net = CoreNetwork(insecure=True)
+    a = net.add("a")
+    source = Address("10.0.0.9", 1)
+    sealed_frame = stream_frame([codec.PP_INIT, False, [], {}])
+    a.receive_stream(("in", 1), source, sealed_frame, net.now)
+    out = a.take_outbox()
+    assert out[-1] == CloseStream(("in", 1))
+    assert stat(a, "sealed_received_while_insecure") == 1
+    a.receive_stream(("in", 2), source, b"\x07" + bytes(30), net.now)
+    assert a.take_outbox() == [CloseStream(("in", 2))]
+    assert stat(a, "decode_errors") == 1
+
+
+def test_a_helper_that_cannot_reach_the_target_nacks_the_requester() -> None:
+    # Lifeguard's nack: b, asked by a to probe c (which is down), tells a it heard
+    # nothing, so a does not blame its own health for b's silence.
+    net = CoreNetwork()
+    a, b, c = net.cluster("a", "b", "c")
+    net.down.add("c")
+    before = stat(b, "nacks_sent")
+    b.receive_datagram(
+        Keyring(KEY).seal(codec.pack_datagram([codec.encode_message(
+            PingReq(78, "c", c.address, "a", a.address, True)
+        )]), b""),
+        a.address, net.now,
+    )
+    net.run(net.config.probe_timeout)  # b waits at most a probe timeout before it nacks
+    assert stat(b, "nacks_sent") >= before + 1
+    assert stat(a, "nacks_received") >= 1
+
+
 def test_join_times_out_when_the_driver_never_answers() -> None:
     net = CoreNetwork()
     d = net.add("d")
