@@ -245,7 +245,6 @@ class _TreeSend:
     root: str  # the tree's root and this datagram's hop count, for each copy's marker
     hops: int
     updates: list[bytes]  # sent again as they are, behind a marker naming the copy
-    resends_left: int
     due: float  # when to send it again if no ack came
     wait: float  # how long the latest copy waits for its ack (tree.next_wait)
     sent_at: list[float]  # when each copy was sent: an ack names its copy, a round trip
@@ -1264,8 +1263,7 @@ class NodeCore:
                 rtt = self._tree_rtt(child.name)
                 wait = (rtt if rtt.measured else self._tree_rtt_all).timeout()
                 self._tree_sends[seq] = _TreeSend(
-                    child.name, child.address, root, hops + 1, batch, self.config.tree_resends,
-                    self._now + wait, wait, [self._now],
+                    child.name, child.address, root, hops + 1, batch, self._now + wait, wait, [self._now],
                 )
 
     def _tree_rtt(self, child: str) -> RoundTrip:
@@ -1302,16 +1300,15 @@ class NodeCore:
         for seq in [s for s, t in self._tree_sends.items() if t.due <= now + _EPSILON]:
             sent = self._tree_sends[seq]
             child = self.membership.get(sent.child)
+            copy = len(sent.sent_at)  # this re-send's number: copies sent so far
             if (
-                sent.resends_left <= 0
+                copy > self.config.tree_resends
                 or child is None
                 or child.state not in (MemberState.ALIVE, MemberState.SUSPECT)
             ):
                 del self._tree_sends[seq]
                 self._counters.inc("tree_unacked")
                 continue
-            sent.resends_left -= 1
-            copy = len(sent.sent_at)
             sent.wait = next_wait(sent.wait, copy, self.config.probe_interval)
             sent.due = now + sent.wait
             sent.sent_at.append(now)
