@@ -266,8 +266,7 @@ class MemberDriver:
                 if self.transport.send_datagram_nowait(data, address):
                     return
             except OSError as exc:
-                self._count("send_errors")
-                log.debug("gossipreg: send to %s failed: %s", address, exc)
+                self._send_failed(address, exc)
                 return
         try:
             self._send_in.send_nowait((data, address))
@@ -275,6 +274,11 @@ class MemberDriver:
             self._count("datagrams_dropped_queue_full")
         else:
             self._queued += 1
+
+    def _send_failed(self, address: Address, exc: OSError) -> None:
+        """Count a datagram the socket refused (best effort: never raised)."""
+        self._count("send_errors")
+        log.debug("gossipreg: send to %s failed: %s", address, exc)
 
     def _stream_send(self, out: SendStream) -> None:
         channel = self._streams.get(out.stream)
@@ -326,8 +330,7 @@ class MemberDriver:
             try:
                 await self.transport.send_datagram(data, addr)
             except OSError as exc:
-                self._count("send_errors")
-                log.debug("gossipreg: send to %s failed: %s", addr, exc)
+                self._send_failed(addr, exc)
             finally:
                 self._queued -= 1
 
@@ -350,8 +353,7 @@ class MemberDriver:
             try:
                 await self.transport.send_datagram(data, addr)
             except OSError as exc:
-                self._count("send_errors")
-                log.debug("gossipreg: send to %s failed: %s", addr, exc)
+                self._send_failed(addr, exc)
 
     # ------------------------------------------------------------ streams
 
