@@ -1351,13 +1351,14 @@ def gossip_of_records(data: bytes) -> bool:
 SUBTREE = ("m1", "m3", "m5", "m7")
 
 
-def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_without_gossip() -> None:
-    net, cores = tree_cluster()
+def lose_first_tree_datagram(net: CoreNetwork, *, records_by_tree_only: bool = False) -> list[Tree]:
+    """Lose m0's first tree datagram to m1 (its marker is returned in the list once lost);
+    with ``records_by_tree_only``, every datagram carrying a record other than down a
+    tree is lost too, so that only the tree (and its repair) can deliver one."""
     lost: list[Tree] = []
 
     def drop(src: str, dst: str, data: bytes) -> bool:
-        # Only the tree carries records; m0's first tree datagram to m1 is lost.
-        if gossip_of_records(data):
+        if records_by_tree_only and gossip_of_records(data):
             return True
         marker = tree_marker(data)
         if (src, dst) == ("m0", "m1") and marker is not None and not lost:
@@ -1366,6 +1367,13 @@ def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_with
         return False
 
     net.drop = drop
+    return lost
+
+
+def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_without_gossip() -> None:
+    net, cores = tree_cluster()
+    # Only the tree carries records; m0's first tree datagram to m1 is lost.
+    lost = lose_first_tree_datagram(net, records_by_tree_only=True)
     t0 = net.now
     cores[0].register(service("svc"), None, net.now)
     config = net.config
@@ -1382,17 +1390,7 @@ def test_a_lost_tree_datagram_is_sent_again_and_its_subtree_gets_the_update_with
 
 def test_without_the_repair_a_lost_tree_datagram_leaves_its_subtree_to_gossip() -> None:
     net, cores = tree_cluster(tree_resends=0)
-    lost: list[bool] = []
-
-    def drop(src: str, dst: str, data: bytes) -> bool:
-        if gossip_of_records(data):
-            return True
-        if (src, dst) == ("m0", "m1") and tree_marker(data) is not None and not lost:
-            lost.append(True)
-            return True
-        return False
-
-    net.drop = drop
+    lost = lose_first_tree_datagram(net, records_by_tree_only=True)
     cores[0].register(service("svc"), None, net.now)
     net.run(net.config.gossip_interval)
     assert lost
@@ -1531,16 +1529,7 @@ def test_each_copy_of_a_tree_datagram_names_itself_and_its_ack_gives_the_round_t
     # and 60 ms; the ack of copy 1 (sent at 10 ms) arrives at 70 ms: a 60 ms round trip.
     net, cores = tree_cluster()
     net.latency = 0.03
-    lost: list[int] = []
-
-    def drop(src: str, dst: str, data: bytes) -> bool:
-        marker = tree_marker(data)
-        if (src, dst) == ("m0", "m1") and marker is not None and marker.seq is not None and not lost:
-            lost.append(marker.seq)
-            return True
-        return False
-
-    net.drop = drop
+    lost = lose_first_tree_datagram(net)
     start = len(net.log)
     cores[0].register(service("svc"), None, net.now)
     net.run(0.5)
@@ -1548,8 +1537,9 @@ def test_each_copy_of_a_tree_datagram_names_itself_and_its_ack_gives_the_round_t
         m.seq for d in net.log[start:]
         if d.src == "m0" and net.name_of(d.dst) == "m1" and (m := tree_marker(d.data)) is not None
     ]
-    assert copies[0] == lost[0]
-    assert copies == [copies[0] + i for i in range(6)]  # one datagram, copies 0 to 5
+    first = lost[0].seq
+    assert first is not None
+    assert copies == [first + i for i in range(6)]  # the lost datagram's copies 0 to 5
     assert stat(net.cores["m1"], "tree_duplicates") == 4  # copies 2 to 5 repeat copy 1
     assert cores[0]._tree_rtts["m1"].timeout() == pytest.approx(0.06 + 4 * 0.03)
 
