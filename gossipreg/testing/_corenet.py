@@ -12,8 +12,8 @@ of protocol logic runs in microseconds and the same way every time.
   says otherwise;
 * :class:`~gossipreg.core.node.SendStream` on the opener's ``("out", n)`` is
   mapped to an id this harness chooses for the acceptor (``("in", k)``) and
-  back; a stream to an unreachable address makes the opener's
-  ``stream_failed`` run after ``connect_timeout``;
+  back; a stream to an unreachable address, a down member or across a blocked
+  link makes the opener's ``stream_failed`` run after ``connect_timeout``;
 * timers: every core is ticked at its ``next_deadline()``.
 
 The loop asserts the core's own contract as it goes: after ``tick(now)`` the
@@ -120,7 +120,7 @@ class CoreNetwork:
         self.log: list[Datagram] = []
         #: Members that are down: they receive nothing and their timers do not fire.
         self.down: set[str] = set()
-        #: Directed links (src, dst) whose datagrams are dropped.
+        #: Directed links (src, dst) whose datagrams are dropped and new streams refused.
         self.blocked: set[tuple[str, str]] = set()
         #: Extra datagram filter: return True to drop.
         self.drop: Callable[[str, str, bytes], bool] | None = None
@@ -212,7 +212,8 @@ class CoreNetwork:
         return m
 
     def isolate(self, name: str) -> None:
-        """Drop every datagram to and from ``name``."""
+        """Cut ``name`` off: drop every datagram to and from it and refuse new streams
+        either way (streams already open stay open)."""
         for other in self.cores:
             if other != name:
                 self.blocked |= {(name, other), (other, name)}
@@ -268,7 +269,8 @@ class CoreNetwork:
         if s is None:
             assert out.stream[0] == "out", f"{src} wrote to an unknown accepted stream {out.stream}"
             dst = self.by_address.get(out.address)
-            if dst is None or dst in self.down or out.address in self.unreachable_streams:
+            if (dst is None or dst in self.down or out.address in self.unreachable_streams
+                    or (src, dst) in self.blocked):
                 self._push(self.now + self.connect_timeout, 1, ("sfail", src, out.stream))
                 return
             self._in_seq += 1
