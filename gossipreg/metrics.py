@@ -128,6 +128,7 @@ COUNTERS: Mapping[str, str] = {
     "probes_sent": "Probes (SWIM pings) this member started.",
     "probes_acked": "Probes answered by an ack, directly or through ping-req helpers.",
     "probes_failed": "Probes with no ack by the end of the protocol period (the target becomes suspect).",
+    "probe_resends": "Pings sent again within a probe because the ack was overdue (Config.probe_resends).",
     "pings_received": "Pings received.",
     "ping_reqs_sent": "Indirect probe requests (ping-req) sent to helpers after a probe timed out.",
     "ping_reqs_received": "Indirect probe requests (ping-req) received, to ping a member for another.",

@@ -77,6 +77,11 @@ class BroadcastQueue:
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
+    def fits(self, budget: int, overhead: int = 0) -> bool:
+        """Whether every queued update fits in one datagram of ``budget`` bytes (each
+        costing ``overhead`` more): then :meth:`take` hands out the whole queue."""
+        return self._size + overhead * len(self._items) <= budget
+
     def queue(self, key: Hashable, data: bytes) -> None:
         """Queue ``data`` under ``key``, replacing any update queued under it."""
         old = self._items.pop(key, None)

@@ -116,7 +116,7 @@ from .membership import (
 from .model import Service, shown
 from .observe import HistogramSnapshot, Observations
 from .pushpull import Exchange, Role, Step, role_of
-from .tree import RoundTrip, child_ranks, next_wait, resend_span
+from .tree import RoundTrips, child_ranks, next_wait, resend_span
 
 __all__ = [
     "CloseStream",
@@ -216,12 +216,16 @@ NodeEvent = MemberEvent | CatalogEvent | JoinResult | RegistrationConflict | Tra
 
 @dataclass(slots=True)
 class _Probe:
-    seq: int
+    seq: int  # of the first ping; every ping of the probe is in ``sent_at``
     target: str
     started: float
     timeout_at: float
     period_end: float
+    sent_at: dict[int, float]  # seq of each ping sent (re-pings too) -> when
+    wait: float  # how long the last ping waits for its ack before the next (Config.probe_resends)
+    resend_at: float  # when the next ping goes; inf when no more will
     indirect: bool = False
+    req_seq: int = -1  # of the ping-reqs to helpers, and of their nacks and relayed acks
     helpers: frozenset[str] = frozenset()
     nacks: set[str] = field(default_factory=set)  # helpers whose nack arrived
 
@@ -267,7 +271,7 @@ _COUNTER_NAMES = (
     "datagrams_sent", "datagrams_received", "bytes_sent", "bytes_received",
     "auth_failures", "plaintext_rejected", "sealed_received_while_insecure", "decode_errors",
     "pings_received", "pings_misdirected", "ping_reqs_received", "ping_reqs_sent",
-    "probes_sent", "probes_acked", "probes_failed", "nacks_sent", "nacks_received",
+    "probes_sent", "probes_acked", "probes_failed", "probe_resends", "nacks_sent", "nacks_received",
     "tree_datagrams", "tree_acks_received", "tree_resends", "tree_unacked", "tree_duplicates",
     "reconnect_attempts", "reconnect_pings", "remerges_started",
     "owner_resyncs", "owner_resyncs_abandoned", "stale_skipped", "push_pull_checks",
@@ -312,7 +316,7 @@ _MAX_RECONNECT_CANDIDATES = 4096
 #: and most (sender, seq) pairs of received tree datagrams remembered to pass on once.
 _MAX_TREE_UNACKED = 4096
 _MAX_TREE_SEEN = 16384
-_MAX_TREE_RTTS = 16384
+_MAX_RTTS = 16384
 # A tree datagram's seq: this flag (above any probe seq), a per-member counter, and in
 # the low bits the copy (0 for the first send, then each re-send's number), so an ack
 # names the copy it answers and gives a round trip even for a re-sent datagram.
@@ -441,10 +445,10 @@ class NodeCore:
         self._tree_sends: dict[int, _TreeSend] = {}  # by seq of the first copy
         self._tree_counter = 0
         self._tree_seen: dict[tuple[Address, int], float] = {}
-        self._tree_rtts: dict[str, RoundTrip] = {}  # per child: its ack timeout (the tree repair)
-        # Every child's round trips: the timeout towards a child not measured yet, so that
-        # a host slowed down as a whole does not learn it again from each of its children.
-        self._tree_rtt_all = RoundTrip(config.tree_ack_timeout)
+        # Round trips per member, from the acks of tree datagrams (the tree repair's
+        # timeouts) and, apart, of probe pings (Config.probe_resends).
+        self._tree_rtts = RoundTrips(config.tree_ack_timeout, _MAX_RTTS)
+        self._probe_rtts = RoundTrips(config.tree_ack_timeout, _MAX_RTTS)
         self._tree_resend_span = resend_span(
             config.tree_ack_timeout, config.tree_resends, config.probe_interval
         )
@@ -527,6 +531,7 @@ class NodeCore:
           ``incarnation_overflows`` (an accusation this member could not refute
           because its incarnation would pass the largest encodable one);
         * probing: ``probes_sent``, ``probes_acked``, ``probes_failed``,
+          ``probe_resends`` (pings sent again within a probe, its ack overdue),
           ``pings_received``, ``ping_reqs_sent``, ``ping_reqs_received``,
           ``nacks_sent``, ``nacks_received``;
         * dissemination: ``eager_pushes``, ``eager_rounds_deferred`` (fresh news
@@ -598,7 +603,7 @@ class NodeCore:
             due = self._resync_due
         p = self._probe
         if p is not None:
-            t = p.timeout_at if not p.indirect else p.period_end
+            t = min(p.timeout_at, p.resend_at) if not p.indirect else p.period_end
             if t < due:
                 due = t
         if len(self._queue) and self.membership.has_peers():
@@ -995,7 +1000,7 @@ class NodeCore:
             case Nack():
                 c.inc("nacks_received")
                 p = self._probe
-                if p is not None and p.seq == msg.seq and msg.source in p.helpers:
+                if p is not None and p.req_seq == msg.seq and msg.source in p.helpers:
                     p.nacks.add(msg.source)  # a duplicated datagram does not count twice
             case CertWant():
                 self._answer_cert_want(msg)
@@ -1063,18 +1068,25 @@ class NodeCore:
             if sent is not None and sent.child == ack.source and copy < len(sent.sent_at):
                 del self._tree_sends[base]
                 self._counters.inc("tree_acks_received")
-                rtt = self._now - sent.sent_at[copy]
-                self._tree_rtt(sent.child).sample(rtt)
-                self._tree_rtt_all.sample(rtt)
+                self._tree_rtts.sample(sent.child, self._now - sent.sent_at[copy])
             return
         p = self._probe
-        if p is not None and p.seq == ack.seq:
-            if ack.source == p.target:
-                self.membership.heard_from(p.target, self._now)
-            self.membership.awareness.apply_delta(-1)
-            self._counters.inc("probes_acked")
-            self._observed.probe_rtt.observe(self._now - p.started)
-            self._probe = None
+        if p is None:
+            return
+        sent_at = p.sent_at.get(ack.seq)
+        if sent_at is not None:  # the target's own ack to one of the pings
+            rtt = self._now - sent_at
+            self._probe_rtts.sample(p.target, rtt)
+        elif ack.seq != p.req_seq:
+            return
+        else:  # relayed by a helper: timed from the first ping
+            rtt = self._now - p.started
+        if ack.source == p.target:
+            self.membership.heard_from(p.target, self._now)
+        self.membership.awareness.apply_delta(-1)
+        self._counters.inc("probes_acked")
+        self._observed.probe_rtt.observe(rtt)
+        self._probe = None
 
     # ================================================================ probing
 
@@ -1091,18 +1103,46 @@ class NodeCore:
         if target is None:
             return
         seq = self._next_seq()
-        self._probe = _Probe(seq, target.name, now, now + timeout, now + interval)
+        wait = self._probe_rtts.timeout(target.name)
+        resend_at = now + wait if self.config.probe_resends else math.inf
+        if resend_at >= now + timeout - _EPSILON:
+            resend_at = math.inf
+        self._probe = _Probe(
+            seq, target.name, now, now + timeout, now + interval, {seq: now}, wait, resend_at
+        )
+        self._counters.inc("probes_sent")
+        self._ping(target, seq)
+
+    def _ping(self, target: Member, seq: int) -> None:
+        """Send one ping of the running probe to ``target``."""
         msgs: list[Message] = [Ping(seq, target.name, self.name, self.address)]
         if target.state is MemberState.SUSPECT:
             # Buddy system: tell the suspect it is suspected so it can refute now.
             msgs.append(Suspect(target.name, target.incarnation, self.name))
-        self._counters.inc("probes_sent")
         self._send(target.address, msgs)
+
+    def _reping(self, p: _Probe, now: float) -> None:
+        """Send the running probe's ping again: its ack is overdue (``Config.probe_resends``)."""
+        target = self.membership.get(p.target)
+        if target is None or target.state in (MemberState.DEAD, MemberState.LEFT):
+            p.resend_at = math.inf
+            return
+        seq = self._next_seq()
+        p.sent_at[seq] = now
+        self._counters.inc("probe_resends")
+        self._ping(target, seq)
+        resends = len(p.sent_at) - 1
+        p.wait = next_wait(p.wait, resends, p.timeout_at - p.started)
+        p.resend_at = now + p.wait
+        if resends >= self.config.probe_resends or p.resend_at >= p.timeout_at - _EPSILON:
+            p.resend_at = math.inf
 
     def _probe_timers(self, now: float) -> None:
         p = self._probe
         if p is None:
             return
+        if not p.indirect and now >= p.resend_at and now < p.timeout_at:
+            self._reping(p, now)
         if not p.indirect and now >= p.timeout_at:
             p.indirect = True
             target = self.membership.get(p.target)
@@ -1111,7 +1151,8 @@ class NodeCore:
                 return
             helpers = self.membership.random_members(self.config.indirect_checks, exclude=[p.target])
             p.helpers = frozenset(h.name for h in helpers)
-            req = PingReq(p.seq, target.name, target.address, self.name, self.address, True)
+            p.req_seq = self._next_seq()
+            req = PingReq(p.req_seq, target.name, target.address, self.name, self.address, True)
             for h in helpers:
                 self._send(h.address, [req])
             self._counters.inc("ping_reqs_sent", len(helpers))
@@ -1179,17 +1220,28 @@ class NodeCore:
         targets = self.membership.gossip_targets(self.config.gossip_nodes, now)
         limit = self._retransmit_limit()
         min_gap = 1.0 / self.config.eager_push_rate
+        budget = self._budget()
+        # An eager round that carries the whole queue to its targets stands for the next
+        # periodic round, which is then due a whole gossip interval later: while news keeps
+        # coming in small amounts (a suspicion storm) every transmission rides an eager
+        # round, without a periodic round's datagrams on top. When the news is more than a
+        # datagram holds (many members joining at once), periodic rounds keep their pace.
+        whole = eager and self._queue.fits(budget)
+        sent = False
         for m in targets:
             if eager:
                 last = self._eager_last.get(m.name)
                 if last is not None and now - last < min_gap:
                     continue
                 self._eager_last[m.name] = now
-            batch = self._queue.take(self._budget(), 0, limit)
+            batch = self._queue.take(budget, 0, limit)
             if not batch:
                 break
             self._counters.inc("eager_pushes" if eager else "gossip_datagrams")
             self._emit(m.address, batch)
+            sent = True
+        if whole and sent:
+            self._next_gossip = now + self.config.gossip_interval
 
     # ---------------------------------------------------------------- broadcast tree
 
@@ -1260,21 +1312,11 @@ class NodeCore:
                 if len(self._tree_sends) >= _MAX_TREE_UNACKED:
                     del self._tree_sends[next(iter(self._tree_sends))]
                     self._counters.inc("tree_unacked")
-                rtt = self._tree_rtt(child.name)
-                wait = (rtt if rtt.measured else self._tree_rtt_all).timeout()
+                wait = self._tree_rtts.timeout(child.name)
                 self._tree_sends[seq] = _TreeSend(
                     child.name, child.address, root, hops + 1, batch, self._now + wait, wait, [self._now],
                 )
 
-    def _tree_rtt(self, child: str) -> RoundTrip:
-        """The ack timeout of tree datagrams to ``child`` (created on first use; at most
-        ``_MAX_TREE_RTTS`` kept, the oldest dropped first; dropped when the child is down)."""
-        rtt = self._tree_rtts.get(child)
-        if rtt is None:
-            if len(self._tree_rtts) >= _MAX_TREE_RTTS:
-                del self._tree_rtts[next(iter(self._tree_rtts))]
-            rtt = self._tree_rtts[child] = RoundTrip(self.config.tree_ack_timeout)
-        return rtt
 
     def _tree_ack(self, seq: int, now: float) -> bool:
         """Acknowledge the tree datagram ``seq`` just received (the tree repair); whether
@@ -1358,7 +1400,8 @@ class NodeCore:
             elif self._suspect_at and self._suspect_at.get(ev.member.address) == name:
                 del self._suspect_at[ev.member.address]
             if kind in (EventKind.FAILED, EventKind.LEFT):
-                self._tree_rtts.pop(name, None)
+                self._tree_rtts.forget(name)
+                self._probe_rtts.forget(name)
                 self.catalog.owner_down(name)
                 self._resync.pop(name, None)
                 if kind is EventKind.FAILED:

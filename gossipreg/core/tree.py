@@ -13,7 +13,9 @@ cleared).
 
 from __future__ import annotations
 
-__all__ = ["FLAT_RESENDS", "RoundTrip", "child_ranks", "next_wait", "parent_rank", "resend_span"]
+__all__ = [
+    "FLAT_RESENDS", "RoundTrip", "RoundTrips", "child_ranks", "next_wait", "parent_rank", "resend_span",
+]
 
 
 def child_ranks(rank: int, n: int, fanout: int) -> list[int]:
@@ -99,6 +101,46 @@ class RoundTrip:
         if self._srtt is None:
             return self._floor
         return max(self._floor, self._srtt + 4 * self._rttvar)
+
+
+class RoundTrips:
+    """A :class:`RoundTrip` per member, and one over all of them.
+
+    :meth:`timeout` towards a member not measured yet is the all-members one, so
+    that a host slowed down as a whole does not learn it again from each member.
+    At most ``limit`` members are kept (the oldest is dropped first); a member
+    that is down is :meth:`forget`-ten.
+    """
+
+    __slots__ = ("_all", "_by_member", "_floor", "_limit")
+
+    def __init__(self, floor: float, limit: int) -> None:
+        self._floor = floor
+        self._limit = limit
+        self._by_member: dict[str, RoundTrip] = {}
+        self._all = RoundTrip(floor)
+
+    def sample(self, member: str, rtt: float) -> None:
+        """Account one round trip to ``member``."""
+        mine = self._by_member.get(member)
+        if mine is None:
+            if len(self._by_member) >= self._limit:
+                del self._by_member[next(iter(self._by_member))]
+            mine = self._by_member[member] = RoundTrip(self._floor)
+        mine.sample(rtt)
+        self._all.sample(rtt)
+
+    def timeout(self, member: str) -> float:
+        """The retransmission timeout of a datagram sent to ``member`` now."""
+        mine = self._by_member.get(member)
+        return (mine if mine is not None and mine.measured else self._all).timeout()
+
+    def forget(self, member: str) -> None:
+        """Drop ``member``'s round trips (it is down)."""
+        self._by_member.pop(member, None)
+
+    def __len__(self) -> int:
+        return len(self._by_member)
 
 
 def next_wait(wait: float, resend: int, cap: float) -> float:

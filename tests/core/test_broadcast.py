@@ -150,3 +150,18 @@ def test_take_chooses_what_a_full_scan_would(ops: list[tuple[str, str | int, int
             assert isinstance(a, int)
             assert q.take(a, b, limit=3) == ref.take(a, b, limit=3)
         assert len(q) == len(ref.items)
+
+
+def test_fits_tells_whether_one_take_hands_out_the_whole_queue() -> None:
+    q = BroadcastQueue()
+    assert q.fits(0)  # nothing queued
+    q.queue("a", b"x" * 10)
+    q.queue("b", b"y" * 20)
+    assert q.fits(30)
+    assert not q.fits(29)
+    assert q.fits(34, overhead=2)
+    assert not q.fits(33, overhead=2)
+    assert sorted(q.take(30, 0, 10)) == [b"x" * 10, b"y" * 20]
+    q.queue("a", b"x" * 40)  # replaces a's update: the size follows
+    assert not q.fits(59)
+    assert q.fits(60)

@@ -45,7 +45,7 @@ from gossipreg.core.node import (
     TrafficRefused,
 )
 from gossipreg.core.tree import next_wait
-from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
+from gossipreg.testing import WALL0, CoreNetwork, Datagram, decode_datagram
 
 from .node_helpers import (
     KEY,
@@ -280,6 +280,90 @@ def test_probe_of_a_suspect_carries_the_suspicion() -> None:
     assert len(probe) == 1
     assert probe[0].dst == net.cores["c"].address
     assert any(is_(Suspect, name="c", from_member="a")(m) for m in net.messages(probe[0]))
+
+
+def _pings(net: CoreNetwork, prober: str, target: str, since: float) -> list[Datagram]:
+    """The pings ``prober`` sent to ``target`` from ``since`` (its probes' pings, in a
+    cluster where no ping-req asks it to relay)."""
+    own = is_(Ping, source=prober, target=target)
+    return [d for d in net.sent_by(prober, since=since) if any(map(own, net.messages(d)))]
+
+
+def test_a_lost_ping_is_sent_again_and_the_probe_needs_no_helpers() -> None:
+    net = CoreNetwork()
+    a, _b, _c = net.cluster("a", "b", "c", settle=5)
+    lost: list[float] = []  # when a's ping was lost
+
+    def lose_one_ping_of_a(src: str, dst: str, data: bytes) -> bool:
+        if not lost and src == "a" and carries(net, src, data, Ping):
+            lost.append(net.now)
+            return True
+        return False
+
+    net.drop = lose_one_ping_of_a
+    acked, resends = stat(a, "probes_acked"), stat(a, "probe_resends")
+    net.wait_for(lambda: bool(lost), timeout=5)
+    target = a._probe.target if a._probe is not None else ""
+    wait = a._probe_rtts.timeout(target)
+    net.wait_for(lambda: a._probe is None, timeout=5)
+    assert stat(a, "probe_resends") == resends + 1
+    assert stat(a, "probes_acked") == acked + 1
+    assert stat(a, "probes_failed") == 0
+    assert stat(a, "ping_reqs_sent") == 0  # the direct path was repaired before the timeout
+    pings = _pings(net, "a", target, since=lost[0])
+    assert len(pings) == 2
+    assert pings[1].at - pings[0].at == pytest.approx(wait)  # the target's retransmission timeout
+    assert a.membership.awareness.score == 0
+
+
+@pytest.mark.parametrize(("resends", "latency", "waits"), [
+    (0, 0.001, []),
+    (3, 0.001, [1, 1, 1]),
+    (5, 0.001, [1, 1, 1, 1, 2]),  # the first three re-pings wait one timeout each, then doubling
+    (3, 0.2, [1]),  # a 0.4 s round trip: a second re-ping would go after probe_timeout (0.5 s)
+])
+def test_a_silent_target_gets_at_most_probe_resends_more_pings_before_probe_timeout(
+    resends: int, latency: float, waits: list[int],
+) -> None:
+    config = Config.lan(probe_resends=resends)
+    net = CoreNetwork(config=config, latency=latency)
+    a, _b = net.cluster("a", "b", settle=40)
+    wait = a._probe_rtts.timeout("b")  # learnt from the acks: the round trip, at least the floor
+    assert wait == pytest.approx(max(config.tree_ack_timeout, 2 * latency), abs=0.001)
+    net.isolate("b")
+    t0, resent = net.now, stat(a, "probe_resends")
+    _fail_probe_of(net, "a", "b")
+    # (the next probe may start in the tick that ended this one)
+    pings = [d for d in _pings(net, "a", "b", since=t0) if d.at < net.now]
+    assert len(pings) == 1 + len(waits)
+    assert stat(a, "probe_resends") - resent == len(waits)
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(pings)]
+    assert gaps == pytest.approx([w * wait for w in waits])
+    assert pings[-1].at - pings[0].at < config.probe_timeout
+    assert stat(a, "ping_reqs_sent") == 0  # (no other member to ask)
+
+
+def test_an_ack_to_any_ping_of_the_probe_answers_it_and_gives_the_round_trip() -> None:
+    # a's first ping to b is lost; b acks the re-ping 60 ms later (30 ms each way), and
+    # a times that ack from the re-ping, not from the first ping.
+    net = CoreNetwork(latency=0.03)
+    a, _b = net.cluster("a", "b", settle=5)
+    lost = [False]
+
+    def lose_first_ping(src: str, dst: str, data: bytes) -> bool:
+        if not lost[0] and src == "a" and carries(net, src, data, Ping):
+            lost[0] = True
+            return True
+        return False
+
+    net.drop = lose_first_ping
+    rtt = a.histograms()["probe_rtt"]
+    net.wait_for(lambda: lost[0], timeout=5)
+    net.wait_for(lambda: a._probe is None, timeout=5)
+    assert stat(a, "probes_failed") == 0
+    after = a.histograms()["probe_rtt"]
+    assert after.count == rtt.count + 1
+    assert after.sum - rtt.sum == pytest.approx(0.06)
 
 
 def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None:
@@ -1183,6 +1267,33 @@ def test_an_idle_member_wakes_only_for_its_probes() -> None:
         assert c.membership.awareness.score == 0
 
 
+def test_an_eager_round_carrying_the_whole_queue_stands_for_the_next_periodic_round() -> None:
+    net = CoreNetwork(config=Config.lan(retransmit_mult=10))  # a record outlasts a few rounds
+    a, *_ = net.cluster("a", "b", "c", "d", settle=10)
+    gossiped = stat(a, "gossip_datagrams")
+    a.register(service("svc"), None, net.now)  # one record: an eager round takes all of it
+    t0 = net.now
+    assert len(a._queue) == 1  # still to be sent more times
+    net.run(net.config.gossip_interval - 0.001)
+    assert stat(a, "gossip_datagrams") == gossiped  # no periodic round on top of it
+    net.run(0.002)
+    assert stat(a, "gossip_datagrams") > gossiped  # one gossip interval after it
+    assert net.now - t0 >= net.config.gossip_interval
+
+
+def test_periodic_rounds_keep_their_pace_when_the_news_is_more_than_a_datagram() -> None:
+    net = CoreNetwork(config=Config.lan(retransmit_mult=10))
+    a, *_ = net.cluster("a", "b", "c", "d", settle=10)
+    due = a._gossip_due()  # the next round on a's schedule
+    assert due < net.now + net.config.gossip_interval - 0.01  # (premise)
+    gossiped = stat(a, "gossip_datagrams")
+    many = service("svc", *(f"node-{i:03d}" for i in range(60)))  # 60 records
+    a.register(many, None, net.now)
+    assert not a._queue.fits(a._budget())
+    net.run(due - net.now + 0.001)
+    assert stat(a, "gossip_datagrams") > gossiped  # on schedule, not deferred
+
+
 def test_next_deadline_ignores_the_gossip_timer_when_nothing_is_queued() -> None:
     net = CoreNetwork()
     a, _b = net.cluster("a", "b", settle=10)
@@ -1541,7 +1652,7 @@ def test_each_copy_of_a_tree_datagram_names_itself_and_its_ack_gives_the_round_t
     assert first is not None
     assert copies == [first + i for i in range(6)]  # the lost datagram's copies 0 to 5
     assert stat(net.cores["m1"], "tree_duplicates") == 4  # copies 2 to 5 repeat copy 1
-    assert cores[0]._tree_rtts["m1"].timeout() == pytest.approx(0.06 + 4 * 0.03)
+    assert cores[0]._tree_rtts.timeout("m1") == pytest.approx(0.06 + 4 * 0.03)
 
 
 def test_a_tree_marker_with_a_seq_round_trips_and_is_decoded_strictly() -> None:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gossipreg.core.tree import FLAT_RESENDS, RoundTrip, child_ranks, next_wait, parent_rank, resend_span
+from gossipreg.core.tree import (
+    FLAT_RESENDS,
+    RoundTrip,
+    RoundTrips,
+    child_ranks,
+    next_wait,
+    parent_rank,
+    resend_span,
+)
 
 
 def _walk(n: int, fanout: int) -> dict[int, int]:
@@ -100,3 +108,29 @@ def test_the_resend_span_sums_the_waits_of_every_copy() -> None:
     # 4 copies of 10 ms, then 20 ms doubling to 640 ms (6), then 1 s for the last 7.
     assert resend_span(0.01, 16, 1.0) == pytest.approx(0.04 + 1.26 + 7 * 1.0)
     assert resend_span(2.0, 2, 1.0) == pytest.approx(6.0)
+
+
+def test_a_member_not_measured_yet_gets_the_timeout_of_all_members_round_trips() -> None:
+    rtts = RoundTrips(0.01, limit=8)
+    assert rtts.timeout("a") == 0.01  # nothing measured: the floor
+    rtts.sample("a", 0.1)
+    assert rtts.timeout("a") == pytest.approx(0.1 + 4 * 0.05)
+    assert rtts.timeout("b") == pytest.approx(0.1 + 4 * 0.05)  # from everyone's so far
+    rtts.sample("b", 0.02)
+    assert rtts.timeout("b") == pytest.approx(0.02 + 4 * 0.01)  # its own from then on
+    assert rtts.timeout("a") == pytest.approx(0.1 + 4 * 0.05)  # unchanged by b's
+
+
+def test_round_trips_are_kept_for_at_most_limit_members_and_forgotten_on_request() -> None:
+    rtts = RoundTrips(0.01, limit=2)
+    rtts.sample("a", 0.5)
+    rtts.sample("b", 0.02)
+    rtts.sample("c", 0.02)  # the oldest, a, makes room
+    assert len(rtts) == 2
+    prior = rtts.timeout("zz")  # all members' round trips, a's included
+    assert rtts.timeout("a") == prior
+    rtts.forget("b")
+    assert len(rtts) == 1
+    assert rtts.timeout("b") == prior
+    rtts.forget("b")  # forgetting twice is harmless
+    assert rtts.timeout("c") == pytest.approx(0.02 + 4 * 0.01)
