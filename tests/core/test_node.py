@@ -23,6 +23,7 @@ from gossipreg.core.codec import Ack, Message, Nack, Ping, PingReq, RecordMsg, T
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import AuthenticationError, ConfigError, DecodeError, NotFoundError
+from gossipreg.core.hlc import make_stamp, physical_ms
 from gossipreg.core.membership import (
     Address,
     Alive,
@@ -188,12 +189,15 @@ def test_unreachable_member_is_suspected_and_helpers_nack(profile: str, latency:
     assert a.membership.awareness.score == 0
     net.isolate("d")
     t0 = net.now
+    nacks_before = {h: stat(net.cores[h], "nacks_sent") for h in "bc"}
     _fail_probe_of(net, "a", "d", timeout=20 * config.probe_interval)
     # The helpers asked (b and c, or one of them) answered with a nack in time, so
     # local health rises by exactly one: the target, not this member, is at fault.
     helpers = min(2, config.indirect_checks)
     assert stat(a, "ping_reqs_sent") == helpers
     nacks = net.datagrams_with(is_(Nack), since=t0, src=["b", "c"])
+    # (b and c count every nack they send, for a's probe and for each other's)
+    assert sum(stat(net.cores[h], "nacks_sent") - nacks_before[h] for h in "bc") == len(nacks)
     assert len({d.src for d in nacks if d.dst == a.address}) == helpers
     assert stat(a, "nacks_received") == helpers
     assert a.membership.awareness.score == 1
@@ -364,6 +368,16 @@ def test_an_ack_to_any_ping_of_the_probe_answers_it_and_gives_the_round_trip() -
     after = a.histograms()["probe_rtt"]
     assert after.count == rtt.count + 1
     assert after.sum - rtt.sum == pytest.approx(0.06)
+
+
+def test_an_acked_probe_lowers_local_health_by_one() -> None:
+    net = CoreNetwork()
+    a, _b, _c = net.cluster("a", "b", "c")
+    a.membership.awareness.apply_delta(3)
+    acked = stat(a, "probes_acked")
+    net.wait_for(lambda: stat(a, "probes_acked") > acked, timeout=20)
+    assert stat(a, "probes_acked") == acked + 1
+    assert a.membership.awareness.score == 2
 
 
 def test_suspicion_timeout_kills_and_hides_registrations_until_refuted() -> None:
@@ -607,6 +621,59 @@ def test_join_times_out_when_the_driver_never_answers() -> None:
     results = [e for e in d.take_events() if isinstance(e, JoinResult)]
     assert results == [JoinResult(nowhere, False, "timed out")]
     assert CloseStream(sid) in d.take_outbox()
+
+
+def test_a_joiner_checks_again_two_probe_intervals_after_its_join() -> None:
+    # Members that joined at the same time through other seeds may not have reached its
+    # seed yet: the joiner's next anti-entropy check comes soon, not a push_pull_interval later.
+    net = CoreNetwork()
+    a = net.add("a")
+    net.run(1.0)
+    b = net.add("b")
+    b.join([a.address], net.now)
+    net.wait_for(lambda: any(isinstance(e, JoinResult) and e.ok for e in net.events["b"]), timeout=5)
+    joined, checks = net.now, stat(b, "push_pull_checks")
+    soon = 2 * b.config.probe_interval
+    net.run(soon - 0.05)
+    assert stat(b, "push_pull_checks") == checks
+    net.run(0.1)
+    assert stat(b, "push_pull_checks") == checks + 1
+    assert net.now - joined < soon + 0.1
+
+
+def test_a_record_is_hidden_until_its_owner_is_known_alive() -> None:
+    # A joiner must not show the stored records of a member that died before it came, so
+    # records of an owner this member has never seen alive stay hidden until it has.
+    net = CoreNetwork()
+    a, b = net.cluster("a", "b")
+    c = net.add("c")
+    rec = c.register(service("early"), None, net.now)[0]
+    ring = c.keyring
+    assert ring is not None
+    a.receive_datagram(ring.seal(codec.pack_datagram([codec.encode_message(RecordMsg(rec))]), b""),
+                       c.address, net.now)
+    assert a.catalog.get(rec.key) == rec  # stored...
+    assert not has_service(a, "early")  # ...not shown
+    c.join([b.address], net.now)
+    net.wait_for(lambda: net.state("a", "c") is ALIVE, timeout=5)
+    assert has_service(a, "early")
+
+
+def test_a_record_stamped_beyond_the_clock_drift_bound_is_refused_and_reported() -> None:
+    net = CoreNetwork()
+    a, b = net.cluster("a", "b")
+    a.take_events()
+    ahead_ms = int((a.config.max_clock_drift + 10) * 1000)
+    stamp = make_stamp(physical_ms(b.catalog.clock.now()) + ahead_ms)
+    rec = Record("far", "1.0", "f-1", "b", stamp, None, False, Node("f-1", "10.9.9.9:1"))
+    ring = b.keyring
+    assert ring is not None
+    a.receive_datagram(ring.seal(codec.pack_datagram([codec.encode_message(RecordMsg(rec))]), b""),
+                       b.address, net.now)
+    assert a.catalog.get(rec.key) is None
+    assert stat(a, "records_rejected_drift") == 1
+    refused = [e for e in a.take_events() if isinstance(e, TrafficRefused)]
+    assert [(e.cause, e.count, e.address) for e in refused] == [("records_rejected_drift", 1, b.address)]
 
 
 # ====================================================================== dissemination

@@ -125,7 +125,8 @@ def test_an_accuser_that_missed_the_refutation_is_told_directly() -> None:
     """A suspicion at an incarnation this member has already refuted reaches it again (the
     accuser missed the refutation): the current alive goes straight back to the accuser,
     at most once per probe interval."""
-    net = CoreNetwork(insecure=True)
+    # Without eager push, so that a gossip round to the accuser cannot stand in for it.
+    net = CoreNetwork(insecure=True, config=Config.lan(eager_push=False))
     a, b, _c = net.cluster("a", "b", "c")
     a.receive_datagram(plain(Suspect("a", 0, "c")), b.address, net.now)  # refuted: a is at 1
     net.run(1.0)
@@ -168,6 +169,45 @@ def test_a_member_back_from_the_dead_never_shows_what_it_deregistered_while_away
         assert not visible(net.cores[name], "gone")
         assert visible(net.cores[name], "kept")
         assert stat(net.cores[name], "owner_resyncs") + stat(net.cores[name], "remerges_started") >= 1
+
+
+def test_a_returning_owner_that_cannot_be_resynced_is_shown_again_after_a_while() -> None:
+    """A member back from the dead has its records hidden until a push-pull with it
+    brings its current ones; if no stream to it can be opened, they are shown after
+    ``3 * stream_timeout`` anyway (better shown than lost: the member is alive)."""
+    net = CoreNetwork(insecure=True, config=Config.lan(gossip_to_the_dead=60.0))
+    a, _b, c = net.cluster("a", "b", "c")
+    c.register(service("kept"), None, net.now)
+    net.run(0.5)
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD and net.state("b", "c") is DEAD, timeout=60)
+    assert not visible(a, "kept")
+    net.unreachable_streams.add(c.address)  # streams to c cannot open (heal leaves that)
+    net.heal()  # datagrams flow again
+    net.wait_for(lambda: net.state("a", "c") is ALIVE, timeout=10)
+    back = net.now
+    give_up = 3 * a.config.stream_timeout
+    net.run(give_up - 0.5)
+    assert not visible(a, "kept")  # still in resync
+    assert stat(a, "owner_resyncs_abandoned") == 0
+    net.wait_for(lambda: visible(a, "kept"), timeout=2.0)
+    assert net.now - back >= give_up - 0.01
+    assert stat(a, "owner_resyncs_abandoned") == 1
+
+
+def test_a_member_back_alive_is_no_longer_re_merged_whenever_it_speaks() -> None:
+    """Speaking while held dead starts a push-pull at once; once the member is alive
+    again its datagrams are ordinary traffic, not a reason for more push-pulls."""
+    net = CoreNetwork(insecure=True)
+    a, _b, _c = net.cluster("a", "b", "c")
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD, timeout=60)
+    net.heal()
+    net.wait_for(lambda: net.state("a", "c") is ALIVE, timeout=30)
+    net.run(2.0)  # (a re-merge begun as c came back may still finish)
+    remerges = stat(a, "remerges_started")
+    net.run(10.0)  # c pings a and acks a's pings all along
+    assert stat(a, "remerges_started") == remerges
 
 
 def test_a_member_held_dead_that_speaks_is_re_merged_at_once() -> None:
