@@ -23,8 +23,8 @@ from gossipreg.core.catalog import Record
 from gossipreg.core.codec import Cert, RecordMsg
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import ConfigError
-from gossipreg.core.identity import RECORD_DOMAIN, Identity, TrustStore
-from gossipreg.core.membership import Address, Alive, Leave, MemberState, Suspect
+from gossipreg.core.identity import ALIVE_DOMAIN, RECORD_DOMAIN, Identity, TrustStore
+from gossipreg.core.membership import Address, Alive, Leave, Member, MemberState, Suspect
 from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
 from gossipreg.testing import CoreNetwork
@@ -327,3 +327,160 @@ def test_a_certificate_nobody_asked_for_is_not_admitted() -> None:
                        ("10.0.0.66", 7946), net.now)
     assert a.trust is not None
     assert not a.trust.known("z")
+
+
+def test_a_record_of_an_unknown_owner_waits_for_its_certificate_from_the_sender() -> None:
+    """A gossip copy of a record carries no certificate: the receiver parks it, asks the
+    sender for the owner's certificate, and merges the record once it is admitted."""
+    net, (a, b) = cluster("a", "b")
+    d_ident = Identity(*certificate("d"), name="d")
+    rec = signed_by(d_ident, Record("d-svc", "1", "d1", "d", a.catalog.clock.now(), None, False,
+                                    Node("d1", "10.66.0.4:1")))
+    assert a.trust is not None
+    assert b.trust is not None
+    b.trust.admit("d", d_ident.certificate_der, time.time())  # b knows d's certificate, a does not
+    a.receive_datagram(sealed(RecordMsg(rec)), b.address, net.now)
+    assert a.catalog.get(rec.key) is None
+    assert stat(a, "identity_unknown_signer") == 1
+    assert stat(a, "identity_certificates_asked") == 1
+    net.run(0.01)  # a asks b, b answers, a admits d's certificate and merges the record
+    assert a.trust.known("d")
+    assert a.catalog.get(rec.key) == rec
+    assert stat(a, "identity_bad_signature") == 0
+
+
+def test_an_unsigned_leave_is_refused_and_counted_as_unsigned() -> None:
+    net, (_a, b, c) = cluster("a", "b", "c")
+    c.receive_datagram(sealed(Leave("b", b.membership.local_alive().incarnation)), ("10.0.0.66", 7946),
+                       net.now)
+    assert net.state("c", "b") is MemberState.ALIVE
+    assert stat(c, "identity_unsigned") == 1
+    assert stat(c, "identity_bad_signature") == 0  # refused as unsigned, before any verification
+
+
+def test_statements_waiting_for_a_certificate_are_bounded_and_the_dropped_ones_counted() -> None:
+    """At most 16 statements wait per unknown signer and 256 signers wait (docs/security.md):
+    beyond, the oldest statement of the signer, or the oldest signer's statements, are
+    dropped and counted."""
+    net, (a, _b) = cluster("a", "b")
+    sender = ("10.0.0.66", 7946)
+    junk = bytes(64)  # a signature nobody can check yet: the signers' certificates are unknown
+    for inc in range(17):
+        a.receive_datagram(sealed(Leave("z0", inc, junk)), sender, net.now)
+    assert stat(a, "identity_unknown_signer") == 17
+    assert stat(a, "identity_pending_dropped") == 1  # z0's first statement
+    for i in range(1, 256):
+        a.receive_datagram(sealed(Leave(f"z{i}", 0, junk)), sender, net.now)
+    assert stat(a, "identity_pending_dropped") == 1  # 256 signers wait
+    a.receive_datagram(sealed(Leave("z256", 0, junk)), sender, net.now)
+    assert stat(a, "identity_pending_dropped") == 1 + 16  # z0's 16 statements make room
+
+
+def test_a_signers_certificate_is_asked_for_at_most_once_per_probe_interval() -> None:
+    net, (a, _b) = cluster("a", "b")
+    interval = a.config.probe_interval
+    waiting = sealed(Leave("z", 0, bytes(64)))
+    sender = ("10.0.0.66", 7946)
+    a.receive_datagram(waiting, sender, net.now)
+    assert stat(a, "identity_certificates_asked") == 1
+    net.run(interval / 2)
+    a.receive_datagram(waiting, sender, net.now)
+    assert stat(a, "identity_certificates_asked") == 1  # asked just now: not again
+    net.run(interval / 2)
+    a.receive_datagram(waiting, sender, net.now)
+    assert stat(a, "identity_certificates_asked") == 2  # a probe interval on: asked again
+    assert stat(a, "identity_unknown_signer") == 3
+
+
+def test_the_memory_of_certificates_asked_is_bounded_and_starts_afresh_when_full() -> None:
+    """Which signers were asked, and when, is remembered for 1,024 signers (4 x the 256
+    that may wait): the next one clears it, so a signer asked moments ago is asked again."""
+    net, (a, _b) = cluster("a", "b")
+    sender = ("10.0.0.66", 7946)
+
+    def statement_of(name: str) -> None:
+        a.receive_datagram(sealed(Leave(name, 0, bytes(64))), sender, net.now)
+
+    for i in range(1024):
+        statement_of(f"z{i}")
+    statement_of("z0")
+    assert stat(a, "identity_certificates_asked") == 1024  # z0 was asked just now
+    statement_of("z1024")  # the memory is full: cleared, then z1024 remembered
+    assert stat(a, "identity_certificates_asked") == 1025
+    statement_of("z0")
+    assert stat(a, "identity_certificates_asked") == 1026
+
+
+def _push_pull_init(core: NodeCore, states: list[list[Any]], stream: int, now: float) -> None:
+    """``states`` arrive at ``core`` in a push-pull init from a peer (its reply is not read)."""
+    core.receive_stream(("in", stream), ("10.0.0.66", 7946),
+                        stream_frame([codec.PP_INIT, False, states, {}]), now)
+
+
+def test_a_push_pull_proof_repeating_a_verified_alive_with_another_signature_is_refused() -> None:
+    """A proof equal to the alive a member already verified is taken as verified (push-pulls
+    repeat every member's proof); with the same fields but another signature it is checked,
+    and refused: it cannot vouch for a state (here, a suspicion of the member)."""
+    net, (_a, b, c) = cluster("a", "b", "c")
+    held = net.member("c", "b")
+    genuine = b._signed_alive(b.membership.local_alive())
+    assert (genuine.incarnation, genuine.address, genuine.meta, genuine.epoch) == (
+        held.incarnation, held.address, held.meta, held.epoch)  # what c verified and holds
+    x = Identity(*certificate("x"), name="x")
+    bad = replace(genuine, signature=x.sign(ALIVE_DOMAIN, codec.alive_payload(genuine)))
+    _push_pull_init(c, [codec.encode_member(replace(held, state=MemberState.SUSPECT), bad)], 77, net.now)
+    assert net.state("c", "b") is MemberState.ALIVE
+    assert stat(c, "identity_bad_signature") == 1
+    _push_pull_init(c, [codec.encode_member(replace(held, state=MemberState.SUSPECT), genuine)], 78, net.now)
+    assert net.state("c", "b") is MemberState.SUSPECT  # (suspicions are not signed: any proof of the state)
+    assert stat(c, "identity_bad_signature") == 1
+
+
+def test_an_unsigned_dead_state_is_believed_only_up_to_one_incarnation_past_the_one_held() -> None:
+    """A dead or left push-pull state without proof is an accusation, which the accused
+    can refute: taken for a member unknown here, or within one incarnation of the one
+    held, and refused and counted beyond."""
+    net, (_a, _b, c) = cluster("a", "b", "c")
+    held = net.member("c", "b")
+    dead = replace(held, state=MemberState.DEAD)
+    _push_pull_init(c, [codec.encode_member(replace(dead, incarnation=held.incarnation + 2))], 77, net.now)
+    assert net.member("c", "b") == held
+    assert stat(c, "identity_unsigned") == 1
+    _push_pull_init(c, [codec.encode_member(replace(dead, incarnation=held.incarnation + 1))], 78, net.now)
+    assert net.state("c", "b") is MemberState.SUSPECT  # a remote death is suspected here first
+    assert net.member("c", "b").incarnation == held.incarnation + 1
+    _push_pull_init(c, [codec.encode_member(replace(dead, name="gone", incarnation=9))], 79, net.now)
+    assert "gone" in {m.name for m in c.membership.graveyard()}  # remembered as dead
+    assert stat(c, "identity_unsigned") == 1
+
+
+def _dead_with_proofs(names: list[str]) -> list[list[Any]]:
+    """Push-pull states of members ``names``, dead, each with its own signed alive as proof."""
+    states = []
+    for i, name in enumerate(names):
+        ident = Identity(*certificate(name), name=name)
+        alive = Alive(name, 3, Address("10.0.1.1", 10000 + i), b"", 1)
+        proof = replace(alive, signature=ident.sign(ALIVE_DOMAIN, codec.alive_payload(alive)),
+                        certificate=ident.certificate_der)
+        states.append(codec.encode_member(Member(name, alive.address, 3, MemberState.DEAD, epoch=1), proof))
+    return states
+
+
+def test_proofs_of_departed_members_are_shared_until_they_pile_up_then_forgotten() -> None:
+    """The proof of a member gone from the table (reaped, or known only as dead) is kept,
+    and shared with its graveyard state in push-pulls. Pruning the proofs costs a pass over them, so
+    a push-pull does it only once there are more than twice the table's members plus 64:
+    then those of every member not in the table are forgotten at once."""
+    net, (a, _b) = cluster("a", "b")
+    assert len(a.members()) == 2  # 2 x 2 + 64 = 68 proofs are kept
+    few = [f"g{i}" for i in range(10)]
+    _push_pull_init(a, _dead_with_proofs(few), 77, net.now)
+    shared = {m.name: proof for m, proof in codec.decode_member_proofs(a._member_states())}
+    assert set(few) <= set(shared)
+    assert all(shared[name] is not None for name in few)
+    many = [f"g{i}" for i in range(10, 70)]  # 1 + 70 proofs: past 68
+    _push_pull_init(a, _dead_with_proofs(many), 78, net.now)
+    shared = {m.name: proof for m, proof in codec.decode_member_proofs(a._member_states())}
+    assert set(few + many) <= set(shared)  # still in the graveyard...
+    assert all(shared[name] is None for name in few + many)  # ...without their proofs
+    assert shared["b"] is not None
