@@ -1782,3 +1782,97 @@ def test_reconnect_tries_every_interval_when_as_many_are_failed_as_alive() -> No
     sent = _reconnect_attempts(core, 40)
     assert len(sent) == 40
     assert {out.address for out in sent} == dead  # a random one of them each time
+
+
+def test_the_first_reconnect_attempt_comes_within_one_reconnect_interval() -> None:
+    # Started at a random point of the first interval (members started together do not
+    # try in step), never later than the interval itself.
+    interval = Config.lan().reconnect_interval
+    for seed in range(10):
+        core, _dead = _core_with_dead_peers(2, 2, seed=seed)  # every due attempt is made
+        first = core._next_reconnect
+        assert 0.5 * interval <= first <= interval
+        core.tick(first)
+        assert stat(core, "reconnect_attempts") == 1
+
+
+def test_early_checks_are_at_least_a_probe_interval_after_the_last_check() -> None:
+    net = CoreNetwork(config=Config.lan(push_pull_interval=5.0))
+    a, _b = net.cluster("a", "b", settle=1)
+    checks = stat(a, "push_pull_checks")
+    net.wait_for(lambda: stat(a, "push_pull_checks") > checks, timeout=20)
+    began = net.now
+    for k in range(10):  # failures just after the check began bring the next one forward...
+        a._now = began + 0.01 * k
+        a._check_soon()
+        # ...but not to within a probe interval of it
+        assert a._next_push_pull >= began + a.config.probe_interval - 1e-9
+
+
+def test_a_datagram_from_a_suspect_holds_its_suspicion_for_the_death_grace() -> None:
+    net = CoreNetwork()  # the LAN profile's death_grace: 1 s
+    a, c = net.cluster("a", "c")
+    grace = a.config.death_grace
+    assert grace == 1.0
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is SUSPECT, timeout=10)
+    expires = a.membership.next_deadline()  # the suspicion's timeout
+    assert expires is not None
+    net.run(expires - net.now - 0.2)
+    assert net.state("a", "c") is SUSPECT
+    heard = net.now
+    a.receive_datagram(sealed(Ping(999, "a", "c", c.address)), c.address, heard)  # c still speaks
+    net.run(expires - net.now + 0.1)
+    assert net.state("a", "c") is SUSPECT  # past its timeout: held
+    net.wait_for(lambda: net.state("a", "c") is DEAD, timeout=5)
+    assert net.now >= heard + grace - 1e-6
+
+
+def _send_tree_outbox(updates: list[bytes], **changes: object) -> tuple[NodeCore, list[list[object]]]:
+    """A root with one child sends ``updates`` down its tree: the datagrams' raw messages."""
+    net = CoreNetwork(insecure=True, config=Config.lan(**changes))
+    a, _b = net.cluster("a", "b")
+    a.take_outbox()
+    a._send_tree(a.name, 0, updates)
+    sent = [o for o in a.take_outbox() if isinstance(o, SendDatagram)]
+    return a, [codec.unpack_datagram(o.data) for o in sent]
+
+
+def test_a_tree_batch_fills_the_whole_budget_of_a_datagram() -> None:
+    probe = codec.encode_message(RecordMsg(Record("s", "1.0", "n", "a", 1, None, False, Node("n", "h:1"))))
+    for resends in (0, 16):
+        core, _ = _send_tree_outbox([], tree_resends=resends)
+        marker = codec.encode_message(Tree("a", 1))
+        budget = core._budget() - len(marker) - (9 if resends else 0)
+        # Updates summing to the budget exactly: one datagram; one byte more: two.
+        n = budget // len(probe)
+        pad = budget - n * len(probe)
+        filler = b"\xc0" if pad == 1 else b"\xc4" + bytes([pad - 2]) + bytes(pad - 2)  # msgpack of pad bytes
+        updates = [probe] * n + ([filler] if pad else [])
+        assert sum(map(len, updates)) == budget
+        _, datagrams = _send_tree_outbox(updates, tree_resends=resends)
+        assert len(datagrams) == 1
+        _, datagrams = _send_tree_outbox([*updates, b"\xc0"], tree_resends=resends)
+        assert len(datagrams) == 2
+
+
+def test_every_tree_datagram_starts_with_its_marker_however_many_updates() -> None:
+    updates = [b"\xc0"] * 1500  # tiny updates: the message count binds before the bytes do
+    _, datagrams = _send_tree_outbox(updates, max_packet_size=8192)
+    assert len(datagrams) == 2
+    for d in datagrams:
+        assert len(d) <= codec.MAX_MESSAGES
+        marker = codec.decode_message(d[0])
+        assert isinstance(marker, Tree)
+        assert (marker.root, marker.hops) == ("a", 1)
+    assert sum(len(d) - 1 for d in datagrams) == len(updates)
+
+
+def test_the_root_marks_its_tree_datagrams_as_the_first_hop() -> None:
+    for resends in (0, 16):
+        _, datagrams = _send_tree_outbox([b"\xc0"], tree_resends=resends)
+        (d,) = datagrams
+        marker = codec.decode_message(d[0])
+        assert isinstance(marker, Tree)
+        assert (marker.root, marker.hops) == ("a", 1)
+        assert (marker.seq is None) == (resends == 0)
