@@ -84,7 +84,9 @@ Threat model
 loaded on first use, not when this module is imported: ``cryptography.x509``
 pulls in ``email.utils``, which imports ``socket`` (for its own message ids),
 and the backend imports ``threading`` (for its own locks); importing the
-sans-IO core must load neither (``tests/core/test_purity.py``). Nothing here
+sans-IO core must load neither (``tests/core/test_purity.py``). The EC,
+hashing and key-serialization modules are imported on first use too, so a
+member without identities does not carry them (about 2.8 MiB of memory). Nothing here
 performs IO, starts a thread or reads a clock.
 """
 
@@ -97,15 +99,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from .crypto import BytesLike
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
     "ACCUSATION_DOMAIN",
@@ -216,6 +216,8 @@ def _common_names(cert: x509.Certificate) -> list[str]:
 
 
 def _is_p256(key: object) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec  # lazily: see the module docstring
+
     return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and isinstance(
         key.curve, ec.SECP256R1
     )
@@ -284,6 +286,9 @@ class Identity:
             cert = _load_pem(certificate_pem)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"certificate: not a PEM certificate: {exc}") from None
+        from cryptography.hazmat.primitives import serialization  # lazily: see the module docstring
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             key = serialization.load_pem_private_key(key_pem, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -373,6 +378,8 @@ class Identity:
         Raises:
             ConfigError: ``domain`` is not 1 to 255 bytes.
         """
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # lazily
+
         der = self._key.sign(signing_input(domain, payload, self._label), self._algorithm)
         r, s = decode_dss_signature(der)
         return r.to_bytes(_HALF, "big") + s.to_bytes(_HALF, "big")
@@ -380,6 +387,9 @@ class Identity:
 
 def _signing_algorithm(key: ec.EllipticCurvePrivateKey) -> ec.ECDSA:
     """ECDSA-SHA256, deterministic (RFC 6979) if this cryptography and OpenSSL support it."""
+    from cryptography.hazmat.primitives import hashes  # lazily: see the module docstring
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
         key.sign(b"probe", algorithm)
@@ -460,6 +470,9 @@ class TrustStore:
         self._ca_not_after = _seconds(ca.not_valid_after_utc)
         self._label = label
         self._max = max_entries
+        from cryptography.hazmat.primitives import hashes  # lazily: see the module docstring
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         self._algorithm = ec.ECDSA(hashes.SHA256())
         self._entries: OrderedDict[tuple[str, bytes], _Entry] = OrderedDict()
         self._by_name: dict[str, list[_Entry]] = {}  # newest issued first
@@ -538,6 +551,8 @@ class TrustStore:
         return self._insert(entry)
 
     def _parse(self, name: str, der: bytes, fp: bytes, wall_time: float) -> tuple[_Entry | None, str | None]:
+        from cryptography.hazmat.primitives.asymmetric import ec  # lazily: see the module docstring
+
         try:
             cert = _load_der(der)
             public = cert.public_key()
@@ -734,4 +749,6 @@ def _der_signature(signature: object) -> bytes | None:
     s = int.from_bytes(raw[_HALF:], "big")
     if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
         return None
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # lazily
+
     return encode_dss_signature(r, s)
