@@ -1876,3 +1876,94 @@ def test_the_root_marks_its_tree_datagrams_as_the_first_hop() -> None:
         assert isinstance(marker, Tree)
         assert (marker.root, marker.hops) == ("a", 1)
         assert (marker.seq is None) == (resends == 0)
+
+
+def test_the_first_anti_entropy_check_comes_within_one_push_pull_interval() -> None:
+    interval = Config.lan().push_pull_interval
+    for seed in range(10):
+        core, _ = _core_with_dead_peers(3, 0, seed=seed)
+        first = core._next_push_pull
+        assert 0.5 * interval <= first <= interval
+        core.tick(first)
+        sent = [o for o in core.take_outbox() if isinstance(o, SendStream)]
+        assert [read_stream([o.data])[0][0] for o in sent] == [codec.PP_CHECK]
+
+
+def test_a_failure_brings_the_next_check_forward_to_within_a_probe_interval() -> None:
+    net = CoreNetwork()  # push-pull every 30 s
+    a, _b, _c = net.cluster("a", "b", "c", settle=5)
+    assert a._next_push_pull > net.now + 5  # (premise: no check due soon anyway)
+    net.isolate("c")
+    net.wait_for(lambda: net.state("a", "c") is DEAD, timeout=30)
+    declared, checks = net.now, stat(a, "push_pull_checks")
+    net.wait_for(lambda: stat(a, "push_pull_checks") > checks, timeout=30)
+    assert net.now - declared <= a.config.probe_interval + 1e-6
+
+
+def test_only_a_member_held_dead_is_re_merged_when_it_speaks() -> None:
+    net = CoreNetwork()
+    a, _b, _c, _d = net.cluster("a", "b", "c", "d", settle=5)
+    net.isolate("d")
+    net.wait_for(lambda: net.state("a", "d") is DEAD, timeout=30)
+    net.run(2.0)
+    remerges = stat(a, "remerges_started")
+    net.run(10.0)  # b and c speak to a all along; d, held dead, does not
+    assert stat(a, "remerges_started") == remerges
+
+
+def test_a_leave_goes_at_once_to_gossip_nodes_members_besides_its_tree() -> None:
+    net = CoreNetwork()
+    cores = net.cluster("a", "b", "c", "d", "e", "f", settle=5)
+    a = cores[0]
+    a.take_outbox()
+    a.leave(net.now)
+    sent = [
+        (o, decode_datagram(o.data, a.keyring)) for o in a.take_outbox() if isinstance(o, SendDatagram)
+    ]
+    direct = [
+        o for o, msgs in sent if not isinstance(msgs[0], Tree) and any(isinstance(m, Leave) for m in msgs)
+    ]
+    assert len(direct) == max(a.config.gossip_nodes, 3)
+    assert len({o.address for o in direct}) == len(direct)
+
+
+def test_bytes_received_counts_every_datagram_received() -> None:
+    net = CoreNetwork()
+    a, _b, _c = net.cluster("a", "b", "c", settle=1)
+    before, start = stat(a, "bytes_received"), len(net.log)
+    net.run(5.0)
+    delivered = sum(len(d.data) for d in net.log[start:] if d.delivered and d.dst == a.address)
+    assert delivered > 0
+    in_flight = sum(  # sent just before the end, not yet arrived
+        len(d.data) for d in net.log[start:]
+        if d.delivered and d.dst == a.address and d.at > net.now - net.latency
+    )
+    assert stat(a, "bytes_received") - before == delivered - in_flight
+
+
+def test_a_ping_req_from_a_suspect_defers_a_death_declared_elsewhere() -> None:
+    # Heard from directly: a death another member declares within death_grace of that is
+    # taken as a suspicion first, however long this member has suspected it.
+    net = CoreNetwork()
+    a, b, c = net.cluster("a", "b", "c", settle=3)
+    net.isolate("b")
+    net.wait_for(lambda: net.state("a", "b") is SUSPECT, timeout=20)
+    net.run(a.config.death_grace + 0.5)  # suspected for longer than the grace
+    assert net.state("a", "b") is SUSPECT
+    incarnation = a.membership.get("b").incarnation  # type: ignore[union-attr]
+    req = PingReq(77, "c", c.address, "b", b.address, True)
+    a.receive_datagram(sealed(req), b.address, net.now)  # b asks a to probe c: b speaks
+    a.receive_datagram(sealed(Dead("b", incarnation, "c")), c.address, net.now)
+    assert net.state("a", "b") is SUSPECT  # deferred, not believed at once
+
+
+def test_no_datagram_is_larger_than_max_packet_size() -> None:
+    net = CoreNetwork(config=Config.lan(max_packet_size=600))
+    a, _b, _c = net.cluster("a", "b", "c", settle=1)
+    start = len(net.log)
+    for i in range(40):  # far more news than fits one datagram
+        a.register(service(f"svc-{i:02d}", f"node-{i:02d}-a", f"node-{i:02d}-b"), None, net.now)
+    net.run(3.0)
+    sizes = [len(d.data) for d in net.log[start:]]
+    assert max(sizes) <= 600
+    assert max(sizes) > 500  # (premise: datagrams were filled near the limit)

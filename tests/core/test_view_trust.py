@@ -193,6 +193,7 @@ def test_a_returning_owner_that_cannot_be_resynced_is_shown_again_after_a_while(
     net.wait_for(lambda: visible(a, "kept"), timeout=2.0)
     assert net.now - back >= give_up - 0.01
     assert stat(a, "owner_resyncs_abandoned") == 1
+    assert stat(a, "owner_resyncs") >= 1  # it did try
 
 
 def test_a_member_back_alive_is_no_longer_re_merged_whenever_it_speaks() -> None:
