@@ -1967,3 +1967,28 @@ def test_no_datagram_is_larger_than_max_packet_size() -> None:
     sizes = [len(d.data) for d in net.log[start:]]
     assert max(sizes) <= 600
     assert max(sizes) > 500  # (premise: datagrams were filled near the limit)
+
+
+def test_a_record_that_fills_a_datagram_exactly_is_gossiped_one_byte_more_is_not() -> None:
+    net = CoreNetwork()
+    a, _b = net.cluster("a", "b", settle=1)
+    budget = a._budget()
+
+    def sized(pad: int, name: str) -> Service:
+        return Service(name, "1.0", nodes=[Node(f"{name}-1", "10.9.0.1:80", metadata={"pad": "x" * pad})])
+
+    sizes = iter("vwxyz")  # probe members named as short as "a", the records' owner
+
+    def encoded_size(svc: Service) -> int:
+        (rec,) = net.add(next(sizes)).register(svc, None, net.now)
+        return len(codec.encode_message(RecordMsg(rec)))
+
+    pad = budget - (encoded_size(sized(300, "fits")) - 300)  # (a byte per character at that length)
+    assert encoded_size(sized(pad, "fits")) == budget
+    (fits,) = a.register(sized(pad, "fits"), None, net.now)
+    assert ("r", *fits.key) in a._queue
+    assert stat(a, "records_too_large_for_gossip") == 0
+    assert encoded_size(sized(pad + 1, "over")) == budget + 1
+    (over,) = a.register(sized(pad + 1, "over"), None, net.now)
+    assert ("r", *over.key) not in a._queue
+    assert stat(a, "records_too_large_for_gossip") == 1
