@@ -478,9 +478,34 @@ def test_proofs_of_departed_members_are_shared_until_they_pile_up_then_forgotten
     shared = {m.name: proof for m, proof in codec.decode_member_proofs(a._member_states())}
     assert set(few) <= set(shared)
     assert all(shared[name] is not None for name in few)
-    many = [f"g{i}" for i in range(10, 70)]  # 1 + 70 proofs: past 68
-    _push_pull_init(a, _dead_with_proofs(many), 78, net.now)
+    at_threshold = [f"g{i}" for i in range(10, 67)]  # 1 + 67 = 68 proofs: not past 68
+    _push_pull_init(a, _dead_with_proofs(at_threshold), 78, net.now)
+    assert len(a.members()) == 2
     shared = {m.name: proof for m, proof in codec.decode_member_proofs(a._member_states())}
-    assert set(few + many) <= set(shared)  # still in the graveyard...
-    assert all(shared[name] is None for name in few + many)  # ...without their proofs
+    assert all(shared[name] is not None for name in few + at_threshold)  # all still kept
+    many = [f"g{i}" for i in range(67, 70)]  # 1 + 70 proofs: past 68
+    _push_pull_init(a, _dead_with_proofs(many), 79, net.now)
+    shared = {m.name: proof for m, proof in codec.decode_member_proofs(a._member_states())}
+    assert set(few + at_threshold + many) <= set(shared)  # still in the graveyard...
+    assert all(shared[name] is None for name in few + at_threshold + many)  # ...without their proofs
     assert shared["b"] is not None
+
+
+def test_a_certificate_asked_for_that_does_not_admit_is_refused_and_counted() -> None:
+    """The answer to a certificate request is checked like any certificate: one of another
+    CA is refused and counted, and what waits for the signer keeps waiting for a good one."""
+    net, (a, b) = cluster("a", "b")
+    d_ident = Identity(*certificate("d"), name="d")
+    rec = signed_by(d_ident, Record("d-svc", "1", "d1", "d", a.catalog.clock.now(), None, False,
+                                    Node("d1", "10.66.0.4:1")))
+    a.receive_datagram(sealed(RecordMsg(rec)), b.address, net.now)
+    assert stat(a, "identity_certificates_asked") == 1
+    forged_cert, _ = certificate("d", (OTHER_CA, OTHER_CA_KEY))
+    a.receive_datagram(sealed(Cert("d", forged_cert)), ("10.0.0.66", 7946), net.now)
+    assert a.trust is not None
+    assert not a.trust.known("d")
+    assert stat(a, "identity_bad_certificate") == 1
+    assert a.catalog.get(rec.key) is None
+    a.receive_datagram(sealed(Cert("d", d_ident.certificate_der)), b.address, net.now)
+    assert a.trust.known("d")
+    assert a.catalog.get(rec.key) == rec

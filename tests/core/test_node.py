@@ -553,6 +553,101 @@ def test_a_stream_message_with_too_few_or_too_many_items_is_a_decode_error() -> 
     assert [m.name for m in a.members()] == ["a"]
 
 
+def test_every_stream_frame_received_counts_its_bytes_even_a_refused_one() -> None:
+    net = CoreNetwork()
+    a = net.add("a")
+    source = Address("10.0.0.9", 1)
+    good = stream_frame([codec.PP_INIT, False, [], {}])
+    bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
+    a.receive_stream(("in", 1), source, good, net.now)
+    assert stat(a, "stream_bytes_received") == len(good)
+    a.receive_stream(("in", 2), source, bogus, net.now)
+    assert stat(a, "auth_failures") == 1
+    assert stat(a, "stream_bytes_received") == len(good) + len(bogus)
+
+
+def test_a_member_that_left_takes_no_stream_frame_as_authentic() -> None:
+    # The driver keeps a stream whose first frame authenticated; after leaving, the
+    # member answers none, so it says no and the driver drops the stream.
+    net = CoreNetwork()
+    a, b = net.cluster("a", "b")
+    a.leave(net.now)
+    a.take_outbox()
+    answered = stat(a, "push_pulls_answered")
+    init = stream_frame([codec.PP_INIT, False, [], {}])
+    assert a.receive_stream(("in", 99), b.address, init, net.now) is False
+    assert a.take_outbox() == []
+    assert stat(a, "push_pulls_answered") == answered
+
+
+def test_a_frame_that_authenticates_but_is_no_chunk_is_authentic_and_closes_the_stream() -> None:
+    # Sealed under the right key and place, with an unknown flag: a key holder's bad
+    # chunk, a decode error. The frame did authenticate, so the answer is still True
+    # (the driver lifts its budget for unauthenticated streams); a plaintext member
+    # authenticates nothing, so it answers False for the same kind of frame.
+    net = CoreNetwork()
+    a = net.add("a")
+    source = Address("10.0.0.9", 1)
+    label = chunks.chunk_label(STREAM_LABEL, initiator=True, seq=0)
+    no_chunk = Keyring(KEY).seal(b"\x07" + bytes(30), label)
+    assert a.receive_stream(("in", 1), source, no_chunk, net.now) is True
+    assert a.take_outbox() == [CloseStream(("in", 1))]
+    assert (stat(a, "decode_errors"), stat(a, "auth_failures")) == (1, 0)
+    plain_net = CoreNetwork(insecure=True)
+    p = plain_net.add("p")
+    assert p.receive_stream(("in", 1), source, b"\x07" + bytes(30), plain_net.now) is False
+    assert p.take_outbox() == [CloseStream(("in", 1))]
+    assert stat(p, "decode_errors") == 1
+
+
+def test_a_stream_message_over_the_size_limit_aborts_the_stream() -> None:
+    # The limit is checked chunk by chunk: a message's first chunk past it fails the
+    # join at once, with the reason, before the rest of the message is read.
+    net = CoreNetwork()
+    limit = 1400
+    a = net.add("a")
+    d = net.add("d", config=Config(max_stream_frame=limit))
+    (sid,) = d.join([a.address], net.now)
+    d.take_outbox()
+    first, _rest = chunks.seal_chunks(Keyring(KEY), STREAM_LABEL, bytes(chunks.CHUNK + 1),
+                                      initiator=False, seq=0)
+    assert d.receive_stream(sid, a.address, first, net.now) is True  # authentic, but too large
+    assert d.take_outbox() == [CloseStream(sid)]
+    assert [e for e in d.take_events() if isinstance(e, JoinResult)] == [
+        JoinResult(a.address, False, "stream message too large")
+    ]
+    assert stat(d, "stream_messages_too_large") == 1
+    assert stat(d, "push_pulls_failed") == 1
+
+
+def test_a_check_reply_that_is_not_a_bool_is_a_decode_error_and_fails_the_check() -> None:
+    net = CoreNetwork()
+    a = net.add("a")
+    peer = Address("10.0.0.9", 1)
+    a._start_check(peer, net.now)
+    [sent] = a.take_outbox()
+    assert isinstance(sent, SendStream)
+    sid = sent.stream
+    started = stat(a, "push_pulls_started")
+    a.receive_stream(sid, peer, stream_frame([codec.PP_CHECK_REPLY, 1], initiator=False), net.now)
+    assert a.take_outbox() == [CloseStream(sid)]  # no full push-pull follows
+    assert stat(a, "decode_errors") == 1
+    assert stat(a, "push_pulls_failed") == 1
+    assert stat(a, "push_pull_checks_matched") == 0  # 1 is not "the same"
+    assert stat(a, "push_pulls_started") == started
+
+
+def test_a_push_pull_init_whose_join_flag_is_not_a_bool_is_a_decode_error() -> None:
+    net = CoreNetwork()
+    a = net.add("a")
+    b = net.add("b")
+    sid = ("in", 7)
+    a.receive_stream(sid, b.address, stream_frame([codec.PP_INIT, 1, [], {}]), net.now)
+    assert a.take_outbox() == [CloseStream(sid)]  # no reply
+    assert stat(a, "decode_errors") == 1
+    assert stat(a, "push_pulls_answered") == 0
+
+
 def test_refused_traffic_is_reported_at_once_then_once_per_notice_interval() -> None:
     net = CoreNetwork()
     a = net.add("a")
