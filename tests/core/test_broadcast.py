@@ -165,3 +165,90 @@ def test_fits_tells_whether_one_take_hands_out_the_whole_queue() -> None:
     q.queue("a", b"x" * 40)  # replaces a's update: the size follows
     assert not q.fits(59)
     assert q.fits(60)
+
+
+@dataclass
+class _Entry:
+    data: bytes
+    transmits: int
+    entered: int  # when it entered its current rank (queued, or last sent)
+
+
+class _ModelQueue:
+    """The queue's contract, written plainly: fewest transmissions first, newest first
+    among equals (an update sent again counts as newly queued in its new rank), each
+    update chosen if it still fits; overflow drops the oldest of the most-sent."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self.items: dict[str, _Entry] = {}
+        self.clock = 0
+        self.dropped = 0
+        self.invalidated = 0
+
+    def _tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    def queue(self, key: str, data: bytes) -> None:
+        if key in self.items:
+            del self.items[key]
+            self.invalidated += 1
+        elif len(self.items) >= self.max_items:
+            most = max(e.transmits for e in self.items.values())
+            oldest = min((e.entered, k) for k, e in self.items.items() if e.transmits == most)[1]
+            del self.items[oldest]
+            self.dropped += 1
+        self.items[key] = _Entry(data, 0, self._tick())
+
+    def take(self, budget: int, overhead: int, limit: int) -> list[bytes]:
+        order = sorted(self.items, key=lambda k: (self.items[k].transmits, -self.items[k].entered))
+        chosen = []
+        for k in order:
+            cost = len(self.items[k].data) + overhead
+            if cost <= budget:
+                chosen.append(k)
+                budget -= cost
+        out = []
+        for k in chosen:
+            e = self.items[k]
+            out.append(e.data)
+            e.transmits += 1
+            e.entered = self._tick()
+            if e.transmits >= limit:
+                del self.items[k]
+        return out
+
+    def fits(self, budget: int, overhead: int) -> bool:
+        return sum(len(e.data) + overhead for e in self.items.values()) <= budget
+
+
+_Op = tuple[str, str, int, int, int]  # (kind, key, size or budget, overhead, limit)
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("queue"), st.sampled_from("abcdefgh"), st.integers(1, 40), st.just(0), st.just(0)),
+        st.tuples(st.just("take"), st.just(""), st.integers(0, 150), st.integers(0, 3), st.integers(1, 4)),
+        st.tuples(st.just("clear"), st.just(""), st.just(0), st.just(0), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS, max_items=st.integers(1, 6))
+def test_the_queue_chooses_exactly_as_its_plain_contract_says(ops: list[_Op], max_items: int) -> None:
+    q, model = BroadcastQueue(max_items), _ModelQueue(max_items)
+    for serial, (kind, key, n, overhead, limit) in enumerate(ops):
+        if kind == "queue":
+            data = f"{key}{serial}:".encode().ljust(n, b".")
+            q.queue(key, data)
+            model.queue(key, data)
+        elif kind == "take":
+            assert q.fits(n, overhead) == model.fits(n, overhead)
+            assert q.take(n, overhead, limit) == model.take(n, overhead, limit)
+        else:
+            q.clear()
+            model.items.clear()
+        assert len(q) == len(model.items)
+        assert all(k in q for k in model.items)
+        assert (q.dropped, q.invalidated) == (model.dropped, model.invalidated)
