@@ -252,3 +252,14 @@ def test_the_queue_chooses_exactly_as_its_plain_contract_says(ops: list[_Op], ma
         assert len(q) == len(model.items)
         assert all(k in q for k in model.items)
         assert (q.dropped, q.invalidated) == (model.dropped, model.invalidated)
+
+
+def test_fits_follows_updates_retired_by_the_transmit_limit() -> None:
+    # (A case the random operations above may not draw.)
+    q = BroadcastQueue()
+    q.queue("a", b"x" * 10)
+    q.queue("b", b"y" * 10)
+    assert q.take(10, 0, 1) == [b"y" * 10]  # only one fits; sent once, it is retired
+    assert len(q) == 1
+    assert q.fits(10)
+    assert not q.fits(9)
