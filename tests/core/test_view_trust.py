@@ -16,7 +16,7 @@ from gossipreg.core.config import Config
 from gossipreg.core.errors import NotFoundError, RegistrationLimitError
 from gossipreg.core.membership import MAX_INCARNATION, Alive, Dead, MemberState, Suspect
 from gossipreg.core.model import Node, Service
-from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream
+from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream, _Resync
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
 from .node_helpers import plain_stream_frame, read_stream, service
@@ -194,6 +194,42 @@ def test_a_returning_owner_that_cannot_be_resynced_is_shown_again_after_a_while(
     assert net.now - back >= give_up - 0.01
     assert stat(a, "owner_resyncs_abandoned") == 1
     assert stat(a, "owner_resyncs") >= 1  # it did try
+
+
+def _resyncing(net: CoreNetwork, core: NodeCore, owner: NodeCore, next_try: float) -> None:
+    """Put ``owner`` in ``core``'s resync, as if it had just come back (next try at ``next_try``)."""
+    core._resync[owner.name] = _Resync(owner.address, next_try, net.now + 100.0, core._stream_seq)
+    core._resync_due = min(core._resync_due, next_try)
+
+
+def _push_pulls_to(core: NodeCore, owner: NodeCore) -> list[object]:
+    sent = [o for o in core.take_outbox() if isinstance(o, SendStream) and o.address == owner.address]
+    return [read_stream([o.data])[0][0] for o in sent]
+
+
+def test_an_owner_in_resync_is_tried_even_while_another_waits_for_its_next_try() -> None:
+    net = CoreNetwork(insecure=True)
+    a, c, d = net.cluster("a", "c", "d")
+    _resyncing(net, a, c, next_try=net.now + 10.0)  # tried lately: not due yet
+    _resyncing(net, a, d, next_try=net.now)  # due now
+    a.take_outbox()
+    a._drive_resyncs(net.now)
+    assert _push_pulls_to(a, d) == [codec.PP_INIT]
+    assert _push_pulls_to(a, c) == []
+    assert stat(a, "owner_resyncs") == 1
+
+
+def test_an_anti_entropy_check_under_way_does_not_stand_for_a_resync_push_pull() -> None:
+    # Only a full push-pull exchanges the owner's records; a cheap check does not.
+    net = CoreNetwork(insecure=True)
+    a, d = net.cluster("a", "d")
+    _resyncing(net, a, d, next_try=net.now)
+    a._start_check(d.address, net.now)  # a check with d, begun after the resync
+    a.take_outbox()
+    a._drive_resyncs(net.now)
+    assert _push_pulls_to(a, d) == [codec.PP_INIT]
+    a._drive_resyncs(net.now + a.config.probe_interval)  # the full one is under way now
+    assert _push_pulls_to(a, d) == []
 
 
 def test_a_member_back_alive_is_no_longer_re_merged_whenever_it_speaks() -> None:
