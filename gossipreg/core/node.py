@@ -1806,8 +1806,7 @@ class NodeCore:
                 self.keyring, self._stream_label, data, initiator=inbound, seq=seq
             )
         except AuthenticationError:
-            plaintext = len(data) > 1 and data[1] == codec.PROTOCOL_VERSION
-            cause = "plaintext_rejected" if plaintext else "auth_failures"
+            cause = "plaintext_rejected" if _plaintext_chunk(data) else "auth_failures"
             self._refused(cause)
             if first and inbound:
                 self._refuse_stream(stream, cause)
@@ -2011,6 +2010,27 @@ class NodeCore:
             stamps = [r.stamp for r in accepted if r.owner != self.name]
             if stamps:
                 self._observed.records_merged(stamps, self._wall())
+
+
+def _plaintext_chunk(frame: bytes) -> bool:
+    """Whether a stream frame that did not authenticate is a plaintext chunk (its flag,
+    then a message: the protocol version and one msgpack document) rather than a frame
+    sealed with another key.
+
+    A sealed frame starts with the key version (1, which reads as the ``LAST`` flag) and
+    then a nonce whose bytes are random: its second byte is the protocol version one
+    time in 256, so a last chunk counts as plaintext only if the rest is one whole
+    msgpack document too (a first chunk of several is a ``MORE``, never a key version).
+    """
+    if len(frame) < 2 or frame[1] != codec.PROTOCOL_VERSION:
+        return False
+    if frame[0] == chunks.MORE:
+        return True
+    try:
+        codec.unpack(frame[2:])
+    except DecodeError:
+        return False
+    return True
 
 
 def _args(obj: list[Any], n: int) -> list[Any]:

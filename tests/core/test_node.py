@@ -1039,6 +1039,28 @@ def test_sealed_datagram_to_an_insecure_member_is_rejected() -> None:
     assert net.state("a", "x") is ALIVE
 
 
+def test_a_wrong_key_frame_whose_nonce_starts_like_plaintext_is_still_an_auth_failure() -> None:
+    # A sealed frame is [key version 1][12-byte nonce]...; its nonce comes from a random
+    # start, so one frame in 256 has the protocol version as its second byte, the way a
+    # plaintext chunk does. Such a frame must still count (and be refused) as another key.
+    ring = Keyring(OTHER_KEY, nonce_start=codec.PROTOCOL_VERSION << 88)
+    bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=ring)
+    assert bogus[1] == codec.PROTOCOL_VERSION
+    core = NodeCore("a", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                    now=0.0, keyring=Keyring(KEY))
+    core.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
+    assert core.take_outbox() == [
+        SendStream(("in", 1), Address("10.0.0.8", 1), chunks.refusal(1)), CloseStream(("in", 1))
+    ]
+    assert (stat(core, "auth_failures"), stat(core, "plaintext_rejected")) == (1, 0)
+    # A real plaintext chunk is still told apart: refused as plaintext.
+    plain_core = NodeCore("b", ("10.0.0.10", 1), config=Config(), rng=random.Random(1),
+                          wall_clock=lambda: WALL0, now=0.0, keyring=Keyring(KEY))
+    plain = plain_stream_frame([codec.PP_INIT, False, [], {}])
+    plain_core.receive_stream(("in", 1), ("10.0.0.8", 1), plain, 0.0)
+    assert (stat(plain_core, "auth_failures"), stat(plain_core, "plaintext_rejected")) == (0, 1)
+
+
 def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
     net = CoreNetwork()
     a = net.add("a")
