@@ -216,7 +216,6 @@ NodeEvent = MemberEvent | CatalogEvent | JoinResult | RegistrationConflict | Tra
 
 @dataclass(slots=True)
 class _Probe:
-    seq: int  # of the first ping; every ping of the probe is in ``sent_at``
     target: str
     started: float
     timeout_at: float
@@ -1104,12 +1103,8 @@ class NodeCore:
             return
         seq = self._next_seq()
         wait = self._probe_rtts.timeout(target.name)
-        resend_at = now + wait if self.config.probe_resends else math.inf
-        if resend_at >= now + timeout - _EPSILON:
-            resend_at = math.inf
-        self._probe = _Probe(
-            seq, target.name, now, now + timeout, now + interval, {seq: now}, wait, resend_at
-        )
+        p = self._probe = _Probe(target.name, now, now + timeout, now + interval, {seq: now}, wait, math.inf)
+        self._schedule_reping(p, now)
         self._counters.inc("probes_sent")
         self._ping(target, seq)
 
@@ -1123,19 +1118,31 @@ class NodeCore:
 
     def _reping(self, p: _Probe, now: float) -> None:
         """Send the running probe's ping again: its ack is overdue (``Config.probe_resends``)."""
-        target = self.membership.get(p.target)
-        if target is None or target.state in (MemberState.DEAD, MemberState.LEFT):
+        target = self._probe_target(p)
+        if target is None:
             p.resend_at = math.inf
             return
         seq = self._next_seq()
         p.sent_at[seq] = now
         self._counters.inc("probe_resends")
         self._ping(target, seq)
-        resends = len(p.sent_at) - 1
-        p.wait = next_wait(p.wait, resends, p.timeout_at - p.started)
-        p.resend_at = now + p.wait
-        if resends >= self.config.probe_resends or p.resend_at >= p.timeout_at - _EPSILON:
-            p.resend_at = math.inf
+        p.wait = next_wait(p.wait, len(p.sent_at) - 1, p.timeout_at - p.started)
+        self._schedule_reping(p, now)
+
+    def _schedule_reping(self, p: _Probe, now: float) -> None:
+        """The next ping of ``p`` goes when its last one's wait ends, unless every re-ping
+        was sent or the wait reaches ``probe_timeout`` (then the helpers are asked)."""
+        due = now + p.wait
+        done = len(p.sent_at) - 1 >= self.config.probe_resends
+        p.resend_at = math.inf if done or due >= p.timeout_at - _EPSILON else due
+
+    def _probe_target(self, p: _Probe) -> Member | None:
+        """The running probe's target, or ``None`` once it is not live to probe (gone,
+        dead or left)."""
+        target = self.membership.get(p.target)
+        if target is None or target.state in (MemberState.DEAD, MemberState.LEFT):
+            return None
+        return target
 
     def _probe_timers(self, now: float) -> None:
         p = self._probe
@@ -1145,8 +1152,8 @@ class NodeCore:
             self._reping(p, now)
         if not p.indirect and now >= p.timeout_at:
             p.indirect = True
-            target = self.membership.get(p.target)
-            if target is None or target.state in (MemberState.DEAD, MemberState.LEFT):
+            target = self._probe_target(p)
+            if target is None:
                 self._probe = None
                 return
             helpers = self.membership.random_members(self.config.indirect_checks, exclude=[p.target])
