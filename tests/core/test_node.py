@@ -73,6 +73,12 @@ def sealed(*msgs: Message, key: bytes = KEY, label: bytes = b"") -> bytes:
     return Keyring(key).seal(plain(*msgs), label)
 
 
+def sealed_core(name: str, host: str) -> NodeCore:
+    """A lone member with the test keyring at ``host``, outside any network: inputs are fed by hand."""
+    return NodeCore(name, (host, 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                    now=0.0, keyring=Keyring(KEY))
+
+
 def carries(net: CoreNetwork, src: str, data: bytes, kind: type) -> bool:
     return any(isinstance(m, kind) for m in decode_datagram(data, net.cores[src].keyring))
 
@@ -1047,16 +1053,14 @@ def test_a_wrong_key_frame_whose_nonce_starts_like_plaintext_is_still_an_auth_fa
     ring = Keyring(OTHER_KEY, nonce_start=codec.PROTOCOL_VERSION << 88)
     bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=ring)
     assert bogus[1] == codec.PROTOCOL_VERSION
-    core = NodeCore("a", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
-                    now=0.0, keyring=Keyring(KEY))
+    core = sealed_core("a", "10.0.0.9")
     core.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
     assert core.take_outbox() == [
         SendStream(("in", 1), Address("10.0.0.8", 1), chunks.refusal(1)), CloseStream(("in", 1))
     ]
     assert (stat(core, "auth_failures"), stat(core, "plaintext_rejected")) == (1, 0)
     # A real plaintext chunk is still told apart: refused as plaintext.
-    plain_core = NodeCore("b", ("10.0.0.10", 1), config=Config(), rng=random.Random(1),
-                          wall_clock=lambda: WALL0, now=0.0, keyring=Keyring(KEY))
+    plain_core = sealed_core("b", "10.0.0.10")
     plain = plain_stream_frame([codec.PP_INIT, False, [], {}])
     plain_core.receive_stream(("in", 1), ("10.0.0.8", 1), plain, 0.0)
     assert (stat(plain_core, "auth_failures"), stat(plain_core, "plaintext_rejected")) == (0, 1)
@@ -1077,8 +1081,7 @@ def test_stream_message_with_the_wrong_key_closes_the_stream() -> None:
     ]
     assert (stat(a, "stream_refusals_sent"), stat(x, "stream_refusals_received")) == (1, 1)
     # a's answer to the bad message: the refusal, unsealed, then the close of its end.
-    direct = NodeCore("a2", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
-                      now=0.0, keyring=Keyring(KEY))
+    direct = sealed_core("a2", "10.0.0.9")
     bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
     direct.receive_stream(("in", 1), ("10.0.0.8", 1), bogus, 0.0)
     assert direct.take_outbox() == [
@@ -1104,8 +1107,7 @@ def test_a_join_across_sealed_and_plaintext_is_refused_with_the_cause(
 
 
 def test_refusals_are_rate_limited_and_only_answer_a_streams_first_frame() -> None:
-    core = NodeCore("a", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
-                    now=0.0, keyring=Keyring(KEY))
+    core = sealed_core("a", "10.0.0.9")
     bogus = stream_frame([codec.PP_INIT, False, [], {}], ring=Keyring(OTHER_KEY))
     burst = 3 * int(REFUSALS_PER_SECOND)
     for n in range(burst):  # all at one instant: the bucket holds REFUSALS_PER_SECOND
