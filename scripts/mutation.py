@@ -528,6 +528,10 @@ class Baseline:
     import_lines: set[int]  # lines executed while the tests were imported and collected
 
 
+class BaselineFailed(Exception):
+    """The tests fail on a module's unchanged source: no mutant of it can be judged."""
+
+
 def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
     """Run the tests once on the unchanged module, tracing which lines each test runs."""
     target = str(workdir / module)
@@ -588,7 +592,7 @@ def baseline(module: str, tests: Sequence[str], workdir: Path) -> Baseline:
         detail = ""
         if out_file.exists():
             detail = f" (failing: {json.loads(out_file.read_text())['failures'][:5]})"
-        raise SystemExit(f"the tests fail on the unchanged {module}{detail}: fix them first")
+        raise BaselineFailed(f"the tests fail on the unchanged {module}{detail}: fix them first")
     data = json.loads(out_file.read_text())
     return Baseline(
         {k: set(v) for k, v in data["lines"].items()},
@@ -824,7 +828,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--rev", default=None, help="test a commit's tree (git archive REV), not the working tree")
     p.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="exclusions file")
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help="also write the JSON report to this file, again after each module, so a stopped run "
+        "keeps the modules it finished",
+    )
     args = p.parse_args(argv)
+    if args.out is not None:
+        args.out = args.out.resolve()  # (the run changes directory)
 
     modules = [str(Path(m)) for m in args.modules] or list(DEFAULT_MODULES)
     for path in modules:
@@ -843,6 +854,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A terminated run still removes its temporary tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report: dict[str, Any] = {"tests": args.tests, "modules": {}}
+    failed = False
     with tempfile.TemporaryDirectory(prefix="gossipreg-mutation-") as tmp:
         work = Path(tmp)
         _copy_tree(work, args.rev)
@@ -859,7 +871,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.sample is not None and args.sample < total:
                 mutants = sorted(random.Random(args.seed).sample(mutants, args.sample), key=lambda x: x.index)
             t0 = time.monotonic()
-            base = baseline(module, args.tests, work)
+            try:
+                base = baseline(module, args.tests, work)
+            except BaselineFailed as e:
+                # The other modules are still measured; this one is reported, not scored.
+                print(f"{module}: {e}", file=sys.stderr, flush=True)
+                report["modules"][module] = {"error": str(e)}
+                failed = True
+                _write_report(args.out, report)
+                continue
             results: dict[str, list[dict[str, Any]]] = {
                 k: []
                 for k in ("killed", "timeout", "survived", "uncovered", "equivalent", "stale_exclusions")
@@ -910,12 +930,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "stale_exclusions": results["stale_exclusions"],
             }
             report["modules"][module] = summary
+            _write_report(args.out, report)
             if not args.json:
                 _print_module(module, summary, args.sample)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
-    return 0
+    return 1 if failed else 0
+
+
+def _write_report(path: Path | None, report: dict[str, Any]) -> None:
+    """Write ``report`` to ``path`` (if given) whole or not at all: a run stopped while
+    writing leaves the previous module's report."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _print_module(module: str, s: dict[str, Any], sample: int | None) -> None:
