@@ -26,7 +26,7 @@ PROFILE_TABLE: dict[str, tuple[Any, Any, Any]] = {
     "gossip_interval": (0.2, 0.5, 0.1),
     "gossip_nodes": (3, 4, 3),
     "suspicion_mult": (4, 6, 3),
-    "probe_resends": (3, 3, 3),
+    "probe_resends": (8, 8, 8),
     "indirect_checks": (3, 3, 1),
     "push_pull_interval": (30.0, 60.0, 15.0),
     "gossip_to_the_dead": (30.0, 60.0, 15.0),

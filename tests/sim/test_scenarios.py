@@ -113,8 +113,15 @@ def test_no_unrefuted_false_deaths_over_ten_minutes_at_5_percent_loss() -> None:
 
 
 def test_no_unrefuted_false_deaths_at_20_percent_loss() -> None:
-    # Heavy loss: some deaths are declared (and refuted); none may stand.
-    _no_false_deaths(20, 120.0, seed=6, loss=0.20)
+    # Heavy loss, one ping per probe: many suspicions (the default's re-pings make
+    # none at this loss), every one refuted.
+    _no_false_deaths(20, 120.0, seed=6, loss=0.20, config=Config.lan(probe_resends=0))
+
+
+def test_no_unrefuted_false_deaths_at_50_percent_loss() -> None:
+    # Half of all datagrams lost, default configuration: suspicions despite the
+    # re-pings, and deaths declared (and refuted); none may stand.
+    _no_false_deaths(20, 120.0, seed=6, loss=0.50)
 
 
 @pytest.mark.slow
