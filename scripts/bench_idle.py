@@ -14,7 +14,14 @@ processes (``apt-get install serf``), encryption on, so the two compare as a
 ratio measured side by side. With ``--trio-floor RATE`` it also runs as many
 processes that only import trio and wake ``RATE`` times a second
 (``trio.sleep``, a deadline like the member's timer): the cost of the wake-ups
-alone, which no member that wakes that often can go below.
+alone, which no member that wakes that often can go below. With ``--floors
+RATE`` it runs as many processes of three more kinds, each waking ``RATE``
+times a second and doing nothing else: ``floor_trio`` (``trio.sleep``, with
+the core's three runtime dependencies imported: trio, msgpack and
+cryptography's AES-GCM, so its RSS is the memory floor of any member too),
+``floor_asyncio`` (``asyncio.sleep``, the same imports) and ``floor_sleep``
+(``time.sleep`` in a bare interpreter): what an event loop's wake costs
+against the system's own.
 
 Prints JSON: per kind, each process's CPU (percent of one core) and RSS (MiB),
 and their mean, median and max, and how often its threads were woken (voluntary
@@ -151,6 +158,32 @@ def trio_floor(n: int, rate: float) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", FLOOR, str(rate)]) for _ in range(n)]
 
 
+_DEPS = "import msgpack, trio; from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+FLOORS = {
+    "floor_trio": _DEPS + FLOOR.replace("import sys, trio", "import sys"),
+    "floor_asyncio": _DEPS + """
+import asyncio, sys
+async def main():
+    while True:
+        await asyncio.sleep(1 / float(sys.argv[1]))
+asyncio.run(main())
+""",
+    "floor_sleep": """
+import sys, time
+while True:
+    time.sleep(1 / float(sys.argv[1]))
+""",
+}
+
+
+def floors(n: int, rate: float) -> dict[str, list[subprocess.Popen[bytes]]]:
+    """``n`` processes of each kind of :data:`FLOORS`, waking ``rate`` times a second."""
+    return {
+        kind: [subprocess.Popen([sys.executable, "-c", code, str(rate)]) for _ in range(n)]
+        for kind, code in FLOORS.items()
+    }
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 4), "median": round(statistics.median(values), 4),
             "max": round(max(values), 4)}
@@ -200,6 +233,9 @@ def main() -> None:
     parser.add_argument("--serf", action="store_true", help="also run as many Serf agents, side by side")
     parser.add_argument("--trio-floor", type=float, metavar="RATE",
                         help="also run as many trio processes that only wake RATE times a second")
+    parser.add_argument("--floors", type=float, metavar="RATE",
+                        help="also run as many processes of each floor kind (trio, asyncio, time.sleep) "
+                        "that only wake RATE times a second")
     args = parser.parse_args()
     if args.serf and shutil.which("serf") is None:
         parser.error("--serf needs the serf command (apt-get install serf)")
@@ -211,6 +247,8 @@ def main() -> None:
                 kinds["serf"] = serf_agents(args.agents)
             if args.trio_floor:
                 kinds["trio_floor"] = trio_floor(args.agents, args.trio_floor)
+            if args.floors:
+                kinds.update(floors(args.agents, args.floors))
             report = measure(kinds, args.warmup, args.seconds)
         finally:
             for procs in kinds.values():
@@ -225,6 +263,8 @@ def main() -> None:
     report["seconds"] = args.seconds
     if args.trio_floor:
         report["trio_floor_wakeups_per_second"] = args.trio_floor
+    if args.floors:
+        report["floors_wakeups_per_second"] = args.floors
     if "serf" in report:
         g, s = report["gossipreg"], report["serf"]
         assert isinstance(g, dict)
