@@ -18,20 +18,23 @@ from __future__ import annotations
 import random
 
 from gossipreg.core import codec
-from gossipreg.core.codec import Message, Ping
+from gossipreg.core.catalog import CatalogEvent, Record
+from gossipreg.core.codec import Ack, Message, Ping, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.membership import (
     Address,
     Dead,
+    Leave,
     Member,
     MemberState,
     Suspect,
     TableSnapshot,
 )
-from gossipreg.core.node import JoinResult, NodeCore, SendDatagram, SendStream
-from gossipreg.testing import WALL0, decode_datagram
+from gossipreg.core.model import Node
+from gossipreg.core.node import JoinResult, NodeCore, Outgoing, SendDatagram, SendStream, _Resync
+from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import read_stream
+from .node_helpers import read_stream, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ME = Address("10.0.0.1", 7946)
@@ -260,3 +263,165 @@ def test_a_re_merge_gives_every_running_suspicion_the_grace() -> None:
     ping_from(core, "e", t)
     assert stat(core, "remerges_started") == 1
     assert deadline(core, "c") == t + grace
+
+
+# ---------------------------------------------------------------- owners in resync
+
+
+def resyncing(core: NodeCore, owner: NodeCore, *, next_try: float, give_up_at: float) -> None:
+    """Put ``owner`` in ``core``'s resync, as if it had just come back from down."""
+    core._resync[owner.name] = _Resync(owner.address, next_try, give_up_at, core._stream_seq)
+    core._resync_due = min(core._resync_due, next_try)
+
+
+def push_pulls_to(outbox: list[Outgoing], owner: NodeCore) -> list[list[object]]:
+    """The first message of each push-pull begun with ``owner`` in ``outbox``."""
+    sent = [o for o in outbox if isinstance(o, SendStream) and o.address == owner.address]
+    return [read_stream([o.data])[0] for o in sent]
+
+
+def test_an_owner_whose_resync_runs_out_is_given_up_once_and_the_others_are_still_tried() -> None:
+    net = CoreNetwork(insecure=True)
+    a, c, d = net.cluster("a", "c", "d")
+    now = net.now
+    resyncing(a, c, next_try=now, give_up_at=now)  # its time is up now, exactly
+    resyncing(a, d, next_try=now, give_up_at=now + 100.0)
+    a.take_outbox()
+    a._drive_resyncs(now)
+    out = a.take_outbox()
+    assert stat(a, "owner_resyncs_abandoned") == 1
+    assert push_pulls_to(out, c) == []  # given up on, not tried again
+    [init] = push_pulls_to(out, d)  # the next owner in resync is still tried
+    assert init[:2] == [codec.PP_INIT, False]  # a full push-pull, not a join
+    assert stat(a, "owner_resyncs") == 1
+    a._drive_resyncs(now + a.config.probe_interval)
+    assert stat(a, "owner_resyncs_abandoned") == 1  # once
+    assert push_pulls_to(a.take_outbox(), d) == []  # (its push-pull is under way)
+
+
+def test_a_push_pull_begun_before_the_resync_does_not_stand_for_it() -> None:
+    # It may not have exchanged the owner's current records: the resync starts its own.
+    net = CoreNetwork(insecure=True)
+    a, d = net.cluster("a", "d")
+    a.join([d.address], net.now)  # a full push-pull with d, begun before d came back
+    assert [m[0] for m in push_pulls_to(a.take_outbox(), d)] == [codec.PP_INIT]
+    resyncing(a, d, next_try=net.now, give_up_at=net.now + 100.0)
+    a._drive_resyncs(net.now)
+    assert [m[0] for m in push_pulls_to(a.take_outbox(), d)] == [codec.PP_INIT]
+    assert stat(a, "owner_resyncs") == 1
+
+
+def test_only_a_later_push_pull_with_the_owner_ends_its_resync() -> None:
+    """Neither a push-pull with another member nor one with the owner begun before the
+    resync ends it: the owner is still tried at its next try, and once that completes,
+    no more."""
+    net = CoreNetwork(insecure=True)
+    a, b, d = net.cluster("a", "b", "d")
+    a.join([d.address], net.now)  # with the owner, begun before the resync
+    resyncing(a, d, next_try=net.now + 2.0, give_up_at=net.now + 100.0)
+    a.join([b.address], net.now)  # with another member, begun after
+    completed = stat(a, "push_pulls_completed")
+    net.run(1.0)
+    assert stat(a, "push_pulls_completed") == completed + 2
+    assert stat(a, "owner_resyncs") == 0
+    net.run(1.5)  # the next try
+    assert stat(a, "owner_resyncs") == 1
+    assert stat(a, "push_pulls_completed") == completed + 3
+    net.run(5.0)  # that one ended it
+    assert stat(a, "owner_resyncs") == 1
+    assert stat(a, "owner_resyncs_abandoned") == 0
+
+
+# ---------------------------------------------------------------- local calls
+
+
+def test_a_member_that_adopts_a_table_or_joins_after_it_started_does_not_wake_in_the_past() -> None:
+    # The gossip round a queued update waits for is the next one on the schedule from
+    # the call on, not one that went by while the member had no peers.
+    for call in ("adopt", "join"):
+        core = NodeCore("me", ME, config=Config.lan(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                        now=0.0, insecure=True)  # fmt: skip
+        first = core.next_deadline()  # no peers yet: its first probe
+        assert first is not None
+        assert first > 0.5  # (premise: gossip rounds went by before it)
+        later = first - 0.2
+        table = TableSnapshot([Member("b", addr("b"), 0, ALIVE, b"", 0.0)])
+        if call == "adopt":
+            core.adopt(table, later)
+        else:
+            core.adopt(table, 0.0)
+            core.join([addr("b")], later)
+        due = core.next_deadline()
+        assert due is not None
+        assert due >= later - 1e-9, call
+
+
+def test_the_members_of_an_adopted_table_are_owners_up() -> None:
+    core = table_core("a", "b", config=Config.lan())
+    node = Node("svc-1", "10.9.0.1:1")
+    rec = Record("svc", "1.0", "svc-1", "a", core.catalog.clock.now(), None, False, node)
+    core.receive_datagram(plain(RecordMsg(rec)), addr("a"), 0.1)
+    [svc] = core.get_service("svc")
+    assert [n.id for n in svc.nodes] == ["svc-1"]
+
+
+def test_a_leave_goes_at_once_to_at_least_three_members() -> None:
+    net = CoreNetwork(insecure=True, config=Config.lan(gossip_nodes=1))
+    a, *_ = net.cluster("a", "b", "c", "d", "e", settle=5)
+    a.take_outbox()
+    a.leave(net.now)
+    direct = [
+        o.address for o in a.take_outbox()
+        if isinstance(o, SendDatagram) and any(isinstance(m, Leave) for m in decode_datagram(o.data, None))
+    ]  # fmt: skip
+    assert len(direct) == len(set(direct)) == 3
+
+
+def test_a_leave_is_counted_in_the_broadcast_queue() -> None:
+    net = CoreNetwork(insecure=True)
+    a, _b, _c = net.cluster("a", "b", "c", settle=10)
+    assert stat(a, "broadcast_queue") == 0  # (premise: everything older was spent)
+    a.leave(net.now)
+    assert stat(a, "broadcast_queue") == 1
+
+
+def test_a_deregistration_is_shown_and_pushed_at_once() -> None:
+    net = CoreNetwork(insecure=True)
+    a, _b, _c = net.cluster("a", "b", "c")
+    a.register(service("svc"), None, net.now)
+    net.run(1.0)
+    a.take_events()
+    [tomb] = a.deregister(service("svc"), net.now)
+    assert [(e.action, e.record.key) for e in a.take_events() if isinstance(e, CatalogEvent)] == [
+        ("delete", tomb.key)
+    ]
+    pushed = [
+        o for o in a.take_outbox()
+        if isinstance(o, SendDatagram)
+        and any(isinstance(m, RecordMsg) and m.record == tomb for m in decode_datagram(o.data, None))
+    ]  # fmt: skip
+    assert pushed  # eagerly, not at the next gossip round
+
+
+def test_a_tombstone_sent_down_the_tree_waits_for_its_ack_from_when_it_was_sent() -> None:
+    core = table_core("b", "c", "d", config=Config.lan())
+    names = {addr(n): n for n in "bcd"}
+
+    def ack_tree_datagrams(now: float) -> int:
+        acked = 0
+        for o in core.take_outbox():
+            if isinstance(o, SendDatagram):
+                first = decode_datagram(o.data, None)[0]
+                if isinstance(first, Tree) and first.seq is not None:
+                    core.receive_datagram(plain(Ack(first.seq, names[o.address])), o.address, now)
+                    acked += 1
+        return acked
+
+    core.register(service("svc"), None, 0.0)
+    assert ack_tree_datagrams(0.002) >= 1  # acked: nothing of the registration to re-send
+    core.deregister(service("svc"), 0.5)  # the first call since
+    core.take_outbox()
+    core.tick(0.501)
+    assert stat(core, "tree_resends") == 0  # its ack is not overdue yet
+    core.tick(1.5)
+    assert stat(core, "tree_resends") >= 1  # (premise: unacked, it is re-sent)
