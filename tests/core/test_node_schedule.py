@@ -195,6 +195,44 @@ def test_a_gossip_round_overdue_by_no_more_than_the_float_tolerance_runs_now(lat
     assert stat(a, "gossip_datagrams") == 1
 
 
+def _with_news(**changes: Any) -> NodeCore:
+    """Member ``a`` at 0 s told of 20 members at once: news to gossip for several rounds."""
+    a = lone(0.5, eager_push=False, probe_interval=60.0, **changes)  # first probe at 30 s
+    alives = [Alive(f"m{i:02d}", 1, Address("10.0.1.1", 7000 + i)) for i in range(20)]
+    a.receive_datagram(plain(*alives), B, 0.0)
+    return a
+
+
+@pytest.mark.parametrize("late", [1e-4, 1e-3, 0.05])
+def test_gossip_rounds_run_when_the_driver_wakes_late_for_them(late: float) -> None:
+    """A real driver wakes a little after the deadline it asked for (trio's clock, a
+    busy host). The round it woke for runs then; it is not moved to the next gossip
+    interval and skipped again at the next late wake-up, which lost every periodic
+    round (the retransmissions of all news) on real clocks."""
+    a = _with_news()
+    times: list[float] = []
+    now = 0.0
+    for _ in range(100):
+        due = a.next_deadline()
+        assert due is not None
+        if due > 5.0:
+            break
+        now = max(now, due + late)
+        before = stat(a, "gossip_datagrams")
+        a.tick(now)
+        a.take_outbox()
+        if stat(a, "gossip_datagrams") > before:
+            times.append(now)
+    # The news goes out in as many rounds as an on-time driver sends, each as late
+    # as its wake-up, until every update reached its transmit limit.
+    on_time = _with_news()
+    expected = gossip_rounds(on_time, 0.0, 5.0)
+    assert len(expected) >= 3
+    assert len(times) == len(expected)
+    assert times[0] == pytest.approx(expected[0] + late)
+    assert stat(a, "broadcast_queue") == stat(on_time, "broadcast_queue") == 0
+
+
 def test_the_first_anti_entropy_check_comes_between_half_and_all_of_push_pull_interval() -> None:
     a = lone()  # 0.5 + 0.25 * 0.5 of 30 s: 18.75 s
     a.receive_datagram(plain(Alive("b", 1, B)), B, 0.0)
