@@ -848,6 +848,11 @@ class NodeCore:
             return
         msg = self.membership.leave(now)
         self._queue_message(msg, tree=True)
+        # Down this member's own broadcast tree now: once left, nothing flushes it (and
+        # its copies are not sent again; the direct datagrams below are the fallback).
+        if self.config.eager_push and self._tree_pending:
+            self._send_tree(self.name, 0, self._tree_pending)
+        self._tree_pending = []
         targets = self.membership.random_members(max(self.config.gossip_nodes, 3))
         data = self._encode(msg)
         for m in targets:

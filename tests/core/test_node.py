@@ -2047,6 +2047,25 @@ def test_a_leave_goes_at_once_to_gossip_nodes_members_besides_its_tree() -> None
     assert len({o.address for o in direct}) == len(direct)
 
 
+def test_a_leave_goes_down_the_members_own_broadcast_tree() -> None:
+    """Besides the few direct datagrams, a leave goes down the leaving member's tree
+    (as its registrations do): every member hears it within a few hops, before the
+    member stops sending."""
+    net = CoreNetwork()
+    cores = net.cluster(*"abcdefghij", settle=5)
+    a = cores[0]
+    a.take_outbox()
+    a.leave(net.now)
+    tree = [
+        msgs for o in a.take_outbox() if isinstance(o, SendDatagram)
+        for msgs in [decode_datagram(o.data, a.keyring)] if isinstance(msgs[0], Tree)
+    ]
+    assert tree, "no tree datagram carried the leave"
+    assert all(any(isinstance(m, Leave) and m.name == "a" for m in msgs[1:]) for msgs in tree)
+    assert all(isinstance(msgs[0], Tree) and msgs[0].root == "a" for msgs in tree)
+    assert len(tree) == len(a._tree_children("a"))  # one to each of its children
+
+
 def test_bytes_received_counts_every_datagram_received() -> None:
     net = CoreNetwork()
     a, _b, _c = net.cluster("a", "b", "c", settle=1)
