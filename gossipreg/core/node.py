@@ -469,6 +469,7 @@ class NodeCore:
         # Start staggered so members created together do not probe in lockstep.
         self._next_probe = now + rng.uniform(0, config.probe_interval)
         self._next_gossip = now + rng.uniform(0, config.gossip_interval)
+        self._gossip_promised = False  # whether next_deadline asked the driver to wake for it
         self._next_push_pull = now + rng.uniform(0.5, 1.0) * config.push_pull_interval
         self._last_check = -math.inf  # when the last periodic (or early) check began
         self._now = now
@@ -607,8 +608,11 @@ class NodeCore:
                 due = t
         if len(self._queue) and self.membership.has_peers():
             t = self._gossip_due()
+            self._gossip_promised = True  # the driver wakes for it: the round is owed
             if t < due:
                 due = t
+        else:
+            self._gossip_promised = False
         for r in self._relays.values():
             t = r.deadline if r.nack_at is None else r.nack_at
             if t < due:
@@ -632,7 +636,9 @@ class NodeCore:
         is the next one on the schedule, not an immediate one.
         """
         due = self._next_gossip
-        if due < self._now - _EPSILON:
+        # A round the driver was told to wake for, with news still waiting, stays due
+        # however late the driver (or any input before it) comes: it is not moved on.
+        if due < self._now - _EPSILON and not (self._gossip_promised and len(self._queue)):
             interval = self.config.gossip_interval
             due += interval * math.ceil((self._now - due) / interval - _EPSILON)
             self._next_gossip = due
@@ -669,6 +675,7 @@ class NodeCore:
         # wakes a little after the deadline; moving the round on then skipped it).
         if now >= self._next_gossip - _EPSILON:
             self._next_gossip = now + self.config.gossip_interval
+            self._gossip_promised = False
             if len(self._queue):
                 self._gossip_round(now, eager=False)
         if now >= self._next_push_pull:

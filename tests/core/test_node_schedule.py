@@ -233,6 +233,22 @@ def test_gossip_rounds_run_when_the_driver_wakes_late_for_them(late: float) -> N
     assert stat(a, "broadcast_queue") == stat(on_time, "broadcast_queue") == 0
 
 
+def test_a_gossip_round_stays_due_when_input_comes_between_its_deadline_and_the_late_tick() -> None:
+    """Any input (here a junk datagram) handled after a round's deadline but before the
+    driver's late tick, and the next_deadline asked after it, must not move that round
+    on: the tick still sends it."""
+    a = _with_news()
+    due = a.next_deadline()
+    assert due is not None
+    g = a._next_gossip
+    assert due == g
+    a.receive_datagram(b"junk", B, g + 0.0005)
+    assert a.next_deadline() == pytest.approx(g)
+    before = stat(a, "gossip_datagrams")
+    a.tick(g + 0.001)
+    assert stat(a, "gossip_datagrams") > before
+
+
 def test_the_first_anti_entropy_check_comes_between_half_and_all_of_push_pull_interval() -> None:
     a = lone()  # 0.5 + 0.25 * 0.5 of 30 s: 18.75 s
     a.receive_datagram(plain(Alive("b", 1, B)), B, 0.0)
