@@ -9,18 +9,23 @@ plaintext. Messages are built and read by hand with the helpers of ``node_helper
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import replace
 from typing import Any
 
+from gossipreg import pki
 from gossipreg.core import chunks, codec
 from gossipreg.core.catalog import Record
-from gossipreg.core.codec import Message
+from gossipreg.core.codec import Message, RecordMsg
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.membership import Address, Member, MemberState
+from gossipreg.core.hlc import make_stamp, physical_ms
+from gossipreg.core.identity import ALIVE_DOMAIN, Identity, TrustStore
+from gossipreg.core.membership import Address, Alive, Member, MemberState
 from gossipreg.core.model import Node
 from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
-from gossipreg.testing import CoreNetwork, decode_datagram
+from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
 from .node_helpers import KEY, OTHER_KEY, STREAM_LABEL, read_stream, stream_frame
 
@@ -137,7 +142,8 @@ def test_a_check_is_answered_then_its_stream_closed() -> None:
     check = stream_frame([codec.PP_CHECK, a.membership.fingerprint(), a.catalog.root()])
     assert a.receive_stream(sid, PEER, check, net.now) is True
     out = a.take_outbox()
-    assert read_stream(frames_on(out, sid), ring=Keyring(KEY), initiator=False) == [[codec.PP_CHECK_REPLY, True]]
+    [reply] = read_stream(frames_on(out, sid), ring=Keyring(KEY), initiator=False)
+    assert reply == [codec.PP_CHECK_REPLY, True]
     assert out[-1] == CloseStream(sid)
 
 
@@ -260,3 +266,136 @@ def test_a_completed_push_pull_is_counted_and_closed_by_its_initiator() -> None:
     d.stream_failed(sid, net.now, "closed by peer")  # the driver's, for the stream it closed
     assert stat(d, "push_pulls_failed") == 0
     assert [e for e in d.take_events() if isinstance(e, JoinResult)] == [JoinResult(a.address, True)]
+
+
+# ====================================================================== what a push-pull gossips on
+
+CA, CA_KEY = pki.create_ca("gossipreg stream test CA")
+
+
+def identified(name: str) -> dict[str, Any]:
+    """The identity and trust-store arguments of a member called ``name``."""
+    ident = Identity(*pki.create_member_cert(CA, CA_KEY, name), name=name)
+    return {"identity": ident, "trust": TrustStore(CA)}
+
+
+def signed_alive(ident: Identity, alive: Alive) -> Alive:
+    return replace(alive, signature=ident.sign(ALIVE_DOMAIN, codec.alive_payload(alive)),
+                   certificate=ident.certificate_der)
+
+
+def gossip_of(net: CoreNetwork, core: NodeCore, out: list[Any], seconds: float) -> list[Message]:
+    """The messages ``core`` sends in datagrams: those of outbox items ``out``, then those
+    of the next ``seconds`` of the network."""
+    since = net.now
+    net.run(seconds)
+    later = [m for d in net.sent_by(core.name, since) for m in net.messages(d)]
+    return gossiped(out, core) + later
+
+
+def test_a_member_first_heard_of_in_a_push_pull_is_gossiped_on() -> None:
+    net = CoreNetwork()
+    _a, b = net.cluster("a", "b")
+    x = Member("x", Address("10.0.0.77", 7946), 3, MemberState.ALIVE)
+    init = stream_frame([codec.PP_INIT, False, [codec.encode_member(x)], {}])
+    b.receive_stream(("in", 9), PEER, init, net.now)
+    out = b.take_outbox()  # (its reply goes to no member of the network)
+    sent = gossip_of(net, b, out, 1.0)
+    assert Alive("x", 3, x.address) in [m for m in sent if isinstance(m, Alive)]
+    assert net.state("a", "x") is MemberState.ALIVE
+
+
+def test_with_identities_a_member_first_heard_of_in_a_push_pull_is_gossiped_with_its_own_signature() -> None:
+    net = CoreNetwork(wall0=time.time())
+    a = net.add("a", **identified("a"))
+    b = net.add("b", **identified("b"))
+    b.join([a.address], net.now)
+    net.run(3)
+    x_ident = Identity(*pki.create_member_cert(CA, CA_KEY, "x"), name="x")
+    proof = signed_alive(x_ident, Alive("x", 3, Address("10.0.0.77", 7946), b"", 1))
+    x = Member("x", proof.address, 3, MemberState.ALIVE, epoch=1)
+    init = stream_frame([codec.PP_INIT, False, [codec.encode_member(x, proof)], {}])
+    b.receive_stream(("in", 9), PEER, init, net.now)
+    out = b.take_outbox()
+    alives = [m for m in gossip_of(net, b, out, 1.0) if isinstance(m, Alive) and m.name == "x"]
+    assert alives
+    assert all(m == proof and m.signature == proof.signature for m in alives)
+    assert net.state("a", "x") is MemberState.ALIVE
+    assert a.statistics()["identity_unsigned"] == 0
+
+
+def test_with_identities_a_push_pull_gossips_only_the_alive_it_merged() -> None:
+    # Never another signed alive of that member that the same message carried (here an
+    # older one, listed after it): receivers would take it for news.
+    net = CoreNetwork(wall0=time.time())
+    a = net.add("a", **identified("a"))
+    b = net.add("b", **identified("b"))
+    b.join([a.address], net.now)
+    net.run(3)
+    x_ident = Identity(*pki.create_member_cert(CA, CA_KEY, "x"), name="x")
+    states = []
+    for inc in (3, 2):
+        proof = signed_alive(x_ident, Alive("x", inc, Address("10.0.0.77", 7946), b"", 1))
+        states.append(codec.encode_member(Member("x", proof.address, inc, MemberState.ALIVE, epoch=1), proof))
+    b.receive_stream(("in", 9), PEER, stream_frame([codec.PP_INIT, False, states, {}]), net.now)
+    assert net.member("b", "x").incarnation == 3
+    out = b.take_outbox()
+    alives = [m for m in gossip_of(net, b, out, 1.0) if isinstance(m, Alive) and m.name == "x"]
+    assert all(m.incarnation == 3 for m in alives)
+
+
+def test_records_new_to_a_responder_are_gossiped_on() -> None:
+    # Anti-entropy repairs spread at gossip speed: what a push-pull brought is news here.
+    net = CoreNetwork()
+    a, b = net.cluster("a", "b")
+    sid = ("in", 9)
+    answered_init(b, sid, net.now)
+    pushed = record("a", a.catalog.clock.now())
+    out = reconcile(b, sid, [pushed], net.now)
+    assert b.catalog.get(pushed.key) == pushed
+    sent = gossip_of(net, b, out, 1.0)
+    assert RecordMsg(pushed) in sent
+
+
+def test_records_stamped_beyond_the_drift_bound_in_a_push_pull_are_refused_and_counted() -> None:
+    net = CoreNetwork()
+    a = net.add("a")
+    sid = ("in", 1)
+    answered_init(a, sid, net.now)
+    ahead_ms = int((a.config.max_clock_drift + 10) * 1000)
+    far = record("x", make_stamp(physical_ms(a.catalog.clock.now()) + ahead_ms))
+    reconcile(a, sid, [far], net.now)
+    assert a.catalog.get(far.key) is None
+    assert stat(a, "records_rejected_drift") == 1
+
+
+def test_with_identities_an_unsigned_record_pushed_in_a_push_pull_is_refused() -> None:
+    net = CoreNetwork(wall0=time.time())
+    a = net.add("a", **identified("a"))
+    sid = ("in", 1)
+    answered_init(a, sid, net.now)
+    unsigned = record("a", a.catalog.clock.now())  # in a's own name, unsigned
+    reconcile(a, sid, [unsigned], net.now)
+    assert a.catalog.get(unsigned.key) is None
+    assert stat(a, "identity_unsigned") == 1
+
+
+# ====================================================================== plaintext told from another key
+
+
+def test_the_first_chunk_of_a_long_plaintext_message_is_refused_as_plaintext() -> None:
+    # A first chunk of several carries the MORE flag and a message's start, not a whole
+    # msgpack document: it still reads as plaintext, not as a frame sealed with another key.
+    core = NodeCore("a", ("10.0.0.9", 1), config=Config(), rng=random.Random(1), wall_clock=lambda: WALL0,
+                    now=0.0, keyring=Keyring(KEY))
+    message = codec.pack_stream([codec.PP_INIT, False, [], {"pad": b"p" * (chunks.CHUNK + 10)}])
+    first, _rest = chunks.seal_chunks(None, b"", message, initiator=True, seq=0)
+    assert first[0] == chunks.MORE
+    assert core.receive_stream(("in", 1), ("10.0.0.8", 1), first, 0.0) is False
+    assert (stat(core, "plaintext_rejected"), stat(core, "auth_failures")) == (1, 0)
+    # The shortest such chunk, flag and protocol version only, reads as plaintext too.
+    core.receive_stream(("in", 2), ("10.0.0.8", 1), bytes([chunks.MORE, codec.PROTOCOL_VERSION]), 0.0)
+    assert (stat(core, "plaintext_rejected"), stat(core, "auth_failures")) == (2, 0)
+    # One byte alone is no plaintext chunk.
+    core.receive_stream(("in", 3), ("10.0.0.8", 1), bytes([chunks.MORE]), 0.0)
+    assert (stat(core, "plaintext_rejected"), stat(core, "auth_failures")) == (2, 1)
