@@ -1609,8 +1609,10 @@ class NodeCore:
         if signer is None:
             self._refused("identity_bad_signature")
             return False
-        if alive.name != self.name:
-            # Kept with its certificate: it is the member's proof in push-pull states.
+        if alive.name != self.name and (known is None or alive.incarnation >= known.incarnation):
+            # Kept with its certificate: it is the member's proof in push-pull states. An
+            # older alive (a peer behind) never replaces a newer proof: the membership
+            # keeps the newer state, which that proof vouches for.
             cert = alive.certificate or trust.certificate(alive.name, signer) or b""
             self._alive_proofs[alive.name] = replace(alive, certificate=cert)
         return True

@@ -399,3 +399,32 @@ def test_the_first_chunk_of_a_long_plaintext_message_is_refused_as_plaintext() -
     # One byte alone is no plaintext chunk.
     core.receive_stream(("in", 3), ("10.0.0.8", 1), bytes([chunks.MORE]), 0.0)
     assert (stat(core, "plaintext_rejected"), stat(core, "auth_failures")) == (2, 1)
+
+
+def test_with_identities_an_older_signed_alive_does_not_replace_the_proof_held() -> None:
+    """A peer whose view of x is behind (x refuted a suspicion since) push-pulls x's
+    older signed alive: the member keeps x's newer state and the proof that vouches for
+    it, so its own push-pull states still carry x with a proof (a member joining
+    through it learns x, and counts nothing unsigned)."""
+    net = CoreNetwork(wall0=time.time())
+    a = net.add("a", **identified("a"))
+    b = net.add("b", **identified("b"))
+    b.join([a.address], net.now)
+    net.run(3)
+    x_ident = Identity(*pki.create_member_cert(CA, CA_KEY, "x"), name="x")
+    for sid, inc in ((9, 3), (10, 2)):  # the newer first, the older in a later exchange
+        proof = signed_alive(x_ident, Alive("x", inc, Address("10.0.0.77", 7946), b"", 1))
+        state = codec.encode_member(Member("x", proof.address, inc, MemberState.ALIVE, epoch=1), proof)
+        b.receive_stream(("in", sid), PEER, stream_frame([codec.PP_INIT, False, [state], {}]), net.now)
+        b.take_outbox()
+    assert net.member("b", "x").incarnation == 3
+    x = b.membership.get("x")
+    assert x is not None
+    proof_held = b._proof_of(x)
+    assert proof_held is not None
+    assert proof_held.incarnation == 3
+    d = net.add("d", **identified("d"))
+    d.join([b.address], net.now)
+    net.run(0.5)
+    assert d.membership.get("x") is not None  # (x is no real member: soon suspected)
+    assert d.statistics()["identity_unsigned"] == 0
