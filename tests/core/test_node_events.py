@@ -18,11 +18,11 @@ from gossipreg.core import codec
 from gossipreg.core.codec import Message, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.membership import Address, Alive, Dead, Leave, Member, MemberState, TableSnapshot
-from gossipreg.core.node import NodeCore, SendDatagram
+from gossipreg.core.node import JoinResult, NodeCore, SendDatagram, SendStream, _Resync
 from gossipreg.core.tree import resend_span
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import service
+from .node_helpers import read_stream, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ELSEWHERE = Address("10.0.0.9", 1)
@@ -189,3 +189,116 @@ def test_an_eager_round_may_spend_the_buckets_last_whole_token() -> None:
     core.receive_datagram(plain(Dead("p001", 0, "p003")), table[-1].address, 0.0)
     assert stat(core, "eager_rounds_deferred") == 1
     assert stat(core, "eager_pushes") == pushes
+
+
+# ====================================================================== membership events
+
+
+def test_a_member_that_fails_loses_its_round_trip_times() -> None:
+    """Its tree acks and probe acks timed it slow; once dead, a member that comes back
+    under that name is timed like a member not measured yet (from all members' times)."""
+    core, table = core_with_peers(3, Config(death_grace=0.0))
+    p0, p1 = table[0], table[1]
+    slow = {p0.name: 0.25}
+    core.register(service("svc"), None, 0.0)
+    for seq, t in list(core._tree_sends.items()):
+        core.receive_datagram(plain(codec.Ack(seq, t.child)), Address("10.0.1.9", 1), slow.get(t.child, 0.001))
+    now, probed = 0.25, []
+    while len(probed) < 6:
+        due = core.next_deadline()
+        assert due is not None
+        now = max(now, due)
+        core.tick(now)
+        p = core._probe
+        if p is not None and len(p.sent_at) == 1 and p.started == now:
+            [ping_seq] = p.sent_at
+            now += slow.get(p.target, 0.001)
+            core.receive_datagram(plain(codec.Ack(ping_seq, p.target)), Address("10.0.1.9", 1), now)
+            probed.append(p.target)
+    assert p0.name in probed
+    unmeasured = core._tree_rtts.timeout("nobody"), core._probe_rtts.timeout("nobody")
+    # (premise) its own times differ from all members' ones
+    assert core._tree_rtts.timeout(p0.name) != unmeasured[0]
+    assert core._probe_rtts.timeout(p0.name) != unmeasured[1]
+    core.receive_datagram(plain(Dead(p0.name, 0, p1.name)), p1.address, now)
+    assert core.membership.get(p0.name).state is DEAD  # type: ignore[union-attr]
+    assert core._tree_rtts.timeout(p0.name) == unmeasured[0]
+    assert core._probe_rtts.timeout(p0.name) == unmeasured[1]
+
+
+def test_a_member_that_fails_while_in_resync_is_no_longer_pushed_pulled_nor_shown() -> None:
+    net = CoreNetwork(config=Config(death_grace=0.0), insecure=True)
+    a, b, c = net.cluster("a", "b", "c")
+    now = net.now
+    a._resync["c"] = _Resync(c.address, now + 1.0, now + 5.0, a._stream_seq)
+    a._resync_due = now + 1.0
+    a.receive_datagram(plain(Dead("c", net.member("a", "c").incarnation, "b")), b.address, now)
+    assert net.state("a", "c") is DEAD
+    tried, abandoned = stat(a, "owner_resyncs"), stat(a, "owner_resyncs_abandoned")
+    for t in (now + 1.0, now + 2.0, now + 5.0, now + 6.0):
+        a.tick(t)
+    assert not [o for o in a.take_outbox() if isinstance(o, SendStream) and o.address == c.address]
+    assert (stat(a, "owner_resyncs"), stat(a, "owner_resyncs_abandoned")) == (tried, abandoned)
+
+
+def test_a_member_held_dead_that_then_left_is_no_longer_re_merged_with() -> None:
+    core, table = core_with_peers(3, Config(death_grace=0.0))
+    p0, p1 = table[0], table[1]
+    core.receive_datagram(plain(Dead(p0.name, 0, p1.name)), p1.address, 1.0)
+    core.receive_datagram(plain(Leave(p0.name, 0)), p1.address, 1.0)
+    assert core.membership.get(p0.name).state is MemberState.LEFT  # type: ignore[union-attr]
+    remerges = stat(core, "remerges_started")
+    core.receive_datagram(plain(codec.Ping(1, "me", p0.name, p0.address)), p0.address, 2.0)
+    assert stat(core, "remerges_started") == remerges
+
+
+def first_stream_after(core: NodeCore, now: float, until: float) -> tuple[float, SendStream] | None:
+    """Tick ``core`` at its deadlines from ``now``; when and what it first sends on a stream."""
+    while True:
+        due = core.next_deadline()
+        if due is None or due > until:
+            return None
+        now = max(now, due)
+        core.tick(now)
+        streams = [o for o in core.take_outbox() if isinstance(o, SendStream)]
+        if streams:
+            return now, streams[0]
+
+
+def test_a_failure_brings_the_next_anti_entropy_check_within_a_probe_interval() -> None:
+    config = Config(death_grace=0.0)
+    core, table = core_with_peers(4, config)
+    core.take_outbox()
+    failed_at = 5.0
+    core.receive_datagram(plain(Dead(table[0].name, 0, table[1].name)), table[1].address, failed_at)
+    core.take_outbox()
+    first = first_stream_after(core, failed_at, failed_at + config.push_pull_interval)
+    assert first is not None
+    at, _ = first
+    assert failed_at + 0.5 * config.probe_interval <= at < failed_at + config.probe_interval
+
+
+def test_a_member_remembers_at_most_4096_members_held_dead_the_longest_dead_forgotten_first() -> None:
+    """Only a remembered member held dead is re-merged with when it speaks."""
+    core, table = core_with_peers(4098, Config(death_grace=0.0, eager_push=False))
+    witness = table[-1]
+    for m in table[:4097]:
+        core.receive_datagram(plain(Dead(m.name, 0, witness.name)), witness.address, 1.0)
+    core.take_outbox()
+    remerges = stat(core, "remerges_started")
+    core.receive_datagram(plain(codec.Ping(1, "me", table[0].name, table[0].address)), table[0].address, 2.0)
+    assert stat(core, "remerges_started") == remerges  # the longest dead: forgotten
+    core.receive_datagram(plain(codec.Ping(2, "me", table[1].name, table[1].address)), table[1].address, 2.0)
+    assert stat(core, "remerges_started") == remerges + 1
+
+
+def test_an_anti_entropy_check_that_fails_is_not_reported_as_a_join() -> None:
+    core, _ = core_with_peers(2, Config())
+    first = first_stream_after(core, 0.0, 100.0)
+    assert first is not None
+    at, out = first
+    assert read_stream([out.data], ring=None, label=b"")[0][0] == codec.PP_CHECK  # (premise)
+    core.take_events()
+    core.stream_failed(out.stream, at + 0.1)
+    assert not [e for e in core.take_events() if isinstance(e, JoinResult)]
+    assert stat(core, "push_pulls_failed") == 1
