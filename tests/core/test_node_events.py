@@ -12,17 +12,22 @@ kit's :class:`~gossipreg.testing.CoreNetwork`, on a fake clock.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
+from typing import Any
 
+from gossipreg import pki
 from gossipreg.core import codec
 from gossipreg.core.codec import Message, Tree
 from gossipreg.core.config import Config
-from gossipreg.core.membership import Address, Alive, Dead, Leave, Member, MemberState, TableSnapshot
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.identity import Identity, TrustStore
+from gossipreg.core.membership import Address, Alive, Dead, Leave, Member, MemberState, Suspect, TableSnapshot
 from gossipreg.core.node import JoinResult, NodeCore, SendDatagram, SendStream, _Resync
 from gossipreg.core.tree import resend_span
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import read_stream, service
+from .node_helpers import KEY, read_stream, service
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ELSEWHERE = Address("10.0.0.9", 1)
@@ -53,9 +58,9 @@ def sent(core: NodeCore) -> list[tuple[Address, list[Message]]]:
     ]
 
 
-def tree_cluster(**config: object) -> tuple[CoreNetwork, list[NodeCore]]:
+def tree_cluster(**config: Any) -> tuple[CoreNetwork, list[NodeCore]]:
     """Eight plaintext members with ``gossip_nodes=1``: in m0's tree, m0 sends to m1, m2 and m4."""
-    net = CoreNetwork(config=Config.lan(gossip_nodes=1, **config), insecure=True)  # type: ignore[arg-type]
+    net = CoreNetwork(config=Config.lan(gossip_nodes=1, **config), insecure=True)
     cores = net.cluster(*[f"m{i}" for i in range(8)])
     net.run(2)
     assert [c.name for c in cores[0]._tree_children("m0")] == ["m1", "m2", "m4"]
@@ -202,8 +207,9 @@ def test_a_member_that_fails_loses_its_round_trip_times() -> None:
     slow = {p0.name: 0.25}
     core.register(service("svc"), None, 0.0)
     for seq, t in list(core._tree_sends.items()):
-        core.receive_datagram(plain(codec.Ack(seq, t.child)), Address("10.0.1.9", 1), slow.get(t.child, 0.001))
-    now, probed = 0.25, []
+        at = slow.get(t.child, 0.001)
+        core.receive_datagram(plain(codec.Ack(seq, t.child)), Address("10.0.1.9", 1), at)
+    now, probed = 0.25, list[str]()
     while len(probed) < 6:
         due = core.next_deadline()
         assert due is not None
@@ -302,3 +308,41 @@ def test_an_anti_entropy_check_that_fails_is_not_reported_as_a_join() -> None:
     core.stream_failed(out.stream, at + 0.1)
     assert not [e for e in core.take_events() if isinstance(e, JoinResult)]
     assert stat(core, "push_pulls_failed") == 1
+
+
+# ====================================================================== member identities
+
+CA, CA_KEY = pki.create_ca("gossipreg test CA")
+
+
+def identity_cluster(*names: str) -> tuple[CoreNetwork, list[NodeCore]]:
+    """Members with identities (certificates of one CA), joined through the first."""
+    net = CoreNetwork(wall0=time.time())
+    cores = []
+    for n in names:
+        cert, key = pki.create_member_cert(CA, CA_KEY, n)
+        cores.append(net.add(n, identity=Identity(cert, key, name=n), trust=TrustStore(CA)))
+    for core in cores[1:]:
+        core.join([cores[0].address], net.now)
+    net.run(3)
+    return net, cores
+
+
+def test_a_member_with_an_identity_signs_its_refutation_anew() -> None:
+    """Its alive signed earlier (for the join) is not what it sends once its alive changed:
+    the refutation of a suspicion goes out at its new incarnation, and is believed."""
+    net, (a, _b, c) = identity_cluster("a", "b", "c")
+    inc = net.member("b", "a").incarnation
+    assert a._signed_alive(a.membership.local_alive()).incarnation == inc  # (premise) signed, held
+    since = net.now
+    net.deliver_now("a", Keyring(KEY).seal(plain(Suspect("a", inc, "c")), b""), c.address)
+    assert a.membership.local_alive().incarnation == inc + 1
+    net.run(0.5)
+    sent_alives = [
+        m for d in net.sent_by("a", since) for m in net.messages(d) if isinstance(m, Alive) and m.name == "a"
+    ]
+    assert sent_alives
+    assert {m.incarnation for m in sent_alives} == {inc + 1}
+    for observer in ("b", "c"):
+        assert (net.state(observer, "a"), net.member(observer, "a").incarnation) == (ALIVE, inc + 1)
+        assert stat(net.cores[observer], "identity_bad_signature") == 0
