@@ -11,6 +11,7 @@ from typing import Any
 from gossipreg.core import chunks, codec
 from gossipreg.core.crypto import Keyring
 from gossipreg.core.model import Node, Service
+from gossipreg.core.node import NodeCore
 from gossipreg.testing import TEST_KEY
 
 KEY = TEST_KEY
@@ -52,3 +53,18 @@ def read_stream(frames: Iterable[bytes], *, ring: Keyring | None = None, initiat
             messages.append(codec.unpack_stream(partial))
             partial = b""
     return messages
+
+
+def stat(core: NodeCore, name: str) -> int:
+    """The member's counter ``name`` (see :meth:`NodeCore.statistics`)."""
+    return core.statistics()[name]
+
+
+def plain(*msgs: codec.Message) -> bytes:
+    """``msgs`` as one plaintext datagram."""
+    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
+
+
+def sealed(*msgs: codec.Message) -> bytes:
+    """``msgs`` as one datagram sealed with :data:`KEY` (the default label)."""
+    return Keyring(KEY).seal(codec.pack_datagram([codec.encode_message(m) for m in msgs]), b"")

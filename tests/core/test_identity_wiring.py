@@ -21,7 +21,6 @@ from gossipreg import pki
 from gossipreg.core import codec
 from gossipreg.core.catalog import Record
 from gossipreg.core.codec import Cert, RecordMsg
-from gossipreg.core.crypto import Keyring
 from gossipreg.core.errors import ConfigError
 from gossipreg.core.identity import ALIVE_DOMAIN, RECORD_DOMAIN, Identity, TrustStore
 from gossipreg.core.membership import Address, Alive, Leave, Member, MemberState, Suspect
@@ -29,7 +28,7 @@ from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore
 from gossipreg.testing import CoreNetwork
 
-from .node_helpers import KEY, service, stream_frame
+from .node_helpers import sealed, service, stat, stream_frame
 
 CA, CA_KEY = pki.create_ca("gossipreg test CA")
 OTHER_CA, OTHER_CA_KEY = pki.create_ca("another CA")
@@ -56,14 +55,6 @@ def cluster(*names: str, identities: bool = True) -> tuple[CoreNetwork, list[Nod
         c.join([cores[0].address], net.now)
     net.run(3)
     return net, cores
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def sealed(*msgs: codec.Message) -> bytes:
-    return Keyring(KEY).seal(codec.pack_datagram([codec.encode_message(m) for m in msgs]), b"")
 
 
 def nodes(core: NodeCore, name: str) -> list[tuple[str, str, str]]:

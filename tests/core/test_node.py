@@ -52,21 +52,15 @@ from .node_helpers import (
     KEY,
     OTHER_KEY,
     STREAM_LABEL,
+    plain,
     plain_stream_frame,
     read_stream,
     service,
+    stat,
     stream_frame,
 )
 
 ALIVE, SUSPECT, DEAD, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
 def sealed(*msgs: Message, key: bytes = KEY, label: bytes = b"") -> bytes:

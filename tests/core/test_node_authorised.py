@@ -29,7 +29,7 @@ from gossipreg.core.model import Node
 from gossipreg.core.node import REFUSALS_PER_SECOND, JoinResult, NodeCore, SendStream
 from gossipreg.testing import WALL0, CoreNetwork
 
-from .node_helpers import KEY, STREAM_LABEL, read_stream, service, stream_frame
+from .node_helpers import KEY, STREAM_LABEL, read_stream, sealed, service, stat, stream_frame
 
 CA, CA_KEY = pki.create_ca("gossipreg test CA")
 _CERTS: dict[str, tuple[bytes, bytes]] = {}
@@ -50,14 +50,6 @@ def cluster(*names: str) -> tuple[CoreNetwork, list[NodeCore]]:
         c.join([cores[0].address], net.now)
     net.run(3)
     return net, cores
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def sealed(*msgs: codec.Message) -> bytes:
-    return Keyring(KEY).seal(codec.pack_datagram([codec.encode_message(m) for m in msgs]), b"")
 
 
 def signed_by(signer: Identity, rec: Record) -> Record:

@@ -27,20 +27,12 @@ from gossipreg.core.node import JoinResult, NodeCore, SendDatagram, SendStream, 
 from gossipreg.core.tree import resend_span
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import KEY, read_stream, service
+from .node_helpers import KEY, plain, read_stream, service, stat
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ELSEWHERE = Address("10.0.0.9", 1)
 #: The first copy of a tree datagram asking for an ack (the flag bit, counter 1, copy 0).
 TREE_SEQ = (1 << 62) | (1 << 7)
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
 def lone(config: Config | None = None, *, now: float = 0.0) -> NodeCore:

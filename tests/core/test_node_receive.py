@@ -21,18 +21,10 @@ from gossipreg.core.membership import Address, Alive, Dead, MemberState
 from gossipreg.core.node import NodeCore, SendDatagram, TrafficRefused
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import KEY, service
+from .node_helpers import KEY, plain, service, stat
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ELSEWHERE = Address("10.0.0.9", 1)
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
 def sealed(*msgs: Message) -> bytes:

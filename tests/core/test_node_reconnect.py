@@ -19,7 +19,7 @@ import random
 
 from gossipreg.core import codec
 from gossipreg.core.catalog import CatalogEvent, Record
-from gossipreg.core.codec import Ack, Message, Ping, RecordMsg, Tree
+from gossipreg.core.codec import Ack, Ping, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.membership import (
     Address,
@@ -34,18 +34,10 @@ from gossipreg.core.model import Node
 from gossipreg.core.node import JoinResult, NodeCore, Outgoing, SendDatagram, SendStream, _Resync
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import read_stream, service
+from .node_helpers import plain, read_stream, service, stat
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ME = Address("10.0.0.1", 7946)
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
 def addr(name: str) -> Address:

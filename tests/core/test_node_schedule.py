@@ -27,7 +27,7 @@ from gossipreg.core.membership import Address, Alive, Dead, MemberState
 from gossipreg.core.node import JoinResult, NodeCore, Outgoing, SendDatagram, SendStream
 from gossipreg.testing import WALL0, decode_datagram
 
-from .node_helpers import service
+from .node_helpers import plain, service, stat
 
 A = Address("10.0.0.1", 7946)
 B = Address("10.0.0.2", 7946)
@@ -49,14 +49,6 @@ def lone(fraction: float = 0.25, *, now: float = 0.0, **changes: Any) -> NodeCor
     """Member ``a`` alone at ``A``, created at ``now``, with :class:`FixedDraws` and ``Config(**changes)``."""
     return NodeCore("a", A, config=Config(**changes), rng=FixedDraws(fraction),
                     wall_clock=lambda: WALL0 + now, now=now, insecure=True)
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
 
 
 def run(

@@ -27,13 +27,9 @@ from gossipreg.core.model import Node
 from gossipreg.core.node import CloseStream, JoinResult, NodeCore, SendDatagram, SendStream
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import KEY, OTHER_KEY, STREAM_LABEL, read_stream, stream_frame
+from .node_helpers import KEY, OTHER_KEY, STREAM_LABEL, read_stream, stat, stream_frame
 
 PEER = Address("10.0.0.66", 7946)
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
 
 
 def frames_on(out: list[Any], sid: tuple[str, int]) -> list[bytes]:

@@ -19,13 +19,9 @@ from gossipreg.core.model import Node, Service
 from gossipreg.core.node import NodeCore, RegistrationConflict, SendDatagram, SendStream, _Resync
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import plain_stream_frame, read_stream, service
+from .node_helpers import plain_stream_frame, read_stream, service, stat
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
 
 
 def plain(*msgs: codec.Message) -> bytes:
