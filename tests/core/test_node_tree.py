@@ -1,0 +1,248 @@
+"""Unit tests of the node core's dissemination: the broadcast tree, datagram budgets,
+eager and periodic gossip rounds, and the end of a probe.
+
+Covers what a member sends down a broadcast tree and what it passes on (hop
+bound, unknown roots, empty datagrams), how it splits updates into tree
+datagrams, how tree datagrams are numbered, re-sent and given up; how much a
+datagram carries (``max_packet_size``, sealed or not, a protocol message
+topped up with queued news); when an eager round skips a member or stands for
+the next periodic round; and how a probe ends when its timeout comes.
+Every test drives real :class:`NodeCore` instances by hand, directly or on the
+test kit's :class:`~gossipreg.testing.CoreNetwork`.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gossipreg.core import codec, crypto
+from gossipreg.core.catalog import Record
+from gossipreg.core.codec import Ack, Message, Ping, RecordMsg, Tree
+from gossipreg.core.config import Config
+from gossipreg.core.crypto import Keyring
+from gossipreg.core.membership import Address, Alive, Leave, Member, MemberState
+from gossipreg.core.model import Node
+from gossipreg.core.node import _MAX_TREE_UNACKED, NodeCore, SendDatagram
+from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
+
+from .node_helpers import KEY, service
+
+_TREE_SEQ_FLAG = 1 << 62  # docs/protocol.md: a tree seq is 2^62 | counter << 7 | copy
+_COPY_BITS = 7
+
+
+def stat(core: NodeCore, name: str) -> int:
+    return core.statistics()[name]
+
+
+def plain(*msgs: Message) -> bytes:
+    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
+
+
+def messages(data: bytes, keyring: Keyring | None = None) -> list[Message]:
+    return decode_datagram(data, keyring)
+
+
+def tree_marker(data: bytes) -> Tree | None:
+    msgs = messages(data)
+    return msgs[0] if msgs and isinstance(msgs[0], Tree) else None
+
+
+def datagrams(core: NodeCore) -> list[SendDatagram]:
+    """``core``'s outbox (taken), datagrams only."""
+    return [o for o in core.take_outbox() if isinstance(o, SendDatagram)]
+
+
+def tree_datagrams(core: NodeCore) -> list[SendDatagram]:
+    """The tree datagrams in ``core``'s outbox (taken; an insecure member's)."""
+    return [o for o in datagrams(core) if tree_marker(o.data) is not None]
+
+
+def alive_of(member: Member) -> Alive:
+    """The alive a member with this view of ``member`` already has (stale there)."""
+    return Alive(member.name, member.incarnation, member.address, member.meta, member.epoch)
+
+
+def tree_cluster(**changes: object) -> tuple[CoreNetwork, list[NodeCore]]:
+    """Eight insecure members with ``gossip_nodes=1``: m0's tree (rank = index) is
+    0 -> 1, 2, 4; 1 -> 3, 5; 2 -> 6; 3 -> 7."""
+    net = CoreNetwork(config=Config.lan(gossip_nodes=1, **changes), insecure=True)
+    cores = net.cluster(*[f"m{i}" for i in range(8)])
+    net.run(2)
+    assert [c.name for c in cores[0]._tree_children("m0")] == ["m1", "m2", "m4"]
+    assert [c.name for c in cores[1]._tree_children("m0")] == ["m3", "m5"]
+    return net, cores
+
+
+def names(net: CoreNetwork, sent: list[SendDatagram]) -> list[str]:
+    return sorted(net.name_of(o.address) or "?" for o in sent)
+
+
+# ---------------------------------------------------------------- passing on
+
+
+def test_a_tree_datagram_is_passed_on_to_the_children_with_one_more_hop_and_counted() -> None:
+    net, cores = tree_cluster(tree_resends=0)
+    m1 = cores[1]
+    update = alive_of(net.member("m1", "m2"))
+    before = stat(m1, "tree_datagrams")
+    m1.receive_datagram(plain(Tree("m0", 1), update), cores[0].address, net.now)
+    sent = tree_datagrams(m1)
+    assert names(net, sent) == ["m3", "m5"]
+    assert all(messages(o.data) == [Tree("m0", 2), update] for o in sent)
+    assert stat(m1, "tree_datagrams") == before + 2
+
+
+def test_a_tree_datagram_at_the_hop_bound_is_applied_but_not_passed_on() -> None:
+    net, cores = tree_cluster(tree_resends=0)
+    m1 = cores[1]
+    rec = Record("far", "1.0", "f-1", "m0", m1.catalog.clock.now(), None, False, Node("f-1", "10.9.9.9:1"))
+    before = stat(m1, "tree_datagrams")
+    m1.receive_datagram(plain(Tree("m0", codec.MAX_TREE_HOPS), RecordMsg(rec)), cores[0].address, net.now)
+    assert m1.catalog.get(rec.key) == rec
+    assert tree_datagrams(m1) == []
+    assert stat(m1, "tree_datagrams") == before
+    # One hop less is still passed on.
+    m1.receive_datagram(plain(Tree("m0", codec.MAX_TREE_HOPS - 1), RecordMsg(rec)), cores[0].address, net.now)
+    assert [tree_marker(o.data) for o in tree_datagrams(m1)] == [Tree("m0", codec.MAX_TREE_HOPS)] * 2
+
+
+def test_a_tree_datagram_without_updates_is_not_passed_on() -> None:
+    net, cores = tree_cluster(tree_resends=0)
+    m1 = cores[1]
+    before = stat(m1, "tree_datagrams")
+    m1.receive_datagram(plain(Tree("m0", 1)), cores[0].address, net.now)
+    m1.receive_datagram(plain(Tree("m0", 1), Ping(99, "m9", "m0", cores[0].address)), cores[0].address, net.now)
+    assert tree_datagrams(m1) == []
+    assert stat(m1, "tree_datagrams") == before
+
+
+@pytest.mark.parametrize("root", ["a-gone", "zz"])
+def test_a_tree_rooted_at_a_member_not_known_live_is_not_passed_on(root: str) -> None:
+    """A root this member does not know (sorting before every member, or after all
+    of them) gives it no place in the tree: the updates are applied, not passed on."""
+    net, cores = tree_cluster(tree_resends=0)
+    m1 = cores[1]
+    rec = Record("far", "1.0", "f-1", "m0", m1.catalog.clock.now(), None, False, Node("f-1", "10.9.9.9:1"))
+    m1.receive_datagram(plain(Tree(root, 1), RecordMsg(rec)), cores[0].address, net.now)
+    assert m1.catalog.get(rec.key) == rec
+    assert tree_datagrams(m1) == []
+
+
+# ---------------------------------------------------------------- tree datagrams
+
+
+def test_as_many_updates_as_a_datagram_holds_are_passed_on_in_one_datagram_per_child() -> None:
+    net, cores = tree_cluster(tree_resends=0, max_packet_size=65000)
+    m1 = cores[1]
+    update = alive_of(net.member("m1", "m2"))
+    # The marker and MAX_MESSAGES - 1 updates: a full datagram, received and passed on whole.
+    m1.receive_datagram(plain(Tree("m0", 1), *[update] * (codec.MAX_MESSAGES - 1)), cores[0].address, net.now)
+    sent = tree_datagrams(m1)
+    assert names(net, sent) == ["m3", "m5"]
+    assert all(len(messages(o.data)) == codec.MAX_MESSAGES for o in sent)
+
+
+def big_record(owner: str, node_id: str, stamp: int, size: int) -> Record:
+    """A record of ``owner`` whose message encodes to exactly ``size`` bytes (padded metadata)."""
+    for pad in range(size):
+        rec = Record("big", "1.0", node_id, owner, stamp, None, False, Node(node_id, "10.9.9.9:1"), {"p": "x" * pad})
+        if len(codec.encode_message(RecordMsg(rec))) == size:
+            return rec
+    raise AssertionError(f"no record of {size} bytes")
+
+
+def test_each_tree_datagram_is_filled_up_to_max_packet_size() -> None:
+    """Updates are split into as few datagrams as fit ``max_packet_size``, the second
+    as full as the first: [a], then [b, c] whose sizes just fill a datagram."""
+    net, cores = tree_cluster(tree_resends=0)
+    m1 = cores[1]
+    room = net.config.max_packet_size - codec.DATAGRAM_OVERHEAD - len(codec.encode_message(Tree("m0", 2)))
+    stamp = m1.catalog.clock.now()
+    a = big_record("m0", "a", stamp, 800)
+    b = big_record("m0", "b", stamp, 700)
+    c = big_record("m0", "c", stamp, room - 700)
+    m1.receive_datagram(plain(Tree("m0", 1), RecordMsg(a), RecordMsg(b), RecordMsg(c)), cores[0].address, net.now)
+    sent = tree_datagrams(m1)
+    to_m3 = [messages(o.data)[1:] for o in sent if net.name_of(o.address) == "m3"]
+    assert to_m3 == [[RecordMsg(a)], [RecordMsg(b), RecordMsg(c)]]
+    assert all(len(o.data) <= net.config.max_packet_size for o in sent)
+
+
+def test_one_tree_resend_is_enough_to_turn_the_repair_on() -> None:
+    net, cores = tree_cluster(tree_resends=1)
+    lost: list[Tree] = []
+
+    def drop(src: str, dst: str, data: bytes) -> bool:
+        marker = tree_marker(data)
+        if (src, dst) == ("m0", "m1") and marker is not None and not lost:
+            lost.append(marker)
+            return True
+        return False
+
+    net.drop = drop
+    resends = stat(cores[0], "tree_resends")
+    cores[0].register(service("svc"), None, net.now)
+    net.run(0.1)
+    assert lost and lost[0].seq is not None  # the marker asks for an ack
+    assert stat(cores[0], "tree_resends") == resends + 1
+    again = [m for d in net.log if d.src == "m0" and net.name_of(d.dst) == "m1"
+             if (m := tree_marker(d.data)) is not None and m.seq is not None and m.seq >> _COPY_BITS == lost[0].seq >> _COPY_BITS]
+    # The re-send names the same root and hops as the lost copy, and the next copy.
+    assert [(m.root, m.hops, m.seq) for m in again] == [(lost[0].root, lost[0].hops, lost[0].seq)] + [
+        (lost[0].root, lost[0].hops, (lost[0].seq or 0) | 1)
+    ]
+
+
+def test_a_resent_tree_datagram_keeps_the_hops_of_the_first_copy() -> None:
+    net, cores = tree_cluster()
+    m1 = cores[1]
+    net.down.update({"m3", "m5"})  # m1's children never ack
+    update = alive_of(net.member("m1", "m2"))
+    m1.receive_datagram(plain(Tree("m0", 3), update), cores[0].address, net.now)
+    first = [tree_marker(o.data) for o in tree_datagrams(m1)]
+    assert [(m.root, m.hops) for m in first if m is not None] == [("m0", 4)] * 2
+    m1.tick(m1.next_deadline() or 0.0)
+    again = [tree_marker(o.data) for o in tree_datagrams(m1)]
+    assert [(m.root, m.hops) for m in again if m is not None] == [("m0", 4)] * 2
+
+
+def test_tree_datagrams_are_numbered_by_a_per_sender_count() -> None:
+    """docs/protocol.md: a tree seq is ``2^62 | counter << 7 | copy``, ``counter`` the
+    sender's count of tree datagrams: one more for each datagram, copy 0 when first sent."""
+    net, cores = tree_cluster()
+    start = len(net.log)
+    cores[0].register(service("svc"), None, net.now)
+    net.flush()
+    seqs = [m.seq for d in net.log[start:] if d.src == "m0" if (m := tree_marker(d.data)) is not None]
+    assert len(seqs) == 3  # m1, m2, m4
+    assert all(s is not None and s & _TREE_SEQ_FLAG and s & ((1 << _COPY_BITS) - 1) == 0 for s in seqs)
+    counters = [(s or 0) >> _COPY_BITS & ~(_TREE_SEQ_FLAG >> _COPY_BITS) for s in seqs]
+    assert counters == list(range(counters[0], counters[0] + 3))
+
+
+def test_at_most_max_tree_unacked_datagrams_await_an_ack_and_the_oldest_is_given_up() -> None:
+    net = CoreNetwork(insecure=True)
+    a, _b = net.cluster("a", "b")
+    net.down.add("b")  # b never acks; a's timers are not run
+    unacked = stat(a, "tree_unacked")
+    acked = stat(a, "tree_acks_received")
+    seqs: list[int] = []
+    svc = service("svc")
+    for i in range(_MAX_TREE_UNACKED + 1):
+        if i % 2:
+            a.deregister(svc, net.now)
+        else:
+            a.register(svc, None, net.now)
+        [marker] = [m for o in datagrams(a) if (m := tree_marker(o.data)) is not None]
+        assert marker.seq is not None
+        seqs.append(marker.seq)
+        assert stat(a, "tree_unacked") == unacked + (i == _MAX_TREE_UNACKED)
+    # The oldest was given up: its ack, late, counts for nothing; the second's still does.
+    b_address = net.cores["b"].address
+    a.receive_datagram(plain(Ack(seqs[0], "b")), b_address, net.now)
+    assert stat(a, "tree_acks_received") == acked
+    a.receive_datagram(plain(Ack(seqs[1], "b")), b_address, net.now)
+    assert stat(a, "tree_acks_received") == acked + 1
