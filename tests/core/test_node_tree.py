@@ -22,7 +22,7 @@ from gossipreg.core.catalog import Record
 from gossipreg.core.codec import Ack, Message, Ping, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.membership import Address, Alive, Leave, Member, MemberState
+from gossipreg.core.membership import Address, Alive, Member
 from gossipreg.core.model import Node
 from gossipreg.core.node import _MAX_TREE_UNACKED, NodeCore, SendDatagram
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
@@ -114,7 +114,8 @@ def test_a_tree_datagram_without_updates_is_not_passed_on() -> None:
     m1 = cores[1]
     before = stat(m1, "tree_datagrams")
     m1.receive_datagram(plain(Tree("m0", 1)), cores[0].address, net.now)
-    m1.receive_datagram(plain(Tree("m0", 1), Ping(99, "m9", "m0", cores[0].address)), cores[0].address, net.now)
+    ping = Ping(99, "m9", "m0", cores[0].address)  # not an update: nothing to pass on
+    m1.receive_datagram(plain(Tree("m0", 1), ping), cores[0].address, net.now)
     assert tree_datagrams(m1) == []
     assert stat(m1, "tree_datagrams") == before
 
@@ -148,7 +149,8 @@ def test_as_many_updates_as_a_datagram_holds_are_passed_on_in_one_datagram_per_c
 def big_record(owner: str, node_id: str, stamp: int, size: int) -> Record:
     """A record of ``owner`` whose message encodes to exactly ``size`` bytes (padded metadata)."""
     for pad in range(size):
-        rec = Record("big", "1.0", node_id, owner, stamp, None, False, Node(node_id, "10.9.9.9:1"), {"p": "x" * pad})
+        node = Node(node_id, "10.9.9.9:1")
+        rec = Record("big", "1.0", node_id, owner, stamp, None, False, node, {"p": "x" * pad})
         if len(codec.encode_message(RecordMsg(rec))) == size:
             return rec
     raise AssertionError(f"no record of {size} bytes")
@@ -164,7 +166,8 @@ def test_each_tree_datagram_is_filled_up_to_max_packet_size() -> None:
     a = big_record("m0", "a", stamp, 800)
     b = big_record("m0", "b", stamp, 700)
     c = big_record("m0", "c", stamp, room - 700)
-    m1.receive_datagram(plain(Tree("m0", 1), RecordMsg(a), RecordMsg(b), RecordMsg(c)), cores[0].address, net.now)
+    datagram = plain(Tree("m0", 1), RecordMsg(a), RecordMsg(b), RecordMsg(c))
+    m1.receive_datagram(datagram, cores[0].address, net.now)
     sent = tree_datagrams(m1)
     to_m3 = [messages(o.data)[1:] for o in sent if net.name_of(o.address) == "m3"]
     assert to_m3 == [[RecordMsg(a)], [RecordMsg(b), RecordMsg(c)]]
@@ -186,14 +189,17 @@ def test_one_tree_resend_is_enough_to_turn_the_repair_on() -> None:
     resends = stat(cores[0], "tree_resends")
     cores[0].register(service("svc"), None, net.now)
     net.run(0.1)
-    assert lost and lost[0].seq is not None  # the marker asks for an ack
+    assert lost
+    first = lost[0].seq
+    assert first is not None  # the marker asks for an ack
     assert stat(cores[0], "tree_resends") == resends + 1
-    again = [m for d in net.log if d.src == "m0" and net.name_of(d.dst) == "m1"
-             if (m := tree_marker(d.data)) is not None and m.seq is not None and m.seq >> _COPY_BITS == lost[0].seq >> _COPY_BITS]
-    # The re-send names the same root and hops as the lost copy, and the next copy.
-    assert [(m.root, m.hops, m.seq) for m in again] == [(lost[0].root, lost[0].hops, lost[0].seq)] + [
-        (lost[0].root, lost[0].hops, (lost[0].seq or 0) | 1)
+    copies = [
+        m for d in net.log if d.src == "m0" and net.name_of(d.dst) == "m1"
+        if (m := tree_marker(d.data)) is not None and (m.seq or 0) >> _COPY_BITS == first >> _COPY_BITS
     ]
+    # The re-send names the same root and hops as the lost copy, and the next copy.
+    root, hops = lost[0].root, lost[0].hops
+    assert [(m.root, m.hops, m.seq) for m in copies] == [(root, hops, first), (root, hops, first | 1)]
 
 
 def test_a_resent_tree_datagram_keeps_the_hops_of_the_first_copy() -> None:
@@ -246,3 +252,92 @@ def test_at_most_max_tree_unacked_datagrams_await_an_ack_and_the_oldest_is_given
     assert stat(a, "tree_acks_received") == acked
     a.receive_datagram(plain(Ack(seqs[1], "b")), b_address, net.now)
     assert stat(a, "tree_acks_received") == acked + 1
+
+
+# ---------------------------------------------------------------- datagram budgets
+
+
+def lone_core(name: str = "a", *, sealed: bool = False, **changes: object) -> NodeCore:
+    """A member outside any network at 10.0.0.1: its inputs are fed by hand."""
+    return NodeCore(name, ("10.0.0.1", 7946), config=Config.lan(**changes), rng=random.Random(1),
+                    wall_clock=lambda: WALL0, now=0.0, keyring=Keyring(KEY) if sealed else None,
+                    insecure=not sealed)
+
+
+def datagram_to(core: NodeCore, *msgs: Message) -> bytes:
+    data = plain(*msgs)
+    return core.keyring.seal(data, b"") if core.keyring is not None else data
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_a_record_gossips_only_if_it_fits_a_datagram_of_max_packet_size(sealed: bool) -> None:
+    """The largest record that gossips fills a datagram of ``max_packet_size`` exactly,
+    sealed or not; one byte more and it is left to anti-entropy."""
+    a = lone_core(sealed=sealed)
+    room = a.config.max_packet_size - codec.DATAGRAM_OVERHEAD - (crypto.OVERHEAD if sealed else 0)
+    stamp = a.catalog.clock.now()
+    fits, too_large = big_record("b", "fits", stamp, room), big_record("b", "over", stamp, room + 1)
+    b = ("10.0.0.2", 7946)
+    a.receive_datagram(datagram_to(a, RecordMsg(fits)), b, 0.0)
+    assert stat(a, "records_too_large_for_gossip") == 0
+    a.receive_datagram(datagram_to(a, RecordMsg(too_large)), b, 0.0)
+    assert stat(a, "records_too_large_for_gossip") == 1
+    assert a.catalog.get(fits.key) == fits
+    assert a.catalog.get(too_large.key) == too_large
+
+
+def alives(count: int, metas: list[int] | None = None) -> list[Alive]:
+    """Alives of ``count`` new members; the first ones with ``metas`` bytes of meta."""
+    sizes = (metas or []) + [0] * count
+    return [Alive(f"n{i}", 0, Address(f"10.1.0.{i + 2}", 7946), b"x" * sizes[i]) for i in range(count)]
+
+
+def padded_alives(count: int, total: int) -> list[Alive]:
+    """``count`` alives of new members whose messages add up to exactly ``total`` bytes."""
+    extra = total - sum(len(codec.encode_message(m)) for m in alives(count))
+    metas = [255] * (extra // 255) + [extra % 255]  # up to 255 bytes, a meta costs its length
+    out = alives(count, metas)
+    assert sum(len(codec.encode_message(m)) for m in out) == total
+    return out
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_an_ack_topped_up_with_queued_news_stays_within_max_packet_size(sealed: bool) -> None:
+    # A long name makes the ack itself large: the news must fit in what it leaves.
+    a = lone_core("a" * 200, sealed=sealed, eager_push=False)
+    src = Address("10.1.0.2", 7946)
+    a.receive_datagram(datagram_to(a, *alives(100)), src, 0.0)  # far more news than a datagram holds
+    assert datagrams(a) == []
+    a.receive_datagram(datagram_to(a, Ping(7, a.name, "n0", src)), src, 0.0)
+    [ack] = datagrams(a)
+    got = messages(ack.data, a.keyring)
+    assert got[0] == Ack(7, a.name)
+    assert len(got) > 10
+    assert len(ack.data) <= a.config.max_packet_size
+
+
+def test_an_ack_carries_all_the_queued_news_that_exactly_fills_the_datagram() -> None:
+    a = lone_core(eager_push=False)
+    src = Address("10.1.0.2", 7946)
+    own = codec.encode_message(a.membership.local_alive())  # queued since its creation
+    ack = codec.encode_message(Ack(7, a.name))
+    room = a.config.max_packet_size - codec.DATAGRAM_OVERHEAD
+    news = padded_alives(20, room - len(ack) - len(own))
+    a.receive_datagram(plain(*news), src, 0.0)
+    a.receive_datagram(plain(Ping(7, a.name, "n0", src)), src, 0.0)
+    [out] = datagrams(a)
+    got = messages(out.data)
+    assert got[0] == Ack(7, a.name)
+    assert sorted(m.name for m in got[1:] if isinstance(m, Alive)) == sorted([a.name, *(m.name for m in news)])
+    assert len(out.data) == a.config.max_packet_size
+
+
+def test_an_eager_push_carries_all_the_queued_news_that_exactly_fills_the_datagram() -> None:
+    a = lone_core()
+    own = codec.encode_message(a.membership.local_alive())
+    room = a.config.max_packet_size - codec.DATAGRAM_OVERHEAD
+    news = padded_alives(20, room - len(own))
+    a.receive_datagram(plain(*news), Address("10.1.0.2", 7946), 0.0)  # new members: pushed at once
+    first = datagrams(a)[0]
+    assert len(messages(first.data)) == len(news) + 1
+    assert len(first.data) == a.config.max_packet_size
