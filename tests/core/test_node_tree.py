@@ -22,7 +22,7 @@ from gossipreg.core.catalog import Record
 from gossipreg.core.codec import Ack, Message, Ping, RecordMsg, Tree
 from gossipreg.core.config import Config
 from gossipreg.core.crypto import Keyring
-from gossipreg.core.membership import Address, Alive, Member
+from gossipreg.core.membership import Address, Alive, Leave, Member, MemberState
 from gossipreg.core.model import Node
 from gossipreg.core.node import _MAX_TREE_UNACKED, NodeCore, SendDatagram
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
@@ -328,7 +328,8 @@ def test_an_ack_carries_all_the_queued_news_that_exactly_fills_the_datagram() ->
     [out] = datagrams(a)
     got = messages(out.data)
     assert got[0] == Ack(7, a.name)
-    assert sorted(m.name for m in got[1:] if isinstance(m, Alive)) == sorted([a.name, *(m.name for m in news)])
+    carried = sorted(m.name for m in got[1:] if isinstance(m, Alive))
+    assert carried == sorted([a.name, *(m.name for m in news)])
     assert len(out.data) == a.config.max_packet_size
 
 
@@ -341,3 +342,103 @@ def test_an_eager_push_carries_all_the_queued_news_that_exactly_fills_the_datagr
     first = datagrams(a)[0]
     assert len(messages(first.data)) == len(news) + 1
     assert len(first.data) == a.config.max_packet_size
+
+
+# ---------------------------------------------------------------- eager and periodic rounds
+
+
+def test_an_eager_round_that_sent_nothing_leaves_the_periodic_round_on_schedule() -> None:
+    """An eager round whose only target was pushed to just before sends nothing, so it
+    does not stand for the next periodic round: that one goes when it was due."""
+    net = CoreNetwork(insecure=True)
+    a, _b = net.cluster("a", "b")
+    pushes, rounds = stat(a, "eager_pushes"), stat(a, "gossip_datagrams")
+    a.register(service("one"), None, net.now)
+    t1 = net.now
+    assert stat(a, "eager_pushes") == pushes + 1  # stands for the periodic round due then
+    net.run(0.5 / net.config.eager_push_rate)
+    a.register(service("two"), None, net.now)  # b was pushed to too recently: nothing sent
+    assert stat(a, "eager_pushes") == pushes + 1
+    net.run_until(t1 + net.config.gossip_interval + 0.25 / net.config.eager_push_rate)
+    assert stat(a, "gossip_datagrams") == rounds + 1
+
+
+def test_an_eager_push_goes_again_to_a_member_once_the_rate_limit_gap_has_passed() -> None:
+    net = CoreNetwork(config=Config.lan(eager_push_rate=4.0), insecure=True)  # a gap of 0.25 s
+    a, _b = net.cluster("a", "b")
+    net.run_until(8.0)
+    pushes = stat(a, "eager_pushes")
+    a.register(service("one"), None, 8.0)
+    assert stat(a, "eager_pushes") == pushes + 1
+    net.run_until(8.25)
+    a.register(service("two"), None, 8.25)
+    assert stat(a, "eager_pushes") == pushes + 2
+
+
+def test_an_eager_round_skips_members_pushed_to_lately_and_still_pushes_to_the_others() -> None:
+    # a pushes news to its 9 members, then learns a tenth member at once: the round that
+    # follows skips the 9 (rate-limited) but pushes to the newcomer, wherever it is drawn.
+    a = lone_core(gossip_nodes=10, retransmit_mult=5)  # each update goes to all 10
+    src = Address("10.1.0.2", 7946)
+    a.receive_datagram(plain(*alives(9)), src, 0.0)
+    assert len(datagrams(a)) == 9
+    late = Alive("z", 0, Address("10.2.0.1", 7946))
+    a.receive_datagram(plain(late), src, 0.001)
+    [out] = datagrams(a)
+    assert out.address == late.address
+    assert late in messages(out.data)
+
+
+def test_members_left_without_news_in_an_eager_round_are_not_rate_limited() -> None:
+    # Each update is sent once (retransmit_mult=1): the first target of an eager round
+    # takes everything. Of the others, only the one found empty-handed counts as pushed
+    # to; so news a moment later is still pushed to the third member.
+    net = CoreNetwork(config=Config.lan(retransmit_mult=1), insecure=True)
+    a, *_ = net.cluster("a", "b", "c", "d")
+    pushes = stat(a, "eager_pushes")
+    a.register(service("one"), None, net.now)
+    assert stat(a, "eager_pushes") == pushes + 1
+    net.run(0.2 / net.config.eager_push_rate)
+    a.register(service("two"), None, net.now)
+    assert stat(a, "eager_pushes") == pushes + 2
+
+
+# ---------------------------------------------------------------- the end of a probe
+
+
+def probing(target: str) -> tuple[CoreNetwork, NodeCore]:
+    """Four members; a has just pinged ``target``, which is down."""
+    net = CoreNetwork(insecure=True)
+    a, *_ = net.cluster("a", "b", "c", "d")
+    net.down.add(target)
+    assert net.run_until(net.now + 10, until=lambda: a._probe is not None and a._probe.target == target)
+    return net, a
+
+
+def test_a_probe_whose_timeout_comes_asks_the_helpers_without_pinging_again() -> None:
+    # The re-ping due before the timeout is overtaken by it (a driver that ticks late):
+    # at the timeout the probe goes to the helpers only.
+    _net, a = probing("b")
+    p = a._probe
+    assert p is not None
+    assert p.resend_at < p.timeout_at
+    resends, reqs = stat(a, "probe_resends"), stat(a, "ping_reqs_sent")
+    a.tick(p.timeout_at)
+    assert stat(a, "probe_resends") == resends
+    assert stat(a, "ping_reqs_sent") == reqs + 2
+    assert not any(isinstance(m, Ping) for o in datagrams(a) for m in messages(o.data))
+
+
+def test_a_probe_whose_target_left_before_its_timeout_ends_without_a_failure() -> None:
+    net, a = probing("b")
+    p = a._probe
+    assert p is not None
+    b = net.member("a", "b")
+    a.receive_datagram(plain(Leave("b", b.incarnation)), b.address, net.now)
+    assert net.state("a", "b") is MemberState.LEFT
+    failed, reqs, health = stat(a, "probes_failed"), stat(a, "ping_reqs_sent"), a.membership.awareness.score
+    a.tick(p.timeout_at)
+    a.tick(p.period_end)
+    assert stat(a, "ping_reqs_sent") == reqs
+    assert stat(a, "probes_failed") == failed
+    assert a.membership.awareness.score == health
