@@ -27,18 +27,10 @@ from gossipreg.core.model import Node
 from gossipreg.core.node import _MAX_TREE_UNACKED, NodeCore, SendDatagram
 from gossipreg.testing import WALL0, CoreNetwork, decode_datagram
 
-from .node_helpers import KEY, service
+from .node_helpers import KEY, plain, service, stat
 
 _TREE_SEQ_FLAG = 1 << 62  # docs/protocol.md: a tree seq is 2^62 | counter << 7 | copy
 _COPY_BITS = 7
-
-
-def stat(core: NodeCore, name: str) -> int:
-    return core.statistics()[name]
-
-
-def plain(*msgs: Message) -> bytes:
-    return codec.pack_datagram([codec.encode_message(m) for m in msgs])
 
 
 def messages(data: bytes, keyring: Keyring | None = None) -> list[Message]:
