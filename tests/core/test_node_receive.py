@@ -349,3 +349,35 @@ def test_an_ack_naming_a_copy_of_a_tree_datagram_not_sent_yet_is_ignored() -> No
     assert stat(m0, "tree_acks_received") == acks + 3
     assert stat(m0, "tree_resends") == 0
     assert not m0._tree_sends
+
+
+def test_a_late_ack_to_an_earlier_probes_ping_does_not_answer_a_later_probe() -> None:
+    """An ack names the ping it answers. A late copy of the ack to the member's first
+    ping, arriving while a later probe waits for its own target, answers nothing: that
+    probe is not acked (a relayed ack carries the probe's own ping-req seq, which no
+    probe has before its indirect phase)."""
+    a = NodeCore("a", Address("10.0.0.1", 7946), config=Config(probe_interval=1.0), rng=random.Random(3),
+                 wall_clock=lambda: WALL0, now=0.0, insecure=True)
+    peers = {"b": Address("10.0.0.2", 7946), "c": Address("10.0.0.3", 7946)}
+    a.receive_datagram(plain(*(Alive(n, 1, addr) for n, addr in peers.items())), peers["b"], 0.0)
+    a.take_outbox()
+    pings: list[tuple[str, int]] = []
+    now = 0.0
+    while len(pings) < 2:
+        due = a.next_deadline()
+        assert due is not None
+        now = due
+        a.tick(now)
+        for out in a.take_outbox():
+            assert isinstance(out, SendDatagram)
+            pings += [(m.target, m.seq) for m in decode_datagram(out.data, None) if isinstance(m, Ping)]
+        if len(pings) == 1:  # the first probe's target acks at once
+            target, seq = pings[0]
+            a.receive_datagram(plain(Ack(seq, target)), peers[target], now)
+            a.take_outbox()
+    first, later = pings
+    assert later[0] != first[0]
+    assert later[1] != first[1]
+    acked = stat(a, "probes_acked")
+    a.receive_datagram(plain(Ack(first[1], first[0])), peers[first[0]], now + 0.001)
+    assert stat(a, "probes_acked") == acked
